@@ -1,0 +1,75 @@
+//! `metav1.Status` bodies, shaped as kube-apiserver shapes them for each reason.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusDetails};
+
+use super::GROUP;
+
+/// A failure Status with `reason`, `code` and `message`, and details naming the object when there is one.
+#[must_use]
+pub fn failure(code: u16, reason: &str, message: String, details: Option<StatusDetails>) -> Status {
+    Status {
+        status: Some("Failure".to_owned()),
+        code: Some(i32::from(code)),
+        reason: Some(reason.to_owned()),
+        message: Some(message),
+        details,
+        ..Status::default()
+    }
+}
+
+/// Details naming `name` of `kind` (a resource, e.g. `spaces`) in this server's group.
+#[must_use]
+pub fn details(kind: &str, name: &str) -> StatusDetails {
+    StatusDetails {
+        group: Some(GROUP.to_owned()),
+        kind: Some(kind.to_owned()),
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        ..StatusDetails::default()
+    }
+}
+
+/// 404 for `resource` `name`: the same words whether the object is missing or hidden from the caller.
+#[must_use]
+pub fn not_found(resource: &str, name: &str) -> Status {
+    failure(
+        404,
+        "NotFound",
+        format!("{resource}.{GROUP} \"{name}\" not found"),
+        Some(details(resource, name)),
+    )
+}
+
+/// 403 in kube-apiserver's words for a resource request.
+#[must_use]
+pub fn forbidden(user: &str, verb: &str, resource: &str, name: &str, reason: &str) -> Status {
+    let object = if name.is_empty() {
+        format!("{resource}.{GROUP}")
+    } else {
+        format!("{resource}.{GROUP} \"{name}\"")
+    };
+    let mut message = format!(
+        "{object} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" at the cluster scope"
+    );
+    if !reason.is_empty() {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    failure(403, "Forbidden", message, Some(details(resource, name)))
+}
+
+/// 403 for a non-resource path.
+#[must_use]
+pub fn forbidden_path(user: &str, verb: &str, path: &str) -> Status {
+    failure(
+        403,
+        "Forbidden",
+        format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""),
+        None,
+    )
+}
+
+/// 400 for a malformed parameter.
+#[must_use]
+pub fn bad_request(message: String) -> Status {
+    failure(400, "BadRequest", message, None)
+}

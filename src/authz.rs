@@ -1,0 +1,132 @@
+//! May this user do this here? Every request is authorized in this server too, by SubjectAccessReview against
+//! kube-apiserver, with allow and deny answers cached for a short time as kube's delegated authorizer does.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, PostParams};
+use kube::Client;
+use parking_lot::Mutex;
+
+use crate::api::GROUP;
+use crate::authn::User;
+
+/// How long an answer is reused (kube's `--authorization-webhook-cache-{authorized,unauthorized}-ttl` default).
+const TTL: Duration = Duration::from_secs(10);
+/// Bound on the cache; beyond it, expired entries are swept and, if still full, the cache is cleared.
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("SubjectAccessReview failed")]
+    Review(#[source] kube::Error),
+}
+
+/// What is asked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Attributes {
+    /// A verb on this server's resource (cluster-scoped), optionally on one name.
+    Resource {
+        verb: String,
+        resource: String,
+        name: String,
+    },
+    /// A verb on a non-resource path (`/metrics`, `/openapi/v2`, ...).
+    Path { verb: String, path: String },
+}
+
+/// The answer, with kube-apiserver's reason when denied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(String),
+}
+
+pub struct Authorizer {
+    client: Client,
+    cache: Mutex<HashMap<(User, Attributes), (Decision, Instant)>>,
+}
+
+// === impl Authorizer ===
+
+impl Authorizer {
+    #[must_use]
+    pub fn new(client: Client) -> Self {
+        Authorizer {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// # Errors
+    /// When kube-apiserver cannot answer the review.
+    pub async fn authorize(&self, user: &User, attributes: &Attributes) -> Result<Decision, Error> {
+        // kube's delegated authorizer lets system:masters through without asking, so the aggregator's probes work
+        // even while kube-apiserver is busy.
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(Decision::Allow);
+        }
+        let key = (user.clone(), attributes.clone());
+        if let Some((decision, at)) = self.cache.lock().get(&key) {
+            if at.elapsed() < TTL {
+                return Ok(decision.clone());
+            }
+        }
+        let review = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review(user, attributes))
+            .await
+            .map_err(Error::Review)?;
+        let status = review.status.unwrap_or_default();
+        let decision = if status.allowed && !status.denied.unwrap_or(false) {
+            Decision::Allow
+        } else {
+            Decision::Deny(status.reason.unwrap_or_default())
+        };
+        let mut cache = self.cache.lock();
+        if cache.len() >= MAX_ENTRIES {
+            cache.retain(|_, (_, at)| at.elapsed() < TTL);
+            if cache.len() >= MAX_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (decision.clone(), Instant::now()));
+        Ok(decision)
+    }
+}
+
+fn review(user: &User, attributes: &Attributes) -> SubjectAccessReview {
+    let (resource_attributes, non_resource_attributes) = match attributes {
+        Attributes::Resource { verb, resource, name } => (
+            Some(ResourceAttributes {
+                group: Some(GROUP.to_owned()),
+                version: Some(crate::api::VERSION.to_owned()),
+                resource: Some(resource.clone()),
+                verb: Some(verb.clone()),
+                name: (!name.is_empty()).then(|| name.clone()),
+                ..ResourceAttributes::default()
+            }),
+            None,
+        ),
+        Attributes::Path { verb, path } => (
+            None,
+            Some(NonResourceAttributes {
+                path: Some(path.clone()),
+                verb: Some(verb.clone()),
+            }),
+        ),
+    };
+    SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.name.clone()),
+            uid: user.uid.clone(),
+            groups: Some(user.groups.clone()),
+            extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
+            resource_attributes,
+            non_resource_attributes,
+        },
+        ..SubjectAccessReview::default()
+    }
+}

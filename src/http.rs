@@ -1,0 +1,422 @@
+//! The HTTP edge: accepts TLS connections, builds the request stack, routes, negotiates the representation, and turns
+//! every module's error into a `metav1.Status` (in [`status_of`], and nowhere else).
+
+pub mod negotiate;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::api::table::{PartialObjectMetadata, PartialObjectMetadataList, Table};
+use crate::api::{discovery, space, status, GROUP};
+use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
+use crate::authz::{self, Attributes, Authorizer, Decision};
+use crate::backend::Stores;
+use crate::metrics::{self, RequestMetrics};
+use crate::spaces::{self, selector, ListOptions, Registry};
+use crate::tls::{self, Acceptor};
+use negotiate::{negotiate, Output, Target};
+
+/// Response body: whole documents now, streams (watch) later.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Go opens extra connections past its peer's stream limit; kube-apiserver multiplexes every watch on one connection.
+const MAX_CONCURRENT_STREAMS: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Authn(#[from] authn::Error),
+    #[error(transparent)]
+    Authz(#[from] authz::Error),
+    #[error(transparent)]
+    Spaces(#[from] spaces::Error),
+    #[error("forbidden")]
+    Forbidden { user: String, attributes: Attributes, reason: String },
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    #[error("method {0} is not supported")]
+    MethodNotAllowed(Method),
+    #[error("not acceptable")]
+    NotAcceptable,
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// Everything a request may need, shared by all connections.
+pub struct App {
+    pub registry: Registry,
+    pub stores: Stores,
+    pub authorizer: Authorizer,
+    pub metrics: RequestMetrics,
+    pub registry_metrics: prometheus::Registry,
+}
+
+/// Accepts connections until the listener fails; each connection is served on its own task.
+///
+/// # Errors
+/// When accepting fails fatally.
+pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>) -> std::io::Result<()> {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Per-connection errors (e.g. too many open files) must not stop the server.
+                tracing::warn!(%error, "Accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let settings = acceptor.current();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = tokio_rustls::TlsAcceptor::from(settings.server_config.clone());
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer = Arc::new(tls::peer_identity(stream.get_ref().1));
+            let request_header = settings.request_header.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let (app, peer, request_header) = (app.clone(), peer.clone(), request_header.clone());
+                async move { Ok::<_, Infallible>(handle(&app, &request_header, &peer, req).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%remote, %error, "Connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The request stack, outermost first.
+async fn handle(
+    app: &App,
+    request_header: &RequestHeaderConfig,
+    peer: &PeerIdentity,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // Catch panics so that one bad request answers 500 instead of tearing down a connection shared by many users.
+    let response = AssertUnwindSafe(route(app, request_header, peer, req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(http.method = %method, http.route = %path, "Handler panicked");
+            Err(RouteError::Internal)
+        });
+    let response = response.unwrap_or_else(|error| error.into_response());
+    app.metrics.observe(&method, &path, response.status(), started.elapsed());
+    response
+}
+
+/// An error on its way out: a module error to map, or an internal failure whose cause was already logged.
+enum RouteError {
+    Status(Error),
+    Internal,
+}
+
+impl From<Error> for RouteError {
+    fn from(error: Error) -> Self {
+        RouteError::Status(error)
+    }
+}
+
+impl RouteError {
+    fn into_response(self) -> Response<Body> {
+        let status = match self {
+            RouteError::Status(error) => status_of(&error),
+            RouteError::Internal => status::failure(500, "InternalError", "an error on the server has prevented the request from succeeding".to_owned(), None),
+        };
+        status_response(&status)
+    }
+}
+
+/// The one place errors become `metav1.Status`.
+fn status_of(error: &Error) -> Status {
+    match error {
+        Error::Authn(_) => status::failure(401, "Unauthorized", "Unauthorized".to_owned(), None),
+        Error::Authz(cause) => {
+            tracing::error!(error = %cause, source = ?std::error::Error::source(cause), "Authorization failed");
+            status::failure(500, "InternalError", "Internal error occurred: authorization check failed".to_owned(), None)
+        }
+        Error::Spaces(spaces::Error::NotFound(name)) => status::not_found(space::RESOURCE, name),
+        Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
+        Error::Forbidden { user, attributes, reason } => match attributes {
+            Attributes::Resource { verb, resource, name } => status::forbidden(user, verb, resource, name, reason),
+            Attributes::Path { verb, path } => status::forbidden_path(user, verb, path),
+        },
+        Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
+        Error::MethodNotAllowed(method) => status::failure(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+            None,
+        ),
+        Error::NotAcceptable => status::failure(
+            406,
+            "NotAcceptable",
+            format!("only the following media types are accepted: {}", negotiate::ACCEPTED),
+            None,
+        ),
+        Error::BadRequest(message) => status::bad_request(message.clone()),
+    }
+}
+
+fn status_response(status: &Status) -> Response<Body> {
+    let code = status
+        .code
+        .and_then(|c| u16::try_from(c).ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, status)
+}
+
+fn json_response(code: StatusCode, body: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => bytes_response(code, "application/json", bytes),
+        Err(error) => {
+            tracing::error!(%error, "Encoding a response failed");
+            bytes_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"encoding failed".to_vec())
+        }
+    }
+}
+
+fn bytes_response(code: StatusCode, content_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    for (key, value) in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+        // The first value counts, as in Go's url.Values.Get.
+        params.entry(key.into_owned()).or_insert_with(|| value.into_owned());
+    }
+    params
+}
+
+fn accept(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+async fn route(
+    app: &App,
+    request_header: &RequestHeaderConfig,
+    peer: &PeerIdentity,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, RouteError> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    // Health is answered before authentication: kubelet probes carry no identity.
+    match path.as_str() {
+        "/healthz" | "/livez" => return Ok(bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())),
+        "/readyz" => {
+            return Ok(if app.stores.is_ready() {
+                bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())
+            } else {
+                bytes_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"[-]caches not synced\nreadyz check failed".to_vec())
+            })
+        }
+        _ => {}
+    }
+    // Authentication: only a verified front proxy may assert an identity.
+    let user = authn::authenticate(request_header, peer, req.headers()).map_err(Error::from)?;
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let method = req.method().clone();
+    if method != Method::GET {
+        return match segments.as_slice() {
+            ["apis", GROUP, "v1", "spaces", ..] => Err(Error::MethodNotAllowed(method).into()),
+            _ => Err(Error::NoRoute.into()),
+        };
+    }
+    // Discovery is open to every authenticated user, as kube's system:discovery role makes it.
+    match segments.as_slice() {
+        ["apis"] => return discovery_root(req.headers()),
+        ["apis", GROUP] => return Ok(json_response(StatusCode::OK, &discovery::api_group())),
+        ["apis", GROUP, "v1"] => return Ok(json_response(StatusCode::OK, &discovery::api_resource_list())),
+        ["version"] => return Ok(json_response(StatusCode::OK, &version())),
+        _ => {}
+    }
+    // Authorization of everything else, in this server too.
+    let attributes = match segments.as_slice() {
+        ["apis", GROUP, "v1", "spaces"] => Attributes::Resource {
+            verb: if is_watch(&req) { "watch" } else { "list" }.to_owned(),
+            resource: space::RESOURCE.to_owned(),
+            name: String::new(),
+        },
+        ["apis", GROUP, "v1", "spaces", name] => Attributes::Resource {
+            verb: "get".to_owned(),
+            resource: space::RESOURCE.to_owned(),
+            name: (*name).to_owned(),
+        },
+        _ => Attributes::Path {
+            verb: "get".to_owned(),
+            path: path.clone(),
+        },
+    };
+    authorize(app, &user, attributes).await?;
+    match segments.as_slice() {
+        ["apis", GROUP, "v1", "spaces"] => list_spaces(app, &user, &req),
+        ["apis", GROUP, "v1", "spaces", name] => get_space(app, &user, &req, name),
+        ["metrics"] => Ok(bytes_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics::encode(&app.registry_metrics),
+        )),
+        _ => Err(Error::NoRoute.into()),
+    }
+}
+
+fn is_watch(req: &Request<Incoming>) -> bool {
+    matches!(query_params(req).get("watch").map(String::as_str), Some("1" | "true"))
+}
+
+async fn authorize(app: &App, user: &User, attributes: Attributes) -> Result<(), RouteError> {
+    match app.authorizer.authorize(user, &attributes).await.map_err(Error::from)? {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(Error::Forbidden {
+            user: user.name.clone(),
+            attributes,
+            reason,
+        }
+        .into()),
+    }
+}
+
+fn discovery_root(headers: &HeaderMap) -> Result<Response<Body>, RouteError> {
+    match negotiate(accept(headers), Target::Discovery).ok_or(Error::NotAcceptable)? {
+        Output::DiscoveryV2 => {
+            let body = serde_json::to_vec(&discovery::aggregated_v2()).map_err(|_| RouteError::Internal)?;
+            let etag = format!("\"{:016x}\"", fnv1a(&body));
+            let not_modified = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == etag);
+            let mut response = if not_modified {
+                let mut r = bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
+                r.headers_mut().remove(header::CONTENT_TYPE);
+                r
+            } else {
+                bytes_response(StatusCode::OK, "application/json", body)
+            };
+            let headers = response.headers_mut();
+            if !not_modified {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+                );
+            }
+            if let Ok(etag) = HeaderValue::from_str(&etag) {
+                headers.insert(header::ETAG, etag);
+            }
+            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public"));
+            Ok(response)
+        }
+        _ => Ok(json_response(StatusCode::OK, &discovery::api_group_list())),
+    }
+}
+
+/// FNV-1a: a stable ETag for discovery documents (not a security boundary).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn version() -> serde_json::Value {
+    serde_json::json!({
+        "major": "1",
+        "minor": "0",
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")),
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+fn list_options(params: &HashMap<String, String>) -> Result<ListOptions, Error> {
+    let label_selector = selector::LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+        .map_err(spaces::Error::from)?;
+    let field_selector = selector::FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+        .map_err(spaces::Error::from)?;
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+    })
+}
+
+fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
+    let params = query_params(req);
+    if is_watch(req) {
+        return Err(Error::MethodNotAllowed(Method::GET).into());
+    }
+    let output = negotiate(accept(req.headers()), Target::List).ok_or(Error::NotAcceptable)?;
+    let options = list_options(&params)?;
+    let list = app.registry.list(user, &options);
+    Ok(match output {
+        Output::Table(version) => {
+            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
+                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
+            let rows = spaces::table::rows(&list.items, include, &version, Timestamp::now());
+            json_response(StatusCode::OK, &Table::new(&version, list.metadata, spaces::table::columns(), rows))
+        }
+        Output::PartialObjectMetadataList(version) => {
+            let items = list
+                .items
+                .into_iter()
+                .map(|s| PartialObjectMetadata::new(&version, s.metadata))
+                .collect();
+            json_response(StatusCode::OK, &PartialObjectMetadataList::new(&version, list.metadata, items))
+        }
+        _ => json_response(StatusCode::OK, &list),
+    })
+}
+
+fn get_space(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
+    let params = query_params(req);
+    let output = negotiate(accept(req.headers()), Target::Object).ok_or(Error::NotAcceptable)?;
+    let space = app.registry.get(user, name).map_err(Error::from)?;
+    Ok(match output {
+        Output::Table(version) => {
+            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
+                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
+            let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta {
+                resource_version: space.metadata.resource_version.clone(),
+                ..Default::default()
+            };
+            let rows = spaces::table::rows(std::slice::from_ref(&space), include, &version, Timestamp::now());
+            json_response(StatusCode::OK, &Table::new(&version, metadata, spaces::table::columns(), rows))
+        }
+        Output::PartialObjectMetadata(version) => {
+            json_response(StatusCode::OK, &PartialObjectMetadata::new(&version, space.metadata))
+        }
+        _ => json_response(StatusCode::OK, &space),
+    })
+}

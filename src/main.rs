@@ -1,0 +1,175 @@
+//! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates.
+
+mod access;
+mod api;
+mod authn;
+mod authz;
+mod backend;
+mod certs;
+mod config;
+mod http;
+mod metrics;
+mod spaces;
+mod tls;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tenancy-apiserver", version, about = "Per-tenant views of a shared Kubernetes cluster (tenancy.loft.sh/v1)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve tenancy.loft.sh/v1 behind kube-apiserver's aggregation layer.
+    Serve(config::Options),
+    /// Write a new CA and a serving certificate for the in-cluster Service (ca.crt, tls.crt, tls.key).
+    Certs {
+        /// Directory to write the files into.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// Name of the Service the APIService points at.
+        #[arg(long, default_value = "tenancy-apiserver")]
+        service: String,
+        /// Namespace of that Service.
+        #[arg(long, default_value = "tenancy-system")]
+        namespace: String,
+        /// More DNS names or IP addresses to put in the certificate.
+        #[arg(long = "extra-san")]
+        extra_sans: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Backend(#[from] backend::Error),
+    #[error(transparent)]
+    Authn(#[from] authn::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    #[error(transparent)]
+    Certs(#[from] certs::Error),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving")]
+    Serve(#[source] std::io::Error),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can be built at startup");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(options) => serve(options.complete()?).await,
+            Command::Certs { out_dir, service, namespace, extra_sans, days } => {
+                let names = certs::service_names(&service, &namespace, &extra_sans);
+                certs::write(&certs::generate(&names, days)?, &out_dir)?;
+                println!("wrote ca.crt, tls.crt, tls.key to {} for {}", out_dir.display(), names.join(", "));
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: config::Config) -> Result<(), Error> {
+    // kube and rustls both build on ring; one process-wide provider keeps them from disagreeing.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = backend::client(config.kubeconfig.as_deref()).await?;
+
+    // The front-proxy CA must be known before the first connection is accepted, or no proxied request could be
+    // authenticated; kube-apiserver may still be publishing it, so wait for it.
+    let configmap = loop {
+        match backend::request_header_config(&client).await {
+            Ok(cm) => break cm,
+            Err(error) => {
+                tracing::warn!(error = %error, source = ?std::error::Error::source(&error), "Waiting for the authentication ConfigMap");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let request_header = authn::RequestHeaderConfig::from_configmap(&configmap)?;
+    let acceptor = Arc::new(tls::Acceptor::new(&config.tls_cert_file, &config.tls_private_key_file, request_header)?);
+
+    let (stores, reflectors) = backend::Stores::start(&client);
+    tokio::spawn(reflectors);
+    {
+        let acceptor = acceptor.clone();
+        tokio::spawn(backend::watch_request_header_config(client.clone(), move |settings| {
+            if acceptor.current().request_header.as_ref() == &settings {
+                return;
+            }
+            match acceptor.update(settings) {
+                Ok(()) => tracing::info!("Request-header settings changed; new connections use them"),
+                Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
+            }
+        }));
+    }
+
+    let registry_metrics = prometheus::Registry::new();
+    let app = Arc::new(http::App {
+        registry: spaces::Registry::new(stores.clone()),
+        stores,
+        authorizer: authz::Authorizer::new(client),
+        metrics: metrics::RequestMetrics::register(&registry_metrics),
+        registry_metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+    tracing::info!(addr = %config.listen, "Serving");
+    tokio::select! {
+        result = http::serve(listener, acceptor, app) => result.map_err(Error::Serve),
+        () = shutdown_signal() => {
+            tracing::info!("Shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler can be installed at startup");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,71 @@
+//! `/metrics`: the Prometheus text encoding of the process registry, and the request metrics the HTTP edge records.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Requests by verb, route class and code.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+// === impl RequestMetrics ===
+
+impl RequestMetrics {
+    /// # Panics
+    /// At startup only, if the metric definitions are invalid or registered twice.
+    #[must_use]
+    pub fn register(registry: &Registry) -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new("tenancy_apiserver_requests_total", "Requests served, by method, route and code."),
+            &["method", "route", "code"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("tenancy_apiserver_request_duration_seconds", "Time to answer a request (to the first byte for watches).")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        registry.register(Box::new(latency.clone())).expect("registered once");
+        RequestMetrics { requests, latency }
+    }
+
+    pub fn observe(&self, method: &Method, path: &str, code: StatusCode, elapsed: Duration) {
+        let route = route_class(path);
+        self.requests
+            .with_label_values(&[method.as_str(), route, code.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[method.as_str(), route])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// A bounded label: names of spaces never become label values.
+fn route_class(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["apis", _, _, "spaces"] => "spaces",
+        ["apis", _, _, "spaces", _] => "space",
+        ["apis", ..] => "discovery",
+        ["healthz" | "livez" | "readyz"] => "health",
+        ["metrics"] => "metrics",
+        ["openapi", ..] => "openapi",
+        _ => "other",
+    }
+}
+
+/// The registry in Prometheus' text format.
+#[must_use]
+pub fn encode(registry: &Registry) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        tracing::warn!(%error, "Encoding metrics failed");
+    }
+    buffer
+}
