@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Owns: the whole product on a local control plane, in STATE_DIR: the control plane (tests/controlplane/up.sh), the
+# server built from this checkout with its serving certificate and its own ServiceAccount identity holding only the
+# RBAC in deploy/, and the local APIService (apiservice/local/) — waited on until kube-apiserver reports it Available.
+# Stop everything with tests/controlplane/down.sh STATE_DIR.
+#
+# Usage: up.sh STATE_DIR   -> progress on stderr; prints the path of STATE_DIR/env on stdout's last line.
+set -euo pipefail
+
+if [[ $# -ne 1 || -z "$1" ]]; then
+  echo "usage: $0 STATE_DIR" >&2
+  exit 2
+fi
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+log() { echo "env: $*" >&2; }
+start=$SECONDS
+
+env_file="$("$repo/tests/controlplane/up.sh" "$1" | tail -n 1)"
+# shellcheck disable=SC1090
+source "$env_file"
+fail() {
+  log "$*"
+  [[ -f "$LOG_DIR/tenancy-apiserver.log" ]] && tail -n 40 "$LOG_DIR/tenancy-apiserver.log" >&2
+  "$repo/tests/controlplane/down.sh" "$STATE_DIR" >&2 || true
+  exit 1
+}
+k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+log "building the server"
+(cd "$repo" && cargo build --quiet --bin tenancy-apiserver) || fail "cargo build failed"
+server_bin="$repo/target/debug/tenancy-apiserver"
+
+serving="$STATE_DIR/serving"
+"$server_bin" certs --out-dir "$serving" --extra-san localhost --extra-san 127.0.0.1 >&2
+
+k apply -f "$repo/deploy/namespace.yaml" -f "$repo/deploy/rbac.yaml" -f "$repo/deploy/tenant-rbac.yaml" >&2
+
+# The server runs as its ServiceAccount, with a token as a pod would have one: its RBAC is exactly deploy/'s.
+token="$(k create token tenancy-apiserver -n tenancy-system --duration=24h)"
+server_kubeconfig="$KUBECONFIG_DIR/tenancy-apiserver.kubeconfig"
+cat >"$server_kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+  - name: local
+    cluster:
+      server: $APISERVER_URL
+      certificate-authority-data: $(base64 -w0 <"$CA_CERT")
+users:
+  - name: tenancy-apiserver
+    user:
+      token: $token
+contexts:
+  - name: tenancy-apiserver
+    context: {cluster: local, user: tenancy-apiserver}
+current-context: tenancy-apiserver
+KUBECONFIG
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+RUST_LOG="${RUST_LOG:-info}" "$server_bin" serve --bind-address 127.0.0.1 --secure-port "$port" \
+  --tls-cert-file "$serving/tls.crt" --tls-private-key-file "$serving/tls.key" \
+  --kubeconfig "$server_kubeconfig" >"$LOG_DIR/tenancy-apiserver.log" 2>&1 &
+echo $! >"$PID_DIR/tenancy-apiserver.pid"
+server_url="https://127.0.0.1:$port"
+
+deadline=$((SECONDS + 60))
+until curl -sf --cacert "$serving/ca.crt" "$server_url/readyz" >/dev/null 2>&1; do
+  kill -0 "$(cat "$PID_DIR/tenancy-apiserver.pid")" 2>/dev/null || fail "the server exited"
+  ((SECONDS < deadline)) || fail "the server did not get ready within 60s"
+  sleep 0.2
+done
+log "server ready on $server_url"
+
+sed -e "s|\${PORT}|$port|g" -e "s|\${CA_BUNDLE}|$(base64 -w0 <"$serving/ca.crt")|g" \
+  "$repo/apiservice/local/apiservice.yaml" | k apply -f - >&2
+k wait --for=condition=Available apiservice/v1.tenancy.loft.sh --timeout=60s >&2 ||
+  fail "APIService v1.tenancy.loft.sh is not Available: $(k get apiservice v1.tenancy.loft.sh -o jsonpath='{.status.conditions}')"
+
+{
+  q() { printf 'export %s=%q\n' "$1" "$2"; }
+  q SERVER_BIN "$server_bin"
+  q SERVER_PORT "$port"
+  q SERVER_URL "$server_url"
+  q SERVER_CA_CERT "$serving/ca.crt"
+  q SERVER_KUBECONFIG "$server_kubeconfig"
+  q REPO_DIR "$repo"
+} >>"$env_file"
+log "up in $((SECONDS - start))s (source $env_file)"
+echo "$env_file"
