@@ -109,7 +109,11 @@ fn cluster_binding_rules(rbac: &impl RbacSource, role_ref: &RoleRef) -> Vec<Poli
 }
 
 /// Rules a RoleBinding's roleRef points at: a Role in the binding's namespace, or a ClusterRole.
-fn role_binding_rules(rbac: &impl RbacSource, role_ref: &RoleRef, namespace: &str) -> Vec<PolicyRule> {
+fn role_binding_rules(
+    rbac: &impl RbacSource,
+    role_ref: &RoleRef,
+    namespace: &str,
+) -> Vec<PolicyRule> {
     match role_ref.kind.as_str() {
         "ClusterRole" => cluster_binding_rules(rbac, role_ref),
         "Role" => rbac
@@ -135,7 +139,7 @@ pub fn binding_applies(subjects: Option<&[Subject]>, user: &User, namespace: &st
 pub fn subject_applies(subject: &Subject, user: &User, namespace: &str) -> bool {
     match subject.kind.as_str() {
         "User" => subject.name == user.name,
-        "Group" => user.groups.iter().any(|group| *group == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let sa_namespace = match subject.namespace.as_deref() {
                 Some(ns) if !ns.is_empty() => ns,

@@ -79,7 +79,10 @@ impl RequestHeaderConfig {
             username_headers: list("requestheader-username-headers", &["x-remote-user"])?,
             uid_headers: list("requestheader-uid-headers", &[])?,
             group_headers: list("requestheader-group-headers", &["x-remote-group"])?,
-            extra_header_prefixes: list("requestheader-extra-headers-prefix", &["x-remote-extra-"])?,
+            extra_header_prefixes: list(
+                "requestheader-extra-headers-prefix",
+                &["x-remote-extra-"],
+            )?,
         })
     }
 

@@ -78,21 +78,35 @@ pub struct Stores {
 
 impl Stores {
     /// Starts a reflector per kind on `client`; the returned future drives them all and must be spawned.
-    #[must_use]
     pub fn start(client: &Client) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let namespace_revision = Arc::new(AtomicU64::new(0));
         let revision = namespace_revision.clone();
-        let (namespaces, namespaces_run) = reflect(Api::<Namespace>::all(client.clone()), move |ns: &Namespace| {
-            if let Some(rv) = ns.metadata.resource_version.as_deref().and_then(|rv| rv.parse().ok()) {
-                revision.fetch_max(rv, Ordering::Relaxed);
-            }
-        });
+        let (namespaces, namespaces_run) = reflect(
+            Api::<Namespace>::all(client.clone()),
+            move |ns: &Namespace| {
+                if let Some(rv) = ns
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(|rv| rv.parse().ok())
+                {
+                    revision.fetch_max(rv, Ordering::Relaxed);
+                }
+            },
+        );
         let (roles, roles_run) = reflect(Api::<Role>::all(client.clone()), |_: &Role| {});
-        let (cluster_roles, cluster_roles_run) = reflect(Api::<ClusterRole>::all(client.clone()), |_: &ClusterRole| {});
-        let (role_bindings, role_bindings_run) =
-            reflect(Api::<RoleBinding>::all(client.clone()), |_: &RoleBinding| {});
-        let (cluster_role_bindings, cluster_role_bindings_run) =
-            reflect(Api::<ClusterRoleBinding>::all(client.clone()), |_: &ClusterRoleBinding| {});
+        let (cluster_roles, cluster_roles_run) = reflect(
+            Api::<ClusterRole>::all(client.clone()),
+            |_: &ClusterRole| {},
+        );
+        let (role_bindings, role_bindings_run) = reflect(
+            Api::<RoleBinding>::all(client.clone()),
+            |_: &RoleBinding| {},
+        );
+        let (cluster_role_bindings, cluster_role_bindings_run) = reflect(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            |_: &ClusterRoleBinding| {},
+        );
         let stores = Stores {
             namespaces,
             roles,
@@ -175,7 +189,13 @@ impl RbacSource for Stores {
 /// A store of `K` and the future that keeps it current; `observe` sees every applied object.
 fn reflect<K, F>(api: Api<K>, observe: F) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
@@ -218,7 +238,10 @@ pub async fn request_header_config(client: &Client) -> Result<ConfigMap, Error> 
 pub async fn watch_request_header_config(client: Client, apply: impl Fn(RequestHeaderConfig)) {
     let api = Api::<ConfigMap>::namespaced(client, AUTH_CONFIGMAP_NAMESPACE);
     let config = watcher::Config::default().fields(&format!("metadata.name={AUTH_CONFIGMAP_NAME}"));
-    let mut changes = watcher::watcher(api, config).default_backoff().applied_objects().boxed();
+    let mut changes = watcher::watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     loop {
         match changes.try_next().await {
             Ok(Some(cm)) => match RequestHeaderConfig::from_configmap(&cm) {
@@ -226,7 +249,9 @@ pub async fn watch_request_header_config(client: Client, apply: impl Fn(RequestH
                 Err(error) => tracing::warn!(%error, "Ignoring unusable authentication ConfigMap"),
             },
             Ok(None) => return,
-            Err(error) => tracing::warn!(%error, "Watch of the authentication ConfigMap failed; retrying"),
+            Err(error) => {
+                tracing::warn!(%error, "Watch of the authentication ConfigMap failed; retrying")
+            }
         }
     }
 }

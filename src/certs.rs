@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +48,15 @@ pub fn generate(names: &[String], days: i64) -> Result<Bundle, Error> {
     let now = time::OffsetDateTime::now_utc();
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.distinguished_name = DistinguishedName::new();
-    ca_params.distinguished_name.push(DnType::CommonName, "tenancy-apiserver-ca");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tenancy-apiserver-ca");
     ca_params.not_before = now - time::Duration::hours(1);
     ca_params.not_after = now + time::Duration::days(days);
     let ca_key = KeyPair::generate()?;
@@ -59,9 +65,15 @@ pub fn generate(names: &[String], days: i64) -> Result<Bundle, Error> {
 
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, names.first().map_or("tenancy-apiserver", String::as_str));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map_or("tenancy-apiserver", String::as_str),
+    );
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(days);
     let key = KeyPair::generate()?;

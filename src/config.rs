@@ -51,12 +51,18 @@ impl Options {
             ("tls-private-key-file", &self.tls_private_key_file),
         ] {
             if !path.is_file() {
-                return Err(Error::Missing { flag, path: path.clone() });
+                return Err(Error::Missing {
+                    flag,
+                    path: path.clone(),
+                });
             }
         }
         if let Some(path) = &self.kubeconfig {
             if !path.is_file() {
-                return Err(Error::Missing { flag: "kubeconfig", path: path.clone() });
+                return Err(Error::Missing {
+                    flag: "kubeconfig",
+                    path: path.clone(),
+                });
             }
         }
         Ok(Config {

@@ -46,7 +46,11 @@ pub enum Error {
     #[error(transparent)]
     Spaces(#[from] spaces::Error),
     #[error("forbidden")]
-    Forbidden { user: String, attributes: Attributes, reason: String },
+    Forbidden {
+        user: String,
+        attributes: Attributes,
+        reason: String,
+    },
     #[error("the server could not find the requested resource")]
     NoRoute,
     #[error("method {0} is not supported")]
@@ -70,7 +74,11 @@ pub struct App {
 ///
 /// # Errors
 /// When accepting fails fatally.
-pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: Arc<Acceptor>,
+    app: Arc<App>,
+) -> std::io::Result<()> {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -85,7 +93,8 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
         let app = app.clone();
         tokio::spawn(async move {
             let tls = tokio_rustls::TlsAcceptor::from(settings.server_config.clone());
-            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+            {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(%remote, %error, "TLS handshake failed");
@@ -99,12 +108,18 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
             let peer = Arc::new(tls::peer_identity(stream.get_ref().1));
             let request_header = settings.request_header.clone();
             let service = hyper::service::service_fn(move |req| {
-                let (app, peer, request_header) = (app.clone(), peer.clone(), request_header.clone());
+                let (app, peer, request_header) =
+                    (app.clone(), peer.clone(), request_header.clone());
                 async move { Ok::<_, Infallible>(handle(&app, &request_header, &peer, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+            builder
+                .http2()
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+            if let Err(error) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%remote, %error, "Connection ended with an error");
             }
         });
@@ -130,7 +145,8 @@ async fn handle(
             Err(RouteError::Internal)
         });
     let response = response.unwrap_or_else(|error| error.into_response());
-    app.metrics.observe(&method, &path, response.status(), started.elapsed());
+    app.metrics
+        .observe(&method, &path, response.status(), started.elapsed());
     response
 }
 
@@ -150,7 +166,12 @@ impl RouteError {
     fn into_response(self) -> Response<Body> {
         let status = match self {
             RouteError::Status(error) => status_of(&error),
-            RouteError::Internal => status::failure(500, "InternalError", "an error on the server has prevented the request from succeeding".to_owned(), None),
+            RouteError::Internal => status::failure(
+                500,
+                "InternalError",
+                "an error on the server has prevented the request from succeeding".to_owned(),
+                None,
+            ),
         };
         status_response(&status)
     }
@@ -162,12 +183,25 @@ fn status_of(error: &Error) -> Status {
         Error::Authn(_) => status::failure(401, "Unauthorized", "Unauthorized".to_owned(), None),
         Error::Authz(cause) => {
             tracing::error!(error = %cause, source = ?std::error::Error::source(cause), "Authorization failed");
-            status::failure(500, "InternalError", "Internal error occurred: authorization check failed".to_owned(), None)
+            status::failure(
+                500,
+                "InternalError",
+                "Internal error occurred: authorization check failed".to_owned(),
+                None,
+            )
         }
         Error::Spaces(spaces::Error::NotFound(name)) => status::not_found(space::RESOURCE, name),
         Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
-        Error::Forbidden { user, attributes, reason } => match attributes {
-            Attributes::Resource { verb, resource, name } => status::forbidden(user, verb, resource, name, reason),
+        Error::Forbidden {
+            user,
+            attributes,
+            reason,
+        } => match attributes {
+            Attributes::Resource {
+                verb,
+                resource,
+                name,
+            } => status::forbidden(user, verb, resource, name, reason),
             Attributes::Path { verb, path } => status::forbidden_path(user, verb, path),
         },
         Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
@@ -180,7 +214,10 @@ fn status_of(error: &Error) -> Status {
         Error::NotAcceptable => status::failure(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: {}", negotiate::ACCEPTED),
+            format!(
+                "only the following media types are accepted: {}",
+                negotiate::ACCEPTED
+            ),
             None,
         ),
         Error::BadRequest(message) => status::bad_request(message.clone()),
@@ -201,7 +238,11 @@ fn json_response(code: StatusCode, body: &impl Serialize) -> Response<Body> {
         Ok(bytes) => bytes_response(code, "application/json", bytes),
         Err(error) => {
             tracing::error!(%error, "Encoding a response failed");
-            bytes_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"encoding failed".to_vec())
+            bytes_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                b"encoding failed".to_vec(),
+            )
         }
     }
 }
@@ -217,9 +258,13 @@ fn bytes_response(code: StatusCode, content_type: &'static str, bytes: Vec<u8>) 
 
 fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
     let mut params = HashMap::new();
-    for (key, value) in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+    for (key, value) in
+        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+    {
         // The first value counts, as in Go's url.Values.Get.
-        params.entry(key.into_owned()).or_insert_with(|| value.into_owned());
+        params
+            .entry(key.into_owned())
+            .or_insert_with(|| value.into_owned());
     }
     params
 }
@@ -237,12 +282,18 @@ async fn route(
     let path = req.uri().path().trim_end_matches('/').to_owned();
     // Health is answered before authentication: kubelet probes carry no identity.
     match path.as_str() {
-        "/healthz" | "/livez" => return Ok(bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())),
+        "/healthz" | "/livez" => {
+            return Ok(bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec()))
+        }
         "/readyz" => {
             return Ok(if app.stores.is_ready() {
                 bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())
             } else {
-                bytes_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", b"[-]caches not synced\nreadyz check failed".to_vec())
+                bytes_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    b"[-]caches not synced\nreadyz check failed".to_vec(),
+                )
             })
         }
         _ => {}
@@ -261,7 +312,12 @@ async fn route(
     match segments.as_slice() {
         ["apis"] => return discovery_root(req.headers()),
         ["apis", GROUP] => return Ok(json_response(StatusCode::OK, &discovery::api_group())),
-        ["apis", GROUP, "v1"] => return Ok(json_response(StatusCode::OK, &discovery::api_resource_list())),
+        ["apis", GROUP, "v1"] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &discovery::api_resource_list(),
+            ))
+        }
         ["version"] => return Ok(json_response(StatusCode::OK, &version())),
         _ => {}
     }
@@ -296,11 +352,19 @@ async fn route(
 }
 
 fn is_watch(req: &Request<Incoming>) -> bool {
-    matches!(query_params(req).get("watch").map(String::as_str), Some("1" | "true"))
+    matches!(
+        query_params(req).get("watch").map(String::as_str),
+        Some("1" | "true")
+    )
 }
 
 async fn authorize(app: &App, user: &User, attributes: Attributes) -> Result<(), RouteError> {
-    match app.authorizer.authorize(user, &attributes).await.map_err(Error::from)? {
+    match app
+        .authorizer
+        .authorize(user, &attributes)
+        .await
+        .map_err(Error::from)?
+    {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(Error::Forbidden {
             user: user.name.clone(),
@@ -314,14 +378,16 @@ async fn authorize(app: &App, user: &User, attributes: Attributes) -> Result<(),
 fn discovery_root(headers: &HeaderMap) -> Result<Response<Body>, RouteError> {
     match negotiate(accept(headers), Target::Discovery).ok_or(Error::NotAcceptable)? {
         Output::DiscoveryV2 => {
-            let body = serde_json::to_vec(&discovery::aggregated_v2()).map_err(|_| RouteError::Internal)?;
+            let body = serde_json::to_vec(&discovery::aggregated_v2())
+                .map_err(|_| RouteError::Internal)?;
             let etag = format!("\"{:016x}\"", fnv1a(&body));
             let not_modified = headers
                 .get(header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v == etag);
             let mut response = if not_modified {
-                let mut r = bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
+                let mut r =
+                    bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
                 r.headers_mut().remove(header::CONTENT_TYPE);
                 r
             } else {
@@ -331,7 +397,9 @@ fn discovery_root(headers: &HeaderMap) -> Result<Response<Body>, RouteError> {
             if !not_modified {
                 headers.insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
+                    HeaderValue::from_static(
+                        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+                    ),
                 );
             }
             if let Ok(etag) = HeaderValue::from_str(&etag) {
@@ -362,17 +430,23 @@ fn version() -> serde_json::Value {
 }
 
 fn list_options(params: &HashMap<String, String>) -> Result<ListOptions, Error> {
-    let label_selector = selector::LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
-        .map_err(spaces::Error::from)?;
-    let field_selector = selector::FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
-        .map_err(spaces::Error::from)?;
+    let label_selector =
+        selector::LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+            .map_err(spaces::Error::from)?;
+    let field_selector =
+        selector::FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+            .map_err(spaces::Error::from)?;
     Ok(ListOptions {
         label_selector,
         field_selector,
     })
 }
 
-fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
+fn list_spaces(
+    app: &App,
+    user: &User,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     if is_watch(req) {
         return Err(Error::MethodNotAllowed(Method::GET).into());
@@ -382,10 +456,18 @@ fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Respon
     let list = app.registry.list(user, &options);
     Ok(match output {
         Output::Table(version) => {
-            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
-                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
+            let include =
+                negotiate::include_object(params.get("includeObject").map(String::as_str))
+                    .ok_or_else(|| {
+                        Error::BadRequest(
+                            "includeObject must be one of None, Metadata, Object".to_owned(),
+                        )
+                    })?;
             let rows = spaces::table::rows(&list.items, include, &version, Timestamp::now());
-            json_response(StatusCode::OK, &Table::new(&version, list.metadata, spaces::table::columns(), rows))
+            json_response(
+                StatusCode::OK,
+                &Table::new(&version, list.metadata, spaces::table::columns(), rows),
+            )
         }
         Output::PartialObjectMetadataList(version) => {
             let items = list
@@ -393,30 +475,52 @@ fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Respon
                 .into_iter()
                 .map(|s| PartialObjectMetadata::new(&version, s.metadata))
                 .collect();
-            json_response(StatusCode::OK, &PartialObjectMetadataList::new(&version, list.metadata, items))
+            json_response(
+                StatusCode::OK,
+                &PartialObjectMetadataList::new(&version, list.metadata, items),
+            )
         }
         _ => json_response(StatusCode::OK, &list),
     })
 }
 
-fn get_space(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
+fn get_space(
+    app: &App,
+    user: &User,
+    req: &Request<Incoming>,
+    name: &str,
+) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     let output = negotiate(accept(req.headers()), Target::Object).ok_or(Error::NotAcceptable)?;
     let space = app.registry.get(user, name).map_err(Error::from)?;
     Ok(match output {
         Output::Table(version) => {
-            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
-                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
+            let include =
+                negotiate::include_object(params.get("includeObject").map(String::as_str))
+                    .ok_or_else(|| {
+                        Error::BadRequest(
+                            "includeObject must be one of None, Metadata, Object".to_owned(),
+                        )
+                    })?;
             let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta {
                 resource_version: space.metadata.resource_version.clone(),
                 ..Default::default()
             };
-            let rows = spaces::table::rows(std::slice::from_ref(&space), include, &version, Timestamp::now());
-            json_response(StatusCode::OK, &Table::new(&version, metadata, spaces::table::columns(), rows))
+            let rows = spaces::table::rows(
+                std::slice::from_ref(&space),
+                include,
+                &version,
+                Timestamp::now(),
+            );
+            json_response(
+                StatusCode::OK,
+                &Table::new(&version, metadata, spaces::table::columns(), rows),
+            )
         }
-        Output::PartialObjectMetadata(version) => {
-            json_response(StatusCode::OK, &PartialObjectMetadata::new(&version, space.metadata))
-        }
+        Output::PartialObjectMetadata(version) => json_response(
+            StatusCode::OK,
+            &PartialObjectMetadata::new(&version, space.metadata),
+        ),
         _ => json_response(StatusCode::OK, &space),
     })
 }

@@ -19,7 +19,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tenancy-apiserver", version, about = "Per-tenant views of a shared Kubernetes cluster (tenancy.loft.sh/v1)")]
+#[command(
+    name = "tenancy-apiserver",
+    version,
+    about = "Per-tenant views of a shared Kubernetes cluster (tenancy.loft.sh/v1)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,10 +90,20 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(options) => serve(options.complete()?).await,
-            Command::Certs { out_dir, service, namespace, extra_sans, days } => {
+            Command::Certs {
+                out_dir,
+                service,
+                namespace,
+                extra_sans,
+                days,
+            } => {
                 let names = certs::service_names(&service, &namespace, &extra_sans);
                 certs::write(&certs::generate(&names, days)?, &out_dir)?;
-                println!("wrote ca.crt, tls.crt, tls.key to {} for {}", out_dir.display(), names.join(", "));
+                println!(
+                    "wrote ca.crt, tls.crt, tls.key to {} for {}",
+                    out_dir.display(),
+                    names.join(", ")
+                );
                 Ok(())
             }
         }
@@ -127,21 +141,30 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         }
     };
     let request_header = authn::RequestHeaderConfig::from_configmap(&configmap)?;
-    let acceptor = Arc::new(tls::Acceptor::new(&config.tls_cert_file, &config.tls_private_key_file, request_header)?);
+    let acceptor = Arc::new(tls::Acceptor::new(
+        &config.tls_cert_file,
+        &config.tls_private_key_file,
+        request_header,
+    )?);
 
     let (stores, reflectors) = backend::Stores::start(&client);
     tokio::spawn(reflectors);
     {
         let acceptor = acceptor.clone();
-        tokio::spawn(backend::watch_request_header_config(client.clone(), move |settings| {
-            if acceptor.current().request_header.as_ref() == &settings {
-                return;
-            }
-            match acceptor.update(settings) {
-                Ok(()) => tracing::info!("Request-header settings changed; new connections use them"),
-                Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
-            }
-        }));
+        tokio::spawn(backend::watch_request_header_config(
+            client.clone(),
+            move |settings| {
+                if acceptor.current().request_header.as_ref() == &settings {
+                    return;
+                }
+                match acceptor.update(settings) {
+                    Ok(()) => {
+                        tracing::info!("Request-header settings changed; new connections use them")
+                    }
+                    Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
+                }
+            },
+        ));
     }
 
     let registry_metrics = prometheus::Registry::new();
@@ -154,7 +177,10 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| Error::Listen { addr: config.listen, source })?;
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
     tracing::info!(addr = %config.listen, "Serving");
     tokio::select! {
         result = http::serve(listener, acceptor, app) => result.map_err(Error::Serve),

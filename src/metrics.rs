@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// Requests by verb, route class and code.
 #[derive(Clone)]
@@ -20,18 +22,30 @@ impl RequestMetrics {
     #[must_use]
     pub fn register(registry: &Registry) -> Self {
         let requests = IntCounterVec::new(
-            Opts::new("tenancy_apiserver_requests_total", "Requests served, by method, route and code."),
+            Opts::new(
+                "tenancy_apiserver_requests_total",
+                "Requests served, by method, route and code.",
+            ),
             &["method", "route", "code"],
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("tenancy_apiserver_request_duration_seconds", "Time to answer a request (to the first byte for watches).")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "tenancy_apiserver_request_duration_seconds",
+                "Time to answer a request (to the first byte for watches).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             &["method", "route"],
         )
         .expect("valid metric");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(latency.clone())).expect("registered once");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
         RequestMetrics { requests, latency }
     }
 

@@ -119,11 +119,12 @@ impl World {
     }
     fn cluster_role_binding(mut self, to: RoleRef, subjects: Vec<Subject>) -> Self {
         let name = format!("crb-{}", self.cluster_role_bindings.len());
-        self.cluster_role_bindings.push(Arc::new(ClusterRoleBinding {
-            metadata: meta(None, &name),
-            role_ref: to,
-            subjects: Some(subjects),
-        }));
+        self.cluster_role_bindings
+            .push(Arc::new(ClusterRoleBinding {
+                metadata: meta(None, &name),
+                role_ref: to,
+                subjects: Some(subjects),
+            }));
         self
     }
 }
@@ -140,8 +141,16 @@ fn reader() -> Vec<PolicyRule> {
 fn role_binding_to_cluster_role_grants_its_namespace_to_a_group() {
     let world = World::default()
         .cluster_role("edit", reader())
-        .role_binding("team-a-dev", role_ref("ClusterRole", "edit"), vec![subject("Group", "team-a", None)])
-        .role_binding("team-a-prod", role_ref("ClusterRole", "edit"), vec![subject("Group", "team-a", None)]);
+        .role_binding(
+            "team-a-dev",
+            role_ref("ClusterRole", "edit"),
+            vec![subject("Group", "team-a", None)],
+        )
+        .role_binding(
+            "team-a-prod",
+            role_ref("ClusterRole", "edit"),
+            vec![subject("Group", "team-a", None)],
+        );
     let alice = user("alice", &["team-a", "system:authenticated"]);
     let carol = user("carol", &["team-b", "system:authenticated"]);
     let v = visible_namespaces(&world, &alice);
@@ -156,15 +165,34 @@ fn role_binding_to_cluster_role_grants_its_namespace_to_a_group() {
 fn role_binding_to_user_and_to_role_in_same_namespace() {
     let world = World::default()
         .role("ns1", "ns-reader", reader())
-        .role("ns2", "ns-reader", vec![rule(&["list"], &[""], &["namespaces"], &[])])
-        .role_binding("ns1", role_ref("Role", "ns-reader"), vec![subject("User", "carol", None)])
-        .role_binding("ns2", role_ref("Role", "ns-reader"), vec![subject("User", "carol", None)])
+        .role(
+            "ns2",
+            "ns-reader",
+            vec![rule(&["list"], &[""], &["namespaces"], &[])],
+        )
+        .role_binding(
+            "ns1",
+            role_ref("Role", "ns-reader"),
+            vec![subject("User", "carol", None)],
+        )
+        .role_binding(
+            "ns2",
+            role_ref("Role", "ns-reader"),
+            vec![subject("User", "carol", None)],
+        )
         // A RoleBinding cannot reach a Role of another namespace: ns3 has no Role named ns-reader.
-        .role_binding("ns3", role_ref("Role", "ns-reader"), vec![subject("User", "carol", None)]);
+        .role_binding(
+            "ns3",
+            role_ref("Role", "ns-reader"),
+            vec![subject("User", "carol", None)],
+        );
     let carol = user("carol", &[]);
     assert_eq!(names(&visible_namespaces(&world, &carol)), ["ns1"]);
     assert!(may_get(&world, &carol, "ns1"));
-    assert!(!may_get(&world, &carol, "ns2"), "list without get grants nothing");
+    assert!(
+        !may_get(&world, &carol, "ns2"),
+        "list without get grants nothing"
+    );
     assert!(!may_get(&world, &carol, "ns3"));
 }
 
@@ -172,7 +200,10 @@ fn role_binding_to_user_and_to_role_in_same_namespace() {
 fn cluster_role_binding_grants_every_namespace() {
     let world = World::default()
         .cluster_role("view", reader())
-        .cluster_role_binding(role_ref("ClusterRole", "view"), vec![subject("Group", "auditors", None)]);
+        .cluster_role_binding(
+            role_ref("ClusterRole", "view"),
+            vec![subject("Group", "auditors", None)],
+        );
     let dave = user("dave", &["auditors"]);
     let v = visible_namespaces(&world, &dave);
     assert!(v.all);
@@ -183,8 +214,14 @@ fn cluster_role_binding_grants_every_namespace() {
 #[test]
 fn cluster_role_binding_with_resource_names_grants_only_those() {
     let world = World::default()
-        .cluster_role("some", vec![rule(&["get"], &[""], &["namespaces"], &["a", "b"])])
-        .cluster_role_binding(role_ref("ClusterRole", "some"), vec![subject("User", "u", None)]);
+        .cluster_role(
+            "some",
+            vec![rule(&["get"], &[""], &["namespaces"], &["a", "b"])],
+        )
+        .cluster_role_binding(
+            role_ref("ClusterRole", "some"),
+            vec![subject("User", "u", None)],
+        );
     let u = user("u", &[]);
     let v = visible_namespaces(&world, &u);
     assert!(!v.all);
@@ -196,22 +233,54 @@ fn cluster_role_binding_with_resource_names_grants_only_those() {
 #[test]
 fn resource_names_in_a_role_binding_must_name_the_namespace() {
     let world = World::default()
-        .cluster_role("only-x", vec![rule(&["get"], &[""], &["namespaces"], &["x"])])
-        .role_binding("x", role_ref("ClusterRole", "only-x"), vec![subject("User", "u", None)])
-        .role_binding("y", role_ref("ClusterRole", "only-x"), vec![subject("User", "u", None)]);
+        .cluster_role(
+            "only-x",
+            vec![rule(&["get"], &[""], &["namespaces"], &["x"])],
+        )
+        .role_binding(
+            "x",
+            role_ref("ClusterRole", "only-x"),
+            vec![subject("User", "u", None)],
+        )
+        .role_binding(
+            "y",
+            role_ref("ClusterRole", "only-x"),
+            vec![subject("User", "u", None)],
+        );
     assert_eq!(names(&visible_namespaces(&world, &user("u", &[]))), ["x"]);
 }
 
 #[test]
 fn wildcards_in_verbs_groups_and_resources_match() {
     let world = World::default()
-        .cluster_role("star-verbs", vec![rule(&["*"], &[""], &["namespaces"], &[])])
-        .cluster_role("star-groups", vec![rule(&["get"], &["*"], &["namespaces"], &[])])
+        .cluster_role(
+            "star-verbs",
+            vec![rule(&["*"], &[""], &["namespaces"], &[])],
+        )
+        .cluster_role(
+            "star-groups",
+            vec![rule(&["get"], &["*"], &["namespaces"], &[])],
+        )
         .cluster_role("star-resources", vec![rule(&["get"], &[""], &["*"], &[])])
-        .role_binding("n1", role_ref("ClusterRole", "star-verbs"), vec![subject("User", "u", None)])
-        .role_binding("n2", role_ref("ClusterRole", "star-groups"), vec![subject("User", "u", None)])
-        .role_binding("n3", role_ref("ClusterRole", "star-resources"), vec![subject("User", "u", None)]);
-    assert_eq!(names(&visible_namespaces(&world, &user("u", &[]))), ["n1", "n2", "n3"]);
+        .role_binding(
+            "n1",
+            role_ref("ClusterRole", "star-verbs"),
+            vec![subject("User", "u", None)],
+        )
+        .role_binding(
+            "n2",
+            role_ref("ClusterRole", "star-groups"),
+            vec![subject("User", "u", None)],
+        )
+        .role_binding(
+            "n3",
+            role_ref("ClusterRole", "star-resources"),
+            vec![subject("User", "u", None)],
+        );
+    assert_eq!(
+        names(&visible_namespaces(&world, &user("u", &[]))),
+        ["n1", "n2", "n3"]
+    );
 }
 
 #[test]
@@ -227,8 +296,15 @@ fn rules_for_other_groups_resources_subresources_or_verbs_do_not_match() {
                 rule(&["list", "watch", "update"], &[""], &["namespaces"], &[]),
             ],
         )
-        .role_binding("n1", role_ref("ClusterRole", "near-misses"), vec![subject("User", "u", None)])
-        .cluster_role_binding(role_ref("ClusterRole", "near-misses"), vec![subject("User", "u", None)]);
+        .role_binding(
+            "n1",
+            role_ref("ClusterRole", "near-misses"),
+            vec![subject("User", "u", None)],
+        )
+        .cluster_role_binding(
+            role_ref("ClusterRole", "near-misses"),
+            vec![subject("User", "u", None)],
+        );
     let v = visible_namespaces(&world, &user("u", &[]));
     assert_eq!(v, Visibility::default());
 }
@@ -236,10 +312,24 @@ fn rules_for_other_groups_resources_subresources_or_verbs_do_not_match() {
 #[test]
 fn dangling_role_refs_grant_nothing() {
     let world = World::default()
-        .role_binding("n1", role_ref("ClusterRole", "missing"), vec![subject("User", "u", None)])
-        .role_binding("n2", role_ref("Role", "missing"), vec![subject("User", "u", None)])
-        .cluster_role_binding(role_ref("ClusterRole", "missing"), vec![subject("User", "u", None)]);
-    assert_eq!(visible_namespaces(&world, &user("u", &[])), Visibility::default());
+        .role_binding(
+            "n1",
+            role_ref("ClusterRole", "missing"),
+            vec![subject("User", "u", None)],
+        )
+        .role_binding(
+            "n2",
+            role_ref("Role", "missing"),
+            vec![subject("User", "u", None)],
+        )
+        .cluster_role_binding(
+            role_ref("ClusterRole", "missing"),
+            vec![subject("User", "u", None)],
+        );
+    assert_eq!(
+        visible_namespaces(&world, &user("u", &[])),
+        Visibility::default()
+    );
 }
 
 #[test]
@@ -247,37 +337,73 @@ fn cluster_role_binding_to_a_role_kind_grants_nothing() {
     let world = World::default()
         .role("n1", "r", reader())
         .cluster_role_binding(role_ref("Role", "r"), vec![subject("User", "u", None)]);
-    assert_eq!(visible_namespaces(&world, &user("u", &[])), Visibility::default());
+    assert_eq!(
+        visible_namespaces(&world, &user("u", &[])),
+        Visibility::default()
+    );
 }
 
 #[test]
 fn service_account_subjects_match_their_user_name_and_default_to_the_binding_namespace() {
     let sa = user(
         "system:serviceaccount:tools:deployer",
-        &["system:serviceaccounts", "system:serviceaccounts:tools", "system:authenticated"],
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:tools",
+            "system:authenticated",
+        ],
     );
     let world = World::default()
         .cluster_role("view", reader())
         // Namespace given explicitly.
-        .role_binding("n1", role_ref("ClusterRole", "view"), vec![subject("ServiceAccount", "deployer", Some("tools"))])
+        .role_binding(
+            "n1",
+            role_ref("ClusterRole", "view"),
+            vec![subject("ServiceAccount", "deployer", Some("tools"))],
+        )
         // No namespace: the binding's own namespace, which is not the SA's.
-        .role_binding("n2", role_ref("ClusterRole", "view"), vec![subject("ServiceAccount", "deployer", None)])
+        .role_binding(
+            "n2",
+            role_ref("ClusterRole", "view"),
+            vec![subject("ServiceAccount", "deployer", None)],
+        )
         // No namespace, binding in the SA's namespace.
-        .role_binding("tools", role_ref("ClusterRole", "view"), vec![subject("ServiceAccount", "deployer", None)])
+        .role_binding(
+            "tools",
+            role_ref("ClusterRole", "view"),
+            vec![subject("ServiceAccount", "deployer", None)],
+        )
         // The implicit group of the SA's namespace.
-        .role_binding("n3", role_ref("ClusterRole", "view"), vec![subject("Group", "system:serviceaccounts:tools", None)])
+        .role_binding(
+            "n3",
+            role_ref("ClusterRole", "view"),
+            vec![subject("Group", "system:serviceaccounts:tools", None)],
+        )
         // Another SA of the same name elsewhere.
-        .role_binding("n4", role_ref("ClusterRole", "view"), vec![subject("ServiceAccount", "deployer", Some("other"))]);
-    assert_eq!(names(&visible_namespaces(&world, &sa)), ["n1", "n3", "tools"]);
+        .role_binding(
+            "n4",
+            role_ref("ClusterRole", "view"),
+            vec![subject("ServiceAccount", "deployer", Some("other"))],
+        );
+    assert_eq!(
+        names(&visible_namespaces(&world, &sa)),
+        ["n1", "n3", "tools"]
+    );
     // A user who merely looks like an SA name without the prefix matches nothing.
-    assert_eq!(names(&visible_namespaces(&world, &user("deployer", &[]))), Vec::<&str>::new());
+    assert_eq!(
+        names(&visible_namespaces(&world, &user("deployer", &[]))),
+        Vec::<&str>::new()
+    );
 }
 
 #[test]
 fn service_account_subject_without_namespace_in_a_cluster_role_binding_matches_nobody() {
     let world = World::default()
         .cluster_role("view", reader())
-        .cluster_role_binding(role_ref("ClusterRole", "view"), vec![subject("ServiceAccount", "deployer", None)]);
+        .cluster_role_binding(
+            role_ref("ClusterRole", "view"),
+            vec![subject("ServiceAccount", "deployer", None)],
+        );
     let sa = user("system:serviceaccount:tools:deployer", &[]);
     assert!(!visible_namespaces(&world, &sa).all);
 }
@@ -286,7 +412,11 @@ fn service_account_subject_without_namespace_in_a_cluster_role_binding_matches_n
 fn system_authenticated_group_binding_reaches_every_user() {
     let world = World::default()
         .cluster_role("view", reader())
-        .role_binding("shared", role_ref("ClusterRole", "view"), vec![subject("Group", "system:authenticated", None)]);
+        .role_binding(
+            "shared",
+            role_ref("ClusterRole", "view"),
+            vec![subject("Group", "system:authenticated", None)],
+        );
     let anyone = user("zed", &["system:authenticated"]);
     assert_eq!(names(&visible_namespaces(&world, &anyone)), ["shared"]);
 }
@@ -295,6 +425,13 @@ fn system_authenticated_group_binding_reaches_every_user() {
 fn unknown_subject_kinds_match_nobody() {
     let world = World::default()
         .cluster_role("view", reader())
-        .role_binding("n1", role_ref("ClusterRole", "view"), vec![subject("Robot", "u", None)]);
-    assert_eq!(visible_namespaces(&world, &user("u", &[])), Visibility::default());
+        .role_binding(
+            "n1",
+            role_ref("ClusterRole", "view"),
+            vec![subject("Robot", "u", None)],
+        );
+    assert_eq!(
+        visible_namespaces(&world, &user("u", &[])),
+        Visibility::default()
+    );
 }

@@ -32,13 +32,21 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 
 #[test]
 fn headers_without_a_verified_certificate_are_ignored() {
-    let err = authenticate(&config(), &PeerIdentity::default(), &headers(&[("X-Remote-User", "admin")]));
+    let err = authenticate(
+        &config(),
+        &PeerIdentity::default(),
+        &headers(&[("X-Remote-User", "admin")]),
+    );
     assert!(matches!(err, Err(Error::Unauthenticated)));
 }
 
 #[test]
 fn certificate_with_a_common_name_outside_the_allowed_names_is_not_trusted() {
-    let err = authenticate(&config(), &proxy("someone-else"), &headers(&[("X-Remote-User", "admin")]));
+    let err = authenticate(
+        &config(),
+        &proxy("someone-else"),
+        &headers(&[("X-Remote-User", "admin")]),
+    );
     assert!(matches!(err, Err(Error::Unauthenticated)));
 }
 
@@ -46,7 +54,12 @@ fn certificate_with_a_common_name_outside_the_allowed_names_is_not_trusted() {
 fn empty_allowed_names_trust_any_certificate_from_the_ca() {
     let mut cfg = config();
     cfg.allowed_names.clear();
-    let user = authenticate(&cfg, &proxy("anything"), &headers(&[("x-remote-user", "alice")])).expect("trusted");
+    let user = authenticate(
+        &cfg,
+        &proxy("anything"),
+        &headers(&[("x-remote-user", "alice")]),
+    )
+    .expect("trusted");
     assert_eq!(user.name, "alice");
 }
 
@@ -60,7 +73,10 @@ fn trusted_proxy_asserts_user_groups_uid_and_extras() {
             ("x-remote-uid", "1234"),
             ("x-remote-group", "team-a"),
             ("X-REMOTE-GROUP", "a,b"),
-            ("x-remote-extra-authentication.kubernetes.io%2fcredential-id", "JTI=1"),
+            (
+                "x-remote-extra-authentication.kubernetes.io%2fcredential-id",
+                "JTI=1",
+            ),
             ("X-Remote-Extra-Scopes", "one"),
             ("x-remote-extra-scopes", "two"),
         ]),
@@ -73,7 +89,10 @@ fn trusted_proxy_asserts_user_groups_uid_and_extras() {
         user.extra.get("authentication.kubernetes.io/credential-id"),
         Some(&vec!["JTI=1".to_owned()])
     );
-    assert_eq!(user.extra.get("scopes"), Some(&vec!["one".to_owned(), "two".to_owned()]));
+    assert_eq!(
+        user.extra.get("scopes"),
+        Some(&vec!["one".to_owned(), "two".to_owned()])
+    );
 }
 
 #[test]
@@ -81,7 +100,11 @@ fn first_non_empty_username_header_wins() {
     let user = authenticate(
         &config(),
         &proxy("front-proxy-client"),
-        &headers(&[("x-remote-user", ""), ("x-other-user", "bob"), ("x-remote-user", "mallory")]),
+        &headers(&[
+            ("x-remote-user", ""),
+            ("x-other-user", "bob"),
+            ("x-remote-user", "mallory"),
+        ]),
     )
     .expect("trusted");
     // Go's Header.Get takes the first value of X-Remote-User, which is empty, so the next header name wins.
@@ -90,7 +113,11 @@ fn first_non_empty_username_header_wins() {
 
 #[test]
 fn no_username_means_not_authenticated() {
-    let err = authenticate(&config(), &proxy("front-proxy-client"), &headers(&[("x-remote-group", "system:masters")]));
+    let err = authenticate(
+        &config(),
+        &proxy("front-proxy-client"),
+        &headers(&[("x-remote-group", "system:masters")]),
+    );
     assert!(matches!(err, Err(Error::Unauthenticated)));
 }
 
@@ -98,22 +125,39 @@ fn no_username_means_not_authenticated() {
 fn system_authenticated_is_not_added_twice_nor_to_anonymous() {
     let cfg = config();
     let p = proxy("front-proxy-client");
-    let user = authenticate(&cfg, &p, &headers(&[("x-remote-user", "a"), ("x-remote-group", "system:authenticated")]))
-        .expect("trusted");
+    let user = authenticate(
+        &cfg,
+        &p,
+        &headers(&[
+            ("x-remote-user", "a"),
+            ("x-remote-group", "system:authenticated"),
+        ]),
+    )
+    .expect("trusted");
     assert_eq!(user.groups, ["system:authenticated"]);
-    let anon = authenticate(&cfg, &p, &headers(&[("x-remote-user", "system:anonymous")])).expect("trusted");
+    let anon = authenticate(&cfg, &p, &headers(&[("x-remote-user", "system:anonymous")]))
+        .expect("trusted");
     assert!(anon.groups.is_empty());
 }
 
 #[test]
 fn configmap_defaults_header_names_and_parses_lists() {
-    let pem = rcgen::generate_simple_self_signed(vec!["x".to_owned()]).expect("cert").cert.pem();
+    let pem = rcgen::generate_simple_self_signed(vec!["x".to_owned()])
+        .expect("cert")
+        .cert
+        .pem();
     let cm = ConfigMap {
         data: Some(
             [
                 ("requestheader-client-ca-file".to_owned(), pem),
-                ("requestheader-allowed-names".to_owned(), r#"["front-proxy-client"]"#.to_owned()),
-                ("requestheader-group-headers".to_owned(), r#"["X-Remote-Group"]"#.to_owned()),
+                (
+                    "requestheader-allowed-names".to_owned(),
+                    r#"["front-proxy-client"]"#.to_owned(),
+                ),
+                (
+                    "requestheader-group-headers".to_owned(),
+                    r#"["X-Remote-Group"]"#.to_owned(),
+                ),
             ]
             .into(),
         ),

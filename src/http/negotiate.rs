@@ -47,7 +47,9 @@ fn parse(accept: &str) -> Vec<MediaRange<'_>> {
             let mut quality = 1.0;
             let mut params = Vec::new();
             for param in parts {
-                let Some((key, value)) = param.split_once('=') else { continue };
+                let Some((key, value)) = param.split_once('=') else {
+                    continue;
+                };
                 let key = key.trim().to_ascii_lowercase();
                 let value = value.trim().trim_matches('"');
                 if key == "q" {
@@ -56,7 +58,11 @@ fn parse(accept: &str) -> Vec<MediaRange<'_>> {
                     params.push((key, value));
                 }
             }
-            Some(MediaRange { essence, params, quality })
+            Some(MediaRange {
+                essence,
+                params,
+                quality,
+            })
         })
         .collect();
     // Stable: equal qualities keep the client's order.
@@ -71,31 +77,49 @@ pub fn negotiate(accept: Option<&str>, target: Target) -> Option<Output> {
     let Some(accept) = accept else {
         return Some(Output::Json);
     };
-    parse(accept).into_iter().filter(|r| r.quality > 0.0).find_map(|range| {
-        if !matches!(range.essence.as_str(), "application/json" | "application/*" | "*/*") {
-            return None;
-        }
-        let param = |name: &str| range.params.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
-        let Some(as_kind) = param("as") else {
-            return Some(Output::Json);
-        };
-        let group = param("g").unwrap_or_default();
-        let version = param("v").unwrap_or_default();
-        if target == Target::Discovery {
-            return (as_kind == "APIGroupDiscoveryList" && group == "apidiscovery.k8s.io" && version == "v2")
-                .then_some(Output::DiscoveryV2);
-        }
-        if group != META_GROUP || !matches!(version, "v1" | "v1beta1") {
-            return None;
-        }
-        let version = version.to_owned();
-        match (as_kind, target) {
-            ("Table", Target::Object | Target::List) => Some(Output::Table(version)),
-            ("PartialObjectMetadata", Target::Object) => Some(Output::PartialObjectMetadata(version)),
-            ("PartialObjectMetadataList", Target::List) => Some(Output::PartialObjectMetadataList(version)),
-            _ => None,
-        }
-    })
+    parse(accept)
+        .into_iter()
+        .filter(|r| r.quality > 0.0)
+        .find_map(|range| {
+            if !matches!(
+                range.essence.as_str(),
+                "application/json" | "application/*" | "*/*"
+            ) {
+                return None;
+            }
+            let param = |name: &str| {
+                range
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| *v)
+            };
+            let Some(as_kind) = param("as") else {
+                return Some(Output::Json);
+            };
+            let group = param("g").unwrap_or_default();
+            let version = param("v").unwrap_or_default();
+            if target == Target::Discovery {
+                return (as_kind == "APIGroupDiscoveryList"
+                    && group == "apidiscovery.k8s.io"
+                    && version == "v2")
+                    .then_some(Output::DiscoveryV2);
+            }
+            if group != META_GROUP || !matches!(version, "v1" | "v1beta1") {
+                return None;
+            }
+            let version = version.to_owned();
+            match (as_kind, target) {
+                ("Table", Target::Object | Target::List) => Some(Output::Table(version)),
+                ("PartialObjectMetadata", Target::Object) => {
+                    Some(Output::PartialObjectMetadata(version))
+                }
+                ("PartialObjectMetadataList", Target::List) => {
+                    Some(Output::PartialObjectMetadataList(version))
+                }
+                _ => None,
+            }
+        })
 }
 
 /// `includeObject`: absent means Metadata.
@@ -118,14 +142,23 @@ mod tests {
 
     #[test]
     fn kubectl_get_gets_a_table() {
-        assert_eq!(negotiate(Some(KUBECTL_GET), Target::List), Some(Output::Table("v1".into())));
-        assert_eq!(negotiate(Some(KUBECTL_GET), Target::Object), Some(Output::Table("v1".into())));
+        assert_eq!(
+            negotiate(Some(KUBECTL_GET), Target::List),
+            Some(Output::Table("v1".into()))
+        );
+        assert_eq!(
+            negotiate(Some(KUBECTL_GET), Target::Object),
+            Some(Output::Table("v1".into()))
+        );
     }
 
     #[test]
     fn parameters_in_any_order_and_case() {
         let accept = "application/json; g=meta.k8s.io; v=v1beta1; as=Table";
-        assert_eq!(negotiate(Some(accept), Target::List), Some(Output::Table("v1beta1".into())));
+        assert_eq!(
+            negotiate(Some(accept), Target::List),
+            Some(Output::Table("v1beta1".into()))
+        );
     }
 
     #[test]
@@ -139,9 +172,15 @@ mod tests {
     #[test]
     fn metadata_client_gets_partial_object_metadata() {
         let accept = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        assert_eq!(negotiate(Some(accept), Target::List), Some(Output::PartialObjectMetadataList("v1".into())));
+        assert_eq!(
+            negotiate(Some(accept), Target::List),
+            Some(Output::PartialObjectMetadataList("v1".into()))
+        );
         let accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
-        assert_eq!(negotiate(Some(accept), Target::Object), Some(Output::PartialObjectMetadata("v1".into())));
+        assert_eq!(
+            negotiate(Some(accept), Target::Object),
+            Some(Output::PartialObjectMetadata("v1".into()))
+        );
     }
 
     #[test]
@@ -149,15 +188,25 @@ mod tests {
         let accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
         assert_eq!(negotiate(Some(accept), Target::List), None);
         assert_eq!(negotiate(Some("application/yaml"), Target::List), None);
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf"), Target::List), None);
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf"), Target::List),
+            None
+        );
     }
 
     #[test]
     fn discovery_v2_only_when_asked() {
-        let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(negotiate(Some(v2), Target::Discovery), Some(Output::DiscoveryV2));
+        let v2 =
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(
+            negotiate(Some(v2), Target::Discovery),
+            Some(Output::DiscoveryV2)
+        );
         let v2beta1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(negotiate(Some(v2beta1), Target::Discovery), Some(Output::Json));
+        assert_eq!(
+            negotiate(Some(v2beta1), Target::Discovery),
+            Some(Output::Json)
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@ impl LabelSelector {
             match parser.next() {
                 None => break,
                 Some(Token::Comma) => {}
-                Some(other) => return Err(Error::Label(format!("found '{other:?}', expected: ','"))),
+                Some(other) => {
+                    return Err(Error::Label(format!("found '{other:?}', expected: ','")))
+                }
             }
         }
         Ok(LabelSelector { requirements })
@@ -67,8 +69,12 @@ impl LabelSelector {
                 Op::DoesNotExist => value.is_none(),
                 Op::In(values) => value.is_some_and(|v| values.contains(v)),
                 Op::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
-                Op::Gt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-                Op::Lt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+                Op::Gt(n) => value
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v > *n),
+                Op::Lt(n) => value
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v < *n),
             }
         })
     }
@@ -155,14 +161,26 @@ impl Parser {
         }
         let key = match self.next() {
             Some(Token::Ident(key)) => key,
-            other => return Err(Error::Label(format!("found '{other:?}', expected: identifier"))),
+            other => {
+                return Err(Error::Label(format!(
+                    "found '{other:?}', expected: identifier"
+                )))
+            }
         };
         validate_key(&key)?;
         if negated {
-            return Ok(Requirement { key, op: Op::DoesNotExist });
+            return Ok(Requirement {
+                key,
+                op: Op::DoesNotExist,
+            });
         }
         let op = match self.peek() {
-            None | Some(Token::Comma) => return Ok(Requirement { key, op: Op::Exists }),
+            None | Some(Token::Comma) => {
+                return Ok(Requirement {
+                    key,
+                    op: Op::Exists,
+                })
+            }
             Some(_) => self.next(),
         };
         let op = match op {
@@ -186,7 +204,11 @@ impl Parser {
         let value = match self.peek() {
             Some(Token::Ident(v)) => v.clone(),
             None | Some(Token::Comma) => return Ok(String::new()),
-            Some(other) => return Err(Error::Label(format!("found '{other:?}', expected: identifier"))),
+            Some(other) => {
+                return Err(Error::Label(format!(
+                    "found '{other:?}', expected: identifier"
+                )))
+            }
         };
         self.pos += 1;
         validate_value(&value)?;
@@ -206,7 +228,11 @@ impl Parser {
                     match self.next() {
                         Some(Token::Comma) => {}
                         Some(Token::Close) => return Ok(values),
-                        other => return Err(Error::Label(format!("found '{other:?}', expected: ',' or ')'"))),
+                        other => {
+                            return Err(Error::Label(format!(
+                                "found '{other:?}', expected: ',' or ')'"
+                            )))
+                        }
                     }
                 }
                 Some(Token::Close) => {
@@ -214,17 +240,25 @@ impl Parser {
                     return Ok(values);
                 }
                 Some(Token::Comma) => values.push(String::new()),
-                other => return Err(Error::Label(format!("found '{other:?}', expected: ',', ')' or identifier"))),
+                other => {
+                    return Err(Error::Label(format!(
+                        "found '{other:?}', expected: ',', ')' or identifier"
+                    )))
+                }
             }
         }
     }
 
     fn integer(&mut self) -> Result<i64, Error> {
         match self.next() {
-            Some(Token::Ident(v)) => v
-                .parse()
-                .map_err(|_| Error::Label(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}"))),
-            other => Err(Error::Label(format!("found '{other:?}', expected: integer"))),
+            Some(Token::Ident(v)) => v.parse().map_err(|_| {
+                Error::Label(format!(
+                    "for 'Gt', 'Lt' operators, the value must be an integer: {v}"
+                ))
+            }),
+            other => Err(Error::Label(format!(
+                "found '{other:?}', expected: integer"
+            ))),
         }
     }
 }
@@ -235,7 +269,9 @@ fn is_name(s: &str, max: usize) -> bool {
         && s.len() <= max
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
@@ -246,7 +282,8 @@ fn is_dns_subdomain(s: &str) -> bool {
             !b.is_empty()
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -302,7 +339,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, v, true)
             } else {
-                return Err(Error::Field(format!("{term:?}: expected an operator (=, ==, !=)")));
+                return Err(Error::Field(format!(
+                    "{term:?}: expected an operator (=, ==, !=)"
+                )));
             };
             let field = match field.trim() {
                 "metadata.name" => Field::Name,

@@ -6,7 +6,13 @@ use serde_json::json;
 use crate::api::table::{age, ColumnDefinition, IncludeObject, PartialObjectMetadata, TableRow};
 use crate::api::{Space, CREATOR_ANNOTATION, SHARED_LABEL};
 
-const fn column(name: &'static str, type_: &'static str, format: &'static str, description: &'static str, priority: i32) -> ColumnDefinition {
+const fn column(
+    name: &'static str,
+    type_: &'static str,
+    format: &'static str,
+    description: &'static str,
+    priority: i32,
+) -> ColumnDefinition {
     ColumnDefinition {
         name,
         type_,
@@ -20,18 +26,53 @@ const fn column(name: &'static str, type_: &'static str, format: &'static str, d
 #[must_use]
 pub fn columns() -> Vec<ColumnDefinition> {
     vec![
-        column("Name", "string", "name", "Name of the space (and of its namespace).", 0),
-        column("Account", "string", "", "The Account that owns the space.", 0),
+        column(
+            "Name",
+            "string",
+            "name",
+            "Name of the space (and of its namespace).",
+            0,
+        ),
+        column(
+            "Account",
+            "string",
+            "",
+            "The Account that owns the space.",
+            0,
+        ),
         column("Phase", "string", "", "Active or Terminating.", 0),
-        column("Age", "string", "", "Time since the namespace was created.", 0),
-        column("Creator", "string", "", "Who created the space through this server.", 1),
-        column("Shared", "boolean", "", "Whether every tenant may read the space's services.", 1),
+        column(
+            "Age",
+            "string",
+            "",
+            "Time since the namespace was created.",
+            0,
+        ),
+        column(
+            "Creator",
+            "string",
+            "",
+            "Who created the space through this server.",
+            1,
+        ),
+        column(
+            "Shared",
+            "boolean",
+            "",
+            "Whether every tenant may read the space's services.",
+            1,
+        ),
     ]
 }
 
 /// One row per space, carrying the object `include` asks for in `meta.k8s.io/<version>` shapes.
 #[must_use]
-pub fn rows(spaces: &[Space], include: IncludeObject, version: &str, now: Timestamp) -> Vec<TableRow> {
+pub fn rows(
+    spaces: &[Space],
+    include: IncludeObject,
+    version: &str,
+    now: Timestamp,
+) -> Vec<TableRow> {
     spaces
         .iter()
         .map(|space| {
@@ -54,19 +95,23 @@ pub fn rows(spaces: &[Space], include: IncludeObject, version: &str, now: Timest
                 json!(space.name()),
                 json!(space.spec.account.clone().unwrap_or_default()),
                 json!(space.status.phase.clone().unwrap_or_default()),
-                json!(age(space.metadata.creation_timestamp.as_ref().map(|t| t.0), now)),
+                json!(age(
+                    space.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    now
+                )),
                 json!(annotation(CREATOR_ANNOTATION)),
                 json!(shared),
             ];
             let object = match include {
                 IncludeObject::None => None,
-                IncludeObject::Metadata => {
-                    serde_json::to_value(PartialObjectMetadata::new(version, space.metadata.clone())).ok()
-                }
+                IncludeObject::Metadata => serde_json::to_value(PartialObjectMetadata::new(
+                    version,
+                    space.metadata.clone(),
+                ))
+                .ok(),
                 IncludeObject::Object => serde_json::to_value(space).ok(),
             };
             TableRow { cells, object }
         })
         .collect::<Vec<_>>()
 }
-

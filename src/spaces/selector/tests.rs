@@ -3,7 +3,10 @@ use std::collections::BTreeMap;
 use super::*;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn matches(selector: &str, pairs: &[(&str, &str)]) -> bool {
@@ -25,7 +28,10 @@ fn equality_operators() {
     assert!(!matches("env=prod", &[("env", "dev")]));
     assert!(!matches("env=prod", &[]));
     assert!(matches("env!=prod", &[("env", "dev")]));
-    assert!(matches("env!=prod", &[]), "!= matches objects without the label");
+    assert!(
+        matches("env!=prod", &[]),
+        "!= matches objects without the label"
+    );
     assert!(!matches("env!=prod", &[("env", "prod")]));
     assert!(matches("env=", &[("env", "")]));
 }
@@ -60,14 +66,39 @@ fn numeric_comparisons() {
 #[test]
 fn requirements_are_anded() {
     let s = "tenancy.loft.sh/account=team-a,env in (dev),!frozen";
-    assert!(matches(s, &[("tenancy.loft.sh/account", "team-a"), ("env", "dev")]));
-    assert!(!matches(s, &[("tenancy.loft.sh/account", "team-a"), ("env", "dev"), ("frozen", "")]));
-    assert!(!matches(s, &[("tenancy.loft.sh/account", "team-b"), ("env", "dev")]));
+    assert!(matches(
+        s,
+        &[("tenancy.loft.sh/account", "team-a"), ("env", "dev")]
+    ));
+    assert!(!matches(
+        s,
+        &[
+            ("tenancy.loft.sh/account", "team-a"),
+            ("env", "dev"),
+            ("frozen", "")
+        ]
+    ));
+    assert!(!matches(
+        s,
+        &[("tenancy.loft.sh/account", "team-b"), ("env", "dev")]
+    ));
 }
 
 #[test]
 fn malformed_selectors_are_errors() {
-    for bad in ["=x", "a==", "a in dev", "a in (dev", "a b", "-bad=x", "a=b c", "a=-x", "UPPER.example/x=1", "a,,b", "!"] {
+    for bad in [
+        "=x",
+        "a==",
+        "a in dev",
+        "a in (dev",
+        "a b",
+        "-bad=x",
+        "a=b c",
+        "a=-x",
+        "UPPER.example/x=1",
+        "a,,b",
+        "!",
+    ] {
         let parsed = LabelSelector::parse(bad);
         // "a==" is "a equals empty", which apimachinery accepts too.
         if bad == "a==" {

@@ -1,0 +1,342 @@
+//! The shared environment of an e2e run, and helpers to act in it as a given user.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Variables of the env file written by tests/env/up.sh.
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from the e2e env file"))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        PathBuf::from(self.var(name))
+    }
+
+    /// kubectl with a user's kubeconfig (`admin`, `alice`, `bob`, `carol`, `dave`).
+    pub fn kubectl(&self, user: &str) -> Kubectl {
+        Kubectl {
+            binary: self.path("KUBECTL"),
+            kubeconfig: self.path(&format!("KUBECONFIG_{}", user.to_uppercase())),
+            impersonate: Vec::new(),
+        }
+    }
+
+    /// kubectl as any user and groups, through the admin's impersonation: the aggregator forwards them as
+    /// `X-Remote-User` / `X-Remote-Group` exactly as for a real login.
+    pub fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {
+        let mut k = self.kubectl("admin");
+        k.impersonate.push(format!("--as={user}"));
+        k.impersonate
+            .extend(groups.iter().map(|g| format!("--as-group={g}")));
+        k
+    }
+}
+
+/// The run's environment: the one `make test` started, or one started now for this test binary.
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let file = std::env::var_os("TENANCY_E2E_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(start_own_env);
+        parse_env_file(&file)
+    })
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts the product for this process alone; a watchdog tears it down once this process exits.
+fn start_own_env() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tenancy-e2e-{}", std::process::id()));
+    let output = Command::new("bash")
+        .arg(repo().join("tests/env/up.sh"))
+        .arg(&dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("tests/env/up.sh runs");
+    assert!(output.status.success(), "tests/env/up.sh failed");
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash {down} {dir} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        down = repo().join("tests/controlplane/down.sh").display(),
+        dir = dir.display(),
+    );
+    // Detached and never waited on: it must outlive this process to clean up after it.
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the watchdog outlives the test process by design"
+    )]
+    Command::new("setsid")
+        .args(["bash", "-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watchdog starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("up.sh prints the env file")
+            .trim(),
+    )
+}
+
+fn parse_env_file(file: &Path) -> Env {
+    let text =
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    // The file is bash `export NAME=value` lines with %q quoting; let bash itself expand them.
+    let script = format!("set -a; source {}; env -0", file.display());
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "sourcing {} failed: {text}",
+        file.display()
+    );
+    let vars = output
+        .stdout
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            entry
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    Env { vars }
+}
+
+/// A kubectl invocation's result, printed whole when an expectation fails.
+pub struct Run {
+    pub args: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub success: bool,
+}
+
+impl Run {
+    fn from(args: String, output: Output) -> Self {
+        Run {
+            args,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            success: output.status.success(),
+        }
+    }
+
+    /// Stdout of a command that must succeed.
+    #[track_caller]
+    pub fn ok(self) -> String {
+        assert!(
+            self.success,
+            "`{}` failed:\nstdout: {}\nstderr: {}",
+            self.args, self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    /// Stderr of a command that must fail.
+    #[track_caller]
+    pub fn err(self) -> String {
+        assert!(
+            !self.success,
+            "`{}` should have failed; stdout: {}",
+            self.args, self.stdout
+        );
+        self.stderr
+    }
+}
+
+pub struct Kubectl {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+    impersonate: Vec<String>,
+}
+
+impl Kubectl {
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(&self.impersonate)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("kubectl starts");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(input.as_bytes())
+                .expect("writing kubectl's stdin");
+        }
+        let output = child.wait_with_output().expect("kubectl runs");
+        Run::from(
+            format!("kubectl {} {}", self.impersonate.join(" "), args.join(" ")),
+            output,
+        )
+    }
+
+    /// `kubectl apply -f -` of a manifest.
+    #[track_caller]
+    pub fn apply(&self, manifest: &str) {
+        self.run_with_stdin(&["apply", "-f", "-"], Some(manifest))
+            .ok();
+    }
+
+    /// Names of the spaces this user lists, sorted.
+    #[track_caller]
+    pub fn space_names(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["get", "spaces", "-o", "name"];
+        args.extend_from_slice(extra);
+        let mut names: Vec<String> = self
+            .run(&args)
+            .ok()
+            .lines()
+            .filter_map(|l| l.strip_prefix("space.tenancy.loft.sh/"))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// A name unique to this run and call, so tests never share objects: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with the last value it saw.
+#[track_caller]
+pub fn eventually<T, S: std::fmt::Debug>(
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("condition not met within {timeout:?}; last saw: {seen:?}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// YAML for a namespace.
+pub fn namespace(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\n")
+}
+
+/// YAML for a RoleBinding of `role` (`Kind/name`) to subjects (`Kind:name` or `ServiceAccount:ns/name`).
+pub fn role_binding(namespace: &str, name: &str, role: &str, subjects: &[&str]) -> String {
+    let (role_kind, role_name) = role.split_once('/').expect("role is Kind/name");
+    let subjects: String = subjects
+        .iter()
+        .map(|s| {
+            let (kind, name) = s.split_once(':').expect("subject is Kind:name");
+            match (kind, name.split_once('/')) {
+                ("ServiceAccount", Some((ns, sa))) => {
+                    format!("  - kind: ServiceAccount\n    name: {sa}\n    namespace: {ns}\n")
+                }
+                _ => format!(
+                    "  - apiGroup: rbac.authorization.k8s.io\n    kind: {kind}\n    name: {name}\n"
+                ),
+            }
+        })
+        .collect();
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {name}\n  namespace: {namespace}\n\
+roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {role_kind}\n  name: {role_name}\nsubjects:\n{subjects}---\n"
+    )
+}
+
+/// A raw HTTPS request with curl; returns (HTTP code, body). Code 0 means the TLS handshake or connection failed.
+pub fn curl(url: &str, args: &[&str]) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+impl Env {
+    /// kubectl authenticating with a bearer token only (e.g. a ServiceAccount's), as a pod would.
+    pub fn kubectl_token(&self, token: &str) -> Kubectl {
+        let dir =
+            std::env::temp_dir().join(format!("tenancy-e2e-kubeconfigs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join(format!("{}.kubeconfig", unique("token")));
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
+users:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            server = self.var("APISERVER_URL"),
+            ca = self.var("CA_CERT"),
+        );
+        std::fs::write(&file, kubeconfig).expect("writing a kubeconfig");
+        Kubectl {
+            binary: self.path("KUBECTL"),
+            kubeconfig: file,
+            impersonate: Vec::new(),
+        }
+    }
+
+    /// curl arguments that authenticate to kube-apiserver as admin and impersonate `user` with `groups`.
+    pub fn apiserver_as(&self, user: &str, groups: &[&str]) -> Vec<String> {
+        let pki = self.path("PKI_DIR");
+        let mut args = vec![
+            "--cacert".to_owned(),
+            self.var("CA_CERT").to_owned(),
+            "--cert".to_owned(),
+            pki.join("admin.crt").display().to_string(),
+            "--key".to_owned(),
+            pki.join("admin.key").display().to_string(),
+            "-H".to_owned(),
+            format!("Impersonate-User: {user}"),
+        ];
+        for group in groups {
+            args.push("-H".to_owned());
+            args.push(format!("Impersonate-Group: {group}"));
+        }
+        args
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the server behind a real kube-apiserver, driven by the real kubectl and by raw HTTPS, each case as
+//! a user with only the RBAC the case gives them.
+//!
+//! `make test` (tests/run.sh) starts one control plane and server for the whole run and passes its env file in
+//! `TENANCY_E2E_ENV`; a bare `cargo test` starts its own (see `harness`).
+
+mod harness;
+
+mod authn;
+mod discovery;
+mod visibility;

@@ -1,0 +1,348 @@
+//! Who sees which spaces: exactly the namespaces RBAC lets them get, through kube-apiserver.
+
+use std::time::Duration;
+
+use crate::harness::{env, eventually, namespace, role_binding, unique};
+
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn tenants_see_exactly_the_namespaces_rbac_lets_them_get() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    admin.apply(
+        &std::fs::read_to_string(format!(
+            "{}/tests/fixtures/demo-tenants.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture"),
+    );
+
+    let team_a = strings(&["team-a-dev", "team-a-prod"]);
+    for user in ["alice", "bob"] {
+        let seen = eventually(SETTLE, || {
+            let names = env.kubectl(user).space_names(&[]);
+            if names == team_a {
+                Ok(names)
+            } else {
+                Err(names)
+            }
+        });
+        assert_eq!(seen, team_a, "{user}");
+    }
+    let carol = eventually(SETTLE, || {
+        let names = env.kubectl("carol").space_names(&[]);
+        if names == ["team-b-dev"] {
+            Ok(names)
+        } else {
+            Err(names)
+        }
+    });
+    assert_eq!(carol, ["team-b-dev"]);
+
+    // dave (group auditors, ClusterRoleBinding to view) and admin see every namespace; other tests create
+    // namespaces concurrently, so compare with the namespace list until both agree.
+    for user in ["dave", "admin"] {
+        eventually(SETTLE, || {
+            let mut namespaces: Vec<String> = admin
+                .run(&["get", "namespaces", "-o", "name"])
+                .ok()
+                .lines()
+                .filter_map(|l| l.strip_prefix("namespace/"))
+                .map(str::to_owned)
+                .collect();
+            namespaces.sort();
+            let spaces = env.kubectl(user).space_names(&[]);
+            if spaces == namespaces {
+                Ok(())
+            } else {
+                Err((user, spaces, namespaces))
+            }
+        });
+    }
+    let dave = env.kubectl("dave").space_names(&[]);
+    for ns in [
+        "team-a-dev",
+        "team-a-prod",
+        "team-b-dev",
+        "shared-tools",
+        "kube-system",
+        "default",
+    ] {
+        assert!(
+            dave.contains(&ns.to_owned()),
+            "dave should see {ns}: {dave:?}"
+        );
+    }
+}
+
+#[test]
+fn hidden_space_answers_word_for_word_like_a_missing_one() {
+    let env = env();
+    let hidden = unique("hidden");
+    let missing = unique("missing");
+    env.kubectl("admin").apply(&namespace(&hidden));
+    let user = unique("nosy");
+    let nosy = env.kubectl_as(&user, &[]);
+
+    let hidden_err = nosy.run(&["get", "space", &hidden]).err();
+    let missing_err = nosy.run(&["get", "space", &missing]).err();
+    assert_eq!(
+        hidden_err.replace(&hidden, "NAME"),
+        missing_err.replace(&missing, "NAME")
+    );
+    assert_eq!(
+        missing_err.trim(),
+        format!("Error from server (NotFound): spaces.tenancy.loft.sh \"{missing}\" not found")
+    );
+
+    // The raw Status bodies too, through kube-apiserver.
+    let url = |name: &str| {
+        format!(
+            "{}/apis/tenancy.loft.sh/v1/spaces/{name}",
+            env.var("APISERVER_URL")
+        )
+    };
+    let args = env.apiserver_as(&user, &["system:authenticated"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (hidden_code, hidden_body) = crate::harness::curl(&url(&hidden), &args);
+    let (missing_code, missing_body) = crate::harness::curl(&url(&missing), &args);
+    assert_eq!((hidden_code, missing_code), (404, 404));
+    assert_eq!(
+        hidden_body.replace(&hidden, "NAME"),
+        missing_body.replace(&missing, "NAME")
+    );
+
+    // And the list holds no trace of it.
+    assert!(nosy.space_names(&[]).is_empty());
+}
+
+#[test]
+fn deleting_a_role_binding_removes_the_space_from_the_next_list() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let ns = unique("revoke");
+    let user = unique("revokee");
+    admin.apply(
+        &(namespace(&ns)
+            + &role_binding(
+                &ns,
+                "access",
+                "ClusterRole/view",
+                &[&format!("User:{user}")],
+            )),
+    );
+    let tenant = env.kubectl_as(&user, &[]);
+    eventually(SETTLE, || {
+        let names = tenant.space_names(&[]);
+        if names == [ns.clone()] {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+    tenant.run(&["get", "space", &ns]).ok();
+
+    admin
+        .run(&["delete", "rolebinding", "access", "-n", &ns])
+        .ok();
+    eventually(SETTLE, || {
+        let names = tenant.space_names(&[]);
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+    let err = tenant.run(&["get", "space", &ns]).err();
+    assert!(err.contains("NotFound"), "{err}");
+}
+
+#[test]
+fn groups_roles_and_aggregated_cluster_roles_grant_visibility() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (by_group, by_role, by_aggregate, not_granted) =
+        (unique("grp"), unique("role"), unique("agg"), unique("none"));
+    let group = unique("team");
+    let user = unique("member");
+    let aggregate_label = unique("aggregate");
+    let manifest = [
+        namespace(&by_group),
+        namespace(&by_role),
+        namespace(&by_aggregate),
+        namespace(&not_granted),
+        role_binding(&by_group, "by-group", "ClusterRole/view", &[&format!("Group:{group}")]),
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: ns-getter\n  namespace: {by_role}\n\
+rules:\n- apiGroups: [\"\"]\n  resources: [\"namespaces\"]\n  verbs: [\"get\"]\n---\n"
+        ),
+        role_binding(&by_role, "by-role", "Role/ns-getter", &[&format!("User:{user}")]),
+        // An aggregated ClusterRole whose rules come only from the aggregation controller.
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {aggregate_label}\n\
+aggregationRule:\n  clusterRoleSelectors:\n  - matchLabels:\n      tenancy-e2e/{aggregate_label}: \"true\"\nrules: []\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {aggregate_label}-part\n  labels:\n    tenancy-e2e/{aggregate_label}: \"true\"\n\
+rules:\n- apiGroups: [\"\"]\n  resources: [\"namespaces\"]\n  verbs: [\"*\"]\n---\n"
+        ),
+        role_binding(&by_aggregate, "by-aggregate", &format!("ClusterRole/{aggregate_label}"), &[&format!("User:{user}")]),
+        // Granted only to someone else.
+        role_binding(&not_granted, "other", "ClusterRole/view", &[&format!("User:{}", unique("other"))]),
+    ]
+    .concat();
+    admin.apply(&manifest);
+    let mut want = vec![by_group.clone(), by_role.clone(), by_aggregate.clone()];
+    want.sort();
+    let tenant = env.kubectl_as(&user, &[&group]);
+    eventually(SETTLE, || {
+        let names = tenant.space_names(&[]);
+        if names == want {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+    // Without the group, only the user's own bindings count.
+    let mut without_group = vec![by_role, by_aggregate];
+    without_group.sort();
+    assert_eq!(env.kubectl_as(&user, &[]).space_names(&[]), without_group);
+}
+
+#[test]
+fn service_account_token_sees_namespaces_bound_to_its_account_and_groups() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let home = unique("sa-home");
+    let granted = unique("sa-granted");
+    let via_group = unique("sa-group");
+    admin.apply(&[namespace(&home), namespace(&granted), namespace(&via_group)].concat());
+    admin
+        .run(&["create", "serviceaccount", "robot", "-n", &home])
+        .ok();
+    admin.apply(
+        &[
+            role_binding(
+                &granted,
+                "robot",
+                "ClusterRole/view",
+                &[&format!("ServiceAccount:{home}/robot")],
+            ),
+            role_binding(
+                &via_group,
+                "robots",
+                "ClusterRole/view",
+                &[&format!("Group:system:serviceaccounts:{home}")],
+            ),
+        ]
+        .concat(),
+    );
+    let token = admin.run(&["create", "token", "robot", "-n", &home]).ok();
+    let robot = env.kubectl_token(token.trim());
+    let mut want = vec![granted, via_group];
+    want.sort();
+    eventually(SETTLE, || {
+        let names = robot.space_names(&[]);
+        if names == want {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+}
+
+#[test]
+fn cluster_role_binding_with_resource_names_grants_only_those_namespaces() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (named, other) = (unique("named"), unique("unnamed"));
+    let user = unique("picky");
+    let role = unique("only-named");
+    admin.apply(&format!(
+        "{}{}apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\nrules:\n\
+- apiGroups: [\"\"]\n  resources: [\"namespaces\"]\n  verbs: [\"get\"]\n  resourceNames: [\"{named}\"]\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {role}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]\n",
+        namespace(&named),
+        namespace(&other)
+    ));
+    let tenant = env.kubectl_as(&user, &[]);
+    eventually(SETTLE, || {
+        let names = tenant.space_names(&[]);
+        if names == [named.clone()] {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+    assert!(tenant
+        .run(&["get", "space", &other])
+        .err()
+        .contains("NotFound"));
+}
+
+#[test]
+fn selectors_filter_the_visible_spaces() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (dev, prod) = (unique("sel-dev"), unique("sel-prod"));
+    let user = unique("selector");
+    admin.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {dev}\n  labels: {{env: dev}}\n---\n\
+apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {prod}\n  labels: {{env: prod}}\n---\n{}{}",
+        role_binding(
+            &dev,
+            "access",
+            "ClusterRole/view",
+            &[&format!("User:{user}")]
+        ),
+        role_binding(
+            &prod,
+            "access",
+            "ClusterRole/view",
+            &[&format!("User:{user}")]
+        ),
+    ));
+    let tenant = env.kubectl_as(&user, &[]);
+    eventually(SETTLE, || {
+        let names = tenant.space_names(&[]);
+        if names.len() == 2 {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+    assert_eq!(
+        tenant.space_names(&["-l", "env=dev"]),
+        std::slice::from_ref(&dev)
+    );
+    assert_eq!(
+        tenant.space_names(&["-l", "env in (prod,qa)"]),
+        std::slice::from_ref(&prod)
+    );
+    assert_eq!(
+        tenant.space_names(&["-l", "env!=dev"]),
+        std::slice::from_ref(&prod)
+    );
+    assert_eq!(
+        tenant.space_names(&["--field-selector", &format!("metadata.name={prod}")]),
+        std::slice::from_ref(&prod)
+    );
+    assert_eq!(
+        tenant.space_names(&["--field-selector", &format!("metadata.name!={prod}")]),
+        [dev]
+    );
+    let err = tenant
+        .run(&["get", "spaces", "--field-selector", "status.phase=Active"])
+        .err();
+    assert!(
+        err.contains("BadRequest") && err.contains("is not a known field selector"),
+        "{err}"
+    );
+    let err = tenant.run(&["get", "spaces", "-l", "env in (dev"]).err();
+    assert!(err.contains("BadRequest"), "{err}");
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Owns: one whole test run, as CI runs it. Lints, builds the control plane (cached by version), starts one control
+# plane and server for the run, runs every test against it (unit and e2e), and tears it all down.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+start=$SECONDS
+step() { echo "== $* ($((SECONDS - start))s)" >&2; }
+
+step "lint"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets --quiet -- -D warnings
+
+step "control plane binaries"
+tests/controlplane/build.sh >/dev/null
+
+step "build"
+cargo test --locked --no-run --quiet
+
+state="$(mktemp -d "${TMPDIR:-/tmp}/tenancy-test.XXXXXX")"
+cleanup() {
+  tests/controlplane/down.sh "$state" >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+step "start the control plane and the server"
+env_file="$(tests/env/up.sh "$state")"
+env_file="$(tail -n 1 <<<"$env_file")"
+
+step "tests"
+if ! TENANCY_E2E_ENV="$env_file" cargo test --locked; then
+  echo "== server log (tail)" >&2
+  tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
+  exit 1
+fi
+step "done"
