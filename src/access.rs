@@ -6,12 +6,11 @@
 //! ones in its rules' resourceNames), and a RoleBinding in N can grant N. Aggregated ClusterRoles need nothing special:
 //! the aggregation controller writes their rules, and the RBAC authorizer reads only `rules`, as we do.
 
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
-};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
 use crate::authn::User;
 
@@ -86,12 +85,7 @@ pub fn may_get(rbac: &impl RbacSource, user: &User, namespace: &str) -> bool {
             .any(|binding| role_binding_grants(rbac, binding, user, namespace))
 }
 
-fn role_binding_grants(
-    rbac: &impl RbacSource,
-    binding: &RoleBinding,
-    user: &User,
-    namespace: &str,
-) -> bool {
+fn role_binding_grants(rbac: &impl RbacSource, binding: &RoleBinding, user: &User, namespace: &str) -> bool {
     binding_applies(binding.subjects.as_deref(), user, namespace)
         && role_binding_rules(rbac, &binding.role_ref, namespace)
             .iter()
@@ -109,11 +103,7 @@ fn cluster_binding_rules(rbac: &impl RbacSource, role_ref: &RoleRef) -> Vec<Poli
 }
 
 /// Rules a RoleBinding's roleRef points at: a Role in the binding's namespace, or a ClusterRole.
-fn role_binding_rules(
-    rbac: &impl RbacSource,
-    role_ref: &RoleRef,
-    namespace: &str,
-) -> Vec<PolicyRule> {
+fn role_binding_rules(rbac: &impl RbacSource, role_ref: &RoleRef, namespace: &str) -> Vec<PolicyRule> {
     match role_ref.kind.as_str() {
         "ClusterRole" => cluster_binding_rules(rbac, role_ref),
         "Role" => rbac
@@ -159,12 +149,8 @@ pub fn subject_applies(subject: &Subject, user: &User, namespace: &str) -> bool 
 /// Whether the rule allows `get` on core `namespaces`, for some name.
 #[must_use]
 pub fn grants_get_namespaces(rule: &PolicyRule) -> bool {
-    let has = |items: Option<&[String]>, want: &str| {
-        items
-            .unwrap_or_default()
-            .iter()
-            .any(|item| item == want || item == "*")
-    };
+    let has =
+        |items: Option<&[String]>, want: &str| items.unwrap_or_default().iter().any(|item| item == want || item == "*");
     rule.verbs.iter().any(|verb| verb == "get" || verb == "*")
         && has(rule.api_groups.as_deref(), "")
         && has(rule.resources.as_deref(), "namespaces")

@@ -68,9 +68,7 @@ impl RequestHeaderConfig {
         let list = |key: &'static str, default: &[&str]| -> Result<Vec<String>, Error> {
             match data.get(key).map(|s| s.trim()).filter(|s| !s.is_empty()) {
                 None => Ok(default.iter().map(|s| (*s).to_owned()).collect()),
-                Some(json) => {
-                    serde_json::from_str(json).map_err(|source| Error::BadList { key, source })
-                }
+                Some(json) => serde_json::from_str(json).map_err(|source| Error::BadList { key, source }),
             }
         };
         Ok(RequestHeaderConfig {
@@ -79,10 +77,7 @@ impl RequestHeaderConfig {
             username_headers: list("requestheader-username-headers", &["x-remote-user"])?,
             uid_headers: list("requestheader-uid-headers", &[])?,
             group_headers: list("requestheader-group-headers", &["x-remote-group"])?,
-            extra_header_prefixes: list(
-                "requestheader-extra-headers-prefix",
-                &["x-remote-extra-"],
-            )?,
+            extra_header_prefixes: list("requestheader-extra-headers-prefix", &["x-remote-extra-"])?,
         })
     }
 
@@ -97,9 +92,7 @@ impl RequestHeaderConfig {
 ///
 /// # Errors
 /// When the bundle holds no certificate or bad PEM.
-pub fn parse_certificates(
-    pem: &[u8],
-) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, Error> {
+pub fn parse_certificates(pem: &[u8]) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, Error> {
     use rustls_pki_types::pem::PemObject;
     let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -122,11 +115,7 @@ pub struct PeerIdentity {
 ///
 /// # Errors
 /// [`Error::Unauthenticated`] when the connection is not a trusted front proxy or names no user.
-pub fn authenticate(
-    config: &RequestHeaderConfig,
-    peer: &PeerIdentity,
-    headers: &HeaderMap,
-) -> Result<User, Error> {
+pub fn authenticate(config: &RequestHeaderConfig, peer: &PeerIdentity, headers: &HeaderMap) -> Result<User, Error> {
     let trusted = peer
         .proxy_common_name
         .as_deref()

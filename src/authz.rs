@@ -99,11 +99,7 @@ impl Authorizer {
 
 fn review(user: &User, attributes: &Attributes) -> SubjectAccessReview {
     let (resource_attributes, non_resource_attributes) = match attributes {
-        Attributes::Resource {
-            verb,
-            resource,
-            name,
-        } => (
+        Attributes::Resource { verb, resource, name } => (
             Some(ResourceAttributes {
                 group: Some(GROUP.to_owned()),
                 version: Some(crate::api::VERSION.to_owned()),

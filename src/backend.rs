@@ -81,28 +81,14 @@ impl Stores {
     pub fn start(client: &Client) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let namespace_revision = Arc::new(AtomicU64::new(0));
         let revision = namespace_revision.clone();
-        let (namespaces, namespaces_run) = reflect(
-            Api::<Namespace>::all(client.clone()),
-            move |ns: &Namespace| {
-                if let Some(rv) = ns
-                    .metadata
-                    .resource_version
-                    .as_deref()
-                    .and_then(|rv| rv.parse().ok())
-                {
-                    revision.fetch_max(rv, Ordering::Relaxed);
-                }
-            },
-        );
+        let (namespaces, namespaces_run) = reflect(Api::<Namespace>::all(client.clone()), move |ns: &Namespace| {
+            if let Some(rv) = ns.metadata.resource_version.as_deref().and_then(|rv| rv.parse().ok()) {
+                revision.fetch_max(rv, Ordering::Relaxed);
+            }
+        });
         let (roles, roles_run) = reflect(Api::<Role>::all(client.clone()), |_: &Role| {});
-        let (cluster_roles, cluster_roles_run) = reflect(
-            Api::<ClusterRole>::all(client.clone()),
-            |_: &ClusterRole| {},
-        );
-        let (role_bindings, role_bindings_run) = reflect(
-            Api::<RoleBinding>::all(client.clone()),
-            |_: &RoleBinding| {},
-        );
+        let (cluster_roles, cluster_roles_run) = reflect(Api::<ClusterRole>::all(client.clone()), |_: &ClusterRole| {});
+        let (role_bindings, role_bindings_run) = reflect(Api::<RoleBinding>::all(client.clone()), |_: &RoleBinding| {});
         let (cluster_role_bindings, cluster_role_bindings_run) = reflect(
             Api::<ClusterRoleBinding>::all(client.clone()),
             |_: &ClusterRoleBinding| {},
@@ -189,13 +175,7 @@ impl RbacSource for Stores {
 /// A store of `K` and the future that keeps it current; `observe` sees every applied object.
 fn reflect<K, F>(api: Api<K>, observe: F) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     F: Fn(&K) + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();

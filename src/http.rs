@@ -74,11 +74,7 @@ pub struct App {
 ///
 /// # Errors
 /// When accepting fails fatally.
-pub async fn serve(
-    listener: TcpListener,
-    acceptor: Arc<Acceptor>,
-    app: Arc<App>,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>) -> std::io::Result<()> {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -93,8 +89,7 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move {
             let tls = tokio_rustls::TlsAcceptor::from(settings.server_config.clone());
-            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
-            {
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(%remote, %error, "TLS handshake failed");
@@ -108,18 +103,12 @@ pub async fn serve(
             let peer = Arc::new(tls::peer_identity(stream.get_ref().1));
             let request_header = settings.request_header.clone();
             let service = hyper::service::service_fn(move |req| {
-                let (app, peer, request_header) =
-                    (app.clone(), peer.clone(), request_header.clone());
+                let (app, peer, request_header) = (app.clone(), peer.clone(), request_header.clone());
                 async move { Ok::<_, Infallible>(handle(&app, &request_header, &peer, req).await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http2()
-                .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-            if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            builder.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%remote, %error, "Connection ended with an error");
             }
         });
@@ -197,11 +186,7 @@ fn status_of(error: &Error) -> Status {
             attributes,
             reason,
         } => match attributes {
-            Attributes::Resource {
-                verb,
-                resource,
-                name,
-            } => status::forbidden(user, verb, resource, name, reason),
+            Attributes::Resource { verb, resource, name } => status::forbidden(user, verb, resource, name, reason),
             Attributes::Path { verb, path } => status::forbidden_path(user, verb, path),
         },
         Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
@@ -214,10 +199,7 @@ fn status_of(error: &Error) -> Status {
         Error::NotAcceptable => status::failure(
             406,
             "NotAcceptable",
-            format!(
-                "only the following media types are accepted: {}",
-                negotiate::ACCEPTED
-            ),
+            format!("only the following media types are accepted: {}", negotiate::ACCEPTED),
             None,
         ),
         Error::BadRequest(message) => status::bad_request(message.clone()),
@@ -258,13 +240,9 @@ fn bytes_response(code: StatusCode, content_type: &'static str, bytes: Vec<u8>) 
 
 fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
     let mut params = HashMap::new();
-    for (key, value) in
-        url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-    {
+    for (key, value) in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
         // The first value counts, as in Go's url.Values.Get.
-        params
-            .entry(key.into_owned())
-            .or_insert_with(|| value.into_owned());
+        params.entry(key.into_owned()).or_insert_with(|| value.into_owned());
     }
     params
 }
@@ -282,9 +260,7 @@ async fn route(
     let path = req.uri().path().trim_end_matches('/').to_owned();
     // Health is answered before authentication: kubelet probes carry no identity.
     match path.as_str() {
-        "/healthz" | "/livez" => {
-            return Ok(bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec()))
-        }
+        "/healthz" | "/livez" => return Ok(bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())),
         "/readyz" => {
             return Ok(if app.stores.is_ready() {
                 bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())
@@ -312,12 +288,7 @@ async fn route(
     match segments.as_slice() {
         ["apis"] => return discovery_root(req.headers()),
         ["apis", GROUP] => return Ok(json_response(StatusCode::OK, &discovery::api_group())),
-        ["apis", GROUP, "v1"] => {
-            return Ok(json_response(
-                StatusCode::OK,
-                &discovery::api_resource_list(),
-            ))
-        }
+        ["apis", GROUP, "v1"] => return Ok(json_response(StatusCode::OK, &discovery::api_resource_list())),
         ["version"] => return Ok(json_response(StatusCode::OK, &version())),
         _ => {}
     }
@@ -352,19 +323,11 @@ async fn route(
 }
 
 fn is_watch(req: &Request<Incoming>) -> bool {
-    matches!(
-        query_params(req).get("watch").map(String::as_str),
-        Some("1" | "true")
-    )
+    matches!(query_params(req).get("watch").map(String::as_str), Some("1" | "true"))
 }
 
 async fn authorize(app: &App, user: &User, attributes: Attributes) -> Result<(), RouteError> {
-    match app
-        .authorizer
-        .authorize(user, &attributes)
-        .await
-        .map_err(Error::from)?
-    {
+    match app.authorizer.authorize(user, &attributes).await.map_err(Error::from)? {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(Error::Forbidden {
             user: user.name.clone(),
@@ -378,16 +341,14 @@ async fn authorize(app: &App, user: &User, attributes: Attributes) -> Result<(),
 fn discovery_root(headers: &HeaderMap) -> Result<Response<Body>, RouteError> {
     match negotiate(accept(headers), Target::Discovery).ok_or(Error::NotAcceptable)? {
         Output::DiscoveryV2 => {
-            let body = serde_json::to_vec(&discovery::aggregated_v2())
-                .map_err(|_| RouteError::Internal)?;
+            let body = serde_json::to_vec(&discovery::aggregated_v2()).map_err(|_| RouteError::Internal)?;
             let etag = format!("\"{:016x}\"", fnv1a(&body));
             let not_modified = headers
                 .get(header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v == etag);
             let mut response = if not_modified {
-                let mut r =
-                    bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
+                let mut r = bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
                 r.headers_mut().remove(header::CONTENT_TYPE);
                 r
             } else {
@@ -397,9 +358,7 @@ fn discovery_root(headers: &HeaderMap) -> Result<Response<Body>, RouteError> {
             if !not_modified {
                 headers.insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static(
-                        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-                    ),
+                    HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
                 );
             }
             if let Ok(etag) = HeaderValue::from_str(&etag) {
@@ -430,23 +389,17 @@ fn version() -> serde_json::Value {
 }
 
 fn list_options(params: &HashMap<String, String>) -> Result<ListOptions, Error> {
-    let label_selector =
-        selector::LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
-            .map_err(spaces::Error::from)?;
-    let field_selector =
-        selector::FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
-            .map_err(spaces::Error::from)?;
+    let label_selector = selector::LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
+        .map_err(spaces::Error::from)?;
+    let field_selector = selector::FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
+        .map_err(spaces::Error::from)?;
     Ok(ListOptions {
         label_selector,
         field_selector,
     })
 }
 
-fn list_spaces(
-    app: &App,
-    user: &User,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, RouteError> {
+fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     if is_watch(req) {
         return Err(Error::MethodNotAllowed(Method::GET).into());
@@ -456,13 +409,8 @@ fn list_spaces(
     let list = app.registry.list(user, &options);
     Ok(match output {
         Output::Table(version) => {
-            let include =
-                negotiate::include_object(params.get("includeObject").map(String::as_str))
-                    .ok_or_else(|| {
-                        Error::BadRequest(
-                            "includeObject must be one of None, Metadata, Object".to_owned(),
-                        )
-                    })?;
+            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
+                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
             let rows = spaces::table::rows(&list.items, include, &version, Timestamp::now());
             json_response(
                 StatusCode::OK,
@@ -484,43 +432,27 @@ fn list_spaces(
     })
 }
 
-fn get_space(
-    app: &App,
-    user: &User,
-    req: &Request<Incoming>,
-    name: &str,
-) -> Result<Response<Body>, RouteError> {
+fn get_space(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     let output = negotiate(accept(req.headers()), Target::Object).ok_or(Error::NotAcceptable)?;
     let space = app.registry.get(user, name).map_err(Error::from)?;
     Ok(match output {
         Output::Table(version) => {
-            let include =
-                negotiate::include_object(params.get("includeObject").map(String::as_str))
-                    .ok_or_else(|| {
-                        Error::BadRequest(
-                            "includeObject must be one of None, Metadata, Object".to_owned(),
-                        )
-                    })?;
+            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
+                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
             let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta {
                 resource_version: space.metadata.resource_version.clone(),
                 ..Default::default()
             };
-            let rows = spaces::table::rows(
-                std::slice::from_ref(&space),
-                include,
-                &version,
-                Timestamp::now(),
-            );
+            let rows = spaces::table::rows(std::slice::from_ref(&space), include, &version, Timestamp::now());
             json_response(
                 StatusCode::OK,
                 &Table::new(&version, metadata, spaces::table::columns(), rows),
             )
         }
-        Output::PartialObjectMetadata(version) => json_response(
-            StatusCode::OK,
-            &PartialObjectMetadata::new(&version, space.metadata),
-        ),
+        Output::PartialObjectMetadata(version) => {
+            json_response(StatusCode::OK, &PartialObjectMetadata::new(&version, space.metadata))
+        }
         _ => json_response(StatusCode::OK, &space),
     })
 }

@@ -151,20 +151,17 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     tokio::spawn(reflectors);
     {
         let acceptor = acceptor.clone();
-        tokio::spawn(backend::watch_request_header_config(
-            client.clone(),
-            move |settings| {
-                if acceptor.current().request_header.as_ref() == &settings {
-                    return;
+        tokio::spawn(backend::watch_request_header_config(client.clone(), move |settings| {
+            if acceptor.current().request_header.as_ref() == &settings {
+                return;
+            }
+            match acceptor.update(settings) {
+                Ok(()) => {
+                    tracing::info!("Request-header settings changed; new connections use them")
                 }
-                match acceptor.update(settings) {
-                    Ok(()) => {
-                        tracing::info!("Request-header settings changed; new connections use them")
-                    }
-                    Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
-                }
-            },
-        ));
+                Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
+            }
+        }));
     }
 
     let registry_metrics = prometheus::Registry::new();

@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 /// Requests by verb, route class and code.
 #[derive(Clone)]
@@ -40,12 +38,8 @@ impl RequestMetrics {
             &["method", "route"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("registered once");
-        registry
-            .register(Box::new(latency.clone()))
-            .expect("registered once");
+        registry.register(Box::new(requests.clone())).expect("registered once");
+        registry.register(Box::new(latency.clone())).expect("registered once");
         RequestMetrics { requests, latency }
     }
 

@@ -76,8 +76,7 @@ impl Registry {
             .iter()
             .filter(|ns| {
                 let name = ns.metadata.name.as_deref().unwrap_or_default();
-                options.field_selector.matches(name)
-                    && options.label_selector.matches(ns.metadata.labels.as_ref())
+                options.field_selector.matches(name) && options.label_selector.matches(ns.metadata.labels.as_ref())
             })
             .map(|ns| Space::from_namespace(ns))
             .collect();

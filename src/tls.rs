@@ -51,11 +51,7 @@ pub struct Acceptor {
 impl Acceptor {
     /// # Errors
     /// When the certificate files or the CA bundle cannot be used.
-    pub fn new(
-        cert_file: &Path,
-        key_file: &Path,
-        request_header: RequestHeaderConfig,
-    ) -> Result<Self, Error> {
+    pub fn new(cert_file: &Path, key_file: &Path, request_header: RequestHeaderConfig) -> Result<Self, Error> {
         let settings = build(cert_file, key_file, request_header)?;
         Ok(Acceptor {
             cert_file: cert_file.to_owned(),
@@ -82,11 +78,7 @@ impl Acceptor {
     }
 }
 
-fn build(
-    cert_file: &Path,
-    key_file: &Path,
-    request_header: RequestHeaderConfig,
-) -> Result<Settings, Error> {
+fn build(cert_file: &Path, key_file: &Path, request_header: RequestHeaderConfig) -> Result<Settings, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = CertificateDer::pem_file_iter(cert_file)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)

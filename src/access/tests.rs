@@ -32,10 +32,7 @@ impl RbacSource for World {
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>> {
         self.roles
             .iter()
-            .find(|r| {
-                r.metadata.name.as_deref() == Some(name)
-                    && r.metadata.namespace.as_deref() == Some(namespace)
-            })
+            .find(|r| r.metadata.name.as_deref() == Some(name) && r.metadata.namespace.as_deref() == Some(namespace))
             .cloned()
     }
 }
@@ -49,11 +46,7 @@ fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> 
         verbs: strings(verbs).unwrap_or_default(),
         api_groups: strings(groups),
         resources: strings(resources),
-        resource_names: if names.is_empty() {
-            None
-        } else {
-            strings(names)
-        },
+        resource_names: if names.is_empty() { None } else { strings(names) },
         non_resource_urls: None,
     }
 }
@@ -119,12 +112,11 @@ impl World {
     }
     fn cluster_role_binding(mut self, to: RoleRef, subjects: Vec<Subject>) -> Self {
         let name = format!("crb-{}", self.cluster_role_bindings.len());
-        self.cluster_role_bindings
-            .push(Arc::new(ClusterRoleBinding {
-                metadata: meta(None, &name),
-                role_ref: to,
-                subjects: Some(subjects),
-            }));
+        self.cluster_role_bindings.push(Arc::new(ClusterRoleBinding {
+            metadata: meta(None, &name),
+            role_ref: to,
+            subjects: Some(subjects),
+        }));
         self
     }
 }
@@ -165,11 +157,7 @@ fn role_binding_to_cluster_role_grants_its_namespace_to_a_group() {
 fn role_binding_to_user_and_to_role_in_same_namespace() {
     let world = World::default()
         .role("ns1", "ns-reader", reader())
-        .role(
-            "ns2",
-            "ns-reader",
-            vec![rule(&["list"], &[""], &["namespaces"], &[])],
-        )
+        .role("ns2", "ns-reader", vec![rule(&["list"], &[""], &["namespaces"], &[])])
         .role_binding(
             "ns1",
             role_ref("Role", "ns-reader"),
@@ -189,21 +177,16 @@ fn role_binding_to_user_and_to_role_in_same_namespace() {
     let carol = user("carol", &[]);
     assert_eq!(names(&visible_namespaces(&world, &carol)), ["ns1"]);
     assert!(may_get(&world, &carol, "ns1"));
-    assert!(
-        !may_get(&world, &carol, "ns2"),
-        "list without get grants nothing"
-    );
+    assert!(!may_get(&world, &carol, "ns2"), "list without get grants nothing");
     assert!(!may_get(&world, &carol, "ns3"));
 }
 
 #[test]
 fn cluster_role_binding_grants_every_namespace() {
-    let world = World::default()
-        .cluster_role("view", reader())
-        .cluster_role_binding(
-            role_ref("ClusterRole", "view"),
-            vec![subject("Group", "auditors", None)],
-        );
+    let world = World::default().cluster_role("view", reader()).cluster_role_binding(
+        role_ref("ClusterRole", "view"),
+        vec![subject("Group", "auditors", None)],
+    );
     let dave = user("dave", &["auditors"]);
     let v = visible_namespaces(&world, &dave);
     assert!(v.all);
@@ -214,14 +197,8 @@ fn cluster_role_binding_grants_every_namespace() {
 #[test]
 fn cluster_role_binding_with_resource_names_grants_only_those() {
     let world = World::default()
-        .cluster_role(
-            "some",
-            vec![rule(&["get"], &[""], &["namespaces"], &["a", "b"])],
-        )
-        .cluster_role_binding(
-            role_ref("ClusterRole", "some"),
-            vec![subject("User", "u", None)],
-        );
+        .cluster_role("some", vec![rule(&["get"], &[""], &["namespaces"], &["a", "b"])])
+        .cluster_role_binding(role_ref("ClusterRole", "some"), vec![subject("User", "u", None)]);
     let u = user("u", &[]);
     let v = visible_namespaces(&world, &u);
     assert!(!v.all);
@@ -233,34 +210,17 @@ fn cluster_role_binding_with_resource_names_grants_only_those() {
 #[test]
 fn resource_names_in_a_role_binding_must_name_the_namespace() {
     let world = World::default()
-        .cluster_role(
-            "only-x",
-            vec![rule(&["get"], &[""], &["namespaces"], &["x"])],
-        )
-        .role_binding(
-            "x",
-            role_ref("ClusterRole", "only-x"),
-            vec![subject("User", "u", None)],
-        )
-        .role_binding(
-            "y",
-            role_ref("ClusterRole", "only-x"),
-            vec![subject("User", "u", None)],
-        );
+        .cluster_role("only-x", vec![rule(&["get"], &[""], &["namespaces"], &["x"])])
+        .role_binding("x", role_ref("ClusterRole", "only-x"), vec![subject("User", "u", None)])
+        .role_binding("y", role_ref("ClusterRole", "only-x"), vec![subject("User", "u", None)]);
     assert_eq!(names(&visible_namespaces(&world, &user("u", &[]))), ["x"]);
 }
 
 #[test]
 fn wildcards_in_verbs_groups_and_resources_match() {
     let world = World::default()
-        .cluster_role(
-            "star-verbs",
-            vec![rule(&["*"], &[""], &["namespaces"], &[])],
-        )
-        .cluster_role(
-            "star-groups",
-            vec![rule(&["get"], &["*"], &["namespaces"], &[])],
-        )
+        .cluster_role("star-verbs", vec![rule(&["*"], &[""], &["namespaces"], &[])])
+        .cluster_role("star-groups", vec![rule(&["get"], &["*"], &["namespaces"], &[])])
         .cluster_role("star-resources", vec![rule(&["get"], &[""], &["*"], &[])])
         .role_binding(
             "n1",
@@ -277,10 +237,7 @@ fn wildcards_in_verbs_groups_and_resources_match() {
             role_ref("ClusterRole", "star-resources"),
             vec![subject("User", "u", None)],
         );
-    assert_eq!(
-        names(&visible_namespaces(&world, &user("u", &[]))),
-        ["n1", "n2", "n3"]
-    );
+    assert_eq!(names(&visible_namespaces(&world, &user("u", &[]))), ["n1", "n2", "n3"]);
 }
 
 #[test]
@@ -301,10 +258,7 @@ fn rules_for_other_groups_resources_subresources_or_verbs_do_not_match() {
             role_ref("ClusterRole", "near-misses"),
             vec![subject("User", "u", None)],
         )
-        .cluster_role_binding(
-            role_ref("ClusterRole", "near-misses"),
-            vec![subject("User", "u", None)],
-        );
+        .cluster_role_binding(role_ref("ClusterRole", "near-misses"), vec![subject("User", "u", None)]);
     let v = visible_namespaces(&world, &user("u", &[]));
     assert_eq!(v, Visibility::default());
 }
@@ -317,19 +271,9 @@ fn dangling_role_refs_grant_nothing() {
             role_ref("ClusterRole", "missing"),
             vec![subject("User", "u", None)],
         )
-        .role_binding(
-            "n2",
-            role_ref("Role", "missing"),
-            vec![subject("User", "u", None)],
-        )
-        .cluster_role_binding(
-            role_ref("ClusterRole", "missing"),
-            vec![subject("User", "u", None)],
-        );
-    assert_eq!(
-        visible_namespaces(&world, &user("u", &[])),
-        Visibility::default()
-    );
+        .role_binding("n2", role_ref("Role", "missing"), vec![subject("User", "u", None)])
+        .cluster_role_binding(role_ref("ClusterRole", "missing"), vec![subject("User", "u", None)]);
+    assert_eq!(visible_namespaces(&world, &user("u", &[])), Visibility::default());
 }
 
 #[test]
@@ -337,10 +281,7 @@ fn cluster_role_binding_to_a_role_kind_grants_nothing() {
     let world = World::default()
         .role("n1", "r", reader())
         .cluster_role_binding(role_ref("Role", "r"), vec![subject("User", "u", None)]);
-    assert_eq!(
-        visible_namespaces(&world, &user("u", &[])),
-        Visibility::default()
-    );
+    assert_eq!(visible_namespaces(&world, &user("u", &[])), Visibility::default());
 }
 
 #[test]
@@ -385,10 +326,7 @@ fn service_account_subjects_match_their_user_name_and_default_to_the_binding_nam
             role_ref("ClusterRole", "view"),
             vec![subject("ServiceAccount", "deployer", Some("other"))],
         );
-    assert_eq!(
-        names(&visible_namespaces(&world, &sa)),
-        ["n1", "n3", "tools"]
-    );
+    assert_eq!(names(&visible_namespaces(&world, &sa)), ["n1", "n3", "tools"]);
     // A user who merely looks like an SA name without the prefix matches nothing.
     assert_eq!(
         names(&visible_namespaces(&world, &user("deployer", &[]))),
@@ -398,40 +336,31 @@ fn service_account_subjects_match_their_user_name_and_default_to_the_binding_nam
 
 #[test]
 fn service_account_subject_without_namespace_in_a_cluster_role_binding_matches_nobody() {
-    let world = World::default()
-        .cluster_role("view", reader())
-        .cluster_role_binding(
-            role_ref("ClusterRole", "view"),
-            vec![subject("ServiceAccount", "deployer", None)],
-        );
+    let world = World::default().cluster_role("view", reader()).cluster_role_binding(
+        role_ref("ClusterRole", "view"),
+        vec![subject("ServiceAccount", "deployer", None)],
+    );
     let sa = user("system:serviceaccount:tools:deployer", &[]);
     assert!(!visible_namespaces(&world, &sa).all);
 }
 
 #[test]
 fn system_authenticated_group_binding_reaches_every_user() {
-    let world = World::default()
-        .cluster_role("view", reader())
-        .role_binding(
-            "shared",
-            role_ref("ClusterRole", "view"),
-            vec![subject("Group", "system:authenticated", None)],
-        );
+    let world = World::default().cluster_role("view", reader()).role_binding(
+        "shared",
+        role_ref("ClusterRole", "view"),
+        vec![subject("Group", "system:authenticated", None)],
+    );
     let anyone = user("zed", &["system:authenticated"]);
     assert_eq!(names(&visible_namespaces(&world, &anyone)), ["shared"]);
 }
 
 #[test]
 fn unknown_subject_kinds_match_nobody() {
-    let world = World::default()
-        .cluster_role("view", reader())
-        .role_binding(
-            "n1",
-            role_ref("ClusterRole", "view"),
-            vec![subject("Robot", "u", None)],
-        );
-    assert_eq!(
-        visible_namespaces(&world, &user("u", &[])),
-        Visibility::default()
+    let world = World::default().cluster_role("view", reader()).role_binding(
+        "n1",
+        role_ref("ClusterRole", "view"),
+        vec![subject("Robot", "u", None)],
     );
+    assert_eq!(visible_namespaces(&world, &user("u", &[])), Visibility::default());
 }

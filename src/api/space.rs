@@ -76,10 +76,7 @@ impl Space {
             api_version: GROUP_VERSION.to_owned(),
             kind: KIND.to_owned(),
             metadata,
-            spec: SpaceSpec {
-                account,
-                finalizers,
-            },
+            spec: SpaceSpec { account, finalizers },
             status: SpaceStatus { phase },
         }
     }

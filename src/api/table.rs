@@ -201,11 +201,7 @@ mod tests {
             (9 * 365 * 86400, "9y"),
         ];
         for (secs, want) in cases {
-            assert_eq!(
-                human_duration(SignedDuration::from_secs(secs)),
-                want,
-                "{secs}s"
-            );
+            assert_eq!(human_duration(SignedDuration::from_secs(secs)), want, "{secs}s");
         }
     }
 }

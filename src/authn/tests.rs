@@ -54,12 +54,7 @@ fn certificate_with_a_common_name_outside_the_allowed_names_is_not_trusted() {
 fn empty_allowed_names_trust_any_certificate_from_the_ca() {
     let mut cfg = config();
     cfg.allowed_names.clear();
-    let user = authenticate(
-        &cfg,
-        &proxy("anything"),
-        &headers(&[("x-remote-user", "alice")]),
-    )
-    .expect("trusted");
+    let user = authenticate(&cfg, &proxy("anything"), &headers(&[("x-remote-user", "alice")])).expect("trusted");
     assert_eq!(user.name, "alice");
 }
 
@@ -73,10 +68,7 @@ fn trusted_proxy_asserts_user_groups_uid_and_extras() {
             ("x-remote-uid", "1234"),
             ("x-remote-group", "team-a"),
             ("X-REMOTE-GROUP", "a,b"),
-            (
-                "x-remote-extra-authentication.kubernetes.io%2fcredential-id",
-                "JTI=1",
-            ),
+            ("x-remote-extra-authentication.kubernetes.io%2fcredential-id", "JTI=1"),
             ("X-Remote-Extra-Scopes", "one"),
             ("x-remote-extra-scopes", "two"),
         ]),
@@ -128,15 +120,11 @@ fn system_authenticated_is_not_added_twice_nor_to_anonymous() {
     let user = authenticate(
         &cfg,
         &p,
-        &headers(&[
-            ("x-remote-user", "a"),
-            ("x-remote-group", "system:authenticated"),
-        ]),
+        &headers(&[("x-remote-user", "a"), ("x-remote-group", "system:authenticated")]),
     )
     .expect("trusted");
     assert_eq!(user.groups, ["system:authenticated"]);
-    let anon = authenticate(&cfg, &p, &headers(&[("x-remote-user", "system:anonymous")]))
-        .expect("trusted");
+    let anon = authenticate(&cfg, &p, &headers(&[("x-remote-user", "system:anonymous")])).expect("trusted");
     assert!(anon.groups.is_empty());
 }
 

@@ -77,49 +77,31 @@ pub fn negotiate(accept: Option<&str>, target: Target) -> Option<Output> {
     let Some(accept) = accept else {
         return Some(Output::Json);
     };
-    parse(accept)
-        .into_iter()
-        .filter(|r| r.quality > 0.0)
-        .find_map(|range| {
-            if !matches!(
-                range.essence.as_str(),
-                "application/json" | "application/*" | "*/*"
-            ) {
-                return None;
-            }
-            let param = |name: &str| {
-                range
-                    .params
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| *v)
-            };
-            let Some(as_kind) = param("as") else {
-                return Some(Output::Json);
-            };
-            let group = param("g").unwrap_or_default();
-            let version = param("v").unwrap_or_default();
-            if target == Target::Discovery {
-                return (as_kind == "APIGroupDiscoveryList"
-                    && group == "apidiscovery.k8s.io"
-                    && version == "v2")
-                    .then_some(Output::DiscoveryV2);
-            }
-            if group != META_GROUP || !matches!(version, "v1" | "v1beta1") {
-                return None;
-            }
-            let version = version.to_owned();
-            match (as_kind, target) {
-                ("Table", Target::Object | Target::List) => Some(Output::Table(version)),
-                ("PartialObjectMetadata", Target::Object) => {
-                    Some(Output::PartialObjectMetadata(version))
-                }
-                ("PartialObjectMetadataList", Target::List) => {
-                    Some(Output::PartialObjectMetadataList(version))
-                }
-                _ => None,
-            }
-        })
+    parse(accept).into_iter().filter(|r| r.quality > 0.0).find_map(|range| {
+        if !matches!(range.essence.as_str(), "application/json" | "application/*" | "*/*") {
+            return None;
+        }
+        let param = |name: &str| range.params.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let Some(as_kind) = param("as") else {
+            return Some(Output::Json);
+        };
+        let group = param("g").unwrap_or_default();
+        let version = param("v").unwrap_or_default();
+        if target == Target::Discovery {
+            return (as_kind == "APIGroupDiscoveryList" && group == "apidiscovery.k8s.io" && version == "v2")
+                .then_some(Output::DiscoveryV2);
+        }
+        if group != META_GROUP || !matches!(version, "v1" | "v1beta1") {
+            return None;
+        }
+        let version = version.to_owned();
+        match (as_kind, target) {
+            ("Table", Target::Object | Target::List) => Some(Output::Table(version)),
+            ("PartialObjectMetadata", Target::Object) => Some(Output::PartialObjectMetadata(version)),
+            ("PartialObjectMetadataList", Target::List) => Some(Output::PartialObjectMetadataList(version)),
+            _ => None,
+        }
+    })
 }
 
 /// `includeObject`: absent means Metadata.
@@ -196,17 +178,10 @@ mod tests {
 
     #[test]
     fn discovery_v2_only_when_asked() {
-        let v2 =
-            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(
-            negotiate(Some(v2), Target::Discovery),
-            Some(Output::DiscoveryV2)
-        );
+        let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(negotiate(Some(v2), Target::Discovery), Some(Output::DiscoveryV2));
         let v2beta1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(
-            negotiate(Some(v2beta1), Target::Discovery),
-            Some(Output::Json)
-        );
+        assert_eq!(negotiate(Some(v2beta1), Target::Discovery), Some(Output::Json));
     }
 
     #[test]

@@ -52,9 +52,7 @@ impl LabelSelector {
             match parser.next() {
                 None => break,
                 Some(Token::Comma) => {}
-                Some(other) => {
-                    return Err(Error::Label(format!("found '{other:?}', expected: ','")))
-                }
+                Some(other) => return Err(Error::Label(format!("found '{other:?}', expected: ','"))),
             }
         }
         Ok(LabelSelector { requirements })
@@ -69,12 +67,8 @@ impl LabelSelector {
                 Op::DoesNotExist => value.is_none(),
                 Op::In(values) => value.is_some_and(|v| values.contains(v)),
                 Op::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
-                Op::Gt(n) => value
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|v| v > *n),
-                Op::Lt(n) => value
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|v| v < *n),
+                Op::Gt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
+                Op::Lt(n) => value.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
             }
         })
     }
@@ -161,11 +155,7 @@ impl Parser {
         }
         let key = match self.next() {
             Some(Token::Ident(key)) => key,
-            other => {
-                return Err(Error::Label(format!(
-                    "found '{other:?}', expected: identifier"
-                )))
-            }
+            other => return Err(Error::Label(format!("found '{other:?}', expected: identifier"))),
         };
         validate_key(&key)?;
         if negated {
@@ -175,12 +165,7 @@ impl Parser {
             });
         }
         let op = match self.peek() {
-            None | Some(Token::Comma) => {
-                return Ok(Requirement {
-                    key,
-                    op: Op::Exists,
-                })
-            }
+            None | Some(Token::Comma) => return Ok(Requirement { key, op: Op::Exists }),
             Some(_) => self.next(),
         };
         let op = match op {
@@ -204,11 +189,7 @@ impl Parser {
         let value = match self.peek() {
             Some(Token::Ident(v)) => v.clone(),
             None | Some(Token::Comma) => return Ok(String::new()),
-            Some(other) => {
-                return Err(Error::Label(format!(
-                    "found '{other:?}', expected: identifier"
-                )))
-            }
+            Some(other) => return Err(Error::Label(format!("found '{other:?}', expected: identifier"))),
         };
         self.pos += 1;
         validate_value(&value)?;
@@ -228,11 +209,7 @@ impl Parser {
                     match self.next() {
                         Some(Token::Comma) => {}
                         Some(Token::Close) => return Ok(values),
-                        other => {
-                            return Err(Error::Label(format!(
-                                "found '{other:?}', expected: ',' or ')'"
-                            )))
-                        }
+                        other => return Err(Error::Label(format!("found '{other:?}', expected: ',' or ')'"))),
                     }
                 }
                 Some(Token::Close) => {
@@ -251,14 +228,10 @@ impl Parser {
 
     fn integer(&mut self) -> Result<i64, Error> {
         match self.next() {
-            Some(Token::Ident(v)) => v.parse().map_err(|_| {
-                Error::Label(format!(
-                    "for 'Gt', 'Lt' operators, the value must be an integer: {v}"
-                ))
-            }),
-            other => Err(Error::Label(format!(
-                "found '{other:?}', expected: integer"
-            ))),
+            Some(Token::Ident(v)) => v
+                .parse()
+                .map_err(|_| Error::Label(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}"))),
+            other => Err(Error::Label(format!("found '{other:?}', expected: integer"))),
         }
     }
 }
@@ -339,9 +312,7 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, v, true)
             } else {
-                return Err(Error::Field(format!(
-                    "{term:?}: expected an operator (=, ==, !=)"
-                )));
+                return Err(Error::Field(format!("{term:?}: expected an operator (=, ==, !=)")));
             };
             let field = match field.trim() {
                 "metadata.name" => Field::Name,

@@ -26,35 +26,11 @@ const fn column(
 #[must_use]
 pub fn columns() -> Vec<ColumnDefinition> {
     vec![
-        column(
-            "Name",
-            "string",
-            "name",
-            "Name of the space (and of its namespace).",
-            0,
-        ),
-        column(
-            "Account",
-            "string",
-            "",
-            "The Account that owns the space.",
-            0,
-        ),
+        column("Name", "string", "name", "Name of the space (and of its namespace).", 0),
+        column("Account", "string", "", "The Account that owns the space.", 0),
         column("Phase", "string", "", "Active or Terminating.", 0),
-        column(
-            "Age",
-            "string",
-            "",
-            "Time since the namespace was created.",
-            0,
-        ),
-        column(
-            "Creator",
-            "string",
-            "",
-            "Who created the space through this server.",
-            1,
-        ),
+        column("Age", "string", "", "Time since the namespace was created.", 0),
+        column("Creator", "string", "", "Who created the space through this server.", 1),
         column(
             "Shared",
             "boolean",
@@ -67,12 +43,7 @@ pub fn columns() -> Vec<ColumnDefinition> {
 
 /// One row per space, carrying the object `include` asks for in `meta.k8s.io/<version>` shapes.
 #[must_use]
-pub fn rows(
-    spaces: &[Space],
-    include: IncludeObject,
-    version: &str,
-    now: Timestamp,
-) -> Vec<TableRow> {
+pub fn rows(spaces: &[Space], include: IncludeObject, version: &str, now: Timestamp) -> Vec<TableRow> {
     spaces
         .iter()
         .map(|space| {
@@ -95,20 +66,15 @@ pub fn rows(
                 json!(space.name()),
                 json!(space.spec.account.clone().unwrap_or_default()),
                 json!(space.status.phase.clone().unwrap_or_default()),
-                json!(age(
-                    space.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                    now
-                )),
+                json!(age(space.metadata.creation_timestamp.as_ref().map(|t| t.0), now)),
                 json!(annotation(CREATOR_ANNOTATION)),
                 json!(shared),
             ];
             let object = match include {
                 IncludeObject::None => None,
-                IncludeObject::Metadata => serde_json::to_value(PartialObjectMetadata::new(
-                    version,
-                    space.metadata.clone(),
-                ))
-                .ok(),
+                IncludeObject::Metadata => {
+                    serde_json::to_value(PartialObjectMetadata::new(version, space.metadata.clone())).ok()
+                }
                 IncludeObject::Object => serde_json::to_value(space).ok(),
             };
             TableRow { cells, object }

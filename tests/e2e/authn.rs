@@ -8,12 +8,7 @@ use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, Ke
 use crate::harness::{curl, env, unique};
 
 /// Writes a client certificate (and key) for `cn` signed by `issuer`, valid from `from` to `until` (days from now).
-fn client_cert(
-    issuer: &Issuer<'_, KeyPair>,
-    cn: &str,
-    from: i64,
-    until: i64,
-) -> (PathBuf, PathBuf) {
+fn client_cert(issuer: &Issuer<'_, KeyPair>, cn: &str, from: i64, until: i64) -> (PathBuf, PathBuf) {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -33,18 +28,14 @@ fn client_cert(
 fn front_proxy_ca() -> Issuer<'static, KeyPair> {
     let pki = env().path("PKI_DIR");
     let cert = std::fs::read_to_string(pki.join("front-proxy-ca.crt")).expect("front-proxy CA");
-    let key =
-        KeyPair::from_pem(&std::fs::read_to_string(pki.join("front-proxy-ca.key")).expect("key"))
-            .expect("key");
+    let key = KeyPair::from_pem(&std::fs::read_to_string(pki.join("front-proxy-ca.key")).expect("key")).expect("key");
     Issuer::from_ca_cert_pem(&cert, key).expect("issuer")
 }
 
 fn foreign_ca() -> Issuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "front-proxy-ca");
+    params.distinguished_name.push(DnType::CommonName, "front-proxy-ca");
     Issuer::new(params, KeyPair::generate().expect("key"))
 }
 
@@ -112,10 +103,7 @@ fn forged_headers_with_a_certificate_from_another_ca_are_refused() {
 fn forged_headers_with_a_cluster_client_certificate_are_refused() {
     // admin.crt chains to the cluster's client CA (O=system:masters), not to the request-header CA.
     let pki = env().path("PKI_DIR");
-    assert_refused(forged_list(Some((
-        pki.join("admin.crt"),
-        pki.join("admin.key"),
-    ))));
+    assert_refused(forged_list(Some((pki.join("admin.crt"), pki.join("admin.key")))));
 }
 
 #[test]
@@ -156,10 +144,7 @@ fn health_endpoints_need_no_identity_and_everything_else_does() {
     let env = env();
     let ca = env.var("SERVER_CA_CERT");
     for path in ["/healthz", "/livez", "/readyz"] {
-        let (code, body) = curl(
-            &format!("{}{path}", env.var("SERVER_URL")),
-            &["--cacert", ca],
-        );
+        let (code, body) = curl(&format!("{}{path}", env.var("SERVER_URL")), &["--cacert", ca]);
         assert_eq!((code, body.as_str()), (200, "ok"), "{path}");
     }
     for path in [
@@ -168,10 +153,7 @@ fn health_endpoints_need_no_identity_and_everything_else_does() {
         "/metrics",
         "/apis/tenancy.loft.sh/v1/spaces/default",
     ] {
-        let (code, body) = curl(
-            &format!("{}{path}", env.var("SERVER_URL")),
-            &["--cacert", ca],
-        );
+        let (code, body) = curl(&format!("{}{path}", env.var("SERVER_URL")), &["--cacert", ca]);
         assert_eq!(code, 401, "{path}: {body}");
     }
 }

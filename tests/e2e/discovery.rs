@@ -23,11 +23,7 @@ fn kubectl_resolves_the_resource_short_name_and_category() {
     let env = env();
     let resources = env
         .kubectl("alice")
-        .run(&[
-            "api-resources",
-            "--api-group=tenancy.loft.sh",
-            "--no-headers",
-        ])
+        .run(&["api-resources", "--api-group=tenancy.loft.sh", "--no-headers"])
         .ok();
     let fields: Vec<&str> = resources.split_whitespace().collect();
     assert_eq!(
@@ -35,12 +31,9 @@ fn kubectl_resolves_the_resource_short_name_and_category() {
         ["spaces", "sp", "tenancy.loft.sh/v1", "false", "Space"],
         "{resources}"
     );
-    for args in [
-        ["get", "sp"],
-        ["get", "tenancy"],
-        ["get", "spaces.tenancy.loft.sh"],
-    ] {
-        let out = env.kubectl("alice").run(&args).ok();
+    for args in [["get", "sp"], ["get", "tenancy"], ["get", "spaces.tenancy.loft.sh"]] {
+        // As admin, who sees every namespace whatever else the run has created so far.
+        let out = env.kubectl("admin").run(&args).ok();
         assert!(out.starts_with("NAME"), "{args:?}: {out}");
     }
 }
@@ -93,17 +86,12 @@ fn the_server_answers_discovery_v2_itself_with_an_etag() {
     assert_eq!(code, 200, "{response}");
     let lower = response.to_lowercase();
     assert!(
-        lower.contains(
-            "content-type: application/json;g=apidiscovery.k8s.io;v=v2;as=apigroupdiscoverylist"
-        ),
+        lower.contains("content-type: application/json;g=apidiscovery.k8s.io;v=v2;as=apigroupdiscoverylist"),
         "{response}"
     );
     let etag = response
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("etag: ")
-                .or_else(|| l.strip_prefix("ETag: "))
-        })
+        .find_map(|l| l.strip_prefix("etag: ").or_else(|| l.strip_prefix("ETag: ")))
         .expect("an ETag header")
         .trim()
         .to_owned();
@@ -117,22 +105,12 @@ fn the_server_answers_discovery_v2_itself_with_an_etag() {
 #[test]
 fn table_prints_name_account_phase_age_and_wide_adds_creator_and_shared() {
     let env = env();
-    let alice = env.kubectl("alice");
-    let out = alice.run(&["get", "spaces"]).ok();
-    let header: Vec<&str> = out
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let admin = env.kubectl("admin");
+    let out = admin.run(&["get", "spaces"]).ok();
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(header, ["NAME", "ACCOUNT", "PHASE", "AGE"], "{out}");
-    let out = alice.run(&["get", "spaces", "-o", "wide"]).ok();
-    let header: Vec<&str> = out
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let out = admin.run(&["get", "spaces", "-o", "wide"]).ok();
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
         ["NAME", "ACCOUNT", "PHASE", "AGE", "CREATOR", "SHARED"],
@@ -140,58 +118,35 @@ fn table_prints_name_account_phase_age_and_wide_adds_creator_and_shared() {
     );
     // A row object lets kubectl add labels client-side.
     let out = env
-        .kubectl("dave")
+        .kubectl("admin")
         .run(&["get", "space", "kube-system", "--show-labels"])
         .ok();
-    assert!(
-        out.contains("kubernetes.io/metadata.name=kube-system"),
-        "{out}"
-    );
+    assert!(out.contains("kubernetes.io/metadata.name=kube-system"), "{out}");
 }
 
 #[test]
 fn json_and_metadata_representations_round_trip_the_namespace() {
     let env = env();
     let admin = env.kubectl("admin");
-    let namespace: serde_json::Value = serde_json::from_str(
-        &admin
-            .run(&["get", "namespace", "kube-system", "-o", "json"])
-            .ok(),
-    )
-    .expect("json");
-    let space: serde_json::Value = serde_json::from_str(
-        &admin
-            .run(&["get", "space", "kube-system", "-o", "json"])
-            .ok(),
-    )
-    .expect("json");
+    let namespace: serde_json::Value =
+        serde_json::from_str(&admin.run(&["get", "namespace", "kube-system", "-o", "json"]).ok()).expect("json");
+    let space: serde_json::Value =
+        serde_json::from_str(&admin.run(&["get", "space", "kube-system", "-o", "json"]).ok()).expect("json");
     assert_eq!(space["apiVersion"], "tenancy.loft.sh/v1");
     assert_eq!(space["kind"], "Space");
-    for field in [
-        "name",
-        "uid",
-        "resourceVersion",
-        "creationTimestamp",
-        "labels",
-    ] {
-        assert_eq!(
-            space["metadata"][field], namespace["metadata"][field],
-            "{field}"
-        );
+    for field in ["name", "uid", "resourceVersion", "creationTimestamp", "labels"] {
+        assert_eq!(space["metadata"][field], namespace["metadata"][field], "{field}");
     }
     assert_eq!(space["status"]["phase"], "Active");
 
-    let args = env.apiserver_as("dave", &["auditors", "system:authenticated"]);
+    let args = env.apiserver_as("root", &["system:masters", "system:authenticated"]);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend([
         "-H",
         "Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
     ]);
     let (code, body) = curl(
-        &format!(
-            "{}/apis/tenancy.loft.sh/v1/spaces",
-            env.var("APISERVER_URL")
-        ),
+        &format!("{}/apis/tenancy.loft.sh/v1/spaces", env.var("APISERVER_URL")),
         &args,
     );
     assert_eq!(code, 200, "{body}");

@@ -38,8 +38,7 @@ impl Env {
     pub fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {
         let mut k = self.kubectl("admin");
         k.impersonate.push(format!("--as={user}"));
-        k.impersonate
-            .extend(groups.iter().map(|g| format!("--as-group={g}")));
+        k.impersonate.extend(groups.iter().map(|g| format!("--as-group={g}")));
         k
     }
 }
@@ -88,37 +87,21 @@ fn start_own_env() -> PathBuf {
         .spawn()
         .expect("watchdog starts");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("up.sh prints the env file")
-            .trim(),
-    )
+    PathBuf::from(stdout.lines().last().expect("up.sh prints the env file").trim())
 }
 
 fn parse_env_file(file: &Path) -> Env {
-    let text =
-        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
     // The file is bash `export NAME=value` lines with %q quoting; let bash itself expand them.
     let script = format!("set -a; source {}; env -0", file.display());
-    let output = Command::new("bash")
-        .args(["-c", &script])
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "sourcing {} failed: {text}",
-        file.display()
-    );
+    let output = Command::new("bash").args(["-c", &script]).output().expect("bash runs");
+    assert!(output.status.success(), "sourcing {} failed: {text}", file.display());
     let vars = output
         .stdout
         .split(|b| *b == 0)
         .filter_map(|entry| {
             let entry = String::from_utf8_lossy(entry);
-            entry
-                .split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            entry.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
         })
         .collect();
     Env { vars }
@@ -183,11 +166,7 @@ impl Kubectl {
             .arg(&self.kubeconfig)
             .args(&self.impersonate)
             .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("kubectl starts");
@@ -209,8 +188,7 @@ impl Kubectl {
     /// `kubectl apply -f -` of a manifest.
     #[track_caller]
     pub fn apply(&self, manifest: &str) {
-        self.run_with_stdin(&["apply", "-f", "-"], Some(manifest))
-            .ok();
+        self.run_with_stdin(&["apply", "-f", "-"], Some(manifest)).ok();
     }
 
     /// Names of the spaces this user lists, sorted.
@@ -242,10 +220,7 @@ pub fn unique(prefix: &str) -> String {
 
 /// Polls `check` until it returns `Some`, or panics after `timeout` with the last value it saw.
 #[track_caller]
-pub fn eventually<T, S: std::fmt::Debug>(
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<T, S>,
-) -> T {
+pub fn eventually<T, S: std::fmt::Debug>(timeout: Duration, mut check: impl FnMut() -> Result<T, S>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         match check() {
@@ -274,9 +249,7 @@ pub fn role_binding(namespace: &str, name: &str, role: &str, subjects: &[&str]) 
                 ("ServiceAccount", Some((ns, sa))) => {
                     format!("  - kind: ServiceAccount\n    name: {sa}\n    namespace: {ns}\n")
                 }
-                _ => format!(
-                    "  - apiGroup: rbac.authorization.k8s.io\n    kind: {kind}\n    name: {name}\n"
-                ),
+                _ => format!("  - apiGroup: rbac.authorization.k8s.io\n    kind: {kind}\n    name: {name}\n"),
             }
         })
         .collect();
@@ -302,8 +275,7 @@ pub fn curl(url: &str, args: &[&str]) -> (u16, String) {
 impl Env {
     /// kubectl authenticating with a bearer token only (e.g. a ServiceAccount's), as a pod would.
     pub fn kubectl_token(&self, token: &str) -> Kubectl {
-        let dir =
-            std::env::temp_dir().join(format!("tenancy-e2e-kubeconfigs-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("tenancy-e2e-kubeconfigs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join(format!("{}.kubeconfig", unique("token")));
         let kubeconfig = format!(

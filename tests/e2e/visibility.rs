@@ -73,10 +73,7 @@ fn tenants_see_exactly_the_namespaces_rbac_lets_them_get() {
         "kube-system",
         "default",
     ] {
-        assert!(
-            dave.contains(&ns.to_owned()),
-            "dave should see {ns}: {dave:?}"
-        );
+        assert!(dave.contains(&ns.to_owned()), "dave should see {ns}: {dave:?}");
     }
 }
 
@@ -101,12 +98,7 @@ fn hidden_space_answers_word_for_word_like_a_missing_one() {
     );
 
     // The raw Status bodies too, through kube-apiserver.
-    let url = |name: &str| {
-        format!(
-            "{}/apis/tenancy.loft.sh/v1/spaces/{name}",
-            env.var("APISERVER_URL")
-        )
-    };
+    let url = |name: &str| format!("{}/apis/tenancy.loft.sh/v1/spaces/{name}", env.var("APISERVER_URL"));
     let args = env.apiserver_as(&user, &["system:authenticated"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (hidden_code, hidden_body) = crate::harness::curl(&url(&hidden), &args);
@@ -127,15 +119,7 @@ fn deleting_a_role_binding_removes_the_space_from_the_next_list() {
     let admin = env.kubectl("admin");
     let ns = unique("revoke");
     let user = unique("revokee");
-    admin.apply(
-        &(namespace(&ns)
-            + &role_binding(
-                &ns,
-                "access",
-                "ClusterRole/view",
-                &[&format!("User:{user}")],
-            )),
-    );
+    admin.apply(&(namespace(&ns) + &role_binding(&ns, "access", "ClusterRole/view", &[&format!("User:{user}")])));
     let tenant = env.kubectl_as(&user, &[]);
     eventually(SETTLE, || {
         let names = tenant.space_names(&[]);
@@ -147,9 +131,7 @@ fn deleting_a_role_binding_removes_the_space_from_the_next_list() {
     });
     tenant.run(&["get", "space", &ns]).ok();
 
-    admin
-        .run(&["delete", "rolebinding", "access", "-n", &ns])
-        .ok();
+    admin.run(&["delete", "rolebinding", "access", "-n", &ns]).ok();
     eventually(SETTLE, || {
         let names = tenant.space_names(&[]);
         if names.is_empty() {
@@ -166,8 +148,7 @@ fn deleting_a_role_binding_removes_the_space_from_the_next_list() {
 fn groups_roles_and_aggregated_cluster_roles_grant_visibility() {
     let env = env();
     let admin = env.kubectl("admin");
-    let (by_group, by_role, by_aggregate, not_granted) =
-        (unique("grp"), unique("role"), unique("agg"), unique("none"));
+    let (by_group, by_role, by_aggregate, not_granted) = (unique("grp"), unique("role"), unique("agg"), unique("none"));
     let group = unique("team");
     let user = unique("member");
     let aggregate_label = unique("aggregate");
@@ -220,9 +201,7 @@ fn service_account_token_sees_namespaces_bound_to_its_account_and_groups() {
     let granted = unique("sa-granted");
     let via_group = unique("sa-group");
     admin.apply(&[namespace(&home), namespace(&granted), namespace(&via_group)].concat());
-    admin
-        .run(&["create", "serviceaccount", "robot", "-n", &home])
-        .ok();
+    admin.run(&["create", "serviceaccount", "robot", "-n", &home]).ok();
     admin.apply(
         &[
             role_binding(
@@ -279,10 +258,7 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]\n"
             Err(names)
         }
     });
-    assert!(tenant
-        .run(&["get", "space", &other])
-        .err()
-        .contains("NotFound"));
+    assert!(tenant.run(&["get", "space", &other]).err().contains("NotFound"));
 }
 
 #[test]
@@ -294,18 +270,8 @@ fn selectors_filter_the_visible_spaces() {
     admin.apply(&format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {dev}\n  labels: {{env: dev}}\n---\n\
 apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {prod}\n  labels: {{env: prod}}\n---\n{}{}",
-        role_binding(
-            &dev,
-            "access",
-            "ClusterRole/view",
-            &[&format!("User:{user}")]
-        ),
-        role_binding(
-            &prod,
-            "access",
-            "ClusterRole/view",
-            &[&format!("User:{user}")]
-        ),
+        role_binding(&dev, "access", "ClusterRole/view", &[&format!("User:{user}")]),
+        role_binding(&prod, "access", "ClusterRole/view", &[&format!("User:{user}")]),
     ));
     let tenant = env.kubectl_as(&user, &[]);
     eventually(SETTLE, || {
@@ -316,18 +282,12 @@ apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {prod}\n  labels: {{env: pro
             Err(names)
         }
     });
-    assert_eq!(
-        tenant.space_names(&["-l", "env=dev"]),
-        std::slice::from_ref(&dev)
-    );
+    assert_eq!(tenant.space_names(&["-l", "env=dev"]), std::slice::from_ref(&dev));
     assert_eq!(
         tenant.space_names(&["-l", "env in (prod,qa)"]),
         std::slice::from_ref(&prod)
     );
-    assert_eq!(
-        tenant.space_names(&["-l", "env!=dev"]),
-        std::slice::from_ref(&prod)
-    );
+    assert_eq!(tenant.space_names(&["-l", "env!=dev"]), std::slice::from_ref(&prod));
     assert_eq!(
         tenant.space_names(&["--field-selector", &format!("metadata.name={prod}")]),
         std::slice::from_ref(&prod)

@@ -3,10 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn matches(selector: &str, pairs: &[(&str, &str)]) -> bool {
@@ -28,10 +25,7 @@ fn equality_operators() {
     assert!(!matches("env=prod", &[("env", "dev")]));
     assert!(!matches("env=prod", &[]));
     assert!(matches("env!=prod", &[("env", "dev")]));
-    assert!(
-        matches("env!=prod", &[]),
-        "!= matches objects without the label"
-    );
+    assert!(matches("env!=prod", &[]), "!= matches objects without the label");
     assert!(!matches("env!=prod", &[("env", "prod")]));
     assert!(matches("env=", &[("env", "")]));
 }
@@ -66,22 +60,12 @@ fn numeric_comparisons() {
 #[test]
 fn requirements_are_anded() {
     let s = "tenancy.loft.sh/account=team-a,env in (dev),!frozen";
-    assert!(matches(
-        s,
-        &[("tenancy.loft.sh/account", "team-a"), ("env", "dev")]
-    ));
+    assert!(matches(s, &[("tenancy.loft.sh/account", "team-a"), ("env", "dev")]));
     assert!(!matches(
         s,
-        &[
-            ("tenancy.loft.sh/account", "team-a"),
-            ("env", "dev"),
-            ("frozen", "")
-        ]
+        &[("tenancy.loft.sh/account", "team-a"), ("env", "dev"), ("frozen", "")]
     ));
-    assert!(!matches(
-        s,
-        &[("tenancy.loft.sh/account", "team-b"), ("env", "dev")]
-    ));
+    assert!(!matches(s, &[("tenancy.loft.sh/account", "team-b"), ("env", "dev")]));
 }
 
 #[test]
