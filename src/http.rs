@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -24,14 +24,14 @@ use crate::api::table::{PartialObjectMetadata, PartialObjectMetadataList, Table}
 use crate::api::{discovery, space, status, GROUP};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::{self, Attributes, Authorizer, Decision};
-use crate::backend::Stores;
 use crate::metrics::{self, RequestMetrics};
 use crate::spaces::{self, selector, ListOptions, Registry};
 use crate::tls::{self, Acceptor};
+use crate::watch;
 use negotiate::{negotiate, Output, Target};
 
 /// Response body: whole documents now, streams (watch) later.
-pub type Body = BoxBody<Bytes, Infallible>;
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Go opens extra connections past its peer's stream limit; kube-apiserver multiplexes every watch on one connection.
@@ -64,7 +64,6 @@ pub enum Error {
 /// Everything a request may need, shared by all connections.
 pub struct App {
     pub registry: Registry,
-    pub stores: Stores,
     pub authorizer: Authorizer,
     pub metrics: RequestMetrics,
     pub registry_metrics: prometheus::Registry,
@@ -181,6 +180,22 @@ fn status_of(error: &Error) -> Status {
         }
         Error::Spaces(spaces::Error::NotFound(name)) => status::not_found(space::RESOURCE, name),
         Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
+        Error::Spaces(spaces::Error::Paging(cause)) => status::bad_request(cause.to_string()),
+        Error::Spaces(spaces::Error::InvalidOptions(message)) => status::failure(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
+            None,
+        ),
+        Error::Spaces(spaces::Error::Watch(cause @ watch::Error::Expired { .. })) => {
+            status::failure(410, "Expired", cause.to_string(), None)
+        }
+        Error::Spaces(spaces::Error::Watch(cause @ watch::Error::TooLarge { .. })) => {
+            status::too_large(cause.to_string())
+        }
+        Error::Spaces(spaces::Error::ContinueExpired) => {
+            status::failure(410, "Expired", CONTINUE_EXPIRED.to_owned(), None)
+        }
         Error::Forbidden {
             user,
             attributes,
@@ -206,6 +221,13 @@ fn status_of(error: &Error) -> Status {
     }
 }
 
+/// kube-apiserver's words for a continue token older than its window.
+const CONTINUE_EXPIRED: &str =
+    "The provided continue parameter is too old to display a consistent list result. You can \
+start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder \
+of the results. Continuing with the provided token results in an inconsistent list - objects that were created, \
+modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
 fn status_response(status: &Status) -> Response<Body> {
     let code = status
         .code
@@ -230,7 +252,7 @@ fn json_response(code: StatusCode, body: &impl Serialize) -> Response<Body> {
 }
 
 fn bytes_response(code: StatusCode, content_type: &'static str, bytes: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed_unsync());
     *response.status_mut() = code;
     response
         .headers_mut()
@@ -262,7 +284,7 @@ async fn route(
     match path.as_str() {
         "/healthz" | "/livez" => return Ok(bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())),
         "/readyz" => {
-            return Ok(if app.stores.is_ready() {
+            return Ok(if app.registry.cache().is_ready() {
                 bytes_response(StatusCode::OK, "text/plain", b"ok".to_vec())
             } else {
                 bytes_response(
@@ -389,29 +411,51 @@ fn version() -> serde_json::Value {
 }
 
 fn list_options(params: &HashMap<String, String>) -> Result<ListOptions, Error> {
-    let label_selector = selector::LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))
-        .map_err(spaces::Error::from)?;
-    let field_selector = selector::FieldSelector::parse(params.get("fieldSelector").map_or("", String::as_str))
-        .map_err(spaces::Error::from)?;
+    let text = |key: &str| params.get(key).map_or("", String::as_str);
+    let label_selector = selector::LabelSelector::parse(text("labelSelector")).map_err(spaces::Error::from)?;
+    let field_selector = selector::FieldSelector::parse(text("fieldSelector")).map_err(spaces::Error::from)?;
+    let limit = match params.get("limit").map(String::as_str) {
+        None | Some("") => None,
+        Some(limit) => Some(
+            limit
+                .parse::<i64>()
+                .map_err(|_| Error::BadRequest(format!("limit: Invalid value: {limit:?}: must be an integer")))?,
+        )
+        .and_then(|l| usize::try_from(l).ok()),
+    };
+    let nonempty = |key: &str| params.get(key).filter(|v| !v.is_empty()).cloned();
     Ok(ListOptions {
         label_selector,
         field_selector,
+        limit,
+        continue_token: nonempty("continue"),
+        resource_version: nonempty("resourceVersion"),
+        resource_version_match: nonempty("resourceVersionMatch"),
     })
+}
+
+fn include_object(params: &HashMap<String, String>) -> Result<crate::api::table::IncludeObject, Error> {
+    negotiate::include_object(params.get("includeObject").map(String::as_str))
+        .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))
 }
 
 fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     if is_watch(req) {
-        return Err(Error::MethodNotAllowed(Method::GET).into());
+        return watch_spaces(app, user, req, &params);
+    }
+    if params.contains_key("sendInitialEvents") {
+        return Err(Error::Spaces(spaces::Error::InvalidOptions(
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list".to_owned(),
+        ))
+        .into());
     }
     let output = negotiate(accept(req.headers()), Target::List).ok_or(Error::NotAcceptable)?;
     let options = list_options(&params)?;
-    let list = app.registry.list(user, &options);
+    let list = app.registry.list(user, &options).map_err(Error::from)?;
     Ok(match output {
         Output::Table(version) => {
-            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
-                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
-            let rows = spaces::table::rows(&list.items, include, &version, Timestamp::now());
+            let rows = spaces::table::rows(&list.items, include_object(&params)?, &version, Timestamp::now());
             json_response(
                 StatusCode::OK,
                 &Table::new(&version, list.metadata, spaces::table::columns(), rows),
@@ -432,14 +476,182 @@ fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Respon
     })
 }
 
+/// Events between the watcher task and the response body; small, since the watcher's own entry buffer absorbs bursts.
+const WATCH_FRAMES: usize = 64;
+/// Without `timeoutSeconds`, a watch ends after this long and the client re-establishes it.
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn watch_spaces(
+    app: &App,
+    user: &User,
+    req: &Request<Incoming>,
+    params: &HashMap<String, String>,
+) -> Result<Response<Body>, RouteError> {
+    let invalid = |message: &str| Error::Spaces(spaces::Error::InvalidOptions(message.to_owned()));
+    let output = negotiate(accept(req.headers()), Target::Watch).ok_or(Error::NotAcceptable)?;
+    let include = include_object(params)?;
+    let mut options = list_options(params)?;
+    let flag = |key: &str| params.get(key).map(|v| matches!(v.as_str(), "true" | "1"));
+    let send_initial_events = flag("sendInitialEvents");
+    let bookmarks = flag("allowWatchBookmarks").unwrap_or(false);
+    let rv_match = options.resource_version_match.take();
+    match (send_initial_events, rv_match.as_deref()) {
+        (None, Some(_)) => {
+            return Err(invalid(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            )
+            .into())
+        }
+        (Some(_), Some("NotOlderThan")) => {}
+        (Some(_), _) => {
+            return Err(invalid(
+                "resourceVersionMatch: Unsupported value: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            )
+            .into())
+        }
+        (None, None) => {}
+    }
+    if send_initial_events == Some(true) && !bookmarks {
+        return Err(invalid(
+            "allowWatchBookmarks: Required value: sendInitialEvents requires allowWatchBookmarks=true",
+        )
+        .into());
+    }
+    let requested = match options.resource_version.as_deref() {
+        None | Some("0") => None,
+        Some(rv) => Some(spaces::parse_resource_version(rv).map_err(Error::from)?),
+    };
+    let from = match (send_initial_events, requested) {
+        // WatchList: the state at least as new as the requested position, then the initial-events-end bookmark.
+        (Some(true), Some(rv)) => {
+            let current = app.registry.cache().read().log.position();
+            if rv > current {
+                return Err(Error::from(spaces::Error::from(watch::Error::TooLarge { requested: rv, current })).into());
+            }
+            watch::From::Now { initial_events: true }
+        }
+        (Some(true), None) => watch::From::Now { initial_events: true },
+        (Some(false), None) => watch::From::Now { initial_events: false },
+        (None, None) => watch::From::Now { initial_events: true },
+        (_, Some(rv)) => watch::From::Position(rv),
+    };
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(WATCH_FRAMES);
+    let encode = watch_encoder(output, include);
+    let watch_options = watch::Options {
+        bookmarks,
+        initial_events_end: send_initial_events == Some(true),
+        timeout,
+    };
+    match watch::start(app.registry.cache(), user, options.filter(), from) {
+        Ok(started) => {
+            tokio::spawn(watch::run(started, watch_options, encode, sender));
+        }
+        Err(error @ watch::Error::TooLarge { .. }) => return Err(Error::from(spaces::Error::from(error)).into()),
+        Err(error @ watch::Error::Expired { .. }) => {
+            // As kube-apiserver: the watch is established, then ends with a 410 ERROR event; client-go relists.
+            let mut encode = encode;
+            let item = watch::Item::Expired {
+                message: error.to_string(),
+            };
+            let bytes = encode(&item);
+            tokio::spawn(async move {
+                let _ = sender.send(bytes).await;
+            });
+        }
+    }
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(hyper::body::Frame::data(bytes)), receiver))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// Encodes watch items as newline-delimited `{"type", "object"}` events in the negotiated representation.
+fn watch_encoder(output: Output, include: crate::api::table::IncludeObject) -> impl FnMut(&watch::Item) -> Bytes {
+    let mut columns_sent = false;
+    move |item| {
+        let (kind, object) = match item {
+            watch::Item::Event {
+                kind,
+                namespace,
+                position,
+            } => {
+                let mut space = crate::api::Space::from_namespace(namespace);
+                space.metadata.resource_version = Some(position.to_string());
+                let object = match &output {
+                    Output::Table(version) => {
+                        let columns = if columns_sent {
+                            Vec::new()
+                        } else {
+                            spaces::table::columns()
+                        };
+                        columns_sent = true;
+                        let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta {
+                            resource_version: Some(position.to_string()),
+                            ..Default::default()
+                        };
+                        let rows =
+                            spaces::table::rows(std::slice::from_ref(&space), include, version, Timestamp::now());
+                        serde_json::to_value(Table::new(version, metadata, columns, rows))
+                    }
+                    Output::PartialObjectMetadata(version) => {
+                        serde_json::to_value(PartialObjectMetadata::new(version, space.metadata))
+                    }
+                    _ => serde_json::to_value(&space),
+                };
+                (kind.as_str(), object.unwrap_or_default())
+            }
+            watch::Item::Bookmark {
+                position,
+                initial_events_end,
+            } => {
+                let mut metadata = serde_json::json!({"resourceVersion": position.to_string()});
+                if *initial_events_end {
+                    metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+                }
+                let (api_version, kind) = match &output {
+                    Output::PartialObjectMetadata(version) => {
+                        (format!("meta.k8s.io/{version}"), "PartialObjectMetadata")
+                    }
+                    Output::Table(version) => (format!("meta.k8s.io/{version}"), "Table"),
+                    _ => (crate::api::GROUP_VERSION.to_owned(), space::KIND),
+                };
+                let object = if kind == "Table" {
+                    serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "rows": []})
+                } else {
+                    serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": metadata})
+                };
+                ("BOOKMARK", object)
+            }
+            watch::Item::Expired { message } => {
+                let status = status::failure(410, "Expired", message.clone(), None);
+                ("ERROR", serde_json::to_value(status).unwrap_or_default())
+            }
+        };
+        let mut line = serde_json::to_vec(&serde_json::json!({"type": kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
 fn get_space(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     let output = negotiate(accept(req.headers()), Target::Object).ok_or(Error::NotAcceptable)?;
+    let include = include_object(&params)?;
     let space = app.registry.get(user, name).map_err(Error::from)?;
     Ok(match output {
         Output::Table(version) => {
-            let include = negotiate::include_object(params.get("includeObject").map(String::as_str))
-                .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))?;
             let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta {
                 resource_version: space.metadata.resource_version.clone(),
                 ..Default::default()

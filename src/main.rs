@@ -11,6 +11,7 @@ mod http;
 mod metrics;
 mod spaces;
 mod tls;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -147,8 +148,8 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         request_header,
     )?);
 
-    let (stores, reflectors) = backend::Stores::start(&client);
-    tokio::spawn(reflectors);
+    let cache = Arc::new(backend::cache::Cache::new());
+    tokio::spawn(backend::run(client.clone(), cache.clone()));
     {
         let acceptor = acceptor.clone();
         tokio::spawn(backend::watch_request_header_config(client.clone(), move |settings| {
@@ -166,8 +167,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
 
     let registry_metrics = prometheus::Registry::new();
     let app = Arc::new(http::App {
-        registry: spaces::Registry::new(stores.clone()),
-        stores,
+        registry: spaces::Registry::new(cache),
         authorizer: authz::Authorizer::new(client),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,

@@ -1,18 +1,25 @@
-//! The spaces registry: each verb on `spaces` mapped onto Namespaces, answered from the caches and filtered by what
-//! the caller may see. A space the caller cannot see is reported exactly as one that does not exist.
+//! The spaces registry: each verb on `spaces` mapped onto Namespaces, answered from the cache and filtered by what
+//! the caller may see. A space the caller cannot see is reported exactly as one that does not exist — in gets, lists,
+//! pages, counts and continue tokens alike.
 
+pub mod paging;
 pub mod selector;
 pub mod table;
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 
-use crate::access;
+use crate::access::index::subjects_of;
+use crate::access::view::UserView;
 use crate::api::{Space, SpaceList};
 use crate::authn::User;
-use crate::backend::Stores;
+use crate::backend::cache::Cache;
+use crate::watch::log::{Change, Lookup};
+use crate::watch::{self, Filter};
+use paging::ContinueToken;
 use selector::{FieldSelector, LabelSelector};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,27 +29,73 @@ pub enum Error {
     NotFound(String),
     #[error(transparent)]
     Selector(#[from] selector::Error),
+    #[error(transparent)]
+    Paging(#[from] paging::Error),
+    #[error("{0}")]
+    InvalidOptions(String),
+    #[error(transparent)]
+    Watch(#[from] watch::Error),
+    /// A continue token whose snapshot has left the change log.
+    #[error("continue token expired")]
+    ContinueExpired,
 }
 
-/// What a list asks for.
+/// What a list or watch asks for.
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
     pub label_selector: LabelSelector,
     pub field_selector: FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
 }
 
-/// Spaces, served from the caches.
+// === impl ListOptions ===
+
+impl ListOptions {
+    /// Whether a namespace passes the selectors.
+    #[must_use]
+    pub fn matches(&self, ns: &Namespace) -> bool {
+        self.field_selector
+            .matches(ns.metadata.name.as_deref().unwrap_or_default())
+            && self.label_selector.matches(ns.metadata.labels.as_ref())
+    }
+
+    /// The selectors as a watch filter.
+    #[must_use]
+    pub fn filter(&self) -> Filter {
+        let options = self.clone();
+        Box::new(move |ns| options.matches(ns))
+    }
+}
+
+/// Parses a resourceVersion a client sent.
+///
+/// # Errors
+/// When it is not a number.
+pub fn parse_resource_version(rv: &str) -> Result<u64, Error> {
+    rv.parse()
+        .map_err(|_| Error::InvalidOptions(format!("resourceVersion: Invalid value: {rv:?}: must be a number")))
+}
+
+/// Spaces, served from the cache.
 #[derive(Clone)]
 pub struct Registry {
-    stores: Stores,
+    cache: Arc<Cache>,
 }
 
 // === impl Registry ===
 
 impl Registry {
     #[must_use]
-    pub fn new(stores: Stores) -> Self {
-        Registry { stores }
+    pub fn new(cache: Arc<Cache>) -> Self {
+        Registry { cache }
+    }
+
+    #[must_use]
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
     }
 
     /// The space `name`, if `user` may see it.
@@ -50,40 +103,114 @@ impl Registry {
     /// # Errors
     /// [`Error::NotFound`] when it does not exist or is hidden from `user`.
     pub fn get(&self, user: &User, name: &str) -> Result<Space, Error> {
-        let not_found = || Error::NotFound(name.to_owned());
-        let namespace = self.stores.namespace(name).ok_or_else(not_found)?;
-        if !access::may_get(&self.stores, user, name) {
-            return Err(not_found());
-        }
-        Ok(Space::from_namespace(&namespace))
+        let state = self.cache.read();
+        let namespace = state
+            .namespaces
+            .get(name)
+            .filter(|_| state.index.may_get(&subjects_of(user), name))
+            .cloned();
+        drop(state);
+        namespace
+            .map(|ns| Space::from_namespace(&ns))
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
 
-    /// Every space `user` may see that matches `options`, sorted by name.
-    #[must_use]
-    pub fn list(&self, user: &User, options: &ListOptions) -> SpaceList {
-        let visibility = access::visible_namespaces(&self.stores, user);
-        let mut namespaces: Vec<Arc<Namespace>> = if visibility.all {
-            self.stores.namespaces.state()
-        } else {
-            visibility
-                .names
-                .iter()
-                .filter_map(|name| self.stores.namespace(name))
-                .collect()
+    /// One page of the spaces `user` may see that match `options`, in name order, from one consistent snapshot.
+    ///
+    /// # Errors
+    /// Bad or expired continue tokens, resourceVersions out of the log's window, invalid option combinations.
+    pub fn list(&self, user: &User, options: &ListOptions) -> Result<SpaceList, Error> {
+        let token = options
+            .continue_token
+            .as_deref()
+            .map(ContinueToken::decode)
+            .transpose()?;
+        let state = self.cache.read();
+        let current = state.log.position();
+        let requested = match (
+            &token,
+            options.resource_version.as_deref(),
+            options.resource_version_match.as_deref(),
+        ) {
+            (Some(token), _, _) => token.position,
+            (None, None | Some(""), Some(_)) => return Err(Error::InvalidOptions(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                    .to_owned(),
+            )),
+            (None, None | Some("" | "0"), None) => current,
+            (None, Some(rv), Some("Exact")) => parse_resource_version(rv)?,
+            (None, Some(rv), None | Some("NotOlderThan")) => {
+                let rv = parse_resource_version(rv)?;
+                if rv > current {
+                    return Err(watch::Error::TooLarge { requested: rv, current }.into());
+                }
+                current
+            }
+            (None, Some(_), Some(other)) => {
+                return Err(Error::InvalidOptions(format!(
+                    "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                )))
+            }
         };
-        namespaces.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        let items = namespaces
-            .iter()
-            .filter(|ns| {
-                let name = ns.metadata.name.as_deref().unwrap_or_default();
-                options.field_selector.matches(name) && options.label_selector.matches(ns.metadata.labels.as_ref())
-            })
-            .map(|ns| Space::from_namespace(ns))
+        let mut view = UserView::new(&state.index, subjects_of(user));
+        let namespaces = if requested == current {
+            state.namespaces.clone()
+        } else {
+            match state.log.lookup(requested) {
+                Lookup::At { namespaces, later } => {
+                    for entry in later.iter().rev() {
+                        for change in entry.changes.iter().rev() {
+                            if let Change::Access(change) = change {
+                                view.undo(change);
+                            }
+                        }
+                    }
+                    namespaces
+                }
+                Lookup::Expired { oldest } if token.is_none() => {
+                    return Err(watch::Error::Expired { requested, oldest }.into())
+                }
+                Lookup::Expired { .. } => return Err(Error::ContinueExpired),
+                Lookup::TooLarge { current } => return Err(watch::Error::TooLarge { requested, current }.into()),
+            }
+        };
+        drop(state);
+
+        let after = token.as_ref().map(|t| t.start.clone());
+        let candidates: Box<dyn Iterator<Item = Arc<Namespace>>> = if view.sees_all() {
+            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+            Box::new(namespaces.range((lower, Bound::Unbounded)).map(|(_, ns)| ns.clone()))
+        } else {
+            let mut names: Vec<&String> = view
+                .granted_names()
+                .filter(|name| after.as_ref().is_none_or(|after| *name > after))
+                .collect();
+            names.sort();
+            Box::new(names.into_iter().filter_map(|name| namespaces.get(name).cloned()))
+        };
+        let mut matching = candidates.filter(|ns| options.matches(ns));
+        let limit = options.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let items: Vec<Space> = matching
+            .by_ref()
+            .take(limit)
+            .map(|ns| Space::from_namespace(&ns))
             .collect();
-        let metadata = ListMeta {
-            resource_version: Some(self.stores.namespace_revision().to_string()),
+        let remaining = matching.count();
+        let mut metadata = ListMeta {
+            resource_version: Some(requested.to_string()),
             ..ListMeta::default()
         };
-        SpaceList::new(items, metadata)
+        if remaining > 0 {
+            let last = items.last().map(|s| s.name().to_owned()).unwrap_or_default();
+            metadata.continue_ = Some(
+                ContinueToken {
+                    position: requested,
+                    start: last,
+                }
+                .encode(),
+            );
+            metadata.remaining_item_count = i64::try_from(remaining).ok();
+        }
+        Ok(SpaceList::new(items, metadata))
     }
 }

@@ -1,8 +1,62 @@
-use std::collections::BTreeMap;
+//! Every RBAC rule shape, checked on the reference evaluation and on the index at once: each helper below asserts that
+//! the two agree before returning the answer.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::*;
+use super::index::{subjects_of, Index};
+use super::reference::{self, RbacSource, Visibility};
+use crate::authn::User;
+
+fn index_of(world: &World) -> Index {
+    let mut index = Index::default();
+    let mut changes = Vec::new();
+    for role in &world.cluster_roles {
+        index.apply_cluster_role(role, &mut changes);
+    }
+    for role in &world.roles {
+        index.apply_role(role, &mut changes);
+    }
+    for binding in &world.role_bindings {
+        index.apply_role_binding(binding, &mut changes);
+    }
+    for binding in &world.cluster_role_bindings {
+        index.apply_cluster_role_binding(binding, &mut changes);
+    }
+    index
+}
+
+fn visible_namespaces(world: &World, user: &User) -> Visibility {
+    let want = reference::visible_namespaces(world, user);
+    let index = index_of(world);
+    let subjects = subjects_of(user);
+    assert_eq!(
+        index.has_all(&subjects),
+        want.all,
+        "index and reference disagree on all-namespaces for {user:?}"
+    );
+    if !want.all {
+        assert_eq!(
+            index.granted_names(&subjects),
+            want.names,
+            "index and reference disagree for {user:?}"
+        );
+    }
+    want
+}
+
+fn may_get(world: &World, user: &User, namespace: &str) -> bool {
+    let want = reference::may_get(world, user, namespace);
+    assert_eq!(
+        index_of(world).may_get(&subjects_of(user), namespace),
+        want,
+        "{user:?} {namespace}"
+    );
+    want
+}
 
 #[derive(Default)]
 struct World {

@@ -73,3 +73,18 @@ pub fn forbidden_path(user: &str, verb: &str, path: &str) -> Status {
 pub fn bad_request(message: String) -> Status {
     failure(400, "BadRequest", message, None)
 }
+
+/// 504 for a resourceVersion ahead of what this server has seen.
+#[must_use]
+pub fn too_large(message: String) -> Status {
+    let details = StatusDetails {
+        causes: Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+            reason: Some("ResourceVersionTooLarge".to_owned()),
+            message: Some("Too large resource version".to_owned()),
+            field: None,
+        }]),
+        retry_after_seconds: Some(1),
+        ..StatusDetails::default()
+    };
+    failure(504, "Timeout", message, Some(details))
+}

@@ -22,6 +22,7 @@ pub enum Output {
 pub enum Target {
     Object,
     List,
+    Watch,
     Discovery,
 }
 
@@ -96,8 +97,8 @@ pub fn negotiate(accept: Option<&str>, target: Target) -> Option<Output> {
         }
         let version = version.to_owned();
         match (as_kind, target) {
-            ("Table", Target::Object | Target::List) => Some(Output::Table(version)),
-            ("PartialObjectMetadata", Target::Object) => Some(Output::PartialObjectMetadata(version)),
+            ("Table", Target::Object | Target::List | Target::Watch) => Some(Output::Table(version)),
+            ("PartialObjectMetadata", Target::Object | Target::Watch) => Some(Output::PartialObjectMetadata(version)),
             ("PartialObjectMetadataList", Target::List) => Some(Output::PartialObjectMetadataList(version)),
             _ => None,
         }

@@ -1,0 +1,324 @@
+//! The server's picture of the cluster: namespaces, the access index and the change log, changed by one writer task
+//! in the order events arrive, read by every request under a short read lock (never held across an await).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::runtime::watcher::Event;
+use kube::ResourceExt;
+use parking_lot::{RwLock, RwLockReadGuard};
+use tokio::sync::broadcast;
+
+use crate::access::index::{AccessChange, Index};
+use crate::watch::log::{Change, Entry, Log, Namespaces};
+
+/// Entries kept for resumes and consistent pages.
+const LOG_CAPACITY: usize = 10_000;
+/// Entries buffered per watcher before it is considered too slow and closed.
+pub const WATCH_BUFFER: usize = 4096;
+
+/// One event from one of the reflected kinds.
+pub enum Update {
+    Namespace(Event<Namespace>),
+    Role(Event<Role>),
+    ClusterRole(Event<ClusterRole>),
+    RoleBinding(Event<RoleBinding>),
+    ClusterRoleBinding(Event<ClusterRoleBinding>),
+}
+
+/// The kinds whose first list must be complete before the server is ready.
+pub const KINDS: usize = 5;
+
+pub struct State {
+    pub index: Index,
+    pub namespaces: Namespaces,
+    pub log: Log,
+    /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
+    relist: Relist,
+    synced: HashSet<&'static str>,
+}
+
+#[derive(Default)]
+struct Relist {
+    namespaces: Vec<Namespace>,
+    roles: Vec<Role>,
+    cluster_roles: Vec<ClusterRole>,
+    role_bindings: Vec<RoleBinding>,
+    cluster_role_bindings: Vec<ClusterRoleBinding>,
+}
+
+pub struct Cache {
+    state: RwLock<State>,
+    entries: broadcast::Sender<Arc<Entry>>,
+    ready: AtomicBool,
+}
+
+// === impl Cache ===
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cache {
+    #[must_use]
+    pub fn new() -> Self {
+        Cache {
+            state: RwLock::new(State {
+                index: Index::default(),
+                namespaces: Namespaces::new(),
+                log: Log::new(LOG_CAPACITY),
+                relist: Relist::default(),
+                synced: HashSet::new(),
+            }),
+            entries: broadcast::channel(WATCH_BUFFER).0,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether every kind has been listed once.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// A read snapshot. Hold it briefly and never across an await.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read()
+    }
+
+    /// Subscribes to entries after the state seen through `_state`: taken under the same read lock, so no entry is
+    /// missed or seen twice.
+    #[must_use]
+    pub fn subscribe(&self, _state: &RwLockReadGuard<'_, State>) -> broadcast::Receiver<Arc<Entry>> {
+        self.entries.subscribe()
+    }
+
+    /// Applies one event (the writer's only entry point).
+    pub fn apply(&self, update: Update) {
+        let mut state = self.state.write();
+        let mut changes = Vec::new();
+        let revision = state.apply(update, &mut changes);
+        if state.synced.len() == KINDS && !self.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let entry = Arc::new(Entry {
+            position: state.log.next_position(revision),
+            changes,
+            namespaces: state.namespaces.clone(),
+        });
+        state.log.push(entry.clone());
+        // No receiver is fine; a full receiver lags and closes itself: the writer never waits.
+        let _ = self.entries.send(entry);
+    }
+}
+
+fn revision_of(object: &impl ResourceExt) -> u64 {
+    object.resource_version().and_then(|rv| rv.parse().ok()).unwrap_or(0)
+}
+
+// === impl State ===
+
+impl State {
+    /// Applies `update`, returning the highest etcd revision it carried.
+    fn apply(&mut self, update: Update, changes: &mut Vec<Change>) -> u64 {
+        let mut access = Vec::new();
+        let revision = match update {
+            Update::Namespace(event) => self.namespace_event(event, changes),
+            Update::Role(event) => self.rbac_event(event, "roles", &mut access),
+            Update::ClusterRole(event) => self.rbac_event(event, "clusterroles", &mut access),
+            Update::RoleBinding(event) => self.rbac_event(event, "rolebindings", &mut access),
+            Update::ClusterRoleBinding(event) => self.rbac_event(event, "clusterrolebindings", &mut access),
+        };
+        changes.extend(access.into_iter().map(Change::Access));
+        revision
+    }
+
+    fn namespace_event(&mut self, event: Event<Namespace>, changes: &mut Vec<Change>) -> u64 {
+        match event {
+            Event::Apply(ns) => {
+                let revision = revision_of(&ns);
+                self.put_namespace(ns, changes);
+                revision
+            }
+            Event::Delete(ns) => {
+                let name = ns.name_any();
+                if let Some(old) = self.namespaces.remove(&name) {
+                    changes.push(Change::Namespace { name, old: Some(old) });
+                }
+                revision_of(&ns)
+            }
+            Event::Init => {
+                self.relist.namespaces.clear();
+                0
+            }
+            Event::InitApply(ns) => {
+                self.relist.namespaces.push(ns);
+                0
+            }
+            Event::InitDone => {
+                let listed = std::mem::take(&mut self.relist.namespaces);
+                let names: HashSet<String> = listed.iter().map(ResourceExt::name_any).collect();
+                let mut revision = 0;
+                for ns in listed {
+                    revision = revision.max(revision_of(&ns));
+                    self.put_namespace(ns, changes);
+                }
+                let gone: Vec<String> = self
+                    .namespaces
+                    .keys()
+                    .filter(|n| !names.contains(*n))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    if let Some(old) = self.namespaces.remove(&name) {
+                        changes.push(Change::Namespace { name, old: Some(old) });
+                    }
+                }
+                self.synced.insert("namespaces");
+                revision
+            }
+        }
+    }
+
+    fn put_namespace(&mut self, ns: Namespace, changes: &mut Vec<Change>) {
+        let name = ns.name_any();
+        let old = self.namespaces.get(&name).cloned();
+        if old
+            .as_ref()
+            .is_some_and(|o| o.resource_version() == ns.resource_version())
+        {
+            return;
+        }
+        self.namespaces.insert(name.clone(), Arc::new(ns));
+        changes.push(Change::Namespace { name, old });
+    }
+
+    fn rbac_event<K: Rbac>(&mut self, event: Event<K>, kind: &'static str, changes: &mut Vec<AccessChange>) -> u64 {
+        match event {
+            Event::Apply(object) => {
+                object.apply_to(&mut self.index, changes);
+                revision_of(&object)
+            }
+            Event::Delete(object) => {
+                object.delete_from(&mut self.index, changes);
+                revision_of(&object)
+            }
+            Event::Init => {
+                K::relist_buffer(&mut self.relist).clear();
+                0
+            }
+            Event::InitApply(object) => {
+                K::relist_buffer(&mut self.relist).push(object);
+                0
+            }
+            Event::InitDone => {
+                let listed = std::mem::take(K::relist_buffer(&mut self.relist));
+                let keys: HashSet<(String, String)> = listed.iter().map(Rbac::key).collect();
+                let mut revision = 0;
+                for object in &listed {
+                    revision = revision.max(revision_of(object));
+                    object.apply_to(&mut self.index, changes);
+                }
+                for key in K::held(&self.index) {
+                    if !keys.contains(&key) {
+                        K::delete_key(&mut self.index, &key, changes);
+                    }
+                }
+                self.synced.insert(kind);
+                revision
+            }
+        }
+    }
+}
+
+/// What the writer needs of each RBAC kind.
+trait Rbac: ResourceExt + Sized {
+    fn apply_to(&self, index: &mut Index, changes: &mut Vec<AccessChange>);
+    fn delete_key(index: &mut Index, key: &(String, String), changes: &mut Vec<AccessChange>);
+    fn held(index: &Index) -> Vec<(String, String)>;
+    fn relist_buffer(relist: &mut Relist) -> &mut Vec<Self>;
+
+    fn key(&self) -> (String, String) {
+        (self.namespace().unwrap_or_default(), self.name_any())
+    }
+
+    fn delete_from(&self, index: &mut Index, changes: &mut Vec<AccessChange>) {
+        Self::delete_key(index, &self.key(), changes);
+    }
+}
+
+impl Rbac for Role {
+    fn apply_to(&self, index: &mut Index, changes: &mut Vec<AccessChange>) {
+        index.apply_role(self, changes);
+    }
+    fn delete_key(index: &mut Index, (ns, name): &(String, String), changes: &mut Vec<AccessChange>) {
+        index.delete_role(ns, name, changes);
+    }
+    fn held(index: &Index) -> Vec<(String, String)> {
+        index.role_keys()
+    }
+    fn relist_buffer(relist: &mut Relist) -> &mut Vec<Self> {
+        &mut relist.roles
+    }
+}
+
+impl Rbac for ClusterRole {
+    fn apply_to(&self, index: &mut Index, changes: &mut Vec<AccessChange>) {
+        index.apply_cluster_role(self, changes);
+    }
+    fn delete_key(index: &mut Index, (_, name): &(String, String), changes: &mut Vec<AccessChange>) {
+        index.delete_cluster_role(name, changes);
+    }
+    fn held(index: &Index) -> Vec<(String, String)> {
+        index
+            .cluster_role_names()
+            .into_iter()
+            .map(|n| (String::new(), n))
+            .collect()
+    }
+    fn relist_buffer(relist: &mut Relist) -> &mut Vec<Self> {
+        &mut relist.cluster_roles
+    }
+}
+
+impl Rbac for RoleBinding {
+    fn apply_to(&self, index: &mut Index, changes: &mut Vec<AccessChange>) {
+        index.apply_role_binding(self, changes);
+    }
+    fn delete_key(index: &mut Index, (ns, name): &(String, String), changes: &mut Vec<AccessChange>) {
+        index.delete_role_binding(ns, name, changes);
+    }
+    fn held(index: &Index) -> Vec<(String, String)> {
+        index.role_binding_keys()
+    }
+    fn relist_buffer(relist: &mut Relist) -> &mut Vec<Self> {
+        &mut relist.role_bindings
+    }
+}
+
+impl Rbac for ClusterRoleBinding {
+    fn apply_to(&self, index: &mut Index, changes: &mut Vec<AccessChange>) {
+        index.apply_cluster_role_binding(self, changes);
+    }
+    fn delete_key(index: &mut Index, (_, name): &(String, String), changes: &mut Vec<AccessChange>) {
+        index.delete_cluster_role_binding(name, changes);
+    }
+    fn held(index: &Index) -> Vec<(String, String)> {
+        index
+            .cluster_role_binding_names()
+            .into_iter()
+            .map(|n| (String::new(), n))
+            .collect()
+    }
+    fn relist_buffer(relist: &mut Relist) -> &mut Vec<Self> {
+        &mut relist.cluster_role_bindings
+    }
+}

@@ -1,0 +1,328 @@
+//! Per-user watches over the change log. Each watcher replays the log from its starting position, then follows new
+//! entries, turning each into the ADDED / MODIFIED / DELETED events its user should see: a space appears when its
+//! namespace is created or access is granted, and disappears when either goes.
+//!
+//! Fan-out never waits on a watcher: every watcher has its own bounded buffer of entries (a broadcast receiver). A
+//! watcher that falls more than that buffer behind — or whose client stops reading for [`SEND_TIMEOUT`] — is sent an
+//! `ERROR` 410 Expired event and closed, so its client relists; nobody else is delayed by it.
+
+pub mod log;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::Namespace;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use crate::access::index::subjects_of;
+use crate::access::view::{Effect, UserView};
+use crate::authn::User;
+use crate::backend::cache::Cache;
+use log::{Change, Entry, Lookup, Namespaces};
+
+/// How long a client may leave a written event unread before its watch is closed.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a watch that allows bookmarks gets one.
+pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One thing to tell a watcher.
+#[derive(Clone, Debug)]
+pub enum Item {
+    Event {
+        kind: EventType,
+        namespace: Arc<Namespace>,
+        /// The log position that produced it: the event object's resourceVersion.
+        position: u64,
+    },
+    Bookmark {
+        position: u64,
+        /// The end of a WatchList's initial events.
+        initial_events_end: bool,
+    },
+    /// The watcher fell behind (or resumed too far back): 410, the client relists.
+    Expired { message: String },
+}
+
+/// Where a watch starts.
+#[derive(Clone, Copy, Debug)]
+pub enum From {
+    /// At the current position; with synthetic ADDED events for what the user sees now, or without.
+    Now { initial_events: bool },
+    /// Strictly after this position.
+    Position(u64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("too old resource version: {requested} ({oldest})")]
+    Expired { requested: u64, oldest: u64 },
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLarge { requested: u64, current: u64 },
+}
+
+/// Which namespaces the watcher's selectors let through.
+pub type Filter = Box<dyn Fn(&Namespace) -> bool + Send + Sync>;
+
+/// One watcher's view: what its user may see and what it has shown its client.
+pub struct Session {
+    view: UserView,
+    filter: Filter,
+    shown: HashMap<String, Arc<Namespace>>,
+}
+
+/// A started watch: what to send first, and the live entries to follow.
+pub struct Started {
+    pub session: Session,
+    /// Synthetic ADDED events, then the replay of entries after the starting position.
+    pub first: Vec<Item>,
+    /// The position the first items bring the client to.
+    pub position: u64,
+    pub entries: broadcast::Receiver<Arc<Entry>>,
+}
+
+// === impl Session ===
+
+impl Session {
+    fn new(view: UserView, filter: Filter) -> Self {
+        Session {
+            view,
+            filter,
+            shown: HashMap::new(),
+        }
+    }
+
+    fn visible<'a>(&self, name: &str, namespaces: &'a Namespaces) -> Option<&'a Arc<Namespace>> {
+        namespaces
+            .get(name)
+            .filter(|ns| self.view.sees(name) && (self.filter)(ns))
+    }
+
+    /// Takes `namespaces` as what the client already knows.
+    fn seed(&mut self, namespaces: &Namespaces) {
+        let names: Vec<String> = if self.view.sees_all() {
+            namespaces.keys().cloned().collect()
+        } else {
+            self.view.granted_names().cloned().collect()
+        };
+        for name in names {
+            if let Some(ns) = self.visible(&name, namespaces) {
+                self.shown.insert(name, ns.clone());
+            }
+        }
+    }
+
+    /// What one log entry means to this watcher.
+    pub fn process(&mut self, entry: &Entry, out: &mut Vec<Item>) {
+        let mut affected = BTreeSet::new();
+        let mut everything = false;
+        let mut last_known: HashMap<&str, &Arc<Namespace>> = HashMap::new();
+        for change in &entry.changes {
+            match change {
+                Change::Access(change) => match self.view.apply(change) {
+                    Effect::None => {}
+                    Effect::One(name) => {
+                        affected.insert(name);
+                    }
+                    Effect::All => everything = true,
+                },
+                Change::Namespace { name, old, .. } => {
+                    affected.insert(name.clone());
+                    if let Some(old) = old {
+                        last_known.entry(name).or_insert(old);
+                    }
+                }
+            }
+        }
+        if everything {
+            affected.extend(entry.namespaces.keys().cloned());
+            affected.extend(self.shown.keys().cloned());
+        }
+        for name in affected {
+            let now = self.visible(&name, &entry.namespaces).cloned();
+            let kind = match (self.shown.get(&name), &now) {
+                (None, Some(_)) => EventType::Added,
+                (Some(before), Some(after)) if !Arc::ptr_eq(before, after) => EventType::Modified,
+                (Some(_), None) => EventType::Deleted,
+                _ => continue,
+            };
+            let namespace = match now {
+                Some(ns) => {
+                    self.shown.insert(name, ns.clone());
+                    ns
+                }
+                None => {
+                    let shown = self.shown.remove(&name);
+                    let latest = entry
+                        .namespaces
+                        .get(&name)
+                        .or_else(|| last_known.get(name.as_str()).copied());
+                    match latest.cloned().or(shown) {
+                        Some(ns) => ns,
+                        None => continue,
+                    }
+                }
+            };
+            out.push(Item::Event {
+                kind,
+                namespace,
+                position: entry.position,
+            });
+        }
+    }
+}
+
+/// Starts a watch for `user` from `from`: computes its first items and subscribes to what follows, atomically.
+///
+/// # Errors
+/// When the starting position has left the log or is ahead of it.
+pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<Started, Error> {
+    let state = cache.read();
+    let entries = cache.subscribe(&state);
+    let mut view = UserView::new(&state.index, subjects_of(user));
+    let position = state.log.position();
+    let mut first = Vec::new();
+    let session = match from {
+        From::Now { initial_events } => {
+            let mut session = Session::new(view, filter);
+            session.seed(&state.namespaces);
+            if initial_events {
+                let mut names: Vec<&String> = session.shown.keys().collect();
+                names.sort();
+                first.extend(names.into_iter().map(|name| Item::Event {
+                    kind: EventType::Added,
+                    namespace: session.shown[name].clone(),
+                    position,
+                }));
+            }
+            session
+        }
+        From::Position(requested) => match state.log.lookup(requested) {
+            Lookup::Expired { oldest } => return Err(Error::Expired { requested, oldest }),
+            Lookup::TooLarge { current } => return Err(Error::TooLarge { requested, current }),
+            Lookup::At { namespaces, later } => {
+                // The view now, taken back to the requested position, then replayed forward with the client.
+                for entry in later.iter().rev() {
+                    for change in entry.changes.iter().rev() {
+                        if let Change::Access(change) = change {
+                            view.undo(change);
+                        }
+                    }
+                }
+                let mut session = Session::new(view, filter);
+                session.seed(&namespaces);
+                for entry in later {
+                    session.process(entry, &mut first);
+                }
+                session
+            }
+        },
+    };
+    Ok(Started {
+        session,
+        first,
+        position,
+        entries,
+    })
+}
+
+/// How a started watch runs.
+pub struct Options {
+    pub bookmarks: bool,
+    /// Send the `k8s.io/initial-events-end` bookmark after the first items (WatchList).
+    pub initial_events_end: bool,
+    pub timeout: Duration,
+}
+
+/// Streams a started watch into `sink`, each item encoded by `encode`, until the timeout, the client leaving, or the
+/// watcher falling behind.
+pub async fn run(
+    mut started: Started,
+    options: Options,
+    mut encode: impl FnMut(&Item) -> Bytes,
+    sink: mpsc::Sender<Bytes>,
+) {
+    let deadline = Instant::now() + options.timeout;
+    let send = |sink: &mpsc::Sender<Bytes>, bytes: Bytes| {
+        let sink = sink.clone();
+        async move { matches!(sink.send_timeout(bytes, SEND_TIMEOUT).await, Ok(())) }
+    };
+    let mut position = started.position;
+    for item in &started.first {
+        if let Item::Event { position: p, .. } = item {
+            position = position.max(*p);
+        }
+    }
+    let mut first = std::mem::take(&mut started.first);
+    if options.initial_events_end {
+        first.push(Item::Bookmark {
+            position: started.position,
+            initial_events_end: true,
+        });
+    }
+    for item in &first {
+        if !send(&sink, encode(item)).await {
+            return;
+        }
+    }
+    let mut bookmarks = tokio::time::interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+    let mut items = Vec::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            () = sink.closed() => return,
+            _ = bookmarks.tick(), if options.bookmarks => {
+                let bookmark = Item::Bookmark { position, initial_events_end: false };
+                if !send(&sink, encode(&bookmark)).await {
+                    return;
+                }
+            }
+            received = started.entries.recv() => match received {
+                Ok(entry) => {
+                    if entry.position <= started.position {
+                        continue;
+                    }
+                    started.session.process(&entry, &mut items);
+                    position = entry.position;
+                    for item in items.drain(..) {
+                        if !send(&sink, encode(&item)).await {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "Closing a watcher that fell behind");
+                    let expired = Item::Expired {
+                        message: format!("too old resource version: {position}: the watcher fell {missed} changes behind"),
+                    };
+                    let _ = send(&sink, encode(&expired)).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::watcher::Event;
+
+use super::*;
+use crate::backend::cache::Update;
+
+fn meta(namespace: Option<&str>, name: &str, rv: u64) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        resource_version: Some(rv.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
+fn namespace(name: &str, rv: u64) -> Namespace {
+    Namespace {
+        metadata: meta(None, name, rv),
+        ..Namespace::default()
+    }
+}
+
+fn binding(ns: &str, name: &str, user: &str, rv: u64) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(Some(ns), name, rv),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "view".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: user.into(),
+            ..Subject::default()
+        }]),
+    }
+}
+
+fn user(name: &str) -> User {
+    User {
+        name: name.into(),
+        uid: None,
+        groups: vec!["system:authenticated".into()],
+        extra: BTreeMap::new(),
+    }
+}
+
+/// A synced cache with namespaces `a`, `b` and a ClusterRole `view` that grants get on namespaces.
+fn cache() -> Cache {
+    let cache = Cache::new();
+    cache.apply(Update::Namespace(Event::Init));
+    cache.apply(Update::Namespace(Event::InitApply(namespace("a", 1))));
+    cache.apply(Update::Namespace(Event::InitApply(namespace("b", 2))));
+    cache.apply(Update::Namespace(Event::InitDone));
+    cache.apply(Update::ClusterRole(Event::Init));
+    cache.apply(Update::ClusterRole(Event::InitApply(ClusterRole {
+        metadata: meta(None, "view", 3),
+        rules: Some(vec![PolicyRule {
+            verbs: vec!["get".into()],
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["namespaces".into()]),
+            ..PolicyRule::default()
+        }]),
+        aggregation_rule: None,
+    })));
+    cache.apply(Update::ClusterRole(Event::InitDone));
+    for update in [
+        Update::Role(Event::InitDone),
+        Update::RoleBinding(Event::InitDone),
+        Update::ClusterRoleBinding(Event::InitDone),
+    ] {
+        cache.apply(update);
+    }
+    assert!(cache.is_ready());
+    cache
+}
+
+fn everything() -> Filter {
+    Box::new(|_| true)
+}
+
+/// (type, name) of the events a started watch gets from the entries it has received so far.
+fn drain(started: &mut Started) -> Vec<(EventType, String)> {
+    let mut items = Vec::new();
+    while let Ok(entry) = started.entries.try_recv() {
+        started.session.process(&entry, &mut items);
+    }
+    summary(&items)
+}
+
+fn summary(items: &[Item]) -> Vec<(EventType, String)> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Event { kind, namespace, .. } => Some((*kind, namespace.metadata.name.clone().unwrap_or_default())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn grants_and_revocations_reach_only_the_affected_user() {
+    let cache = cache();
+    let mut alice = start(&cache, &user("alice"), everything(), From::Now { initial_events: true }).expect("started");
+    let mut bob = start(&cache, &user("bob"), everything(), From::Now { initial_events: true }).expect("started");
+    assert!(alice.first.is_empty() && bob.first.is_empty());
+
+    cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 10))));
+    assert_eq!(drain(&mut alice), [(EventType::Added, "a".to_owned())]);
+    assert_eq!(drain(&mut bob), []);
+
+    // A label change of a visible namespace is MODIFIED for alice only.
+    let mut relabeled = namespace("a", 11);
+    relabeled.metadata.labels = Some([("env".to_owned(), "dev".to_owned())].into());
+    cache.apply(Update::Namespace(Event::Apply(relabeled)));
+    assert_eq!(drain(&mut alice), [(EventType::Modified, "a".to_owned())]);
+    assert_eq!(drain(&mut bob), []);
+
+    cache.apply(Update::RoleBinding(Event::Delete(binding("a", "rb", "alice", 12))));
+    assert_eq!(drain(&mut alice), [(EventType::Deleted, "a".to_owned())]);
+    assert_eq!(drain(&mut bob), []);
+}
+
+#[test]
+fn namespace_creation_and_deletion_follow_existing_grants() {
+    let cache = cache();
+    cache.apply(Update::RoleBinding(Event::Apply(binding("c", "rb", "alice", 10))));
+    let mut alice = start(&cache, &user("alice"), everything(), From::Now { initial_events: true }).expect("started");
+    assert!(alice.first.is_empty(), "c does not exist yet");
+    cache.apply(Update::Namespace(Event::Apply(namespace("c", 11))));
+    assert_eq!(drain(&mut alice), [(EventType::Added, "c".to_owned())]);
+    cache.apply(Update::Namespace(Event::Delete(namespace("c", 12))));
+    assert_eq!(drain(&mut alice), [(EventType::Deleted, "c".to_owned())]);
+}
+
+#[test]
+fn selectors_turn_leaving_objects_into_deletions() {
+    let cache = cache();
+    cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 10))));
+    let filter: Filter = Box::new(|ns| ns.metadata.labels.as_ref().is_some_and(|l| l.contains_key("env")));
+    let mut alice = start(&cache, &user("alice"), filter, From::Now { initial_events: true }).expect("started");
+    assert!(alice.first.is_empty());
+    let mut labeled = namespace("a", 11);
+    labeled.metadata.labels = Some([("env".to_owned(), "dev".to_owned())].into());
+    cache.apply(Update::Namespace(Event::Apply(labeled)));
+    assert_eq!(drain(&mut alice), [(EventType::Added, "a".to_owned())]);
+    cache.apply(Update::Namespace(Event::Apply(namespace("a", 12))));
+    assert_eq!(drain(&mut alice), [(EventType::Deleted, "a".to_owned())]);
+}
+
+#[test]
+fn resuming_from_a_position_replays_exactly_what_followed() {
+    let cache = cache();
+    cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 10))));
+    let resume_at = cache.read().log.position();
+    cache.apply(Update::RoleBinding(Event::Apply(binding("b", "rb", "alice", 11))));
+    cache.apply(Update::RoleBinding(Event::Delete(binding("a", "rb", "alice", 12))));
+    cache.apply(Update::Namespace(Event::Apply(namespace("z", 13))));
+    let started = start(&cache, &user("alice"), everything(), From::Position(resume_at)).expect("started");
+    assert_eq!(
+        summary(&started.first),
+        [(EventType::Added, "b".to_owned()), (EventType::Deleted, "a".to_owned())]
+    );
+    let positions: Vec<u64> = started
+        .first
+        .iter()
+        .filter_map(|i| match i {
+            Item::Event { position, .. } => Some(*position),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]) && positions[0] > resume_at,
+        "{positions:?}"
+    );
+
+    let now = cache.read().log.position();
+    let started = start(&cache, &user("alice"), everything(), From::Position(now)).expect("started");
+    assert!(started.first.is_empty());
+    assert!(matches!(
+        start(&cache, &user("alice"), everything(), From::Position(now + 5)),
+        Err(Error::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn positions_interleave_namespace_and_rbac_revisions_without_going_back() {
+    let cache = cache();
+    cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 50))));
+    let after_binding = cache.read().log.position();
+    // A namespace event with an older revision arrives later, from its own stream.
+    cache.apply(Update::Namespace(Event::Apply(namespace("late", 40))));
+    assert!(cache.read().log.position() > after_binding);
+}
+
+#[tokio::test]
+async fn a_watcher_that_falls_behind_is_closed_with_expired_and_the_writer_never_waits() {
+    let cache = cache();
+    cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 10))));
+    let started = start(&cache, &user("alice"), everything(), From::Now { initial_events: true }).expect("started");
+    // The writer keeps going while the watcher reads nothing.
+    for rv in 0..(crate::backend::cache::WATCH_BUFFER as u64 + 10) {
+        let mut ns = namespace("a", 100 + rv);
+        ns.metadata.labels = Some([("n".to_owned(), rv.to_string())].into());
+        cache.apply(Update::Namespace(Event::Apply(ns)));
+    }
+    let (sink, mut received) = tokio::sync::mpsc::channel(16);
+    let options = Options {
+        bookmarks: false,
+        initial_events_end: false,
+        timeout: Duration::from_secs(5),
+    };
+    let encode = |item: &Item| Bytes::from(format!("{item:?}"));
+    run(started, options, encode, sink).await;
+    let mut last = String::new();
+    while let Some(bytes) = received.recv().await {
+        last = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    assert!(last.starts_with("Expired"), "{last}");
+}
