@@ -312,3 +312,71 @@ users:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:
         args
     }
 }
+
+/// A long-running kubectl (e.g. `get -w`) whose stdout lines arrive on a channel; killed when dropped.
+pub struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Kubectl {
+    pub fn spawn(&self, args: &[&str]) -> Streaming {
+        let mut child = Command::new(&self.binary)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(&self.impersonate)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl Streaming {
+    /// Waits up to `timeout` for the next line, which must be `want`.
+    #[track_caller]
+    pub fn expect_next(&mut self, want: &str, timeout: Duration) {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                assert_eq!(line, want, "all lines so far: {:?}", self.seen);
+            }
+            Err(_) => panic!("no line within {timeout:?}; wanted {want:?}; saw {:?}", self.seen),
+        }
+    }
+
+    /// Every line that arrives within `quiet`.
+    pub fn rest(&mut self, quiet: Duration) -> Vec<String> {
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            rest.push(line);
+        }
+        rest
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -9,3 +9,4 @@ mod harness;
 mod authn;
 mod discovery;
 mod visibility;
+mod watch;
