@@ -7,7 +7,7 @@
 # numbers miss their targets; the targets are printed beside the ratios.
 #
 # Usage: benches/e2e_list.sh [N...]        (default: 1000 5000; increasing, each N grows the world of the previous one)
-# Knobs (environment): BENCH_WARMUP=3 BENCH_RUNS=15 BENCH_CREATE_JOBS=2 BENCH_CATCHUP_TIMEOUT=180
+# Knobs (environment): BENCH_WARMUP=3 BENCH_RUNS=15 BENCH_CREATE_JOBS=2 BENCH_CATCHUP_TIMEOUT=180 BENCH_SETTLE_TIMEOUT=900
 #                      BENCH_NO_HYPERFINE=1 (time with a plain loop even where hyperfine exists)
 #                      BENCH_KEEP_STATE=1 (keep the temporary state directory, with every log, after the run)
 set -euo pipefail
@@ -17,6 +17,7 @@ WARMUP="${BENCH_WARMUP:-3}"
 RUNS="${BENCH_RUNS:-15}"
 CREATE_JOBS="${BENCH_CREATE_JOBS:-2}"
 CATCHUP_TIMEOUT="${BENCH_CATCHUP_TIMEOUT:-180}"
+SETTLE_TIMEOUT="${BENCH_SETTLE_TIMEOUT:-900}"
 # ~2,000 objects per `kubectl create`: one namespace and its 3 RoleBindings make 4.
 CHUNK_NAMESPACES=500
 
@@ -168,6 +169,28 @@ wait_caught_up() { # wait_caught_up N
   fi
 }
 
+# kube-controller-manager gives every new namespace a `default` ServiceAccount and a kube-root-ca.crt ConfigMap at its
+# client rate limit, so it keeps writing for minutes after a large world is created. While anything writes,
+# kube-apiserver's consistent lists wait for the watch cache's next progress notification (~100 ms), and that wait
+# would be timed as the baseline; so timing starts once the cluster is quiet.
+wait_settled() {
+  local start=$EPOCHREALTIME deadline=$((SECONDS + SETTLE_TIMEOUT)) all_ns sa cm
+  all_ns="$(k get namespaces -o name | wc -l)"
+  while :; do
+    sa="$(k get serviceaccounts -A --field-selector metadata.name=default -o name | wc -l)"
+    cm="$(k get configmaps -A --field-selector metadata.name=kube-root-ca.crt -o name | wc -l)"
+    ((sa >= all_ns && cm >= all_ns)) && break
+    ((SECONDS < deadline)) ||
+      die "kube-controller-manager did not finish the new namespaces within ${SETTLE_TIMEOUT}s ($sa ServiceAccounts, $cm ConfigMaps, $all_ns namespaces)"
+    sleep 2
+  done
+  awk -v a="$start" -v b="$EPOCHREALTIME" \
+    'BEGIN { printf "cluster settled after %.1f s more (kube-controller-manager done with every namespace)\n", b - a }'
+}
+
+# The cluster's current revision (a consistent list returns it), to count the writes that happened while timing.
+revision() { k get --raw '/api/v1/namespaces?limit=1' | python3 -c 'import json, sys; print(json.load(sys.stdin)["metadata"]["resourceVersion"])'; }
+
 # ----------------------------------------------------------------------------------------------------------- timing
 # hyperfine is preferred (it measures the process directly); the loop is the fallback wherever it is missing or too
 # old for --shell=none. Both record the same per-run wall times, summarized by the same code below.
@@ -275,10 +298,13 @@ for n in "${sizes[@]}"; do
   grow_world "$prev" "$n"
   prev=$n
   wait_caught_up "$n"
-  echo "server RSS after catching up: $(rss)"
+  wait_settled
+  echo "server RSS before timing: $(rss)"
+  rev_before="$(revision)"
   bench_size "$n"
-  notes+=("N=$n: server RSS $(rss) after timing; load average $(loadavg); tenant sees $TENANT_COUNT spaces, admin $ADMIN_COUNT")
-  echo "server RSS after timing: $(rss); load average $(loadavg)"
+  writes=$(($(revision) - rev_before))
+  notes+=("N=$n: server RSS $(rss) after timing; load average $(loadavg); $writes cluster writes while timing; tenant sees $TENANT_COUNT spaces, admin $ADMIN_COUNT")
+  echo "server RSS after timing: $(rss); load average $(loadavg); $writes cluster writes while timing"
 done
 
 print_table

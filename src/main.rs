@@ -1,17 +1,6 @@
 //! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates.
 
-mod access;
-mod api;
-mod authn;
-mod authz;
-mod backend;
-mod certs;
-mod config;
-mod http;
-mod metrics;
-mod spaces;
-mod tls;
-mod watch;
+use tenancy_apiserver::{authn, authz, backend, certs, config, http, metrics, spaces, tls};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,16 @@
+//! tenancy-apiserver: a Kubernetes extension API server that serves `tenancy.loft.sh/v1` spaces, each user's view
+//! of the namespaces RBAC lets them get. The binary (`main.rs`) wires these modules together; benchmarks and tests use
+//! them directly.
+
+pub mod access;
+pub mod api;
+pub mod authn;
+pub mod authz;
+pub mod backend;
+pub mod certs;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod spaces;
+pub mod tls;
+pub mod watch;
