@@ -303,3 +303,48 @@ fn pages_are_full_and_count_only_what_the_tenant_may_see() {
     let (code, body) = raw_as(&user, "/apis/tenancy.loft.sh/v1/spaces?limit=2&continue=garbage");
     assert_eq!(code, 400, "{body}");
 }
+
+#[test]
+fn table_and_metadata_watches_carry_their_own_shapes() {
+    let env = env();
+    let (user, names) = tenant_with(1, "shapes");
+    // kubectl's own table watch: the header once, then a row per event.
+    let mut table = env.kubectl_as(&user, &[]).spawn(&["get", "spaces", "-w"]);
+    let header = table.rest(Duration::from_secs(3));
+    assert_eq!(header.len(), 2, "{header:?}");
+    assert_eq!(
+        header[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "ACCOUNT", "PHASE", "AGE"]
+    );
+    assert!(header[1].starts_with(&names[0]), "{header:?}");
+    env.kubectl("admin")
+        .run(&["label", "namespace", &names[0], "touched=yes"])
+        .ok();
+    let row = table.rest(QUIET);
+    assert_eq!(row.len(), 1, "{row:?}");
+    assert!(row[0].starts_with(&names[0]) && row[0].contains("Active"), "{row:?}");
+
+    // A metadata client's watch: every event object, bookmarks included, is PartialObjectMetadata.
+    let args = env.apiserver_as(&user, &["system:authenticated"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend([
+        "-H",
+        "Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+    ]);
+    let (code, body) = curl(
+        &format!(
+            "{}/apis/tenancy.loft.sh/v1/spaces?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+            env.var("APISERVER_URL")
+        ),
+        &args,
+    );
+    assert_eq!(code, 200, "{body}");
+    let events = events(&body);
+    assert_eq!(events.len(), 2, "{body}");
+    for event in &events {
+        assert_eq!(event["object"]["kind"], "PartialObjectMetadata", "{event}");
+        assert_eq!(event["object"]["apiVersion"], "meta.k8s.io/v1", "{event}");
+    }
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+}
