@@ -369,43 +369,19 @@ impl Index {
     }
 
     fn set_cluster_role_grant(&mut self, name: String, grant: Grant, changes: &mut Vec<AccessChange>) {
-        let old = self.cluster_role_grants.get(&name).cloned().unwrap_or_default();
-        if grant == Grant::Nothing {
-            self.cluster_role_grants.remove(&name);
-        } else {
-            self.cluster_role_grants.insert(name.clone(), grant.clone());
-        }
-        if old == grant {
+        if !replace_grant(&mut self.cluster_role_grants, &name, grant) {
             return;
         }
-        let role_bindings: Vec<NamespacedKey> = self
-            .role_bindings_by_cluster_role
-            .get(&name)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
-        let cluster_role_bindings: Vec<String> = self
-            .cluster_role_bindings_by_cluster_role
-            .get(&name)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
+        let role_bindings = referrers(&self.role_bindings_by_cluster_role, &name);
+        let cluster_role_bindings = referrers(&self.cluster_role_bindings_by_cluster_role, &name);
         self.recompute(&role_bindings, &cluster_role_bindings, changes);
     }
 
     fn set_role_grant(&mut self, key: NamespacedKey, grant: Grant, changes: &mut Vec<AccessChange>) {
-        let old = self.role_grants.get(&key).cloned().unwrap_or_default();
-        if grant == Grant::Nothing {
-            self.role_grants.remove(&key);
-        } else {
-            self.role_grants.insert(key.clone(), grant.clone());
-        }
-        if old == grant {
+        if !replace_grant(&mut self.role_grants, &key, grant) {
             return;
         }
-        let role_bindings: Vec<NamespacedKey> = self
-            .role_bindings_by_role
-            .get(&key)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default();
+        let role_bindings = referrers(&self.role_bindings_by_role, &key);
         self.recompute(&role_bindings, &[], changes);
     }
 
@@ -515,6 +491,23 @@ impl Index {
             }
         }
     }
+}
+
+/// Stores a role's grant (forgetting roles that grant nothing); whether it changed.
+fn replace_grant<K: std::hash::Hash + Eq + Clone>(grants: &mut HashMap<K, Grant>, key: &K, grant: Grant) -> bool {
+    let old = if grant == Grant::Nothing {
+        grants.remove(key)
+    } else {
+        grants.insert(key.clone(), grant.clone())
+    };
+    old.unwrap_or_default() != grant
+}
+
+/// The bindings that refer to a role.
+fn referrers<K: std::hash::Hash + Eq, V: Clone>(refs: &HashMap<K, HashSet<V>>, key: &K) -> Vec<V> {
+    refs.get(key)
+        .map(|set| set.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn remove_ref<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<V>>, key: &K, value: &V) {
