@@ -36,6 +36,9 @@ pub enum Attributes {
     },
     /// A verb on a non-resource path (`/metrics`, `/openapi/v2`, ...).
     Path { verb: String, path: String },
+    /// A verb on a core namespace, as kube-apiserver asks it: the namespace is its own name. With an empty name, the
+    /// verb at the cluster scope (`create namespaces`).
+    Namespace { verb: String, name: String },
 }
 
 /// The answer, with kube-apiserver's reason when denied.
@@ -106,6 +109,18 @@ fn review(user: &User, attributes: &Attributes) -> SubjectAccessReview {
                 resource: Some(resource.clone()),
                 verb: Some(verb.clone()),
                 name: (!name.is_empty()).then(|| name.clone()),
+                ..ResourceAttributes::default()
+            }),
+            None,
+        ),
+        Attributes::Namespace { verb, name } => (
+            Some(ResourceAttributes {
+                group: Some(String::new()),
+                version: Some("v1".to_owned()),
+                resource: Some("namespaces".to_owned()),
+                verb: Some(verb.clone()),
+                name: (!name.is_empty()).then(|| name.clone()),
+                namespace: (!name.is_empty()).then(|| name.clone()),
                 ..ResourceAttributes::default()
             }),
             None,

@@ -59,12 +59,15 @@ pub enum Error {
     NotAcceptable,
     #[error("{0}")]
     BadRequest(String),
+    #[error("unsupported patch type")]
+    UnsupportedPatch,
 }
 
 /// Everything a request may need, shared by all connections.
 pub struct App {
     pub registry: Registry,
-    pub authorizer: Authorizer,
+    pub writer: spaces::write::Writer,
+    pub authorizer: Arc<Authorizer>,
     pub metrics: RequestMetrics,
     pub registry_metrics: prometheus::Registry,
 }
@@ -193,6 +196,66 @@ fn status_of(error: &Error) -> Status {
         Error::Spaces(spaces::Error::Watch(cause @ watch::Error::TooLarge { .. })) => {
             status::too_large(cause.to_string())
         }
+        Error::Spaces(spaces::Error::Forbidden { user, verb, name, reason }) => {
+            let mut message = format!(
+                "spaces.{GROUP} \"{name}\" is forbidden: User \"{user}\" cannot {verb} resource \"namespaces\" in API group \"\" in the namespace \"{name}\""
+            );
+            if name.is_empty() {
+                message = format!(
+                    "spaces.{GROUP} is forbidden: User \"{user}\" cannot {verb} resource \"namespaces\" in API group \"\" at the cluster scope"
+                );
+            }
+            if !reason.is_empty() {
+                message.push_str(": ");
+                message.push_str(reason);
+            }
+            status::failure(403, "Forbidden", message, Some(status::details(space::RESOURCE, name)))
+        }
+        Error::Spaces(spaces::Error::Invalid { name, causes }) => status::invalid(space::KIND, name, causes.clone()),
+        Error::Spaces(spaces::Error::Conflict(name)) => status::failure(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on spaces.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some(status::details(space::RESOURCE, name)),
+        ),
+        Error::Spaces(spaces::Error::AlreadyExists(name)) => status::failure(
+            409,
+            "AlreadyExists",
+            format!("spaces.{GROUP} \"{name}\" already exists"),
+            Some(status::details(space::RESOURCE, name)),
+        ),
+        Error::Spaces(spaces::Error::PreconditionFailed(message)) => {
+            status::failure(409, "Conflict", message.clone(), None)
+        }
+        Error::Spaces(spaces::Error::BadRequest(message)) => status::bad_request(message.clone()),
+        Error::Spaces(spaces::Error::Unprocessable(message)) => status::failure(422, "UnprocessableEntity", message.clone(), None),
+        Error::Spaces(spaces::Error::ReadAfterCreateTimeout(name)) => status::failure(
+            504,
+            "Timeout",
+            format!("spaces.{GROUP} \"{name}\" was created but is not visible yet; retry the get"),
+            Some(status::details(space::RESOURCE, name)),
+        ),
+        Error::Spaces(spaces::Error::Kube { code, reason, message, causes }) => {
+            let mut details = status::details(space::RESOURCE, "");
+            details.causes = (!causes.is_empty()).then(|| causes.clone());
+            status::failure(*code, reason, message.clone(), Some(details))
+        }
+        Error::Spaces(spaces::Error::Backend(cause)) => {
+            tracing::error!(error = %cause, "kube-apiserver request failed");
+            status::failure(500, "InternalError", "Internal error occurred: the cluster could not be reached".to_owned(), None)
+        }
+        Error::Spaces(spaces::Error::Authz(cause)) => {
+            tracing::error!(error = %cause, "Authorization failed");
+            status::failure(500, "InternalError", "Internal error occurred: authorization check failed".to_owned(), None)
+        }
+        Error::UnsupportedPatch => status::failure(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_owned(),
+            None,
+        ),
         Error::Spaces(spaces::Error::ContinueExpired) => {
             status::failure(410, "Expired", CONTINUE_EXPIRED.to_owned(), None)
         }
@@ -203,6 +266,7 @@ fn status_of(error: &Error) -> Status {
         } => match attributes {
             Attributes::Resource { verb, resource, name } => status::forbidden(user, verb, resource, name, reason),
             Attributes::Path { verb, path } => status::forbidden_path(user, verb, path),
+            Attributes::Namespace { verb, name } => status::forbidden(user, verb, "namespaces", name, reason),
         },
         Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
         Error::MethodNotAllowed(method) => status::failure(
@@ -300,47 +364,206 @@ async fn route(
     let user = authn::authenticate(request_header, peer, req.headers()).map_err(Error::from)?;
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = req.method().clone();
-    if method != Method::GET {
-        return match segments.as_slice() {
-            ["apis", GROUP, "v1", "spaces", ..] => Err(Error::MethodNotAllowed(method).into()),
-            _ => Err(Error::NoRoute.into()),
-        };
-    }
     // Discovery is open to every authenticated user, as kube's system:discovery role makes it.
-    match segments.as_slice() {
-        ["apis"] => return discovery_root(req.headers()),
-        ["apis", GROUP] => return Ok(json_response(StatusCode::OK, &discovery::api_group())),
-        ["apis", GROUP, "v1"] => return Ok(json_response(StatusCode::OK, &discovery::api_resource_list())),
-        ["version"] => return Ok(json_response(StatusCode::OK, &version())),
-        _ => {}
+    if method == Method::GET {
+        match segments.as_slice() {
+            ["apis"] => return discovery_root(req.headers()),
+            ["apis", GROUP] => return Ok(json_response(StatusCode::OK, &discovery::api_group())),
+            ["apis", GROUP, "v1"] => return Ok(json_response(StatusCode::OK, &discovery::api_resource_list())),
+            ["version"] => return Ok(json_response(StatusCode::OK, &version())),
+            _ => {}
+        }
     }
     // Authorization of everything else, in this server too.
-    let attributes = match segments.as_slice() {
-        ["apis", GROUP, "v1", "spaces"] => Attributes::Resource {
-            verb: if is_watch(&req) { "watch" } else { "list" }.to_owned(),
-            resource: space::RESOURCE.to_owned(),
-            name: String::new(),
-        },
-        ["apis", GROUP, "v1", "spaces", name] => Attributes::Resource {
-            verb: "get".to_owned(),
-            resource: space::RESOURCE.to_owned(),
-            name: (*name).to_owned(),
-        },
-        _ => Attributes::Path {
+    let resource = |verb: &str, name: &str| Attributes::Resource {
+        verb: verb.to_owned(),
+        resource: space::RESOURCE.to_owned(),
+        name: name.to_owned(),
+    };
+    let attributes = match (&method, segments.as_slice()) {
+        (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => resource(if is_watch(&req) { "watch" } else { "list" }, ""),
+        (&Method::POST, ["apis", GROUP, "v1", "spaces"]) => resource("create", ""),
+        (&Method::GET, ["apis", GROUP, "v1", "spaces", name]) => resource("get", name),
+        (&Method::PUT, ["apis", GROUP, "v1", "spaces", name]) => resource("update", name),
+        (&Method::PATCH, ["apis", GROUP, "v1", "spaces", name]) => resource("patch", name),
+        (&Method::DELETE, ["apis", GROUP, "v1", "spaces", name]) => resource("delete", name),
+        (_, ["apis", GROUP, "v1", "spaces", ..]) => return Err(Error::MethodNotAllowed(method).into()),
+        (&Method::GET, _) => Attributes::Path {
             verb: "get".to_owned(),
             path: path.clone(),
         },
+        _ => return Err(Error::NoRoute.into()),
     };
     authorize(app, &user, attributes).await?;
-    match segments.as_slice() {
-        ["apis", GROUP, "v1", "spaces"] => list_spaces(app, &user, &req),
-        ["apis", GROUP, "v1", "spaces", name] => get_space(app, &user, &req, name),
-        ["metrics"] => Ok(bytes_response(
+    let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, [_, _, _, _]) => list_spaces(app, &user, &req),
+        (&Method::GET, [_, _, _, _, name]) => get_space(app, &user, &req, name),
+        (&Method::POST, [_, _, _, _]) => create_space(app, &user, req).await,
+        (&Method::PUT, [_, _, _, _, name]) => update_space(app, &user, req, name).await,
+        (&Method::PATCH, [_, _, _, _, name]) => patch_space(app, &user, req, name).await,
+        (&Method::DELETE, [_, _, _, _, name]) => delete_space(app, &user, req, name).await,
+        (&Method::GET, [metrics]) if metrics == "metrics" => Ok(bytes_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             metrics::encode(&app.registry_metrics),
         )),
         _ => Err(Error::NoRoute.into()),
+    }
+}
+
+/// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+async fn body(req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), RouteError> {
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match limited.collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(_) => Err(Error::BadRequest("the request body could not be read or is too large".to_owned()).into()),
+    }
+}
+
+fn write_options(params: &HashMap<String, String>) -> Result<spaces::write::WriteOptions, Error> {
+    let dry_run = match params.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+            )))
+        }
+    };
+    Ok(spaces::write::WriteOptions {
+        dry_run,
+        field_manager: params.get("fieldManager").filter(|m| !m.is_empty()).cloned(),
+        force: matches!(params.get("force").map(String::as_str), Some("true" | "1")),
+    })
+}
+
+fn query_of(parts: &http::request::Parts) -> HashMap<String, String> {
+    let mut params = HashMap::new();
+    for (key, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        params.entry(key.into_owned()).or_insert_with(|| value.into_owned());
+    }
+    params
+}
+
+fn decode_space(bytes: &[u8]) -> Result<crate::api::Space, Error> {
+    serde_json::from_slice(bytes)
+        .or_else(|_| {
+            std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string()))
+        })
+        .map_err(|e| Error::BadRequest(format!("the body of the request is not a valid Space: {e}")))
+}
+
+fn written(
+    app: &App,
+    user: &User,
+    code: StatusCode,
+    space: &crate::api::Space,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, RouteError> {
+    let _ = (app, user);
+    match negotiate(accept(headers), Target::Object).ok_or(Error::NotAcceptable)? {
+        Output::PartialObjectMetadata(version) => Ok(json_response(
+            code,
+            &PartialObjectMetadata::new(&version, space.metadata.clone()),
+        )),
+        _ => Ok(json_response(code, space)),
+    }
+}
+
+async fn create_space(app: &App, user: &User, req: Request<Incoming>) -> Result<Response<Body>, RouteError> {
+    let (parts, bytes) = body(req).await?;
+    let options = write_options(&query_of(&parts))?;
+    let space = decode_space(&bytes)?;
+    let created = app.writer.create(user, space, &options).await.map_err(Error::from)?;
+    written(app, user, StatusCode::CREATED, &created, &parts.headers)
+}
+
+async fn update_space(
+    app: &App,
+    user: &User,
+    req: Request<Incoming>,
+    name: &str,
+) -> Result<Response<Body>, RouteError> {
+    let (parts, bytes) = body(req).await?;
+    let options = write_options(&query_of(&parts))?;
+    let space = decode_space(&bytes)?;
+    let updated = app
+        .writer
+        .update(user, name, space, &options)
+        .await
+        .map_err(Error::from)?;
+    written(app, user, StatusCode::OK, &updated, &parts.headers)
+}
+
+async fn patch_space(app: &App, user: &User, req: Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let patch_type = match content_type.as_str() {
+        "application/merge-patch+json" => spaces::write::PatchType::Merge,
+        "application/json-patch+json" => spaces::write::PatchType::Json,
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => spaces::write::PatchType::Apply,
+        _ => return Err(Error::UnsupportedPatch.into()),
+    };
+    let (parts, bytes) = body(req).await?;
+    let options = write_options(&query_of(&parts))?;
+    let patched = app
+        .writer
+        .patch(user, name, patch_type, &bytes, &options)
+        .await
+        .map_err(Error::from)?;
+    written(app, user, StatusCode::OK, &patched, &parts.headers)
+}
+
+async fn delete_space(
+    app: &App,
+    user: &User,
+    req: Request<Incoming>,
+    name: &str,
+) -> Result<Response<Body>, RouteError> {
+    let (parts, bytes) = body(req).await?;
+    let params = query_of(&parts);
+    let mut options = write_options(&params)?;
+    let delete: k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions = if bytes.is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    if delete.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All")) {
+        options.dry_run = true;
+    }
+    let propagation = delete
+        .propagation_policy
+        .clone()
+        .or_else(|| params.get("propagationPolicy").cloned());
+    match app
+        .writer
+        .delete(user, name, delete.preconditions, propagation, &options)
+        .await
+        .map_err(Error::from)?
+    {
+        spaces::write::Deleted::Terminating(space) => written(app, user, StatusCode::OK, &space, &parts.headers),
+        spaces::write::Deleted::Gone { name, uid } => {
+            let mut details = status::details(space::RESOURCE, &name);
+            details.uid = uid;
+            let success = Status {
+                status: Some("Success".to_owned()),
+                details: Some(details),
+                ..Status::default()
+            };
+            Ok(json_response(StatusCode::OK, &success))
+        }
     }
 }
 

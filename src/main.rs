@@ -155,9 +155,11 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     }
 
     let registry_metrics = prometheus::Registry::new();
+    let authorizer = Arc::new(authz::Authorizer::new(client.clone()));
     let app = Arc::new(http::App {
-        registry: spaces::Registry::new(cache),
-        authorizer: authz::Authorizer::new(client),
+        registry: spaces::Registry::new(cache.clone()),
+        writer: spaces::write::Writer::new(cache, client.clone(), authorizer.clone()),
+        authorizer,
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
     });

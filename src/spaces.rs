@@ -5,6 +5,8 @@
 pub mod paging;
 pub mod selector;
 pub mod table;
+pub mod validation;
+pub mod write;
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -38,6 +40,44 @@ pub enum Error {
     /// A continue token whose snapshot has left the change log.
     #[error("continue token expired")]
     ContinueExpired,
+    /// Visible, but the caller may not do this to the namespace.
+    #[error("forbidden")]
+    Forbidden {
+        user: String,
+        verb: String,
+        name: String,
+        reason: String,
+    },
+    #[error("invalid space {name:?}")]
+    Invalid {
+        name: String,
+        causes: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause>,
+    },
+    #[error("space {0:?} changed since it was read")]
+    Conflict(String),
+    #[error("space {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// A patch that does not apply, or whose result is not a Space.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("space {0:?} was created but is not visible yet")]
+    ReadAfterCreateTimeout(String),
+    /// kube-apiserver refused the namespace write; told in its words.
+    #[error("{message}")]
+    Kube {
+        code: u16,
+        reason: String,
+        message: String,
+        causes: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause>,
+    },
+    #[error("talking to kube-apiserver")]
+    Backend(#[source] kube::Error),
+    #[error(transparent)]
+    Authz(#[from] crate::authz::Error),
 }
 
 /// What a list or watch asks for.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{space, GROUP, GROUP_VERSION, VERSION};
 
 /// The verbs `spaces` serves. Only verbs that work are advertised: the garbage collector and kubectl act on them.
-pub const SPACE_VERBS: &[&str] = &["get", "list", "watch"];
+pub const SPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 pub const SPACE_SHORT_NAMES: &[&str] = &["sp"];
 pub const CATEGORIES: &[&str] = &["tenancy"];
 

@@ -1,6 +1,6 @@
 //! `metav1.Status` bodies, shaped as kube-apiserver shapes them for each reason.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusDetails};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 
 use super::GROUP;
 
@@ -72,6 +72,30 @@ pub fn forbidden_path(user: &str, verb: &str, path: &str) -> Status {
 #[must_use]
 pub fn bad_request(message: String) -> Status {
     failure(400, "BadRequest", message, None)
+}
+
+/// 422 for `kind` `name` with field causes, in kube-apiserver's words.
+#[must_use]
+pub fn invalid(kind: &str, name: &str, causes: Vec<StatusCause>) -> Status {
+    let summary = causes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.field.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = if causes.len() > 1 {
+        format!("{kind}.{GROUP} \"{name}\" is invalid: [{summary}]")
+    } else {
+        format!("{kind}.{GROUP} \"{name}\" is invalid: {summary}")
+    };
+    let mut details = details(kind, name);
+    details.causes = Some(causes);
+    failure(422, "Invalid", message, Some(details))
 }
 
 /// 504 for a resourceVersion ahead of what this server has seen.

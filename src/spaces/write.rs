@@ -1,0 +1,507 @@
+//! Writes to spaces: create, update, patch (merge, JSON, apply) and delete, each carried out on the namespace with the
+//! server's identity — after the server has authorized the caller against that namespace itself, since kube-apiserver
+//! cannot scope rights on a cluster-scoped space to one namespace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Preconditions, StatusCause};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::Client;
+use serde_json::Value;
+
+use super::{validation, Error};
+use crate::access::index::subjects_of;
+use crate::api::{Space, CREATOR_ANNOTATION};
+use crate::authn::User;
+use crate::authz::{Attributes, Authorizer, Decision};
+use crate::backend::cache::Cache;
+use crate::watch::log::Lookup;
+
+/// The RoleBinding that makes a space's owners its admins.
+pub const OWNER_BINDING: &str = "tenancy-owner";
+/// The ClusterRole owners get in their spaces: admin, plus delete of the namespace itself.
+pub const OWNER_ROLE: &str = "tenancy-space-admin";
+/// How long a create waits for its space to be visible to its creator through this server.
+const READ_AFTER_CREATE: Duration = Duration::from_secs(10);
+
+/// Query options of a write.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub force: bool,
+}
+
+/// The patch formats spaces accept (strategic merge patch is refused before this point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+    Apply,
+}
+
+/// What a delete answers: the space as it now is (Terminating), or a success Status when it is gone already.
+pub enum Deleted {
+    Terminating(Box<Space>),
+    Gone { name: String, uid: Option<String> },
+}
+
+pub struct Writer {
+    cache: Arc<Cache>,
+    client: Client,
+    authorizer: Arc<Authorizer>,
+}
+
+// === impl Writer ===
+
+impl Writer {
+    #[must_use]
+    pub fn new(cache: Arc<Cache>, client: Client, authorizer: Arc<Authorizer>) -> Self {
+        Writer {
+            cache,
+            client,
+            authorizer,
+        }
+    }
+
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    /// The namespace behind a space `user` may see.
+    fn visible(&self, user: &User, name: &str) -> Result<Arc<Namespace>, Error> {
+        let state = self.cache.read();
+        state
+            .namespaces
+            .get(name)
+            .filter(|_| state.index.may_get(&subjects_of(user), name))
+            .cloned()
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
+    }
+
+    async fn authorize(&self, user: &User, verb: &str, name: &str) -> Result<(), Error> {
+        let attributes = Attributes::Namespace {
+            verb: verb.to_owned(),
+            name: name.to_owned(),
+        };
+        match self.authorizer.authorize(user, &attributes).await? {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err(Error::Forbidden {
+                user: user.name.clone(),
+                verb: verb.to_owned(),
+                name: name.to_owned(),
+                reason,
+            }),
+        }
+    }
+
+    /// Whether `rv` — a namespace resourceVersion from a get or list, or a watch position — shows the namespace as it
+    /// is now.
+    fn is_current(&self, current: &Namespace, rv: &str) -> bool {
+        let now = current.metadata.resource_version.as_deref().unwrap_or_default();
+        if rv == now {
+            return true;
+        }
+        let Ok(position) = rv.parse::<u64>() else {
+            return false;
+        };
+        let name = current.metadata.name.as_deref().unwrap_or_default();
+        match self.cache.read().log.lookup(position) {
+            Lookup::At { namespaces, .. } => namespaces
+                .get(name)
+                .and_then(|ns| ns.metadata.resource_version.as_deref())
+                .is_some_and(|seen| seen == now),
+            _ => false,
+        }
+    }
+
+    // --- create ---
+
+    /// Creates the namespace of a new space, then its owner binding; undoes the namespace if the binding fails.
+    /// Answers once the creator can see the space through this server.
+    ///
+    /// # Errors
+    /// Invalid spaces, a caller without `create namespaces`, an existing namespace of that name.
+    pub async fn create(&self, user: &User, mut space: Space, options: &WriteOptions) -> Result<Space, Error> {
+        if space.metadata.name.as_deref().unwrap_or_default().is_empty() {
+            if let Some(prefix) = space.metadata.generate_name.clone().filter(|p| !p.is_empty()) {
+                space.metadata.name = Some(format!("{prefix}{}", random_suffix()));
+            }
+        }
+        let name = space.name().to_owned();
+        let mut causes = validation::name(&name);
+        causes.extend(validation::space(&space, None));
+        if !causes.is_empty() {
+            return Err(Error::Invalid { name, causes });
+        }
+        self.authorize(user, "create", "").await?;
+        let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
+        annotations.insert(CREATOR_ANNOTATION.to_owned(), user.name.clone());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: space.metadata.labels.clone(),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let params = PostParams {
+            dry_run: options.dry_run,
+            field_manager: options.field_manager.clone(),
+        };
+        let created = self
+            .namespaces()
+            .create(&params, &namespace)
+            .await
+            .map_err(|e| kube_error(e, &name))?;
+        if options.dry_run {
+            return Ok(Space::from_namespace(&created));
+        }
+        let binding = owner_binding(&name, user);
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &name);
+        if let Err(error) = bindings.create(&PostParams::default(), &binding).await {
+            tracing::warn!(space = %name, %error, "Owner binding failed; removing the namespace");
+            if let Err(undo) = self.namespaces().delete(&name, &DeleteParams::default()).await {
+                tracing::error!(space = %name, error = %undo, "Rolling back the namespace failed");
+            }
+            return Err(kube_error(error, &name));
+        }
+        self.wait_visible(user, &name).await?;
+        Ok(self
+            .visible(user, &name)
+            .map(|ns| Space::from_namespace(&ns))
+            .unwrap_or_else(|_| Space::from_namespace(&created)))
+    }
+
+    /// Waits, on the change log rather than a timer, until `user` sees `name` through this server.
+    async fn wait_visible(&self, user: &User, name: &str) -> Result<(), Error> {
+        let subjects = subjects_of(user);
+        let deadline = tokio::time::Instant::now() + READ_AFTER_CREATE;
+        loop {
+            let mut entries = {
+                let state = self.cache.read();
+                if state.namespaces.contains_key(name) && state.index.may_get(&subjects, name) {
+                    return Ok(());
+                }
+                self.cache.subscribe(&state)
+            };
+            match tokio::time::timeout_at(deadline, entries.recv()).await {
+                Ok(_) => {}
+                Err(_) => return Err(Error::ReadAfterCreateTimeout(name.to_owned())),
+            }
+        }
+    }
+
+    // --- update and patch ---
+
+    /// Replaces a space's labels and annotations (all else is the namespace's or the server's).
+    ///
+    /// # Errors
+    /// Not visible, not allowed, invalid, or stale.
+    pub async fn update(&self, user: &User, name: &str, space: Space, options: &WriteOptions) -> Result<Space, Error> {
+        let current = self.visible(user, name)?;
+        self.authorize(user, "update", name).await?;
+        if space.name() != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                space.name()
+            )));
+        }
+        let Some(rv) = space.metadata.resource_version.clone().filter(|rv| !rv.is_empty()) else {
+            return Err(Error::Invalid {
+                name: name.to_owned(),
+                causes: vec![StatusCause {
+                    reason: Some("FieldValueInvalid".to_owned()),
+                    field: Some("metadata.resourceVersion".to_owned()),
+                    message: Some("Invalid value: 0x0: must be specified for an update".to_owned()),
+                }],
+            });
+        };
+        self.replace(&current, space, &rv, options).await
+    }
+
+    /// Applies a merge or JSON patch to the space as it is, or a server-side apply to its namespace.
+    ///
+    /// # Errors
+    /// Not visible, not allowed, a patch that does not apply, an invalid result, or a stale precondition.
+    pub async fn patch(
+        &self,
+        user: &User,
+        name: &str,
+        patch_type: PatchType,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Space, Error> {
+        let current = self.visible(user, name)?;
+        self.authorize(user, "patch", name).await?;
+        let mut document =
+            serde_json::to_value(Space::from_namespace(&current)).map_err(|e| Error::BadRequest(e.to_string()))?;
+        match patch_type {
+            PatchType::Apply => return self.apply(&current, body, options).await,
+            PatchType::Merge => {
+                let patch: Value =
+                    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
+                json_patch::merge(&mut document, &patch);
+            }
+            PatchType::Json => {
+                let patch: json_patch::Patch =
+                    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut document, &patch).map_err(|e| Error::Unprocessable(e.to_string()))?;
+            }
+        }
+        let space: Space = serde_json::from_value(document).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let rv = space
+            .metadata
+            .resource_version
+            .clone()
+            .or_else(|| current.metadata.resource_version.clone())
+            .unwrap_or_default();
+        self.replace(&current, space, &rv, options).await
+    }
+
+    /// Server-side apply: the space's labels and annotations become an apply configuration of the namespace, so field
+    /// ownership and conflicts are kube-apiserver's own, kept in the namespace's managedFields.
+    async fn apply(&self, current: &Namespace, body: &[u8], options: &WriteOptions) -> Result<Space, Error> {
+        let name = current.metadata.name.clone().unwrap_or_default();
+        let text = std::str::from_utf8(body).map_err(|_| Error::BadRequest("apply body is not UTF-8".to_owned()))?;
+        let sent: Value = serde_json::from_str(text)
+            .or_else(|_| serde_saphyr::from_str::<Value>(text))
+            .map_err(|e| Error::BadRequest(format!("invalid apply configuration: {e}")))?;
+        let space: Space = serde_json::from_value(sent.clone()).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        if space.name() != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                space.name()
+            )));
+        }
+        // Only what the client named is applied: absent maps must stay absent so they are not claimed.
+        let ours = Space::from_namespace(current);
+        let mut causes = validation::managed_keys("metadata.labels", space.metadata.labels.as_ref(), None);
+        causes.extend(validation::managed_keys(
+            "metadata.annotations",
+            space.metadata.annotations.as_ref(),
+            None,
+        ));
+        if space.spec.account.is_some() && space.spec.account != ours.spec.account {
+            causes.extend(
+                validation::space(&space, Some(&ours))
+                    .into_iter()
+                    .filter(|c| c.field.as_deref() == Some("spec.account")),
+            );
+        }
+        if !causes.is_empty() {
+            return Err(Error::Invalid { name, causes });
+        }
+        let mut metadata = serde_json::json!({"name": name});
+        if let Some(labels) = sent.pointer("/metadata/labels") {
+            metadata["labels"] = labels.clone();
+        }
+        if let Some(annotations) = sent.pointer("/metadata/annotations") {
+            metadata["annotations"] = annotations.clone();
+        }
+        let configuration = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata});
+        let manager = options
+            .field_manager
+            .clone()
+            .ok_or_else(|| Error::BadRequest("PATCH requests must have fieldManager for apply patches".to_owned()))?;
+        let mut params = PatchParams::apply(&manager);
+        params.force = options.force;
+        params.dry_run = options.dry_run;
+        let applied = self
+            .namespaces()
+            .patch(&name, &params, &Patch::Apply(configuration))
+            .await
+            .map_err(|e| kube_error(e, &name))?;
+        Ok(Space::from_namespace(&applied))
+    }
+
+    /// Writes `space`'s labels and annotations onto `current` if `rv` still shows it.
+    async fn replace(
+        &self,
+        current: &Namespace,
+        space: Space,
+        rv: &str,
+        options: &WriteOptions,
+    ) -> Result<Space, Error> {
+        let name = current.metadata.name.clone().unwrap_or_default();
+        let ours = Space::from_namespace(current);
+        let causes = validation::space(&space, Some(&ours));
+        if !causes.is_empty() {
+            return Err(Error::Invalid { name, causes });
+        }
+        if !self.is_current(current, rv) {
+            return Err(Error::Conflict(name));
+        }
+        let mut namespace = current.clone();
+        namespace.metadata.labels = space.metadata.labels;
+        namespace.metadata.annotations = space.metadata.annotations;
+        namespace.metadata.managed_fields = None;
+        let params = PostParams {
+            dry_run: options.dry_run,
+            field_manager: options.field_manager.clone(),
+        };
+        let replaced = self
+            .namespaces()
+            .replace(&name, &params, &namespace)
+            .await
+            .map_err(|e| kube_error(e, &name))?;
+        Ok(Space::from_namespace(&replaced))
+    }
+
+    // --- delete ---
+
+    /// Deletes the namespace; the space shows Terminating until the namespace controller is done.
+    ///
+    /// # Errors
+    /// Not visible, not allowed, or a precondition that does not hold.
+    pub async fn delete(
+        &self,
+        user: &User,
+        name: &str,
+        preconditions: Option<Preconditions>,
+        propagation: Option<String>,
+        options: &WriteOptions,
+    ) -> Result<Deleted, Error> {
+        let current = self.visible(user, name)?;
+        self.authorize(user, "delete", name).await?;
+        let mut kube_preconditions = kube::api::Preconditions {
+            uid: current.metadata.uid.clone(),
+            resource_version: None,
+        };
+        if let Some(wanted) = preconditions {
+            if let Some(uid) = wanted.uid.filter(|u| !u.is_empty()) {
+                if Some(&uid) != current.metadata.uid.as_ref() {
+                    return Err(Error::PreconditionFailed(format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        current.metadata.uid.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+            if let Some(rv) = wanted.resource_version.filter(|rv| !rv.is_empty()) {
+                if !self.is_current(&current, &rv) {
+                    return Err(Error::PreconditionFailed(format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        current.metadata.resource_version.as_deref().unwrap_or_default()
+                    )));
+                }
+                kube_preconditions.resource_version = current.metadata.resource_version.clone();
+            }
+        }
+        let params = DeleteParams {
+            dry_run: options.dry_run,
+            grace_period_seconds: None,
+            propagation_policy: match propagation.as_deref() {
+                Some("Orphan") => Some(PropagationPolicy::Orphan),
+                Some("Background") => Some(PropagationPolicy::Background),
+                Some("Foreground") => Some(PropagationPolicy::Foreground),
+                _ => None,
+            },
+            preconditions: Some(kube_preconditions),
+        };
+        match self
+            .namespaces()
+            .delete(name, &params)
+            .await
+            .map_err(|e| kube_error(e, name))?
+        {
+            either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(Space::from_namespace(&namespace)))),
+            either::Either::Right(_) => Ok(Deleted::Gone {
+                name: name.to_owned(),
+                uid: current.metadata.uid.clone(),
+            }),
+        }
+    }
+}
+
+/// The owner binding of a new space created by `user` alone.
+fn owner_binding(namespace: &str, user: &User) -> RoleBinding {
+    let subject = match user
+        .name
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((ns, sa)) => Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: sa.to_owned(),
+            namespace: Some(ns.to_owned()),
+            api_group: None,
+        },
+        None => Subject {
+            kind: "User".to_owned(),
+            name: user.name.clone(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        },
+    };
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(OWNER_BINDING.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: OWNER_ROLE.to_owned(),
+        },
+        subjects: Some(vec![subject]),
+    }
+}
+
+/// Five characters of `generateName`'s alphabet, from the clock and a counter (names need not be secret).
+fn random_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut seed = nanos
+        ^ COUNTER
+            .fetch_add(0x9E37_79B9, Ordering::Relaxed)
+            .wrapping_mul(0x2545_F491_4F6C_DD1D);
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[usize::try_from(seed % ALPHABET.len() as u64).unwrap_or(0)];
+            seed /= ALPHABET.len() as u64;
+            char::from(c)
+        })
+        .collect()
+}
+
+/// A kube-apiserver error on the namespace, told as an error on the space.
+fn kube_error(error: kube::Error, name: &str) -> Error {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            404 => Error::NotFound(name.to_owned()),
+            409 if status.reason == "AlreadyExists" => Error::AlreadyExists(name.to_owned()),
+            409 if status.reason == "Conflict" && status.message.contains("the object has been modified") => {
+                Error::Conflict(name.to_owned())
+            }
+            _ => Error::Kube {
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.replace("namespaces \"", "spaces.tenancy.loft.sh \""),
+                causes: status
+                    .details
+                    .as_ref()
+                    .map(|d| {
+                        d.causes
+                            .iter()
+                            .map(|c| StatusCause {
+                                reason: Some(c.reason.clone()),
+                                message: Some(c.message.clone()),
+                                field: Some(c.field.clone()),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+        },
+        other => Error::Backend(other),
+    }
+}
