@@ -160,7 +160,17 @@ impl Kubectl {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        self.run_full(args, stdin, &[])
+    }
+
+    /// kubectl with extra environment variables (e.g. `KUBE_EDITOR`).
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        self.run_full(args, None, vars)
+    }
+
+    fn run_full(&self, args: &[&str], stdin: Option<&str>, vars: &[(&str, &str)]) -> Run {
         let mut command = Command::new(&self.binary);
+        command.envs(vars.iter().copied());
         command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)

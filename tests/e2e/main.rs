@@ -8,5 +8,6 @@ mod harness;
 
 mod authn;
 mod discovery;
+mod kubectl;
 mod visibility;
 mod watch;
