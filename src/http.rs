@@ -395,21 +395,68 @@ async fn route(
         _ => return Err(Error::NoRoute.into()),
     };
     authorize(app, &user, attributes).await?;
-    let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
     match (&method, segments.as_slice()) {
-        (&Method::GET, [_, _, _, _]) => list_spaces(app, &user, &req),
-        (&Method::GET, [_, _, _, _, name]) => get_space(app, &user, &req, name),
-        (&Method::POST, [_, _, _, _]) => create_space(app, &user, req).await,
-        (&Method::PUT, [_, _, _, _, name]) => update_space(app, &user, req, name).await,
-        (&Method::PATCH, [_, _, _, _, name]) => patch_space(app, &user, req, name).await,
-        (&Method::DELETE, [_, _, _, _, name]) => delete_space(app, &user, req, name).await,
-        (&Method::GET, [metrics]) if metrics == "metrics" => Ok(bytes_response(
+        (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => list_spaces(app, &user, &req),
+        (&Method::GET, ["apis", GROUP, "v1", "spaces", name]) => get_space(app, &user, &req, name),
+        (&Method::POST, ["apis", GROUP, "v1", "spaces"]) => create_space(app, &user, req).await,
+        (&Method::PUT, ["apis", GROUP, "v1", "spaces", name]) => update_space(app, &user, req, name).await,
+        (&Method::PATCH, ["apis", GROUP, "v1", "spaces", name]) => patch_space(app, &user, req, name).await,
+        (&Method::DELETE, ["apis", GROUP, "v1", "spaces", name]) => delete_space(app, &user, req, name).await,
+        (&Method::GET, ["openapi", "v2"]) => Ok(openapi_document(req.headers(), crate::api::openapi::v2(), false)),
+        (&Method::GET, ["openapi", "v3"]) => Ok(json_response(StatusCode::OK, &crate::api::openapi::v3_root())),
+        (&Method::GET, ["openapi", "v3", "apis", GROUP, "v1"]) => {
+            let hash = query_params(&req).get("hash").cloned();
+            let document = crate::api::openapi::v3();
+            match hash {
+                // kube-openapi's answer to an outdated hash: the current URL.
+                Some(hash) if hash != document.etag => {
+                    let mut response = bytes_response(StatusCode::MOVED_PERMANENTLY, "text/plain", Vec::new());
+                    if let Ok(location) = HeaderValue::from_str(&crate::api::openapi::v3_url()) {
+                        response.headers_mut().insert(header::LOCATION, location);
+                    }
+                    Ok(response)
+                }
+                Some(_) => Ok(openapi_document(req.headers(), document, true)),
+                None => Ok(openapi_document(req.headers(), document, false)),
+            }
+        }
+        (&Method::GET, ["metrics"]) => Ok(bytes_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             metrics::encode(&app.registry_metrics),
         )),
         _ => Err(Error::NoRoute.into()),
     }
+}
+
+/// An OpenAPI document with its ETag; 304 when the client has it. `immutable` when asked for by its hash.
+fn openapi_document(headers: &HeaderMap, document: &crate::api::openapi::Document, immutable: bool) -> Response<Body> {
+    let etag = format!("\"{}\"", document.etag);
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    let mut response = if not_modified {
+        let mut r = bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
+        r.headers_mut().remove(header::CONTENT_TYPE);
+        r
+    } else {
+        bytes_response(StatusCode::OK, "application/json", document.body.clone())
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, immutable"
+        } else {
+            "no-cache, private"
+        }),
+    );
+    response
 }
 
 /// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).

@@ -157,3 +157,44 @@ fn json_and_metadata_representations_round_trip_the_namespace() {
         .as_str()
         .is_some_and(|rv| !rv.is_empty()));
 }
+
+#[test]
+fn kubectl_explain_reads_the_openapi_schema_and_apply_is_offered_no_strategic_merge_patch() {
+    let env = env();
+    let alice = env.kubectl("alice");
+    let explained = alice.run(&["explain", "space.spec"]).ok();
+    assert!(
+        explained.contains("KIND:       Space") && explained.contains("account") && explained.contains("finalizers"),
+        "{explained}"
+    );
+    let explained = alice.run(&["explain", "space.metadata.labels"]).ok();
+    assert!(explained.contains("map[string]string"), "{explained}");
+
+    // The v3 document kube-apiserver lists and proxies to kubectl.
+    let root: serde_json::Value =
+        serde_json::from_str(&alice.run(&["get", "--raw", "/openapi/v3"]).ok()).expect("json");
+    let url = root["paths"]["apis/tenancy.loft.sh/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("listed")
+        .to_owned();
+    assert!(url.contains("?hash="), "{url}");
+    let document = alice.run(&["get", "--raw", &url]).ok();
+    let value: serde_json::Value = serde_json::from_str(&document).expect("json");
+    let patch = &value["paths"]["/apis/tenancy.loft.sh/v1/spaces/{name}"]["patch"]["requestBody"]["content"];
+    let types: Vec<&str> = patch
+        .as_object()
+        .expect("patch content")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(
+        types.contains(&"application/merge-patch+json") && types.contains(&"application/apply-patch+yaml"),
+        "{types:?}"
+    );
+    assert!(!document.contains("strategic-merge-patch"));
+    let gvk = &value["components"]["schemas"]["io.loft.tenancy.v1.Space"]["x-kubernetes-group-version-kind"][0];
+    assert_eq!(
+        (gvk["group"].as_str(), gvk["kind"].as_str()),
+        (Some("tenancy.loft.sh"), Some("Space"))
+    );
+}
