@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 
 use cache::{Cache, Update};
 
+use crate::api::account::{Account, SpaceTemplate};
+
 use crate::authn::{RequestHeaderConfig, AUTH_CONFIGMAP_NAME, AUTH_CONFIGMAP_NAMESPACE};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,8 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 /// Feeds `cache` from a watch per kind, in arrival order, forever (each watch retries with backoff).
 pub async fn run(client: Client, cache: Arc<Cache>) {
     let streams = vec![
+        watch(Api::<Account>::all(client.clone()), Update::Account),
+        watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate),
         watch(Api::<Namespace>::all(client.clone()), Update::Namespace),
         watch(Api::<Role>::all(client.clone()), Update::Role),
         watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole),

@@ -250,6 +250,24 @@ fn status_of(error: &Error) -> Status {
             tracing::error!(error = %cause, "Authorization failed");
             status::failure(500, "InternalError", "Internal error occurred: authorization check failed".to_owned(), None)
         }
+        Error::Spaces(cause @ spaces::Error::LimitReached { .. }) => status::failure(
+            403,
+            "Forbidden",
+            format!("spaces.{GROUP} is forbidden: {cause}"),
+            Some(status::details(space::RESOURCE, "")),
+        ),
+        Error::Spaces(spaces::Error::AccountForbidden(message)) => {
+            status::failure(403, "Forbidden", message.clone(), Some(status::details(space::RESOURCE, "")))
+        }
+        Error::Spaces(cause @ spaces::Error::Busy(_)) => {
+            let mut details = status::details(space::RESOURCE, "");
+            details.retry_after_seconds = Some(1);
+            status::failure(429, "TooManyRequests", cause.to_string(), Some(details))
+        }
+        Error::Spaces(cause @ spaces::Error::Template { .. }) => {
+            tracing::warn!(error = %cause, "SpaceTemplate failed");
+            status::failure(500, "InternalError", format!("Internal error occurred: {cause}"), None)
+        }
         Error::UnsupportedPatch => status::failure(
             415,
             "UnsupportedMediaType",

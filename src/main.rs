@@ -163,6 +163,10 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
     });
+    tokio::spawn(spaces::reconcile::run(
+        app.registry.cache().clone(),
+        app.writer.provisioner(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

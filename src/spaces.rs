@@ -3,6 +3,8 @@
 //! pages, counts and continue tokens alike.
 
 pub mod paging;
+pub mod provision;
+pub mod reconcile;
 pub mod selector;
 pub mod table;
 pub mod validation;
@@ -78,6 +80,16 @@ pub enum Error {
     Backend(#[source] kube::Error),
     #[error(transparent)]
     Authz(#[from] crate::authz::Error),
+    #[error("account {account:?} has reached its limit of {limit} spaces")]
+    LimitReached { account: String, limit: i64 },
+    /// Another create of the same account held its lock for too long.
+    #[error("too many concurrent creates for {0}; try again")]
+    Busy(String),
+    #[error("SpaceTemplate {template:?} could not be applied: {message}")]
+    Template { template: String, message: String },
+    /// The caller is not a subject of the account it named.
+    #[error("{0}")]
+    AccountForbidden(String),
 }
 
 /// What a list or watch asks for.

@@ -257,12 +257,14 @@ pub fn build(updates: Vec<Update>) -> Cache {
     cache
 }
 
-/// Checks that the cache is synced, the tenant sees a typical number of spaces and the admin sees them all.
+/// Checks that the tenant sees a typical number of spaces and the admin sees them all.
+///
+/// `Cache::is_ready` is not asserted: it also waits for kinds the world does not generate when the server reflects
+/// more than namespaces and RBAC, and lists and watches do not depend on it.
 ///
 /// # Panics
-/// When any of that is not so: the numbers benchmarked would not be those of the scenario.
+/// When either count is off: the numbers benchmarked would not be those of the scenario.
 pub fn verify(cache: &Arc<Cache>) -> Visible {
-    assert!(cache.is_ready(), "every kind was listed");
     let registry = Registry::new(cache.clone());
     let count = |user: &User| registry.list(user, &ListOptions::default()).expect("list").items.len();
     let visible = Visible {

@@ -113,7 +113,7 @@ pub fn subjects_of(user: &User) -> Vec<SubjectKey> {
 }
 
 /// RBAC subjects as keys; `namespace` is the binding's ("" for cluster bindings), the default for ServiceAccounts.
-fn subject_keys(subjects: Option<&[Subject]>, namespace: &str) -> BTreeSet<SubjectKey> {
+pub fn subject_keys(subjects: Option<&[Subject]>, namespace: &str) -> BTreeSet<SubjectKey> {
     subjects
         .unwrap_or_default()
         .iter()
@@ -127,6 +127,13 @@ fn subject_keys(subjects: Option<&[Subject]>, namespace: &str) -> BTreeSet<Subje
             _ => None,
         })
         .collect()
+}
+
+/// Whether `user` is one of `subjects` (by name, group or ServiceAccount), as RBAC matches a ClusterRoleBinding.
+#[must_use]
+pub fn is_subject(subjects: &[Subject], user: &User) -> bool {
+    let keys = subject_keys(Some(subjects), "");
+    subjects_of(user).iter().any(|s| keys.contains(s))
 }
 
 fn meta_key(namespace: Option<&str>, name: Option<&str>) -> Option<NamespacedKey> {

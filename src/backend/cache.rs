@@ -1,7 +1,7 @@
 //! The server's picture of the cluster: namespaces, the access index and the change log, changed by one writer task
 //! in the order events arrive, read by every request under a short read lock (never held across an await).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -10,10 +10,14 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use parking_lot::{RwLock, RwLockReadGuard};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::access::index::{AccessChange, Index};
+use crate::api::account::{Account, SpaceTemplate};
 use crate::watch::log::{Change, Entry, Log, Namespaces};
+
+/// RoleBindings the server makes and tracks: a space's owners, and the readers of a shared space.
+pub const SERVER_BINDINGS: &[&str] = &["tenancy-owner", "tenancy-shared-reader"];
 
 /// Entries kept for resumes and consistent pages.
 const LOG_CAPACITY: usize = 10_000;
@@ -22,6 +26,8 @@ pub const WATCH_BUFFER: usize = 4096;
 
 /// One event from one of the reflected kinds.
 pub enum Update {
+    Account(Event<Account>),
+    SpaceTemplate(Event<SpaceTemplate>),
     Namespace(Event<Namespace>),
     Role(Event<Role>),
     ClusterRole(Event<ClusterRole>),
@@ -30,12 +36,17 @@ pub enum Update {
 }
 
 /// The kinds whose first list must be complete before the server is ready.
-pub const KINDS: usize = 5;
+pub const KINDS: usize = 7;
 
 pub struct State {
     pub index: Index,
     pub namespaces: Namespaces,
     pub log: Log,
+    /// Accounts and SpaceTemplates by name.
+    pub accounts: BTreeMap<String, Arc<Account>>,
+    pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
+    /// Namespaces holding the server's RoleBindings, by binding name (`tenancy-owner`, `tenancy-shared-reader`).
+    pub server_bindings: BTreeMap<String, BTreeSet<String>>,
     /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
     relist: Relist,
     synced: HashSet<&'static str>,
@@ -48,12 +59,16 @@ struct Relist {
     cluster_roles: Vec<ClusterRole>,
     role_bindings: Vec<RoleBinding>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
+    accounts: Vec<Account>,
+    templates: Vec<SpaceTemplate>,
 }
 
 pub struct Cache {
     state: RwLock<State>,
     entries: broadcast::Sender<Arc<Entry>>,
     ready: AtomicBool,
+    /// Woken on every applied event: the reconcilers look again.
+    changed: Notify,
 }
 
 // === impl Cache ===
@@ -72,12 +87,21 @@ impl Cache {
                 index: Index::default(),
                 namespaces: Namespaces::new(),
                 log: Log::new(LOG_CAPACITY),
+                accounts: BTreeMap::new(),
+                templates: BTreeMap::new(),
+                server_bindings: BTreeMap::new(),
                 relist: Relist::default(),
                 synced: HashSet::new(),
             }),
             entries: broadcast::channel(WATCH_BUFFER).0,
             ready: AtomicBool::new(false),
+            changed: Notify::new(),
         }
+    }
+
+    /// Resolves after the next applied event (or at once if one came since the last call).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Whether every kind has been listed once.
@@ -103,6 +127,7 @@ impl Cache {
         let mut state = self.state.write();
         let mut changes = Vec::new();
         let revision = state.apply(update, &mut changes);
+        self.changed.notify_one();
         if state.synced.len() == KINDS && !self.ready.swap(true, Ordering::AcqRel) {
             tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
         }
@@ -131,10 +156,17 @@ impl State {
     fn apply(&mut self, update: Update, changes: &mut Vec<Change>) -> u64 {
         let mut access = Vec::new();
         let revision = match update {
+            Update::Account(event) => self.config_event(event, "accounts", |s| &mut s.accounts, |r| &mut r.accounts),
+            Update::SpaceTemplate(event) => {
+                self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates)
+            }
+            Update::RoleBinding(event) => {
+                self.track_server_bindings(&event);
+                self.rbac_event(event, "rolebindings", &mut access)
+            }
             Update::Namespace(event) => self.namespace_event(event, changes),
             Update::Role(event) => self.rbac_event(event, "roles", &mut access),
             Update::ClusterRole(event) => self.rbac_event(event, "clusterroles", &mut access),
-            Update::RoleBinding(event) => self.rbac_event(event, "rolebindings", &mut access),
             Update::ClusterRoleBinding(event) => self.rbac_event(event, "clusterrolebindings", &mut access),
         };
         changes.extend(access.into_iter().map(Change::Access));
@@ -185,6 +217,56 @@ impl State {
                 self.synced.insert("namespaces");
                 revision
             }
+        }
+    }
+
+    /// Accounts and templates: kept by name, no access effect.
+    fn config_event<K: ResourceExt + Clone>(
+        &mut self,
+        event: Event<K>,
+        kind: &'static str,
+        map: fn(&mut Self) -> &mut BTreeMap<String, Arc<K>>,
+        buffer: fn(&mut Relist) -> &mut Vec<K>,
+    ) -> u64 {
+        match event {
+            Event::Apply(object) => {
+                map(self).insert(object.name_any(), Arc::new(object));
+            }
+            Event::Delete(object) => {
+                map(self).remove(&object.name_any());
+            }
+            Event::Init => buffer(&mut self.relist).clear(),
+            Event::InitApply(object) => buffer(&mut self.relist).push(object),
+            Event::InitDone => {
+                let listed = std::mem::take(buffer(&mut self.relist));
+                *map(self) = listed.into_iter().map(|o| (o.name_any(), Arc::new(o))).collect();
+                self.synced.insert(kind);
+            }
+        }
+        0
+    }
+
+    /// Which namespaces hold the server's own RoleBindings; the reconcilers act on what is missing.
+    fn track_server_bindings(&mut self, event: &Event<RoleBinding>) {
+        let ours = |rb: &RoleBinding| {
+            let name = rb.name_any();
+            SERVER_BINDINGS
+                .contains(&name.as_str())
+                .then(|| (name, rb.namespace().unwrap_or_default()))
+        };
+        match event {
+            Event::Apply(rb) | Event::InitApply(rb) => {
+                if let Some((name, ns)) = ours(rb) {
+                    self.server_bindings.entry(name).or_default().insert(ns);
+                }
+            }
+            Event::Delete(rb) => {
+                if let Some((name, ns)) = ours(rb) {
+                    self.server_bindings.entry(name).or_default().remove(&ns);
+                }
+            }
+            Event::Init => self.server_bindings.clear(),
+            Event::InitDone => {}
         }
     }
 

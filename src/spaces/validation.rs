@@ -125,8 +125,9 @@ pub fn space(sent: &Space, current: Option<&Space>) -> Vec<StatusCause> {
         sent.metadata.annotations.as_ref(),
         kept.and_then(|m| m.annotations.as_ref()),
     ));
+    // A new space may name its account (the create flow checks membership); an existing one keeps it.
     let account = current.and_then(|c| c.spec.account.as_ref());
-    if sent.spec.account.as_ref() != account {
+    if current.is_some() && sent.spec.account.as_ref() != account {
         causes.push(cause(
             "FieldValueForbidden",
             "spec.account",

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Preconditions, StatusCause};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Preconditions, StatusCause};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::Client;
 use serde_json::Value;
 
+use super::provision::{Owner, Plan, Provisioner};
 use super::{validation, Error};
+use crate::access::index::is_subject;
 use crate::access::index::subjects_of;
-use crate::api::{Space, CREATOR_ANNOTATION};
+use crate::api::account::Account;
+use crate::api::Space;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision};
 use crate::backend::cache::Cache;
@@ -53,6 +55,7 @@ pub struct Writer {
     cache: Arc<Cache>,
     client: Client,
     authorizer: Arc<Authorizer>,
+    provisioner: Arc<Provisioner>,
 }
 
 // === impl Writer ===
@@ -62,9 +65,16 @@ impl Writer {
     pub fn new(cache: Arc<Cache>, client: Client, authorizer: Arc<Authorizer>) -> Self {
         Writer {
             cache,
+            provisioner: Arc::new(Provisioner::new(client.clone())),
             client,
             authorizer,
         }
+    }
+
+    /// The steps of making a space, shared with the repair pass.
+    #[must_use]
+    pub fn provisioner(&self) -> Arc<Provisioner> {
+        self.provisioner.clone()
     }
 
     fn namespaces(&self) -> Api<Namespace> {
@@ -120,11 +130,11 @@ impl Writer {
 
     // --- create ---
 
-    /// Creates the namespace of a new space, then its owner binding; undoes the namespace if the binding fails.
-    /// Answers once the creator can see the space through this server.
+    /// Makes a new space: owner resolved, limit held, namespace, owner binding and templates created (all undone if
+    /// any step fails). Answers once the creator can see the space through this server.
     ///
     /// # Errors
-    /// Invalid spaces, a caller without `create namespaces`, an existing namespace of that name.
+    /// Invalid spaces, callers with no account and no right to create namespaces, accounts at their limit, names taken.
     pub async fn create(&self, user: &User, mut space: Space, options: &WriteOptions) -> Result<Space, Error> {
         if space.metadata.name.as_deref().unwrap_or_default().is_empty() {
             if let Some(prefix) = space.metadata.generate_name.clone().filter(|p| !p.is_empty()) {
@@ -137,44 +147,92 @@ impl Writer {
         if !causes.is_empty() {
             return Err(Error::Invalid { name, causes });
         }
-        self.authorize(user, "create", "").await?;
-        let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
-        annotations.insert(CREATOR_ANNOTATION.to_owned(), user.name.clone());
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: space.metadata.labels.clone(),
-                annotations: Some(annotations),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        let params = PostParams {
-            dry_run: options.dry_run,
-            field_manager: options.field_manager.clone(),
-        };
-        let created = self
-            .namespaces()
-            .create(&params, &namespace)
-            .await
-            .map_err(|e| kube_error(e, &name))?;
+        let owner = self.owner(user, space.spec.account.as_deref()).await?;
+        let plan = self.plan(user, &space, owner)?;
+        let created = self.provisioner.create_namespace(&plan, options.dry_run).await?;
         if options.dry_run {
             return Ok(Space::from_namespace(&created));
         }
-        let binding = owner_binding(&name, user);
-        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &name);
-        if let Err(error) = bindings.create(&PostParams::default(), &binding).await {
-            tracing::warn!(space = %name, %error, "Owner binding failed; removing the namespace");
-            if let Err(undo) = self.namespaces().delete(&name, &DeleteParams::default()).await {
-                tracing::error!(space = %name, error = %undo, "Rolling back the namespace failed");
-            }
-            return Err(kube_error(error, &name));
+        if let Err(error) = self.provisioner.finish(&plan).await {
+            tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");
+            self.provisioner.roll_back(&name).await;
+            return Err(error);
         }
         self.wait_visible(user, &name).await?;
         Ok(self
             .visible(user, &name)
             .map(|ns| Space::from_namespace(&ns))
             .unwrap_or_else(|_| Space::from_namespace(&created)))
+    }
+
+    /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
+    /// no account at all — the caller alone, if RBAC lets them create namespaces.
+    async fn owner(&self, user: &User, requested: Option<&str>) -> Result<Owner, Error> {
+        let accounts: Vec<Arc<Account>> = self.cache.read().accounts.values().cloned().collect();
+        let mine: Vec<Arc<Account>> = accounts
+            .into_iter()
+            .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
+            .collect();
+        match requested {
+            Some(wanted) => mine
+                .into_iter()
+                .find(|a| a.name() == wanted)
+                .map(Owner::Account)
+                .ok_or_else(|| {
+                    Error::AccountForbidden(format!(
+                        "spaces.tenancy.loft.sh is forbidden: User \"{}\" is not a member of account \"{wanted}\"",
+                        user.name
+                    ))
+                }),
+            None => match mine.len() {
+                1 => Ok(Owner::Account(mine[0].clone())),
+                0 => {
+                    self.authorize(user, "create", "").await?;
+                    Ok(Owner::Creator)
+                }
+                _ => Err(Error::Invalid {
+                    name: String::new(),
+                    causes: vec![StatusCause {
+                        reason: Some("FieldValueRequired".to_owned()),
+                        field: Some("spec.account".to_owned()),
+                        message: Some(format!(
+                            "Required value: you belong to several accounts ({}): name one",
+                            mine.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                        )),
+                    }],
+                }),
+            },
+        }
+    }
+
+    /// The labels, annotations and templates of a new space.
+    fn plan(&self, user: &User, space: &Space, owner: Owner) -> Result<Plan, Error> {
+        let mut labels = space.metadata.labels.clone().unwrap_or_default();
+        let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
+        let mut templates = Vec::new();
+        if let Owner::Account(account) = &owner {
+            if let Some(forced) = &account.spec.space.metadata {
+                labels.extend(forced.labels.clone().unwrap_or_default());
+                annotations.extend(forced.annotations.clone().unwrap_or_default());
+            }
+            labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
+            let state = self.cache.read();
+            for name in &account.spec.space.templates {
+                let template = state.templates.get(name).cloned().ok_or_else(|| Error::Template {
+                    template: name.clone(),
+                    message: "no such SpaceTemplate".to_owned(),
+                })?;
+                templates.push(template);
+            }
+        }
+        Ok(Plan {
+            name: space.name().to_owned(),
+            creator: user.name.clone(),
+            owner,
+            labels,
+            annotations,
+            templates,
+        })
     }
 
     /// Waits, on the change log rather than a timer, until `user` sees `name` through this server.
@@ -417,41 +475,6 @@ impl Writer {
     }
 }
 
-/// The owner binding of a new space created by `user` alone.
-fn owner_binding(namespace: &str, user: &User) -> RoleBinding {
-    let subject = match user
-        .name
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|r| r.split_once(':'))
-    {
-        Some((ns, sa)) => Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: sa.to_owned(),
-            namespace: Some(ns.to_owned()),
-            api_group: None,
-        },
-        None => Subject {
-            kind: "User".to_owned(),
-            name: user.name.clone(),
-            namespace: None,
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-        },
-    };
-    RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(OWNER_BINDING.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "ClusterRole".to_owned(),
-            name: OWNER_ROLE.to_owned(),
-        },
-        subjects: Some(vec![subject]),
-    }
-}
-
 /// Five characters of `generateName`'s alphabet, from the clock and a counter (names need not be secret).
 fn random_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -474,7 +497,7 @@ fn random_suffix() -> String {
 }
 
 /// A kube-apiserver error on the namespace, told as an error on the space.
-fn kube_error(error: kube::Error, name: &str) -> Error {
+pub(crate) fn kube_error(error: kube::Error, name: &str) -> Error {
     match error {
         kube::Error::Api(status) => match status.code {
             404 => Error::NotFound(name.to_owned()),

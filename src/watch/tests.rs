@@ -69,6 +69,8 @@ fn cache() -> Cache {
     })));
     cache.apply(Update::ClusterRole(Event::InitDone));
     for update in [
+        Update::Account(Event::InitDone),
+        Update::SpaceTemplate(Event::InitDone),
         Update::Role(Event::InitDone),
         Update::RoleBinding(Event::InitDone),
         Update::ClusterRoleBinding(Event::InitDone),

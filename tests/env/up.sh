@@ -46,7 +46,11 @@ server_bin="$repo/target/$profile/tenancy-apiserver"
 serving="$STATE_DIR/serving"
 "$server_bin" certs --out-dir "$serving" --extra-san localhost --extra-san 127.0.0.1 >&2
 
-k apply -f "$repo/deploy/namespace.yaml" -f "$repo/deploy/rbac.yaml" -f "$repo/deploy/tenant-rbac.yaml" >&2
+k apply -f "$repo/deploy/namespace.yaml" -f "$repo/deploy/crds.yaml" -f "$repo/deploy/rbac.yaml" \
+  -f "$repo/deploy/tenant-rbac.yaml" >&2
+k wait --for=condition=Established crd/accounts.config.tenancy.loft.sh crd/spacetemplates.config.tenancy.loft.sh \
+  --timeout=30s >&2
+k apply -f "$repo/deploy/default-template.yaml" >&2
 
 # The server runs as its ServiceAccount, with a token as a pod would have one: its RBAC is exactly deploy/'s.
 token="$(k create token tenancy-apiserver -n tenancy-system --duration=24h)"

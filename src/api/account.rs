@@ -1,0 +1,150 @@
+//! The stored configuration (`config.tenancy.loft.sh/v1` CRDs shipped in deploy/): Accounts and SpaceTemplates, and
+//! the read-only `tenancy.loft.sh/v1` Account view of them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::rbac::v1::Subject;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::ClusterResourceScope;
+use serde::{Deserialize, Serialize};
+
+/// Group of the stored CRDs.
+pub const CONFIG_GROUP: &str = "config.tenancy.loft.sh";
+/// The owner role when an Account names none.
+pub const DEFAULT_OWNER_ROLE: &str = "tenancy-space-admin";
+/// Finalizer the server keeps on Accounts so that their deletion policy is carried out even if it was down.
+pub const ACCOUNT_FINALIZER: &str = "tenancy.loft.sh/spaces";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: AccountSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AccountStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSpec {
+    #[serde(default)]
+    pub subjects: Vec<Subject>,
+    #[serde(default)]
+    pub space: AccountSpaces,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSpaces {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ForcedMetadata>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForcedMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountStatus {
+    #[serde(default)]
+    pub spaces: Vec<String>,
+    #[serde(default)]
+    pub space_count: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpaceTemplate {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: SpaceTemplateSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpaceTemplateSpec {
+    #[serde(default)]
+    pub objects: Vec<serde_json::Value>,
+}
+
+macro_rules! config_resource {
+    ($type:ty, $kind:literal, $plural:literal) => {
+        impl kube::Resource for $type {
+            type DynamicType = ();
+            type Scope = ClusterResourceScope;
+
+            fn kind((): &()) -> Cow<'_, str> {
+                Cow::Borrowed($kind)
+            }
+            fn group((): &()) -> Cow<'_, str> {
+                Cow::Borrowed(CONFIG_GROUP)
+            }
+            fn version((): &()) -> Cow<'_, str> {
+                Cow::Borrowed("v1")
+            }
+            fn api_version((): &()) -> Cow<'_, str> {
+                Cow::Borrowed("config.tenancy.loft.sh/v1")
+            }
+            fn plural((): &()) -> Cow<'_, str> {
+                Cow::Borrowed($plural)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+config_resource!(Account, "Account", "accounts");
+config_resource!(SpaceTemplate, "SpaceTemplate", "spacetemplates");
+
+// === impl Account ===
+
+impl Account {
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The role owners get in the account's spaces.
+    #[must_use]
+    pub fn owner_role(&self) -> &str {
+        self.spec
+            .space
+            .cluster_role
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(DEFAULT_OWNER_ROLE)
+    }
+
+    /// Whether the account's spaces are deleted with it.
+    #[must_use]
+    pub fn deletes_spaces(&self) -> bool {
+        self.spec.deletion_policy.as_deref() == Some("Delete")
+    }
+}

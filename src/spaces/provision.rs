@@ -1,0 +1,403 @@
+//! Making a space: its namespace, its owner RoleBinding and its account's templates, in that order, with the rollback
+//! beside it. The namespace carries a `tenancy.loft.sh/creating` mark until the last step is done, so a space left
+//! half-made by a crash is found and finished by the repair pass (`reconcile`), never left without its owner binding.
+//!
+//! An account's space limit is checked and the namespace created while holding a per-account Lease in kube-apiserver,
+//! so parallel creates — on any number of replicas — never exceed it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use kube::Client;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::write::{OWNER_BINDING, OWNER_ROLE};
+use super::Error;
+use crate::api::account::{Account, SpaceTemplate};
+use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION};
+
+/// Marks a namespace whose space is not finished yet.
+pub const CREATING_ANNOTATION: &str = "tenancy.loft.sh/creating";
+/// Namespace holding the server's Leases.
+pub const LEASE_NAMESPACE: &str = "tenancy-system";
+/// How long a lease holder may take before others may break its lease (a crashed replica).
+const LEASE_SECONDS: i32 = 15;
+/// How long a create waits for its account's lease.
+const LEASE_WAIT: Duration = Duration::from_secs(20);
+
+/// Who owns a new space.
+#[derive(Clone, Debug)]
+pub enum Owner {
+    Account(Arc<Account>),
+    /// No account: the creator alone.
+    Creator,
+}
+
+/// Everything the steps need, resolved before the first one.
+pub struct Plan {
+    pub name: String,
+    pub creator: String,
+    pub owner: Owner,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub templates: Vec<Arc<SpaceTemplate>>,
+}
+
+pub struct Provisioner {
+    client: Client,
+    identity: String,
+    kinds: Mutex<HashMap<String, ApiResource>>,
+}
+
+// === impl Provisioner ===
+
+impl Provisioner {
+    #[must_use]
+    pub fn new(client: Client) -> Self {
+        let identity = format!(
+            "tenancy-apiserver-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond() % 1_000_000
+        );
+        Provisioner {
+            client,
+            identity,
+            kinds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the namespace (marked as creating), within the account's limit when there is one.
+    ///
+    /// # Errors
+    /// The limit is reached, the name is taken, or kube-apiserver refuses.
+    pub async fn create_namespace(&self, plan: &Plan, dry_run: bool) -> Result<Namespace, Error> {
+        let mut annotations = plan.annotations.clone();
+        annotations.insert(CREATOR_ANNOTATION.to_owned(), plan.creator.clone());
+        if !dry_run {
+            annotations.insert(CREATING_ANNOTATION.to_owned(), "true".to_owned());
+        }
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(plan.name.clone()),
+                labels: Some(plan.labels.clone()),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let create = || async {
+            Api::<Namespace>::all(self.client.clone())
+                .create(
+                    &PostParams {
+                        dry_run,
+                        field_manager: Some("tenancy-apiserver".to_owned()),
+                    },
+                    &namespace,
+                )
+                .await
+                .map_err(|e| super::write::kube_error(e, &plan.name))
+        };
+        match &plan.owner {
+            Owner::Creator => create().await,
+            Owner::Account(account) => {
+                let Some(limit) = account.spec.space.limit else {
+                    return create().await;
+                };
+                let lease = self.acquire(&format!("account-{}", account.name())).await?;
+                let result = async {
+                    let count = self.count_spaces(account.name()).await?;
+                    if count >= limit {
+                        return Err(Error::LimitReached {
+                            account: account.name().to_owned(),
+                            limit,
+                        });
+                    }
+                    create().await
+                }
+                .await;
+                self.release(lease).await;
+                result
+            }
+        }
+    }
+
+    /// The account's spaces as kube-apiserver has them now (a consistent read, not the cache).
+    async fn count_spaces(&self, account: &str) -> Result<i64, Error> {
+        let list = Api::<Namespace>::all(self.client.clone())
+            .list(&ListParams::default().labels(&format!("{ACCOUNT_LABEL}={account}")))
+            .await
+            .map_err(Error::Backend)?;
+        let live = list
+            .items
+            .iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+            .count();
+        Ok(i64::try_from(live).unwrap_or(i64::MAX))
+    }
+
+    /// The owner binding and the templates, then the creating mark removed. Idempotent: the repair pass calls it on a
+    /// half-made space.
+    ///
+    /// # Errors
+    /// When a step fails; the caller rolls back.
+    pub async fn finish(&self, plan: &Plan) -> Result<(), Error> {
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
+        match bindings.create(&PostParams::default(), &owner_binding(plan)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(super::write::kube_error(error, &plan.name)),
+        }
+        for template in &plan.templates {
+            self.apply_template(plan, template).await?;
+        }
+        let unmark = serde_json::json!({"metadata": {"annotations": {CREATING_ANNOTATION: null}}});
+        Api::<Namespace>::all(self.client.clone())
+            .patch(&plan.name, &PatchParams::default(), &Patch::Merge(unmark))
+            .await
+            .map_err(|e| super::write::kube_error(e, &plan.name))?;
+        Ok(())
+    }
+
+    /// Deletes a half-made space's namespace (its objects go with it).
+    pub async fn roll_back(&self, name: &str) {
+        if let Err(error) = Api::<Namespace>::all(self.client.clone())
+            .delete(name, &DeleteParams::default())
+            .await
+        {
+            tracing::error!(space = %name, %error, "Rolling back a half-made space failed; the repair pass will retry");
+        }
+    }
+
+    async fn apply_template(&self, plan: &Plan, template: &SpaceTemplate) -> Result<(), Error> {
+        let account = match &plan.owner {
+            Owner::Account(account) => account.name().to_owned(),
+            Owner::Creator => String::new(),
+        };
+        for object in &template.spec.objects {
+            let mut object = object.clone();
+            substitute(
+                &mut object,
+                &[
+                    ("${SPACE}", &plan.name),
+                    ("${ACCOUNT}", &account),
+                    ("${CREATOR}", &plan.creator),
+                ],
+            );
+            object["metadata"]["namespace"] = Value::String(plan.name.clone());
+            let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
+            let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+            let resource = self.resource(&api_version, &kind).await?;
+            let object: DynamicObject = serde_json::from_value(object)
+                .map_err(|e| Error::BadRequest(format!("SpaceTemplate {:?}: {e}", template.metadata.name)))?;
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => {
+                    return Err(Error::Template {
+                        template: template.metadata.name.clone().unwrap_or_default(),
+                        message: error.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The API resource of a template object's kind (discovered once per kind).
+    async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, Error> {
+        let key = format!("{api_version}/{kind}");
+        if let Some(resource) = self.kinds.lock().get(&key) {
+            return Ok(resource.clone());
+        }
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, _) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| Error::Template {
+                template: key.clone(),
+                message: format!("unknown kind: {e}"),
+            })?;
+        self.kinds.lock().insert(key, resource.clone());
+        Ok(resource)
+    }
+
+    // --- leases ---
+
+    async fn acquire(&self, name: &str) -> Result<Lease, Error> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    namespace: Some(LEASE_NAMESPACE.to_owned()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.identity.clone()),
+                    lease_duration_seconds: Some(LEASE_SECONDS),
+                    acquire_time: Some(MicroTime(Timestamp::now())),
+                    ..LeaseSpec::default()
+                }),
+            };
+            match leases.create(&PostParams::default(), &lease).await {
+                Ok(lease) => return Ok(lease),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    self.break_if_expired(&leases, name).await;
+                }
+                Err(error) => return Err(Error::Backend(error)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Busy(name.to_owned()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Deletes a lease whose holder is past its duration (it crashed), guarded by its resourceVersion.
+    async fn break_if_expired(&self, leases: &Api<Lease>, name: &str) {
+        let Ok(lease) = leases.get(name).await else { return };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let since = spec.renew_time.or(spec.acquire_time).map(|t| t.0);
+        let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+        let expired = since.is_none_or(|t| Timestamp::now().as_second() - t.as_second() > duration);
+        if expired {
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    resource_version: lease.metadata.resource_version.clone(),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            tracing::warn!(lease = %name, holder = ?spec.holder_identity, "Breaking an expired lease");
+            let _ = leases.delete(name, &params).await;
+        }
+    }
+
+    async fn release(&self, lease: Lease) {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: lease.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(error) = leases.delete(&name, &params).await {
+            tracing::warn!(lease = %name, %error, "Releasing a lease failed; it expires by itself");
+        }
+    }
+}
+
+/// The owner RoleBinding: the account's subjects to its role, or the creator alone to the default owner role.
+#[must_use]
+pub fn owner_binding(plan: &Plan) -> RoleBinding {
+    let (subjects, role) = match &plan.owner {
+        Owner::Account(account) => (account.spec.subjects.clone(), account.owner_role().to_owned()),
+        Owner::Creator => (vec![creator_subject(&plan.creator)], OWNER_ROLE.to_owned()),
+    };
+    RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(OWNER_BINDING.to_owned()),
+            namespace: Some(plan.name.clone()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: role,
+        },
+        subjects: Some(subjects),
+    }
+}
+
+/// The RBAC subject naming a user (ServiceAccounts as ServiceAccount subjects).
+#[must_use]
+pub fn creator_subject(user: &str) -> Subject {
+    match user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((ns, sa)) => Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: sa.to_owned(),
+            namespace: Some(ns.to_owned()),
+            api_group: None,
+        },
+        None => Subject {
+            kind: "User".to_owned(),
+            name: user.to_owned(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        },
+    }
+}
+
+/// Replaces template parameters in every string of a manifest.
+pub fn substitute(value: &mut Value, parameters: &[(&str, &str)]) {
+    match value {
+        Value::String(s) => {
+            for (key, replacement) in parameters {
+                if s.contains(key) {
+                    *s = s.replace(key, replacement);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, parameters)),
+        Value::Object(map) => map.values_mut().for_each(|v| substitute(v, parameters)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_replaced_in_every_string() {
+        let mut manifest = serde_json::json!({
+            "metadata": {"name": "${SPACE}-cm", "labels": {"account": "${ACCOUNT}"}},
+            "data": {"who": "made by ${CREATOR} for ${ACCOUNT}", "n": 3, "list": ["${SPACE}"]},
+        });
+        substitute(
+            &mut manifest,
+            &[("${SPACE}", "dev"), ("${ACCOUNT}", "team-a"), ("${CREATOR}", "alice")],
+        );
+        assert_eq!(
+            manifest,
+            serde_json::json!({
+                "metadata": {"name": "dev-cm", "labels": {"account": "team-a"}},
+                "data": {"who": "made by alice for team-a", "n": 3, "list": ["dev"]},
+            })
+        );
+    }
+
+    #[test]
+    fn creators_become_user_or_service_account_subjects() {
+        assert_eq!(creator_subject("alice").kind, "User");
+        let sa = creator_subject("system:serviceaccount:ci:deployer");
+        assert_eq!(
+            (sa.kind.as_str(), sa.name.as_str(), sa.namespace.as_deref()),
+            ("ServiceAccount", "deployer", Some("ci"))
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! The repair and upkeep pass: after any change in the cache, and at least every [`INTERVAL`], it brings what the server
+//! owns in the cluster to what it should be:
+//! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone;
+//! - adopts namespaces an admin labelled with an account (their owner binding appears);
+//! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
+//! - keeps each Account's status (its spaces and their count) current;
+//! - carries out an Account's deletion policy, holding it with a finalizer until that is done.
+//!
+//! Every action is idempotent and derived from the cache, so running it twice, on two replicas, or after a crash is
+//! harmless.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::provision::{Owner, Plan, Provisioner, CREATING_ANNOTATION};
+use super::write::OWNER_BINDING;
+use crate::api::account::{Account, ACCOUNT_FINALIZER};
+use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, SHARED_LABEL};
+use crate::backend::cache::Cache;
+
+/// The longest the pass waits without a change.
+pub const INTERVAL: Duration = Duration::from_secs(10);
+/// A space still marked creating after this long is taken to be abandoned by a crashed create.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(10);
+/// The binding that opens a shared space to every authenticated user, and its role.
+pub const SHARED_BINDING: &str = "tenancy-shared-reader";
+
+/// Runs the pass forever.
+pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
+    while !cache.is_ready() {
+        cache.changed().await;
+    }
+    loop {
+        pass(&cache, &provisioner).await;
+        let _ = tokio::time::timeout(INTERVAL, cache.changed()).await;
+        // Let a burst of events settle into one pass.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct Snapshot {
+    namespaces: Vec<Arc<Namespace>>,
+    accounts: Vec<Arc<Account>>,
+    owner_bound: BTreeSet<String>,
+    shared_bound: BTreeSet<String>,
+}
+
+fn snapshot(cache: &Cache) -> Snapshot {
+    let state = cache.read();
+    Snapshot {
+        namespaces: state.namespaces.values().cloned().collect(),
+        accounts: state.accounts.values().cloned().collect(),
+        owner_bound: state.server_bindings.get(OWNER_BINDING).cloned().unwrap_or_default(),
+        shared_bound: state.server_bindings.get(SHARED_BINDING).cloned().unwrap_or_default(),
+    }
+}
+
+fn label<'a>(ns: &'a Namespace, key: &str) -> Option<&'a str> {
+    ns.metadata.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
+}
+
+fn annotation<'a>(ns: &'a Namespace, key: &str) -> Option<&'a str> {
+    ns.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+fn age(ns: &Namespace) -> Duration {
+    ns.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().as_second() - t.0.as_second())
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+async fn pass(cache: &Cache, provisioner: &Provisioner) {
+    let snapshot = snapshot(cache);
+    for ns in &snapshot.namespaces {
+        if ns.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let account = label(ns, ACCOUNT_LABEL).map(|a| snapshot.accounts.iter().find(|acc| acc.name() == a).cloned());
+        let creating = annotation(ns, CREATING_ANNOTATION).is_some();
+        if creating && age(ns) >= ABANDONED_AFTER {
+            repair(cache, provisioner, ns, account.clone()).await;
+        } else if !creating && !snapshot.owner_bound.contains(&name) {
+            // Adoption: a namespace an admin labelled with an existing, live account.
+            if let Some(Some(account)) = &account {
+                if account.metadata.deletion_timestamp.is_none() {
+                    tracing::info!(space = %name, account = %account.name(), "Adopting a namespace into its account");
+                    let plan = plan_for(ns, Owner::Account(account.clone()), Vec::new());
+                    if let Err(error) = provisioner.finish(&plan).await {
+                        tracing::warn!(space = %name, %error, "Adoption failed; retrying later");
+                    }
+                }
+            }
+        }
+        let shared = label(ns, SHARED_LABEL) == Some("true");
+        if shared != snapshot.shared_bound.contains(&name) {
+            set_shared(provisioner, &name, shared).await;
+        }
+    }
+    for account in &snapshot.accounts {
+        upkeep_account(provisioner, account, &snapshot.namespaces).await;
+    }
+}
+
+fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<crate::api::account::SpaceTemplate>>) -> Plan {
+    Plan {
+        name: ns.metadata.name.clone().unwrap_or_default(),
+        creator: annotation(ns, CREATOR_ANNOTATION).unwrap_or_default().to_owned(),
+        owner,
+        labels: ns.metadata.labels.clone().unwrap_or_default(),
+        annotations: ns.metadata.annotations.clone().unwrap_or_default(),
+        templates,
+    }
+}
+
+/// Finishes a space a crashed create left behind, or removes it when it can no longer be finished.
+async fn repair(cache: &Cache, provisioner: &Provisioner, ns: &Namespace, account: Option<Option<Arc<Account>>>) {
+    let name = ns.metadata.name.clone().unwrap_or_default();
+    let owner = match account {
+        Some(Some(account)) => Owner::Account(account),
+        None if annotation(ns, CREATOR_ANNOTATION).is_some_and(|c| !c.is_empty()) => Owner::Creator,
+        _ => {
+            tracing::warn!(space = %name, "Removing a half-made space whose owner is gone");
+            provisioner.roll_back(&name).await;
+            return;
+        }
+    };
+    let templates = match &owner {
+        Owner::Account(account) => {
+            let state = cache.read();
+            account
+                .spec
+                .space
+                .templates
+                .iter()
+                .filter_map(|t| state.templates.get(t).cloned())
+                .collect()
+        }
+        Owner::Creator => Vec::new(),
+    };
+    tracing::info!(space = %name, "Finishing a space left half-made");
+    if let Err(error) = provisioner.finish(&plan_for(ns, owner, templates)).await {
+        tracing::warn!(space = %name, %error, "Finishing failed; removing the half-made space");
+        provisioner.roll_back(&name).await;
+    }
+}
+
+async fn set_shared(provisioner: &Provisioner, namespace: &str, shared: bool) {
+    let bindings: Api<RoleBinding> = Api::namespaced(provisioner.client().clone(), namespace);
+    let result = if shared {
+        let binding = RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(SHARED_BINDING.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                ..ObjectMeta::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".to_owned(),
+                kind: "ClusterRole".to_owned(),
+                name: SHARED_BINDING.to_owned(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "Group".to_owned(),
+                name: "system:authenticated".to_owned(),
+                api_group: Some("rbac.authorization.k8s.io".to_owned()),
+                namespace: None,
+            }]),
+        };
+        bindings.create(&PostParams::default(), &binding).await.map(|_| ())
+    } else {
+        bindings
+            .delete(SHARED_BINDING, &DeleteParams::default())
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => tracing::info!(space = %namespace, shared, "Shared-space readers updated"),
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {}
+        Err(error) => tracing::warn!(space = %namespace, %error, "Updating shared-space readers failed"),
+    }
+}
+
+async fn upkeep_account(provisioner: &Provisioner, account: &Account, namespaces: &[Arc<Namespace>]) {
+    let accounts: Api<Account> = Api::all(provisioner.client().clone());
+    let name = account.name();
+    let mine: Vec<&Arc<Namespace>> = namespaces
+        .iter()
+        .filter(|ns| label(ns, ACCOUNT_LABEL) == Some(name))
+        .collect();
+    let finalizers = account.metadata.finalizers.clone().unwrap_or_default();
+    let held = finalizers.iter().any(|f| f == ACCOUNT_FINALIZER);
+    if account.metadata.deletion_timestamp.is_some() {
+        if !held {
+            return;
+        }
+        let delete = account.deletes_spaces();
+        for ns in &mine {
+            let space = ns.metadata.name.clone().unwrap_or_default();
+            if delete {
+                if ns.metadata.deletion_timestamp.is_none() {
+                    tracing::info!(%space, account = %name, "Deleting a space with its account");
+                    provisioner.roll_back(&space).await;
+                }
+            } else {
+                orphan(provisioner, &space).await;
+            }
+        }
+        let remaining: Vec<String> = finalizers.into_iter().filter(|f| f != ACCOUNT_FINALIZER).collect();
+        let patch =
+            json!({"metadata": {"finalizers": remaining, "resourceVersion": account.metadata.resource_version}});
+        if let Err(error) = accounts
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::warn!(account = %name, %error, "Releasing an account failed; retrying later");
+        }
+        return;
+    }
+    if !held {
+        let mut with = finalizers;
+        with.push(ACCOUNT_FINALIZER.to_owned());
+        let patch = json!({"metadata": {"finalizers": with, "resourceVersion": account.metadata.resource_version}});
+        if let Err(error) = accounts
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::debug!(account = %name, %error, "Adding the finalizer failed; retrying later");
+        }
+    }
+    let mut spaces: Vec<String> = mine
+        .iter()
+        .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+        .filter_map(|ns| ns.metadata.name.clone())
+        .collect();
+    spaces.sort();
+    let count = i64::try_from(spaces.len()).unwrap_or(i64::MAX);
+    let current = account.status.clone().unwrap_or_default();
+    if current.spaces != spaces || current.space_count != count {
+        let patch = json!({"status": {"spaces": spaces, "spaceCount": count}});
+        if let Err(error) = accounts
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            tracing::debug!(account = %name, %error, "Updating account status failed; retrying later");
+        }
+    }
+}
+
+/// A space whose account is deleted with policy Orphan: its owner binding and account label go; the namespace stays.
+async fn orphan(provisioner: &Provisioner, space: &str) {
+    let bindings: Api<RoleBinding> = Api::namespaced(provisioner.client().clone(), space);
+    match bindings.delete(OWNER_BINDING, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => tracing::warn!(%space, %error, "Removing an orphan's owner binding failed"),
+    }
+    let patch = json!({"metadata": {"labels": {ACCOUNT_LABEL: null}}});
+    if let Err(error) = Api::<Namespace>::all(provisioner.client().clone())
+        .patch(space, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::warn!(%space, %error, "Unlabelling an orphaned space failed");
+    }
+}
