@@ -15,7 +15,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -182,6 +182,7 @@ fn status_of(error: &Error) -> Status {
             )
         }
         Error::Spaces(spaces::Error::NotFound(name)) => status::not_found(space::RESOURCE, name),
+        Error::Spaces(spaces::Error::AccountNotFound(name)) => status::not_found(spaces::accounts::RESOURCE, name),
         Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
         Error::Spaces(spaces::Error::Paging(cause)) => status::bad_request(cause.to_string()),
         Error::Spaces(spaces::Error::InvalidOptions(message)) => status::failure(
@@ -400,6 +401,17 @@ async fn route(
     };
     let attributes = match (&method, segments.as_slice()) {
         (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => resource(if is_watch(&req) { "watch" } else { "list" }, ""),
+        (&Method::GET, ["apis", GROUP, "v1", "accounts"]) => Attributes::Resource {
+            verb: "list".to_owned(),
+            resource: spaces::accounts::RESOURCE.to_owned(),
+            name: String::new(),
+        },
+        (&Method::GET, ["apis", GROUP, "v1", "accounts", name]) => Attributes::Resource {
+            verb: "get".to_owned(),
+            resource: spaces::accounts::RESOURCE.to_owned(),
+            name: (*name).to_owned(),
+        },
+        (_, ["apis", GROUP, "v1", "accounts", ..]) => return Err(Error::MethodNotAllowed(method).into()),
         (&Method::POST, ["apis", GROUP, "v1", "spaces"]) => resource("create", ""),
         (&Method::GET, ["apis", GROUP, "v1", "spaces", name]) => resource("get", name),
         (&Method::PUT, ["apis", GROUP, "v1", "spaces", name]) => resource("update", name),
@@ -417,6 +429,8 @@ async fn route(
         (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => list_spaces(app, &user, &req),
         (&Method::GET, ["apis", GROUP, "v1", "spaces", name]) => get_space(app, &user, &req, name),
         (&Method::POST, ["apis", GROUP, "v1", "spaces"]) => create_space(app, &user, req).await,
+        (&Method::GET, ["apis", GROUP, "v1", "accounts"]) => list_accounts(app, &user, &req),
+        (&Method::GET, ["apis", GROUP, "v1", "accounts", name]) => get_account(app, &user, &req, name),
         (&Method::PUT, ["apis", GROUP, "v1", "spaces", name]) => update_space(app, &user, req, name).await,
         (&Method::PATCH, ["apis", GROUP, "v1", "spaces", name]) => patch_space(app, &user, req, name).await,
         (&Method::DELETE, ["apis", GROUP, "v1", "spaces", name]) => delete_space(app, &user, req, name).await,
@@ -475,6 +489,47 @@ fn openapi_document(headers: &HeaderMap, document: &crate::api::openapi::Documen
         }),
     );
     response
+}
+
+fn list_accounts(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
+    let params = query_params(req);
+    if is_watch(req) {
+        return Err(Error::MethodNotAllowed(Method::GET).into());
+    }
+    let output = negotiate(accept(req.headers()), Target::List).ok_or(Error::NotAcceptable)?;
+    let (accounts, metadata) = spaces::accounts::list(app.registry.cache(), user);
+    Ok(match output {
+        Output::Table(version) => {
+            let rows = spaces::accounts::rows(&accounts, include_object(&params)?, &version);
+            json_response(
+                StatusCode::OK,
+                &Table::new(&version, metadata, spaces::accounts::columns(), rows),
+            )
+        }
+        _ => {
+            let items: Vec<serde_json::Value> = accounts.iter().map(spaces::accounts::view).collect();
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({"apiVersion": crate::api::GROUP_VERSION, "kind": "AccountList", "metadata": metadata, "items": items}),
+            )
+        }
+    })
+}
+
+fn get_account(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
+    let params = query_params(req);
+    let output = negotiate(accept(req.headers()), Target::Object).ok_or(Error::NotAcceptable)?;
+    let account = spaces::accounts::get(app.registry.cache(), user, name).map_err(Error::from)?;
+    Ok(match output {
+        Output::Table(version) => {
+            let rows = spaces::accounts::rows(std::slice::from_ref(&account), include_object(&params)?, &version);
+            json_response(
+                StatusCode::OK,
+                &Table::new(&version, ListMeta::default(), spaces::accounts::columns(), rows),
+            )
+        }
+        _ => json_response(StatusCode::OK, &spaces::accounts::view(&account)),
+    })
 }
 
 /// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).

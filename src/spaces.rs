@@ -2,6 +2,7 @@
 //! the caller may see. A space the caller cannot see is reported exactly as one that does not exist — in gets, lists,
 //! pages, counts and continue tokens alike.
 
+pub mod accounts;
 pub mod paging;
 pub mod provision;
 pub mod reconcile;
@@ -31,6 +32,9 @@ pub enum Error {
     /// Missing or invisible: the same error either way.
     #[error("space {0:?} not found")]
     NotFound(String),
+    /// Missing, or the caller is not a member: the same error either way.
+    #[error("account {0:?} not found")]
+    AccountNotFound(String),
     #[error(transparent)]
     Selector(#[from] selector::Error),
     #[error(transparent)]

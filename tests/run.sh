@@ -34,4 +34,11 @@ if ! TENANCY_E2E_ENV="$env_file" cargo test --locked; then
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1
 fi
+
+step "client-go tests"
+if ! (cd tests/clientgo && TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local go test -count=1 -timeout 10m ./...); then
+  echo "== server log (tail)" >&2
+  tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
+  exit 1
+fi
 step "done"

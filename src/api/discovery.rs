@@ -9,6 +9,8 @@ use super::{space, GROUP, GROUP_VERSION, VERSION};
 
 /// The verbs `spaces` serves. Only verbs that work are advertised: the garbage collector and kubectl act on them.
 pub const SPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+/// The read-only accounts view.
+pub const ACCOUNT_VERBS: &[&str] = &["get", "list"];
 pub const SPACE_SHORT_NAMES: &[&str] = &["sp"];
 pub const CATEGORIES: &[&str] = &["tenancy"];
 
@@ -44,16 +46,27 @@ pub fn api_group_list() -> APIGroupList {
 pub fn api_resource_list() -> APIResourceList {
     APIResourceList {
         group_version: GROUP_VERSION.to_owned(),
-        resources: vec![APIResource {
-            name: space::RESOURCE.to_owned(),
-            singular_name: "space".to_owned(),
-            namespaced: false,
-            kind: space::KIND.to_owned(),
-            verbs: strings(SPACE_VERBS),
-            short_names: Some(strings(SPACE_SHORT_NAMES)),
-            categories: Some(strings(CATEGORIES)),
-            ..APIResource::default()
-        }],
+        resources: vec![
+            APIResource {
+                name: space::RESOURCE.to_owned(),
+                singular_name: "space".to_owned(),
+                namespaced: false,
+                kind: space::KIND.to_owned(),
+                verbs: strings(SPACE_VERBS),
+                short_names: Some(strings(SPACE_SHORT_NAMES)),
+                categories: Some(strings(CATEGORIES)),
+                ..APIResource::default()
+            },
+            APIResource {
+                name: "accounts".to_owned(),
+                singular_name: "account".to_owned(),
+                namespaced: false,
+                kind: "Account".to_owned(),
+                verbs: strings(ACCOUNT_VERBS),
+                categories: Some(strings(CATEGORIES)),
+                ..APIResource::default()
+            },
+        ],
     }
 }
 
@@ -76,6 +89,13 @@ pub fn aggregated_v2() -> Value {
                     "singularResource": "space",
                     "verbs": SPACE_VERBS,
                     "shortNames": SPACE_SHORT_NAMES,
+                    "categories": CATEGORIES,
+                }, {
+                    "resource": "accounts",
+                    "responseKind": {"group": GROUP, "version": VERSION, "kind": "Account"},
+                    "scope": "Cluster",
+                    "singularResource": "account",
+                    "verbs": ACCOUNT_VERBS,
                     "categories": CATEGORIES,
                 }],
             }],

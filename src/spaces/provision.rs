@@ -201,7 +201,10 @@ impl Provisioner {
             object["metadata"]["namespace"] = Value::String(plan.name.clone());
             let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
             let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-            let resource = self.resource(&api_version, &kind).await?;
+            let resource = self.resource(&api_version, &kind).await.map_err(|e| Error::Template {
+                template: template.metadata.name.clone().unwrap_or_default(),
+                message: e.to_string(),
+            })?;
             let object: DynamicObject = serde_json::from_value(object)
                 .map_err(|e| Error::BadRequest(format!("SpaceTemplate {:?}: {e}", template.metadata.name)))?;
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);

@@ -26,6 +26,8 @@ use crate::watch::log::Lookup;
 pub const OWNER_BINDING: &str = "tenancy-owner";
 /// The ClusterRole owners get in their spaces: admin, plus delete of the namespace itself.
 pub const OWNER_ROLE: &str = "tenancy-space-admin";
+/// Set in the environment, the server aborts right after creating a space's namespace (tests prove repair with it).
+pub const CRASH_AFTER_NAMESPACE: &str = "TENANCY_FAULT_CRASH_AFTER_NAMESPACE";
 /// How long a create waits for its space to be visible to its creator through this server.
 const READ_AFTER_CREATE: Duration = Duration::from_secs(10);
 
@@ -152,6 +154,11 @@ impl Writer {
         let created = self.provisioner.create_namespace(&plan, options.dry_run).await?;
         if options.dry_run {
             return Ok(Space::from_namespace(&created));
+        }
+        // Fault injection for the crash-repair test: die exactly between the namespace and its owner binding.
+        if std::env::var_os(CRASH_AFTER_NAMESPACE).is_some() {
+            tracing::error!(space = %name, "{CRASH_AFTER_NAMESPACE} is set: aborting");
+            std::process::abort();
         }
         if let Err(error) = self.provisioner.finish(&plan).await {
             tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");

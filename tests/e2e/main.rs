@@ -9,5 +9,6 @@ mod harness;
 mod authn;
 mod discovery;
 mod kubectl;
+mod tenancy;
 mod visibility;
 mod watch;

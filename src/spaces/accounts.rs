@@ -1,0 +1,133 @@
+//! The read-only `accounts` view: each caller sees the Accounts they belong to (as a user, through a group, or as a
+//! ServiceAccount), with their spaces; any other account answers exactly like one that does not exist.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{json, Value};
+
+use super::Error;
+use crate::access::index::is_subject;
+use crate::api::account::Account;
+use crate::api::table::{age, ColumnDefinition, IncludeObject, PartialObjectMetadata, TableRow};
+use crate::api::GROUP_VERSION;
+use crate::authn::User;
+use crate::backend::cache::Cache;
+
+pub const RESOURCE: &str = "accounts";
+pub const KIND: &str = "Account";
+
+/// The view of one stored Account.
+#[must_use]
+pub fn view(account: &Account) -> Value {
+    let mut metadata = account.metadata.clone();
+    metadata.managed_fields = None;
+    metadata.finalizers = None;
+    let status = account.status.clone().unwrap_or_default();
+    json!({
+        "apiVersion": GROUP_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "subjects": account.spec.subjects,
+            "space": {"limit": account.spec.space.limit, "clusterRole": account.owner_role(), "templates": account.spec.space.templates},
+        },
+        "status": {"spaces": status.spaces, "spaceCount": status.space_count},
+    })
+}
+
+/// The accounts `user` belongs to, by name.
+#[must_use]
+pub fn list(cache: &Cache, user: &User) -> (Vec<Account>, ListMeta) {
+    let state = cache.read();
+    let accounts = state
+        .accounts
+        .values()
+        .filter(|a| is_subject(&a.spec.subjects, user))
+        .map(|a| (**a).clone())
+        .collect();
+    let metadata = ListMeta {
+        resource_version: Some(state.log.position().to_string()),
+        ..ListMeta::default()
+    };
+    (accounts, metadata)
+}
+
+/// The account `name`, if `user` belongs to it.
+///
+/// # Errors
+/// [`Error::NotFound`] when it does not exist or `user` is not a member.
+pub fn get(cache: &Cache, user: &User, name: &str) -> Result<Account, Error> {
+    cache
+        .read()
+        .accounts
+        .get(name)
+        .filter(|a| is_subject(&a.spec.subjects, user))
+        .map(|a| (**a).clone())
+        .ok_or_else(|| Error::AccountNotFound(name.to_owned()))
+}
+
+#[must_use]
+pub fn columns() -> Vec<ColumnDefinition> {
+    vec![
+        ColumnDefinition {
+            name: "Name",
+            type_: "string",
+            format: "name",
+            description: "Name of the account.",
+            priority: 0,
+        },
+        ColumnDefinition {
+            name: "Spaces",
+            type_: "integer",
+            format: "",
+            description: "Spaces the account owns.",
+            priority: 0,
+        },
+        ColumnDefinition {
+            name: "Limit",
+            type_: "string",
+            format: "",
+            description: "Most spaces the account may own.",
+            priority: 0,
+        },
+        ColumnDefinition {
+            name: "Age",
+            type_: "string",
+            format: "",
+            description: "Time since the account was created.",
+            priority: 0,
+        },
+    ]
+}
+
+#[must_use]
+pub fn rows(accounts: &[Account], include: IncludeObject, version: &str) -> Vec<TableRow> {
+    let now = Timestamp::now();
+    accounts
+        .iter()
+        .map(|account| {
+            let status = account.status.clone().unwrap_or_default();
+            let limit = account
+                .spec
+                .space
+                .limit
+                .map_or_else(|| "<none>".to_owned(), |l| l.to_string());
+            let cells = vec![
+                json!(account.name()),
+                json!(status.space_count),
+                json!(limit),
+                json!(age(account.metadata.creation_timestamp.as_ref().map(|t| t.0), now)),
+            ];
+            let object = match include {
+                IncludeObject::None => None,
+                IncludeObject::Metadata => {
+                    let mut metadata = account.metadata.clone();
+                    metadata.managed_fields = None;
+                    serde_json::to_value(PartialObjectMetadata::new(version, metadata)).ok()
+                }
+                IncludeObject::Object => Some(view(account)),
+            };
+            TableRow { cells, object }
+        })
+        .collect()
+}

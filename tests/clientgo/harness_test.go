@@ -1,0 +1,298 @@
+package clientgo
+
+// The shared environment of a run and the helpers every case uses: the admin client, impersonated tenants, uniquely
+// named namespaces and RoleBindings (deleted when the test ends), deadlines and a request recorder.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/transport"
+)
+
+// The resource under test.
+var (
+	tenancyGV = schema.GroupVersion{Group: "tenancy.loft.sh", Version: "v1"}
+	spacesGVR = tenancyGV.WithResource("spaces")
+	spaceGVK  = tenancyGV.WithKind("Space")
+)
+
+const (
+	// How long a grant or a revocation may take to show (the server learns RBAC changes from its watches).
+	propagation = 30 * time.Second
+	// The deadline of one whole test case.
+	caseTimeout = 2 * time.Minute
+	// The label that names a space's account.
+	accountLabel = "tenancy.loft.sh/account"
+)
+
+// env is the environment named by TENANCY_E2E_ENV (written by tests/env/up.sh).
+type env struct {
+	vars  map[string]string
+	admin *rest.Config
+	kube  kubernetes.Interface
+}
+
+var (
+	envOnce   sync.Once
+	sharedEnv *env
+	envErr    error
+	// Distinguishes this run's objects from any other run's on the same control plane.
+	runID = fmt.Sprintf("%04x", rand.Uint32()&0xffff)
+	seq   atomic.Uint32
+)
+
+// testEnv returns the run's environment, failing the test with an explanation when there is none.
+func testEnv(t *testing.T) *env {
+	t.Helper()
+	envOnce.Do(func() { sharedEnv, envErr = loadEnv() })
+	if envErr != nil {
+		t.Fatalf("no test environment: %v", envErr)
+	}
+	return sharedEnv
+}
+
+func loadEnv() (*env, error) {
+	file := os.Getenv("TENANCY_E2E_ENV")
+	if file == "" {
+		return nil, fmt.Errorf("TENANCY_E2E_ENV is not set; it must name the env file written by tests/env/up.sh " +
+			"(e.g. `bash tests/env/up.sh /tmp/cg-env` then TENANCY_E2E_ENV=/tmp/cg-env/env go test ./...); " +
+			"tests/run.sh sets it")
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("TENANCY_E2E_ENV=%s: %w", file, err)
+	}
+	// The file is bash `export NAME=value` lines with %q quoting: let bash itself expand them.
+	cmd := exec.Command("bash", "-c", `set -a; source "$1" >/dev/null; env -0`, "bash", file)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("sourcing %s: %v: %s", file, err, stderr.String())
+	}
+	vars := map[string]string{}
+	for entry := range bytes.SplitSeq(out, []byte{0}) {
+		if k, v, ok := strings.Cut(string(entry), "="); ok {
+			vars[k] = v
+		}
+	}
+	for _, name := range []string{"APISERVER_URL", "KUBECONFIG_ADMIN", "CA_CERT", "PKI_DIR"} {
+		if vars[name] == "" {
+			return nil, fmt.Errorf("%s is missing from %s", name, file)
+		}
+	}
+	// The admin's client certificate from its kubeconfig, talking to kube-apiserver: every case goes through the
+	// aggregator, never straight to the server's port.
+	admin, err := clientcmd.BuildConfigFromFlags(vars["APISERVER_URL"], vars["KUBECONFIG_ADMIN"])
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", vars["KUBECONFIG_ADMIN"], err)
+	}
+	if len(admin.CertData) == 0 && admin.CertFile == "" {
+		return nil, fmt.Errorf("%s has no client certificate", vars["KUBECONFIG_ADMIN"])
+	}
+	admin.QPS, admin.Burst = 200, 400
+	admin.UserAgent = "tenancy-clientgo-tests"
+	kube, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return nil, err
+	}
+	return &env{vars: vars, admin: admin, kube: kube}, nil
+}
+
+// name returns a name unique to this run and call: `cg-<hint>-<run>-<n>`.
+func name(hint string) string {
+	return fmt.Sprintf("cg-%s-%s-%d", hint, runID, seq.Add(1))
+}
+
+// ctxFor is a context that ends with the test or after caseTimeout.
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), caseTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// tenant is a user of its own with a group of its own, reached through the admin's impersonation: the aggregator
+// forwards them as X-Remote-User / X-Remote-Group exactly as for a real login.
+type tenant struct {
+	User, Group string
+	env         *env
+}
+
+func (e *env) newTenant(hint string) *tenant {
+	user := name(hint + "-u")
+	return &tenant{User: user, Group: user + "-team", env: e}
+}
+
+// config is a fresh rest.Config acting as the tenant.
+func (tn *tenant) config() *rest.Config {
+	cfg := rest.CopyConfig(tn.env.admin)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: tn.User, Groups: []string{tn.Group}}
+	return cfg
+}
+
+func (tn *tenant) userSubject() rbacv1.Subject {
+	return rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: tn.User}
+}
+
+func (tn *tenant) groupSubject() rbacv1.Subject {
+	return rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: tn.Group}
+}
+
+// namespace creates a uniquely named namespace with the admin, deleted when the test ends.
+func (e *env) namespace(t *testing.T, hint string, labels map[string]string) *corev1.Namespace {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name(hint), Labels: labels}}
+	created, err := e.kube.CoreV1().Namespaces().Create(ctxFor(t), ns, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating namespace %s: %v", ns.Name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := e.kube.CoreV1().Namespaces().Delete(ctx, created.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Logf("cleanup: deleting namespace %s: %v", created.Name, err)
+		}
+	})
+	return created
+}
+
+// grant binds ClusterRole view in namespace ns to subject; returns the RoleBinding's name. The namespace's deletion
+// removes the binding, so there is no cleanup of its own.
+func (e *env) grant(t *testing.T, ns string, subject rbacv1.Subject) string {
+	t.Helper()
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name("view"), Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects:   []rbacv1.Subject{subject},
+	}
+	if _, err := e.kube.RbacV1().RoleBindings(ns).Create(ctxFor(t), rb, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating RoleBinding %s/%s: %v", ns, rb.Name, err)
+	}
+	return rb.Name
+}
+
+// revoke deletes a RoleBinding made by grant.
+func (e *env) revoke(t *testing.T, ns, binding string) {
+	t.Helper()
+	if err := e.kube.RbacV1().RoleBindings(ns).Delete(ctxFor(t), binding, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("deleting RoleBinding %s/%s: %v", ns, binding, err)
+	}
+}
+
+// eventually polls check until it reports ok, or fails the test after timeout with what check saw last.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() (ok bool, seen string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		ok, seen := check()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v; last saw: %s", what, timeout, seen)
+		}
+		select {
+		case <-ticker.C:
+		case <-t.Context().Done():
+			t.Fatalf("%s: test ended while waiting; last saw: %s", what, seen)
+		}
+	}
+}
+
+// sorted returns a sorted copy of names.
+func sorted(names ...string) []string {
+	out := slices.Clone(names)
+	slices.Sort(out)
+	return out
+}
+
+// exchange is one HTTP request a client made, as the recorder saw it.
+type exchange struct {
+	Method, Path, Query string
+	Status              int
+	ContentType         string
+	Err                 error
+}
+
+func (x exchange) String() string {
+	s := fmt.Sprintf("%s %s", x.Method, x.Path)
+	if x.Query != "" {
+		s += "?" + x.Query
+	}
+	if x.Err != nil {
+		return s + " -> " + x.Err.Error()
+	}
+	return fmt.Sprintf("%s -> %d %s", s, x.Status, x.ContentType)
+}
+
+// recorder keeps every request made through a config it wrapped.
+type recorder struct {
+	mu        sync.Mutex
+	exchanges []exchange
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// record makes cfg's clients report their requests to r.
+func (r *recorder) record(cfg *rest.Config) {
+	cfg.WrapTransport = transport.Wrappers(cfg.WrapTransport, func(next http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(req)
+			x := exchange{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Err: err}
+			if resp != nil {
+				x.Status = resp.StatusCode
+				x.ContentType = resp.Header.Get("Content-Type")
+			}
+			r.mu.Lock()
+			r.exchanges = append(r.exchanges, x)
+			r.mu.Unlock()
+			return resp, err
+		})
+	})
+}
+
+// matching returns the recorded exchanges for which keep is true.
+func (r *recorder) matching(keep func(exchange) bool) []exchange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []exchange
+	for _, x := range r.exchanges {
+		if keep(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// String lists every recorded exchange, one a line, for failure messages.
+func (r *recorder) String() string {
+	var b strings.Builder
+	for _, x := range r.matching(func(exchange) bool { return true }) {
+		b.WriteString("\n  " + x.String())
+	}
+	return b.String()
+}

@@ -1,0 +1,428 @@
+//! Accounts, templates, limits and repair, end to end: tenants self-serve spaces with plain kubectl, limits hold under
+//! parallel creates on two replicas, failures and crashes leave nothing half-made.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{curl, env, eventually, namespace, unique};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn account(name: &str, group: &str, limit: u32, templates: &[&str], extra: &str) -> String {
+    format!(
+        concat!(
+            "apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {name}\nspec:\n",
+            "  subjects: [{{kind: Group, name: {group}}}]\n",
+            "  space: {{limit: {limit}, templates: [{templates}]}}\n{extra}"
+        ),
+        name = name,
+        group = group,
+        limit = limit,
+        templates = templates.join(", "),
+        extra = extra,
+    )
+}
+
+fn space(name: &str) -> String {
+    format!("apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {name}\n")
+}
+
+fn namespace_gone(name: &str) {
+    eventually(Duration::from_secs(60), || {
+        let run = env().kubectl("admin").run(&["get", "namespace", name, "-o", "name"]);
+        if run.stderr.contains("NotFound") {
+            Ok(())
+        } else {
+            Err((run.stdout, run.stderr))
+        }
+    });
+}
+
+#[test]
+fn account_members_self_serve_spaces_with_templates_and_nobody_else_sees_them() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, group) = (unique("acct"), unique("team"));
+    admin.apply(&account(&acc, &group, 3, &["default"], ""));
+    let alice = env.kubectl_as(&unique("member"), &[&group]);
+    let bob = env.kubectl_as(&unique("member"), &[&group]);
+    let carol = env.kubectl_as(&unique("outsider"), &[&unique("team")]);
+    let name = unique("selfserve");
+    eventually(SETTLE, || {
+        let run = alice.run_with_stdin(&["create", "-f", "-"], Some(&space(&name)));
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    // Usable at once, by the creator and the account's other members.
+    alice
+        .run(&["-n", &name, "create", "deployment", "web", "--image=nginx"])
+        .ok();
+    assert_eq!(bob.space_names(&[]), std::slice::from_ref(&name));
+    let account_cell = bob.run(&["get", "space", &name, "-o", "jsonpath={.spec.account}"]).ok();
+    assert_eq!(account_cell, acc);
+    assert!(carol.space_names(&[]).is_empty());
+    assert!(carol.run(&["get", "space", &name]).err().contains("NotFound"));
+    // The default template's objects are there, with the parameters filled in.
+    let objects = admin
+        .run(&[
+            "get",
+            "resourcequota,limitrange,networkpolicy,rolebinding",
+            "-n",
+            &name,
+            "-o",
+            "name",
+        ])
+        .ok();
+    for object in [
+        "resourcequota/space-quota",
+        "limitrange/space-limits",
+        "networkpolicy.networking.k8s.io/same-account-only",
+        "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
+    ] {
+        assert!(objects.contains(object), "{object} missing: {objects}");
+    }
+    let selector = admin
+        .run(&[
+            "get",
+            "networkpolicy",
+            "same-account-only",
+            "-n",
+            &name,
+            "-o",
+            "jsonpath={.spec.ingress[0].from[0].namespaceSelector.matchLabels}",
+        ])
+        .ok();
+    assert!(selector.contains(&acc), "{selector}");
+    // The account view: members see their account with its count; others do not.
+    eventually(SETTLE, || {
+        let out = bob.run(&["get", "accounts", "--no-headers"]).ok();
+        let cells: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+        if cells.len() == 4 && cells[0] == acc && cells[1] == "1" && cells[2] == "3" {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    assert!(carol.run(&["get", "account", &acc]).err().contains("NotFound"));
+    // kubectl apply works for a second one.
+    let second = unique("selfserve");
+    let out = bob.run_with_stdin(&["apply", "-f", "-"], Some(&space(&second))).ok();
+    assert!(out.contains("created"), "{out}");
+    let mut both = vec![name, second];
+    both.sort();
+    assert_eq!(alice.space_names(&[]), both);
+}
+
+/// A second server replica on its own port, killed when dropped.
+struct Replica {
+    child: Child,
+    url: String,
+}
+
+impl Replica {
+    fn start(extra_env: &[(&str, &str)]) -> Self {
+        let env = env();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let serving = env.path("SERVER_CA_CERT").parent().expect("serving dir").to_owned();
+        let child = Command::new(env.var("SERVER_BIN"))
+            .args([
+                "serve",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &port.to_string(),
+            ])
+            .arg("--tls-cert-file")
+            .arg(serving.join("tls.crt"))
+            .arg("--tls-private-key-file")
+            .arg(serving.join("tls.key"))
+            .arg("--kubeconfig")
+            .arg(env.var("SERVER_KUBECONFIG"))
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("replica starts");
+        let url = format!("https://127.0.0.1:{port}");
+        let ca = env.var("SERVER_CA_CERT");
+        eventually(Duration::from_secs(30), || {
+            let (code, body) = curl(&format!("{url}/readyz"), &["--cacert", ca]);
+            if code == 200 {
+                Ok(())
+            } else {
+                Err((code, body))
+            }
+        });
+        Replica { child, url }
+    }
+
+    /// Creates a space directly on this replica, as kube-apiserver's proxy would for `user` in `group`.
+    fn create_as(&self, user: &str, group: &str, name: &str) -> (u16, String) {
+        self.post_as(user, group, name, "")
+    }
+
+    fn post_as(&self, user: &str, group: &str, name: &str, query: &str) -> (u16, String) {
+        let env = env();
+        let body = format!(r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{name}"}}}}"#);
+        curl(
+            &format!("{}/apis/tenancy.loft.sh/v1/spaces{query}", self.url),
+            &[
+                "--cacert",
+                env.var("SERVER_CA_CERT"),
+                "--cert",
+                env.var("FRONT_PROXY_CLIENT_CERT"),
+                "--key",
+                env.var("FRONT_PROXY_CLIENT_KEY"),
+                "-H",
+                &format!("X-Remote-User: {user}"),
+                "-H",
+                &format!("X-Remote-Group: {group}"),
+                "-H",
+                "Content-Type: application/json",
+                "-X",
+                "POST",
+                "--data",
+                &body,
+            ],
+        )
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn twenty_parallel_creates_on_two_replicas_never_exceed_the_account_limit() {
+    let env = env();
+    let (acc, group) = (unique("limited"), unique("team"));
+    env.kubectl("admin").apply(&account(&acc, &group, 3, &[], ""));
+    let replicas = [Replica::start(&[]), Replica::start(&[])];
+    // Both replicas must know the account before the race starts: a member's dry run succeeds only then.
+    for replica in &replicas {
+        eventually(SETTLE, || {
+            let (code, body) = replica.post_as(&unique("m"), &group, &unique("probe"), "?dryRun=All");
+            if code == 201 {
+                Ok(())
+            } else {
+                Err((code, body))
+            }
+        });
+    }
+    let results: Vec<(u16, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let replica = &replicas[i % 2];
+                let group = &group;
+                scope.spawn(move || replica.create_as(&format!("member-{i}"), group, &unique("race")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let created = results.iter().filter(|(code, _)| *code == 201).count();
+    let refused: Vec<&(u16, String)> = results.iter().filter(|(code, _)| *code != 201).collect();
+    assert_eq!(created, 3, "results: {results:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(code, body)| *code == 403 && body.contains("limit of 3")),
+        "{refused:?}"
+    );
+    let namespaces = env
+        .kubectl("admin")
+        .run(&[
+            "get",
+            "namespaces",
+            "-l",
+            &format!("tenancy.loft.sh/account={acc}"),
+            "-o",
+            "name",
+        ])
+        .ok();
+    assert_eq!(namespaces.lines().count(), 3, "{namespaces}");
+}
+
+#[test]
+fn a_template_failure_leaves_no_namespace_behind() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, group, template) = (unique("broken"), unique("team"), unique("broken-template"));
+    admin.apply(&format!(
+        concat!(
+            "apiVersion: config.tenancy.loft.sh/v1\nkind: SpaceTemplate\nmetadata:\n  name: {template}\nspec:\n  objects:\n",
+            "  - {{apiVersion: v1, kind: ConfigMap, metadata: {{name: fine}}, data: {{space: \"${{SPACE}}\"}}}}\n",
+            "  - {{apiVersion: example.com/v1, kind: NoSuchKind, metadata: {{name: broken}}}}\n---\n{account}"
+        ),
+        template = template,
+        account = account(&acc, &group, 5, &[&template], ""),
+    ));
+    let member = env.kubectl_as(&unique("member"), &[&group]);
+    let name = unique("doomed");
+    let err = eventually(SETTLE, || {
+        let run = member.run_with_stdin(&["create", "-f", "-"], Some(&space(&name)));
+        if !run.success && run.stderr.contains("SpaceTemplate") {
+            Ok(run.stderr)
+        } else {
+            Err((run.stdout, run.stderr))
+        }
+    });
+    assert!(err.contains(&template), "{err}");
+    namespace_gone(&name);
+}
+
+#[test]
+fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, group) = (unique("crashy"), unique("team"));
+    admin.apply(&account(&acc, &group, 5, &["default"], ""));
+    let name = unique("half-made");
+    let doomed = Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]);
+    let (code, body) = eventually(SETTLE, || {
+        let (code, body) = doomed.create_as(&unique("member"), &group, &name);
+        if code == 0 || code == 201 {
+            Ok((code, body))
+        } else {
+            Err((code, body))
+        }
+    });
+    assert_eq!(code, 0, "the replica should have died mid-create: {body}");
+    // Right after the crash: a namespace without its owner binding, marked as being created.
+    let marked = admin
+        .run(&[
+            "get",
+            "namespace",
+            &name,
+            "-o",
+            "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
+        ])
+        .ok();
+    assert_eq!(marked, "true");
+    // The surviving server finishes it: owner binding, templates, mark removed.
+    eventually(Duration::from_secs(60), || {
+        let out = admin
+            .run(&["get", "rolebinding,resourcequota", "-n", &name, "-o", "name"])
+            .ok();
+        if out.contains("rolebinding.rbac.authorization.k8s.io/tenancy-owner")
+            && out.contains("resourcequota/space-quota")
+        {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    eventually(SETTLE, || {
+        let marked = admin
+            .run(&[
+                "get",
+                "namespace",
+                &name,
+                "-o",
+                "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
+            ])
+            .ok();
+        if marked.is_empty() {
+            Ok(())
+        } else {
+            Err(marked)
+        }
+    });
+    let member = env.kubectl_as(&unique("member"), &[&group]);
+    assert_eq!(member.space_names(&[]), [name]);
+}
+
+#[test]
+fn an_admin_adopts_a_namespace_into_an_account_by_labelling_it() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, group) = (unique("adopter"), unique("team"));
+    let existing = unique("legacy");
+    admin.apply(&(account(&acc, &group, 5, &[], "") + "---\n" + &namespace(&existing)));
+    let member = env.kubectl_as(&unique("member"), &[&group]);
+    assert!(member.space_names(&[]).is_empty());
+    admin
+        .run(&[
+            "label",
+            "namespace",
+            &existing,
+            &format!("tenancy.loft.sh/account={acc}"),
+        ])
+        .ok();
+    eventually(SETTLE, || {
+        let seen = member.space_names(&[]);
+        if seen == [existing.clone()] {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    });
+}
+
+#[test]
+fn deleting_an_account_follows_its_deletion_policy() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let group = unique("team");
+    let (deleting, orphaning) = (unique("acct-delete"), unique("acct-orphan"));
+    admin.apply(&format!(
+        "{}---\n{}",
+        account(&deleting, &group, 5, &[], "  deletionPolicy: Delete\n"),
+        account(&orphaning, &group, 5, &[], "  deletionPolicy: Orphan\n")
+    ));
+    let member = env.kubectl_as(&unique("member"), &[&group]);
+    let (doomed, kept) = (unique("goes"), unique("stays"));
+    for (name, acc) in [(&doomed, &deleting), (&kept, &orphaning)] {
+        let manifest = format!("{}spec:\n  account: {acc}\n", space(name));
+        eventually(SETTLE, || {
+            let run = member.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
+            if run.success {
+                Ok(())
+            } else {
+                Err(run.stderr)
+            }
+        });
+    }
+    // The server holds each account until its policy is carried out.
+    eventually(SETTLE, || {
+        let finalizers = admin
+            .run(&[
+                "get",
+                "accounts.config.tenancy.loft.sh",
+                &deleting,
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ])
+            .ok();
+        if finalizers.contains("tenancy.loft.sh/spaces") {
+            Ok(())
+        } else {
+            Err(finalizers)
+        }
+    });
+    admin
+        .run(&[
+            "delete",
+            "accounts.config.tenancy.loft.sh",
+            &deleting,
+            &orphaning,
+            "--timeout=60s",
+        ])
+        .ok();
+    namespace_gone(&doomed);
+    let labels = admin
+        .run(&["get", "namespace", &kept, "-o", "jsonpath={.metadata.labels}"])
+        .ok();
+    assert!(!labels.contains("tenancy.loft.sh/account"), "{labels}");
+    let bindings = admin.run(&["get", "rolebindings", "-n", &kept, "-o", "name"]).ok();
+    assert!(!bindings.contains("tenancy-owner"), "{bindings}");
+}
