@@ -374,6 +374,24 @@ impl Streaming {
         }
     }
 
+    /// Waits up to `timeout` for the line `want`, passing over others (which stay in `seen`).
+    #[track_caller]
+    pub fn expect_eventually(&mut self, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line == want {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line {want:?} within {timeout:?}; saw {:?}", self.seen);
+    }
+
     /// Every line that arrives within `quiet`.
     pub fn rest(&mut self, quiet: Duration) -> Vec<String> {
         let mut rest = Vec::new();
