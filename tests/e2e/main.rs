@@ -4,6 +4,7 @@
 //! `make test` (tests/run.sh) starts one control plane and server for the whole run and passes its env file in
 //! `TENANCY_E2E_ENV`; a bare `cargo test` starts its own (see `harness`).
 
+#[allow(dead_code, reason = "the harness serves both test binaries; each uses part of it")]
 mod harness;
 
 mod authn;
