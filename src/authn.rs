@@ -1,6 +1,9 @@
-//! Who is asking: identities asserted by kube-apiserver's front proxy, trusted only on a connection whose client
-//! certificate chains to the request-header CA and carries an allowed CN — exactly as kube-apiserver's request-header
-//! authenticator does it.
+//! Who is asking, in kube-apiserver's order: identities asserted by its front proxy (trusted only on a connection whose
+//! client certificate chains to the request-header CA and carries an allowed CN), then x509 client certificates from the
+//! cluster's client CA (CN = user, O = groups), then bearer tokens (TokenReview, see `token`). Nothing else: no
+//! anonymous access beyond the health endpoints.
+
+pub mod token;
 
 use std::collections::BTreeMap;
 
@@ -50,6 +53,8 @@ pub struct RequestHeaderConfig {
     pub uid_headers: Vec<String>,
     pub group_headers: Vec<String>,
     pub extra_header_prefixes: Vec<String>,
+    /// DER certificates of the cluster's client CA (`client-ca-file`): x509 users. May be empty.
+    pub client_ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 // === impl RequestHeaderConfig ===
@@ -78,6 +83,12 @@ impl RequestHeaderConfig {
             uid_headers: list("requestheader-uid-headers", &[])?,
             group_headers: list("requestheader-group-headers", &["x-remote-group"])?,
             extra_header_prefixes: list("requestheader-extra-headers-prefix", &["x-remote-extra-"])?,
+            client_ca_certificates: data
+                .get("client-ca-file")
+                .filter(|pem| !pem.trim().is_empty())
+                .map(|pem| parse_certificates(pem.as_bytes()))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -106,22 +117,41 @@ pub fn parse_certificates(pem: &[u8]) -> Result<Vec<rustls_pki_types::Certificat
 /// What the TLS layer proved about a connection's client certificate.
 #[derive(Clone, Debug, Default)]
 pub struct PeerIdentity {
-    /// CN of a client certificate that chained to the request-header CA (rustls verified chain, validity and the
-    /// clientAuth usage against those roots only). `None`: no certificate, so no header is trusted.
+    /// CN of a client certificate that chained to the request-header CA (chain, validity and the clientAuth usage
+    /// verified against those roots alone). `None`: no such certificate, so no header is trusted.
     pub proxy_common_name: Option<String>,
+    /// CN and O of a client certificate that chained to the cluster's client CA: an x509 user.
+    pub x509_user: Option<(String, Vec<String>)>,
 }
 
-/// Authenticates a request from its connection's client certificate and its headers.
+/// Authenticates a request from its connection's client certificate and its headers. `Ok(None)`: neither a trusted
+/// proxy nor an x509 user — a bearer token is the last chance (see `token`).
 ///
 /// # Errors
-/// [`Error::Unauthenticated`] when the connection is not a trusted front proxy or names no user.
-pub fn authenticate(config: &RequestHeaderConfig, peer: &PeerIdentity, headers: &HeaderMap) -> Result<User, Error> {
+/// [`Error::Unauthenticated`] when a trusted front proxy names no user.
+pub fn authenticate(
+    config: &RequestHeaderConfig,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+) -> Result<Option<User>, Error> {
     let trusted = peer
         .proxy_common_name
         .as_deref()
         .is_some_and(|cn| config.allows_common_name(cn));
     if !trusted {
-        return Err(Error::Unauthenticated);
+        // Identity headers on this connection are ignored: only the certificate (or later a token) counts.
+        return Ok(peer.x509_user.as_ref().map(|(name, organizations)| {
+            let mut groups = organizations.clone();
+            if !groups.iter().any(|g| g == "system:authenticated") {
+                groups.push("system:authenticated".to_owned());
+            }
+            User {
+                name: name.clone(),
+                uid: None,
+                groups,
+                extra: BTreeMap::new(),
+            }
+        }));
     }
     let name = first_value(headers, &config.username_headers).ok_or(Error::Unauthenticated)?;
     let uid = first_value(headers, &config.uid_headers);
@@ -134,12 +164,21 @@ pub fn authenticate(config: &RequestHeaderConfig, peer: &PeerIdentity, headers: 
     if implicit {
         groups.push("system:authenticated".to_owned());
     }
-    Ok(User {
+    Ok(Some(User {
         name,
         uid,
         groups,
         extra,
-    })
+    }))
+}
+
+/// The bearer token of an `Authorization` header, if any.
+#[must_use]
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The first header, in configured order, whose first value is non-empty (Go's `headerValue`).

@@ -68,6 +68,7 @@ pub struct App {
     pub registry: Registry,
     pub writer: spaces::write::Writer,
     pub authorizer: Arc<Authorizer>,
+    pub tokens: authn::token::TokenAuthenticator,
     pub metrics: RequestMetrics,
     pub registry_metrics: prometheus::Registry,
 }
@@ -102,7 +103,7 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
                     return;
                 }
             };
-            let peer = Arc::new(tls::peer_identity(stream.get_ref().1));
+            let peer = Arc::new(tls::peer_identity(stream.get_ref().1, &settings.request_header));
             let request_header = settings.request_header.clone();
             let service = hyper::service::service_fn(move |req| {
                 let (app, peer, request_header) = (app.clone(), peer.clone(), request_header.clone());
@@ -380,7 +381,13 @@ async fn route(
         _ => {}
     }
     // Authentication: only a verified front proxy may assert an identity.
-    let user = authn::authenticate(request_header, peer, req.headers()).map_err(Error::from)?;
+    let user = match authn::authenticate(request_header, peer, req.headers()).map_err(Error::from)? {
+        Some(user) => user,
+        None => {
+            let token = authn::bearer_token(req.headers()).ok_or(Error::Authn(authn::Error::Unauthenticated))?;
+            app.tokens.authenticate(token).await.map_err(Error::from)?
+        }
+    };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = req.method().clone();
     // Discovery is open to every authenticated user, as kube's system:discovery role makes it.

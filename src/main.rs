@@ -160,6 +160,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         registry: spaces::Registry::new(cache.clone()),
         writer: spaces::write::Writer::new(cache, client.clone(), authorizer.clone()),
         authorizer,
+        tokens: authn::token::TokenAuthenticator::new(client.clone()),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
     });

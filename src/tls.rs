@@ -1,5 +1,7 @@
 //! TLS termination: the serving certificate, ALPN (h2, http/1.1), and client certificates requested but optional,
-//! verified against the request-header CA only — so a verified certificate is exactly a front-proxy certificate.
+//! verified against the request-header CA and the cluster's client CA. Which of the two a certificate chains to is
+//! established again per connection against each CA alone: only a request-header certificate may assert identities in
+//! headers; a client-CA certificate is an x509 user.
 //!
 //! The request-header settings change at run time (kube-apiserver republishes its ConfigMap): each change builds a new
 //! [`ServerConfig`] that new connections use; open connections keep the settings they were verified with.
@@ -94,7 +96,11 @@ fn build(cert_file: &Path, key_file: &Path, request_header: RequestHeaderConfig)
         source,
     })?;
     let mut roots = RootCertStore::empty();
-    for ca in &request_header.ca_certificates {
+    for ca in request_header
+        .ca_certificates
+        .iter()
+        .chain(&request_header.client_ca_certificates)
+    {
         roots.add(ca.clone()).map_err(Error::Roots)?;
     }
     // Bearer-token callers and probes send no certificate; the certificate only decides whether X-Remote-* counts.
@@ -115,18 +121,59 @@ fn build(cert_file: &Path, key_file: &Path, request_header: RequestHeaderConfig)
     })
 }
 
-/// The CN of the verified client certificate of a finished handshake, if one was presented.
+/// What a finished handshake's client certificate proves: a front proxy (chains to the request-header CA) or an x509
+/// user (chains to the client CA), judged against each CA alone.
 #[must_use]
-pub fn peer_identity(connection: &ServerConnection) -> PeerIdentity {
-    let proxy_common_name = connection
-        .peer_certificates()
-        .and_then(<[_]>::first)
-        .and_then(|leaf| common_name(leaf));
-    PeerIdentity { proxy_common_name }
+pub fn peer_identity(connection: &ServerConnection, request_header: &RequestHeaderConfig) -> PeerIdentity {
+    let Some((leaf, intermediates)) = connection.peer_certificates().and_then(<[_]>::split_first) else {
+        return PeerIdentity::default();
+    };
+    let chains_to = |cas: &[CertificateDer<'static>]| -> bool {
+        let anchors: Vec<_> = cas
+            .iter()
+            .filter_map(|ca| webpki::anchor_from_trusted_cert(ca).ok().map(|a| a.to_owned()))
+            .collect();
+        let Ok(end_entity) = webpki::EndEntityCert::try_from(leaf) else {
+            return false;
+        };
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                intermediates,
+                rustls_pki_types::UnixTime::now(),
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .is_ok()
+    };
+    let Some((common_name, organizations)) = subject(leaf) else {
+        return PeerIdentity::default();
+    };
+    if chains_to(&request_header.ca_certificates) {
+        PeerIdentity {
+            proxy_common_name: Some(common_name),
+            x509_user: None,
+        }
+    } else if chains_to(&request_header.client_ca_certificates) {
+        PeerIdentity {
+            proxy_common_name: None,
+            x509_user: Some((common_name, organizations)),
+        }
+    } else {
+        PeerIdentity::default()
+    }
 }
 
-fn common_name(der: &CertificateDer<'_>) -> Option<String> {
+/// CN and the O values of a certificate's subject.
+fn subject(der: &CertificateDer<'_>) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    let organizations = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some((cn, organizations))
 }

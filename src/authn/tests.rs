@@ -10,12 +10,14 @@ fn config() -> RequestHeaderConfig {
         uid_headers: vec!["X-Remote-Uid".to_owned()],
         group_headers: vec!["X-Remote-Group".to_owned()],
         extra_header_prefixes: vec!["X-Remote-Extra-".to_owned()],
+        client_ca_certificates: Vec::new(),
     }
 }
 
 fn proxy(cn: &str) -> PeerIdentity {
     PeerIdentity {
         proxy_common_name: Some(cn.to_owned()),
+        x509_user: None,
     }
 }
 
@@ -37,7 +39,10 @@ fn headers_without_a_verified_certificate_are_ignored() {
         &PeerIdentity::default(),
         &headers(&[("X-Remote-User", "admin")]),
     );
-    assert!(matches!(err, Err(Error::Unauthenticated)));
+    assert!(
+        matches!(err, Ok(None)),
+        "only a bearer token could still authenticate this request"
+    );
 }
 
 #[test]
@@ -47,14 +52,19 @@ fn certificate_with_a_common_name_outside_the_allowed_names_is_not_trusted() {
         &proxy("someone-else"),
         &headers(&[("X-Remote-User", "admin")]),
     );
-    assert!(matches!(err, Err(Error::Unauthenticated)));
+    assert!(
+        matches!(err, Ok(None)),
+        "only a bearer token could still authenticate this request"
+    );
 }
 
 #[test]
 fn empty_allowed_names_trust_any_certificate_from_the_ca() {
     let mut cfg = config();
     cfg.allowed_names.clear();
-    let user = authenticate(&cfg, &proxy("anything"), &headers(&[("x-remote-user", "alice")])).expect("trusted");
+    let user = authenticate(&cfg, &proxy("anything"), &headers(&[("x-remote-user", "alice")]))
+        .expect("trusted")
+        .expect("a user");
     assert_eq!(user.name, "alice");
 }
 
@@ -73,7 +83,8 @@ fn trusted_proxy_asserts_user_groups_uid_and_extras() {
             ("x-remote-extra-scopes", "two"),
         ]),
     )
-    .expect("trusted");
+    .expect("trusted")
+    .expect("a user");
     assert_eq!(user.name, "alice");
     assert_eq!(user.uid.as_deref(), Some("1234"));
     assert_eq!(user.groups, ["team-a", "a,b", "system:authenticated"]);
@@ -98,7 +109,8 @@ fn first_non_empty_username_header_wins() {
             ("x-remote-user", "mallory"),
         ]),
     )
-    .expect("trusted");
+    .expect("trusted")
+    .expect("a user");
     // Go's Header.Get takes the first value of X-Remote-User, which is empty, so the next header name wins.
     assert_eq!(user.name, "bob");
 }
@@ -122,9 +134,12 @@ fn system_authenticated_is_not_added_twice_nor_to_anonymous() {
         &p,
         &headers(&[("x-remote-user", "a"), ("x-remote-group", "system:authenticated")]),
     )
-    .expect("trusted");
+    .expect("trusted")
+    .expect("a user");
     assert_eq!(user.groups, ["system:authenticated"]);
-    let anon = authenticate(&cfg, &p, &headers(&[("x-remote-user", "system:anonymous")])).expect("trusted");
+    let anon = authenticate(&cfg, &p, &headers(&[("x-remote-user", "system:anonymous")]))
+        .expect("trusted")
+        .expect("a user");
     assert!(anon.groups.is_empty());
 }
 
@@ -167,4 +182,36 @@ fn configmap_without_request_header_ca_is_an_error() {
         RequestHeaderConfig::from_configmap(&cm),
         Err(Error::MissingKey("requestheader-client-ca-file"))
     ));
+}
+
+#[test]
+fn an_x509_user_is_its_certificate_and_headers_on_its_connection_are_ignored() {
+    let peer = PeerIdentity {
+        proxy_common_name: None,
+        x509_user: Some(("nobody".to_owned(), vec!["team-z".to_owned()])),
+    };
+    let user = authenticate(
+        &config(),
+        &peer,
+        &headers(&[("x-remote-user", "admin"), ("x-remote-group", "system:masters")]),
+    )
+    .expect("authenticated")
+    .expect("a user");
+    assert_eq!(user.name, "nobody");
+    assert_eq!(user.groups, ["team-z", "system:authenticated"]);
+}
+
+#[test]
+fn bearer_tokens_are_read_from_the_authorization_header() {
+    assert_eq!(
+        bearer_token(&headers(&[("authorization", "Bearer abc.def")])),
+        Some("abc.def")
+    );
+    assert_eq!(
+        bearer_token(&headers(&[("authorization", "bearer  xyz ")])),
+        Some("xyz")
+    );
+    assert_eq!(bearer_token(&headers(&[("authorization", "Basic abc")])), None);
+    assert_eq!(bearer_token(&headers(&[("authorization", "Bearer ")])), None);
+    assert_eq!(bearer_token(&headers(&[])), None);
 }

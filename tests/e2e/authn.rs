@@ -99,11 +99,102 @@ fn forged_headers_with_a_certificate_from_another_ca_are_refused() {
     ))));
 }
 
-#[test]
-fn forged_headers_with_a_cluster_client_certificate_are_refused() {
-    // admin.crt chains to the cluster's client CA (O=system:masters), not to the request-header CA.
+fn cluster_ca() -> Issuer<'static, KeyPair> {
     let pki = env().path("PKI_DIR");
-    assert_refused(forged_list(Some((pki.join("admin.crt"), pki.join("admin.key")))));
+    let cert = std::fs::read_to_string(pki.join("ca.crt")).expect("cluster CA");
+    let key = KeyPair::from_pem(&std::fs::read_to_string(pki.join("ca.key")).expect("key")).expect("key");
+    Issuer::from_ca_cert_pem(&cert, key).expect("issuer")
+}
+
+/// A client-CA certificate for `cn` in organizations `groups`.
+fn user_cert(cn: &str, groups: &[&str], from: i64, until: i64) -> (PathBuf, PathBuf) {
+    let issuer = cluster_ca();
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    for group in groups {
+        params.distinguished_name.push(DnType::OrganizationName, *group);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::days(from);
+    params.not_after = now + time::Duration::days(until);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("signed");
+    let dir = std::env::temp_dir().join(unique("tenancy-e2e-certs"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (crt, pem) = (dir.join("client.crt"), dir.join("client.key"));
+    std::fs::write(&crt, cert.pem()).expect("write cert");
+    std::fs::write(&pem, key.serialize_pem()).expect("write key");
+    (crt, pem)
+}
+
+fn names(body: &str) -> Vec<String> {
+    let list: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {body}"))
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_client_ca_certificate_is_its_own_user_and_identity_headers_beside_it_are_ignored() {
+    // CN=nobody, no grants: forged X-Remote-* (admin, system:masters) must not lend it anything.
+    let (code, body) = forged_list(Some(user_cert(&unique("nobody"), &[], -1, 30)));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(names(&body), Vec::<String>::new(), "the headers were believed: {body}");
+    // The cluster's own admin certificate (O=system:masters) is an x509 admin: everything.
+    let pki = env().path("PKI_DIR");
+    let (code, body) = forged_list(Some((pki.join("admin.crt"), pki.join("admin.key"))));
+    assert_eq!(code, 200, "{body}");
+    assert!(names(&body).contains(&"kube-system".to_owned()), "{body}");
+}
+
+#[test]
+fn an_expired_client_ca_certificate_is_refused() {
+    assert_refused(forged_list(Some(user_cert("admin", &["system:masters"], -30, -1))));
+}
+
+#[test]
+fn bearer_tokens_are_reviewed_and_forged_headers_beside_them_are_ignored() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (home, granted) = (unique("tok-home"), unique("tok-granted"));
+    admin.apply(&[crate::harness::namespace(&home), crate::harness::namespace(&granted)].concat());
+    admin.run(&["create", "serviceaccount", "prober", "-n", &home]).ok();
+    admin.apply(&crate::harness::role_binding(
+        &granted,
+        "prober",
+        "ClusterRole/view",
+        &[&format!("ServiceAccount:{home}/prober")],
+    ));
+    let token = admin.run(&["create", "token", "prober", "-n", &home]).ok();
+    let url = format!("{}/apis/tenancy.loft.sh/v1/spaces", env.var("SERVER_URL"));
+    let authorization = format!("Authorization: Bearer {}", token.trim());
+    let mut args = vec!["--cacert", env.var("SERVER_CA_CERT"), "-H", &authorization];
+    args.extend(FORGED);
+    crate::harness::eventually(std::time::Duration::from_secs(20), || {
+        let (code, body) = curl(&url, &args);
+        if code == 200 && names(&body) == [granted.clone()] {
+            Ok(())
+        } else {
+            Err((code, body))
+        }
+    });
+    let (code, body) = curl(
+        &url,
+        &[
+            "--cacert",
+            env.var("SERVER_CA_CERT"),
+            "-H",
+            "Authorization: Bearer not-a-token",
+        ],
+    );
+    assert_eq!(code, 401, "{body}");
+    assert_refused((code, body));
 }
 
 #[test]
