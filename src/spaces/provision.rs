@@ -114,26 +114,55 @@ impl Provisioner {
         };
         match &plan.owner {
             Owner::Creator => create().await,
-            Owner::Account(account) => {
-                let Some(limit) = account.spec.space.limit else {
-                    return create().await;
-                };
-                let lease = self.acquire(&format!("account-{}", account.name())).await?;
-                let result = async {
-                    let count = self.count_spaces(account.name()).await?;
-                    if count >= limit {
-                        return Err(Error::LimitReached {
-                            account: account.name().to_owned(),
-                            limit,
-                        });
-                    }
-                    create().await
-                }
-                .await;
-                self.release(lease).await;
-                result
-            }
+            Owner::Account(account) => self.within_limit(account, create()).await,
         }
+    }
+
+    /// Runs `add` — which adds one space to `account` — only if the account is below its limit, holding the account's
+    /// Lease throughout so that no other replica adds one meanwhile.
+    ///
+    /// # Errors
+    /// The limit is reached, the lease cannot be had, or `add` fails.
+    pub async fn within_limit<T>(
+        &self,
+        account: &Account,
+        add: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let Some(limit) = account.spec.space.limit else {
+            return add.await;
+        };
+        let lease = self.acquire(&format!("account-{}", account.name())).await?;
+        let result = async {
+            let count = self.count_spaces(account.name()).await?;
+            if count >= limit {
+                return Err(Error::LimitReached {
+                    account: account.name().to_owned(),
+                    limit,
+                });
+            }
+            add.await
+        }
+        .await;
+        self.release(lease).await;
+        result
+    }
+
+    /// Moves a space's owner binding to `plan`'s owner: the old binding goes, the new one comes.
+    ///
+    /// # Errors
+    /// When kube-apiserver refuses either step.
+    pub async fn rebind(&self, plan: &Plan) -> Result<(), Error> {
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
+        match bindings.delete(OWNER_BINDING, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(super::write::kube_error(error, &plan.name)),
+        }
+        bindings
+            .create(&PostParams::default(), &owner_binding(plan))
+            .await
+            .map(|_| ())
+            .map_err(|e| super::write::kube_error(e, &plan.name))
     }
 
     /// The account's spaces as kube-apiserver has them now (a consistent read, not the cache).

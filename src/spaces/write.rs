@@ -286,7 +286,7 @@ impl Writer {
                 }],
             });
         };
-        self.replace(&current, space, &rv, options).await
+        self.replace(user, &current, space, &rv, options).await
     }
 
     /// Applies a merge or JSON patch to the space as it is, or a server-side apply to its namespace.
@@ -325,7 +325,7 @@ impl Writer {
             .clone()
             .or_else(|| current.metadata.resource_version.clone())
             .unwrap_or_default();
-        self.replace(&current, space, &rv, options).await
+        self.replace(user, &current, space, &rv, options).await
     }
 
     /// Server-side apply: the space's labels and annotations become an apply configuration of the namespace, so field
@@ -387,13 +387,18 @@ impl Writer {
     /// Writes `space`'s labels and annotations onto `current` if `rv` still shows it.
     async fn replace(
         &self,
+        user: &User,
         current: &Namespace,
-        space: Space,
+        mut space: Space,
         rv: &str,
         options: &WriteOptions,
     ) -> Result<Space, Error> {
         let name = current.metadata.name.clone().unwrap_or_default();
         let ours = Space::from_namespace(current);
+        let target = space.spec.account.clone();
+        let moving = target != ours.spec.account;
+        // The account is validated below as a move, not as metadata.
+        space.spec.account.clone_from(&ours.spec.account);
         let causes = validation::space(&space, Some(&ours));
         if !causes.is_empty() {
             return Err(Error::Invalid { name, causes });
@@ -409,12 +414,85 @@ impl Writer {
             dry_run: options.dry_run,
             field_manager: options.field_manager.clone(),
         };
-        let replaced = self
-            .namespaces()
-            .replace(&name, &params, &namespace)
-            .await
-            .map_err(|e| kube_error(e, &name))?;
-        Ok(Space::from_namespace(&replaced))
+        if !moving {
+            let replaced = self
+                .namespaces()
+                .replace(&name, &params, &namespace)
+                .await
+                .map_err(|e| kube_error(e, &name))?;
+            return Ok(Space::from_namespace(&replaced));
+        }
+        let account = self.move_target(user, &name, ours.spec.account.as_deref(), target.as_deref())?;
+        namespace
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
+        let plan = Plan {
+            name: name.clone(),
+            creator: user.name.clone(),
+            owner: Owner::Account(account.clone()),
+            labels: Default::default(),
+            annotations: Default::default(),
+            templates: Vec::new(),
+        };
+        let moved = self
+            .provisioner
+            .within_limit(&account, async {
+                let replaced = self
+                    .namespaces()
+                    .replace(&name, &params, &namespace)
+                    .await
+                    .map_err(|e| kube_error(e, &name))?;
+                if !options.dry_run {
+                    self.provisioner.rebind(&plan).await?;
+                }
+                Ok(replaced)
+            })
+            .await?;
+        Ok(Space::from_namespace(&moved))
+    }
+
+    /// The account a space may move to: the caller must belong to it, and to the account it leaves.
+    fn move_target(
+        &self,
+        user: &User,
+        name: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Arc<Account>, Error> {
+        let Some(to) = to else {
+            return Err(Error::Invalid {
+                name: name.to_owned(),
+                causes: vec![StatusCause {
+                    reason: Some("FieldValueForbidden".to_owned()),
+                    field: Some("spec.account".to_owned()),
+                    message: Some("Forbidden: a space can move to another account, not leave its account".to_owned()),
+                }],
+            });
+        };
+        let state = self.cache.read();
+        let member = |account: &str| {
+            state
+                .accounts
+                .get(account)
+                .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
+                .cloned()
+        };
+        if let Some(from) = from {
+            if member(from).is_none() {
+                return Err(Error::AccountForbidden(format!(
+                    "spaces.tenancy.loft.sh \"{name}\" is forbidden: User \"{}\" is not a member of account \"{from}\"",
+                    user.name
+                )));
+            }
+        }
+        member(to).ok_or_else(|| {
+            Error::AccountForbidden(format!(
+                "spaces.tenancy.loft.sh \"{name}\" is forbidden: User \"{}\" is not a member of account \"{to}\"",
+                user.name
+            ))
+        })
     }
 
     // --- delete ---

@@ -426,3 +426,49 @@ fn deleting_an_account_follows_its_deletion_policy() {
     let bindings = admin.run(&["get", "rolebindings", "-n", &kept, "-o", "name"]).ok();
     assert!(!bindings.contains("tenancy-owner"), "{bindings}");
 }
+
+#[test]
+fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows() {
+    let env = env();
+    let (from, to) = (unique("acct-from"), unique("acct-to"));
+    let (group_from, group_to) = (unique("team"), unique("team"));
+    env.kubectl("admin").apply(&format!(
+        "{}---\n{}",
+        account(&from, &group_from, 5, &[], ""),
+        account(&to, &group_to, 5, &[], "")
+    ));
+    let both = env.kubectl_as(&unique("both"), &[&group_from, &group_to]);
+    let only_from = env.kubectl_as(&unique("from-only"), &[&group_from]);
+    let only_to = env.kubectl_as(&unique("to-only"), &[&group_to]);
+    let name = unique("mover");
+    let manifest = format!("{}spec:\n  account: {from}\n", space(&name));
+    eventually(SETTLE, || {
+        let run = both.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    assert_eq!(only_from.space_names(&[]), std::slice::from_ref(&name));
+    let move_to = |account: &str| format!(r#"{{"spec":{{"account":"{account}"}}}}"#);
+    let err = only_from
+        .run(&["patch", "space", &name, "--type", "merge", "-p", &move_to(&to)])
+        .err();
+    assert!(err.contains("Forbidden") && err.contains("not a member"), "{err}");
+
+    both.run(&["patch", "space", &name, "--type", "merge", "-p", &move_to(&to)])
+        .ok();
+    eventually(SETTLE, || {
+        let (a, b) = (only_from.space_names(&[]), only_to.space_names(&[]));
+        if a.is_empty() && b == [name.clone()] {
+            Ok(())
+        } else {
+            Err((a, b))
+        }
+    });
+    let account_now = both
+        .run(&["get", "space", &name, "-o", "jsonpath={.spec.account}"])
+        .ok();
+    assert_eq!(account_now, to);
+}
