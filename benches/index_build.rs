@@ -124,9 +124,13 @@ fn build_timed(updates: Vec<Update>) -> (Cache, Vec<KindCost>) {
     (cache, costs)
 }
 
-/// The kind an update is about. Not a `match`: the server may reflect kinds the world does not generate.
+/// The kind an update is about. Not a `match`, so that a kind added to the server does not stop this compiling.
 fn kind_of(update: &Update) -> &'static str {
-    if matches!(update, Update::Namespace(_)) {
+    if matches!(update, Update::Account(_)) {
+        "Account"
+    } else if matches!(update, Update::SpaceTemplate(_)) {
+        "SpaceTemplate"
+    } else if matches!(update, Update::Namespace(_)) {
         "Namespace"
     } else if matches!(update, Update::Role(_)) {
         "Role"

@@ -134,6 +134,12 @@ impl Session {
 
     /// What one log entry means to this watcher.
     pub fn process(&mut self, entry: &Entry, out: &mut Vec<Item>) {
+        self.process_after(entry, 0, out);
+    }
+
+    /// Like [`Session::process`], but events at or before `seen` (a position inside the entry the client already has)
+    /// only update this watcher's state and are not sent again.
+    pub fn process_after(&mut self, entry: &Entry, seen: u64, out: &mut Vec<Item>) {
         let mut affected = BTreeSet::new();
         let mut everything = false;
         let mut last_known: HashMap<&str, &Arc<Namespace>> = HashMap::new();
@@ -159,6 +165,7 @@ impl Session {
             affected.extend(self.shown.keys().cloned());
         }
         for name in affected {
+            let position = entry.position_of(&name);
             let now = self.visible(&name, &entry.namespaces).cloned();
             let kind = match (self.shown.get(&name), &now) {
                 (None, Some(_)) => EventType::Added,
@@ -183,11 +190,13 @@ impl Session {
                     }
                 }
             };
-            out.push(Item::Event {
-                kind,
-                namespace,
-                position: entry.position,
-            });
+            if position > seen {
+                out.push(Item::Event {
+                    kind,
+                    namespace,
+                    position,
+                });
+            }
         }
     }
 }
@@ -232,7 +241,7 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
                 let mut session = Session::new(view, filter);
                 session.seed(&namespaces);
                 for entry in later {
-                    session.process(entry, &mut first);
+                    session.process_after(entry, requested, &mut first);
                 }
                 session
             }
@@ -299,11 +308,11 @@ pub async fn run(
             }
             received = started.entries.recv() => match received {
                 Ok(entry) => {
-                    if entry.position <= started.position {
+                    if entry.end() <= started.position {
                         continue;
                     }
                     started.session.process(&entry, &mut items);
-                    position = entry.position;
+                    position = entry.end();
                     for item in items.drain(..) {
                         if !send(&sink, encode(&item)).await {
                             return;

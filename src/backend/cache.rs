@@ -134,11 +134,11 @@ impl Cache {
         if changes.is_empty() {
             return;
         }
-        let entry = Arc::new(Entry {
-            position: state.log.next_position(revision),
+        let entry = Arc::new(Entry::new(
+            state.log.next_position(revision),
             changes,
-            namespaces: state.namespaces.clone(),
-        });
+            state.namespaces.clone(),
+        ));
         state.log.push(entry.clone());
         // No receiver is fine; a full receiver lags and closes itself: the writer never waits.
         let _ = self.entries.send(entry);

@@ -1,10 +1,13 @@
 //! The change log: a bounded ring of entries with strictly increasing positions, each holding what changed and the
 //! namespaces as they were right after it.
 //!
-//! Positions are the resourceVersions of watch events, bookmarks and lists. A position is the etcd revision of the
-//! event that made the entry when that revision is ahead of the log, and the previous position plus one otherwise:
+//! Positions are the resourceVersions of watch events, bookmarks and lists. An entry starts at the etcd revision of
+//! the event that made it when that revision is ahead of the log, and right after the previous entry otherwise:
 //! namespace and RBAC events come from separate streams whose revisions interleave, and a client resuming from a
-//! position must get every later change exactly once. The namespaces' own resourceVersions stay on the objects.
+//! position must get every later change exactly once. One change can show or hide several spaces at once (a role
+//! gaining a rule, an all-namespaces grant), so an entry spans one position per namespace it touches, in name order:
+//! every event a watcher gets has a position of its own, and a client cut off between two events of one entry resumes
+//! with the rest. The namespaces' own resourceVersions stay on the objects.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,10 +30,63 @@ pub enum Change {
 
 #[derive(Debug)]
 pub struct Entry {
+    /// The first position of the entry; it spans `slots.len()` positions (at least one).
     pub position: u64,
     pub changes: Vec<Change>,
     /// Every namespace right after this entry.
     pub namespaces: Namespaces,
+    /// The namespaces this entry may show, hide or change for some watcher, sorted: the event for `slots[i]` has
+    /// position `position + i`.
+    pub slots: Arc<[String]>,
+}
+
+// === impl Entry ===
+
+impl Entry {
+    /// An entry starting at `position`; its slots are derived from its changes and snapshot.
+    #[must_use]
+    pub fn new(position: u64, changes: Vec<Change>, namespaces: Namespaces) -> Self {
+        let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut everything = false;
+        for change in &changes {
+            match change {
+                Change::Namespace { name, .. } => {
+                    names.insert(name.clone());
+                }
+                Change::Access(access) => match &access.scope {
+                    crate::access::index::Scope::One(name) => {
+                        names.insert(name.clone());
+                    }
+                    crate::access::index::Scope::All => everything = true,
+                },
+            }
+        }
+        if everything {
+            names.extend(namespaces.keys().cloned());
+        }
+        Entry {
+            position,
+            changes,
+            namespaces,
+            slots: names.into_iter().collect::<Vec<_>>().into(),
+        }
+    }
+
+    /// The last position the entry spans.
+    #[must_use]
+    pub fn end(&self) -> u64 {
+        self.position + (self.slots.len().max(1) as u64) - 1
+    }
+
+    /// The position of the event for namespace `name` in this entry.
+    #[must_use]
+    pub fn position_of(&self, name: &str) -> u64 {
+        let slot = self
+            .slots
+            .binary_search_by(|s| s.as_str().cmp(name))
+            .unwrap_or_else(|i| i);
+        self.position + slot as u64
+    }
 }
 
 /// Where a position falls.
@@ -40,7 +96,8 @@ pub enum Lookup<'a> {
     Expired { oldest: u64 },
     /// Newer than the newest entry.
     TooLarge { current: u64 },
-    /// Known: the namespaces at that position and every later entry, oldest first.
+    /// Known: the namespaces before the first later entry, and every entry with events after the position, oldest
+    /// first (the first may be partly seen already: its events up to the position are not to be sent again).
     At {
         namespaces: Namespaces,
         later: Vec<&'a Arc<Entry>>,
@@ -72,7 +129,7 @@ impl Log {
     /// The newest position.
     #[must_use]
     pub fn position(&self) -> u64 {
-        self.entries.back().map_or(self.base_position, |e| e.position)
+        self.entries.back().map_or(self.base_position, |e| e.end())
     }
 
     /// The next position for an event carrying etcd revision `revision` (0 if none).
@@ -87,7 +144,7 @@ impl Log {
         self.entries.push_back(entry);
         while self.entries.len() > self.capacity {
             if let Some(oldest) = self.entries.pop_front() {
-                self.base_position = oldest.position;
+                self.base_position = oldest.end();
                 self.base_namespaces = oldest.namespaces.clone();
             }
         }
@@ -106,7 +163,7 @@ impl Log {
                 current: self.position(),
             };
         }
-        let split = self.entries.partition_point(|e| e.position <= position);
+        let split = self.entries.partition_point(|e| e.end() <= position);
         let namespaces = if split == 0 {
             self.base_namespaces.clone()
         } else {
@@ -128,11 +185,7 @@ mod tests {
             .iter()
             .map(|n| ((*n).to_owned(), Arc::new(Namespace::default())))
             .collect();
-        Arc::new(Entry {
-            position,
-            changes: Vec::new(),
-            namespaces,
-        })
+        Arc::new(Entry::new(position, Vec::new(), namespaces))
     }
 
     #[test]

@@ -224,3 +224,55 @@ async fn a_watcher_that_falls_behind_is_closed_with_expired_and_the_writer_never
     }
     assert!(last.starts_with("Expired"), "{last}");
 }
+
+#[test]
+fn one_change_showing_several_spaces_gives_each_event_its_own_position_and_resumes_between_them() {
+    let cache = cache();
+    let empty = |rv: u64, rules: Vec<PolicyRule>| {
+        Update::ClusterRole(Event::Apply(ClusterRole {
+            metadata: meta(None, "later", rv),
+            rules: Some(rules),
+            aggregation_rule: None,
+        }))
+    };
+    cache.apply(empty(10, Vec::new()));
+    for (ns, rv) in [("a", 11), ("b", 12)] {
+        let mut rb = binding(ns, "rb", "alice", rv);
+        rb.role_ref.name = "later".into();
+        cache.apply(Update::RoleBinding(Event::Apply(rb)));
+    }
+    let before = cache.read().log.position();
+    // One event: the role gains its rule, and alice sees two spaces at once.
+    cache.apply(empty(
+        20,
+        vec![PolicyRule {
+            verbs: vec!["get".into()],
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["namespaces".into()]),
+            ..PolicyRule::default()
+        }],
+    ));
+    let started = start(&cache, &user("alice"), everything(), From::Position(before)).expect("started");
+    let events: Vec<(String, u64)> = started
+        .first
+        .iter()
+        .filter_map(|i| match i {
+            Item::Event {
+                namespace, position, ..
+            } => Some((namespace.metadata.name.clone().unwrap_or_default(), *position)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[0].1 < events[1].1, "{events:?}");
+    // A client cut off after the first event gets the second, and only it.
+    let resumed = start(&cache, &user("alice"), everything(), From::Position(events[0].1)).expect("started");
+    assert_eq!(summary(&resumed.first), [(EventType::Added, events[1].0.clone())]);
+    let done = start(&cache, &user("alice"), everything(), From::Position(events[1].1)).expect("started");
+    assert!(done.first.is_empty());
+    assert_eq!(
+        cache.read().log.position(),
+        events[1].1,
+        "the log's position is the entry's last"
+    );
+}

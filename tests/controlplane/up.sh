@@ -184,12 +184,15 @@ ETCD_URL="http://127.0.0.1:$ETCD_PORT"
 APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
 
 # Starts a component detached from our stdin/stdout (so callers capturing our output are not held open by it) with
-# its output in LOGS/NAME.log and its pid in PIDS/NAME.pid.
+# its output in LOGS/NAME.log and its pid in PIDS/NAME.pid. Its command line is kept NUL-separated in
+# STATE_DIR/cmd/NAME.args, so restart.sh can start it again exactly as it was.
 start() { # start NAME BINARY ARGS...
   local name="$1"
   shift
   current_log="$LOGS/$name.log"
   started=1
+  mkdir -p "$STATE_DIR/cmd"
+  printf '%s\0' "$@" >"$STATE_DIR/cmd/$name.args"
   "$@" </dev/null >"$current_log" 2>&1 &
   echo $! >"$PIDS/$name.pid"
   log "started $name (pid $!, log $current_log)"
