@@ -107,9 +107,14 @@ pub struct Index {
 /// The subject keys a user matches: its name and each of its groups.
 #[must_use]
 pub fn subjects_of(user: &User) -> Vec<SubjectKey> {
-    std::iter::once(SubjectKey::User(user.name.clone()))
+    // Deduplicated: a group listed twice (two X-Remote-Group lines, or O twice in a certificate) is one subject, or a
+    // view would count its grants twice and miss their revocation.
+    let mut subjects: Vec<SubjectKey> = std::iter::once(SubjectKey::User(user.name.clone()))
         .chain(user.groups.iter().cloned().map(SubjectKey::Group))
-        .collect()
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    subjects
 }
 
 /// RBAC subjects as keys; `namespace` is the binding's ("" for cluster bindings), the default for ServiceAccounts.

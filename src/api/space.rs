@@ -59,8 +59,25 @@ impl Space {
     /// The space that shows `ns`. Managed fields stay on the namespace: they describe the namespace's fields.
     #[must_use]
     pub fn from_namespace(ns: &Namespace) -> Self {
-        let mut metadata = ns.metadata.clone();
-        metadata.managed_fields = None;
+        // Field by field: managedFields describe the namespace's fields and are most of the metadata's size.
+        let m = &ns.metadata;
+        let metadata = ObjectMeta {
+            annotations: m.annotations.clone(),
+            creation_timestamp: m.creation_timestamp.clone(),
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            deletion_timestamp: m.deletion_timestamp.clone(),
+            finalizers: m.finalizers.clone(),
+            generate_name: m.generate_name.clone(),
+            generation: m.generation,
+            labels: m.labels.clone(),
+            managed_fields: None,
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            owner_references: m.owner_references.clone(),
+            resource_version: m.resource_version.clone(),
+            self_link: m.self_link.clone(),
+            uid: m.uid.clone(),
+        };
         let account = metadata
             .labels
             .as_ref()

@@ -276,3 +276,24 @@ fn one_change_showing_several_spaces_gives_each_event_its_own_position_and_resum
         "the log's position is the entry's last"
     );
 }
+
+#[test]
+fn a_group_listed_twice_still_loses_access_when_its_binding_goes() {
+    let cache = cache();
+    let group_binding = |rv: u64| {
+        let mut rb = binding("a", "rb", "ignored", rv);
+        rb.subjects = Some(vec![Subject {
+            kind: "Group".into(),
+            name: "team".into(),
+            ..Subject::default()
+        }]);
+        rb
+    };
+    cache.apply(Update::RoleBinding(Event::Apply(group_binding(10))));
+    let mut doubled = user("dup");
+    doubled.groups = vec!["team".into(), "team".into()];
+    let mut watch = start(&cache, &doubled, everything(), From::Now { initial_events: true }).expect("started");
+    assert_eq!(summary(&watch.first), [(EventType::Added, "a".to_owned())]);
+    cache.apply(Update::RoleBinding(Event::Delete(group_binding(11))));
+    assert_eq!(drain(&mut watch), [(EventType::Deleted, "a".to_owned())]);
+}
