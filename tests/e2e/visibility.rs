@@ -109,8 +109,43 @@ fn hidden_space_answers_word_for_word_like_a_missing_one() {
         missing_body.replace(&missing, "NAME")
     );
 
-    // And the list holds no trace of it.
+    // And no list, selector, page or watch holds a trace of it.
     assert!(nosy.space_names(&[]).is_empty());
+    assert!(nosy
+        .space_names(&["--field-selector", &format!("metadata.name={hidden}")])
+        .is_empty());
+    for query in [
+        format!("?fieldSelector=metadata.name%3D{hidden}"),
+        "?limit=1".to_owned(),
+        format!("?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3D{hidden}"),
+        "?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+            .to_owned(),
+    ] {
+        let (code, body) = crate::harness::curl(
+            &format!("{}/apis/tenancy.loft.sh/v1/spaces{query}", env.var("APISERVER_URL")),
+            &args,
+        );
+        assert_eq!(code, 200, "{query}: {body}");
+        assert!(!body.contains(&hidden), "{query} leaked {hidden}: {body}");
+        assert!(
+            !body.contains("remainingItemCount") && !body.contains("\"continue\":\"e"),
+            "{query}: {body}"
+        );
+    }
+    // Naming an account one is not in does not get a space either.
+    let foreign = nosy
+        .run_with_stdin(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {}\nspec:\n  account: team-a\n",
+                unique("foreign")
+            )),
+        )
+        .err();
+    assert!(
+        foreign.contains("Forbidden") && foreign.contains("not a member"),
+        "{foreign}"
+    );
 }
 
 #[test]
