@@ -409,7 +409,7 @@ async fn route(
     let attributes = match (&method, segments.as_slice()) {
         (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => resource(if is_watch(&req) { "watch" } else { "list" }, ""),
         (&Method::GET, ["apis", GROUP, "v1", "accounts"]) => Attributes::Resource {
-            verb: "list".to_owned(),
+            verb: if is_watch(&req) { "watch" } else { "list" }.to_owned(),
             resource: spaces::accounts::RESOURCE.to_owned(),
             name: String::new(),
         },
@@ -501,7 +501,7 @@ fn openapi_document(headers: &HeaderMap, document: &crate::api::openapi::Documen
 fn list_accounts(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     if is_watch(req) {
-        return Err(Error::MethodNotAllowed(Method::GET).into());
+        return watch_accounts(app, user, req, &params);
     }
     let output = negotiate(accept(req.headers()), Target::List).ok_or(Error::NotAcceptable)?;
     let (accounts, metadata) = spaces::accounts::list(app.registry.cache(), user);
@@ -521,6 +521,134 @@ fn list_accounts(app: &App, user: &User, req: &Request<Incoming>) -> Result<Resp
             )
         }
     })
+}
+
+/// Accounts are few and change rarely: their watch keeps no history. A resume from the current position continues; from
+/// any other position it is told 410 Expired and relists, as client-go does for any expired watch.
+fn watch_accounts(
+    app: &App,
+    user: &User,
+    req: &Request<Incoming>,
+    params: &HashMap<String, String>,
+) -> Result<Response<Body>, RouteError> {
+    let output = negotiate(accept(req.headers()), Target::Watch).ok_or(Error::NotAcceptable)?;
+    let include = include_object(params)?;
+    let flag = |key: &str| params.get(key).map(|v| matches!(v.as_str(), "true" | "1"));
+    let initial_end = flag("sendInitialEvents") == Some(true);
+    let bookmarks = flag("allowWatchBookmarks").unwrap_or(false);
+    let (accounts, metadata) = spaces::accounts::list(app.registry.cache(), user);
+    let current = metadata.resource_version.clone().unwrap_or_default();
+    let requested = params
+        .get("resourceVersion")
+        .filter(|rv| !rv.is_empty() && *rv != "0")
+        .cloned();
+    let resume = requested.is_some() && !initial_end;
+    let timeout = params
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+    let version = match &output {
+        Output::Table(v) | Output::PartialObjectMetadata(v) => v.clone(),
+        _ => "v1".to_owned(),
+    };
+    let mut columns_sent = false;
+    let mut encode = move |kind: &str, account: Option<&crate::api::account::Account>, position: &str, end: bool| {
+        let object = match (account, &output) {
+            (Some(account), Output::Table(_)) => {
+                let columns = if columns_sent {
+                    Vec::new()
+                } else {
+                    spaces::accounts::columns()
+                };
+                columns_sent = true;
+                let rows = spaces::accounts::rows(std::slice::from_ref(account), include, &version);
+                let metadata = ListMeta {
+                    resource_version: Some(position.to_owned()),
+                    ..ListMeta::default()
+                };
+                serde_json::to_value(Table::new(&version, metadata, columns, rows)).unwrap_or_default()
+            }
+            (Some(account), Output::PartialObjectMetadata(_)) => {
+                let mut meta = account.metadata.clone();
+                meta.managed_fields = None;
+                meta.resource_version = Some(position.to_owned());
+                serde_json::to_value(PartialObjectMetadata::new(&version, meta)).unwrap_or_default()
+            }
+            (Some(account), _) => {
+                let mut view = spaces::accounts::view(account);
+                view["metadata"]["resourceVersion"] = serde_json::json!(position);
+                view
+            }
+            (None, _) => {
+                let mut meta = serde_json::json!({"resourceVersion": position});
+                if end {
+                    meta["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+                }
+                serde_json::json!({"apiVersion": crate::api::GROUP_VERSION, "kind": spaces::accounts::KIND, "metadata": meta})
+            }
+        };
+        let mut line = serde_json::to_vec(&serde_json::json!({"type": kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(WATCH_FRAMES);
+    let mut first = Vec::new();
+    if resume && requested.as_deref() != Some(current.as_str()) {
+        let status = status::failure(
+            410,
+            "Expired",
+            format!("too old resource version: {}", requested.unwrap_or_default()),
+            None,
+        );
+        let mut line = serde_json::to_vec(&serde_json::json!({"type": "ERROR", "object": status})).unwrap_or_default();
+        line.push(b'\n');
+        first.push(Bytes::from(line));
+        tokio::spawn(async move {
+            for bytes in first {
+                let _ = sender.send(bytes).await;
+            }
+        });
+    } else {
+        if !resume {
+            for account in &accounts {
+                first.push(encode("ADDED", Some(account), &current, false));
+            }
+        }
+        if initial_end && bookmarks {
+            first.push(encode("BOOKMARK", None, &current, true));
+        }
+        let seen = accounts.into_iter().map(|a| (a.name().to_owned(), a)).collect();
+        let cache = app.registry.cache().clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            for bytes in first {
+                if sender.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+            let encode = move |change: &spaces::accounts::Change, position: u64| {
+                let (kind, account) = match change {
+                    spaces::accounts::Change::Added(a) => ("ADDED", a),
+                    spaces::accounts::Change::Modified(a) => ("MODIFIED", a),
+                    spaces::accounts::Change::Deleted(a) => ("DELETED", a),
+                };
+                encode(kind, Some(account), &position.to_string(), false)
+            };
+            spaces::accounts::watch(cache, user, seen, timeout, encode, sender).await;
+        });
+    }
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(hyper::body::Frame::data(bytes)), receiver))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 fn get_account(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {

@@ -10,7 +10,7 @@ use super::{space, GROUP, GROUP_VERSION, VERSION};
 /// The verbs `spaces` serves. Only verbs that work are advertised: the garbage collector and kubectl act on them.
 pub const SPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 /// The read-only accounts view.
-pub const ACCOUNT_VERBS: &[&str] = &["get", "list"];
+pub const ACCOUNT_VERBS: &[&str] = &["get", "list", "watch"];
 pub const SPACE_SHORT_NAMES: &[&str] = &["sp"];
 pub const CATEGORIES: &[&str] = &["tenancy"];
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use parking_lot::{RwLock, RwLockReadGuard};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
 
 use crate::access::index::{AccessChange, Index};
 use crate::api::account::{Account, SpaceTemplate};
@@ -44,6 +44,9 @@ pub struct State {
     pub log: Log,
     /// Accounts and SpaceTemplates by name.
     pub accounts: BTreeMap<String, Arc<Account>>,
+    /// The accounts view's resourceVersion: the newest etcd revision among account events (the view keeps no history,
+    /// so it has a position of its own that only account changes move).
+    pub accounts_revision: u64,
     pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
     /// Namespaces holding the server's RoleBindings, by binding name (`tenancy-owner`, `tenancy-shared-reader`).
     pub server_bindings: BTreeMap<String, BTreeSet<String>>,
@@ -67,8 +70,8 @@ pub struct Cache {
     state: RwLock<State>,
     entries: broadcast::Sender<Arc<Entry>>,
     ready: AtomicBool,
-    /// Woken on every applied event: the reconcilers look again.
-    changed: Notify,
+    /// Counts applied events; every subscriber wakes on each (the reconcilers and the accounts watches look again).
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 // === impl Cache ===
@@ -88,6 +91,7 @@ impl Cache {
                 namespaces: Namespaces::new(),
                 log: Log::new(LOG_CAPACITY),
                 accounts: BTreeMap::new(),
+                accounts_revision: 0,
                 templates: BTreeMap::new(),
                 server_bindings: BTreeMap::new(),
                 relist: Relist::default(),
@@ -95,13 +99,14 @@ impl Cache {
             }),
             entries: broadcast::channel(WATCH_BUFFER).0,
             ready: AtomicBool::new(false),
-            changed: Notify::new(),
+            generation: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    /// Resolves after the next applied event (or at once if one came since the last call).
-    pub async fn changed(&self) {
-        self.changed.notified().await;
+    /// A receiver that wakes after each applied event.
+    #[must_use]
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Whether every kind has been listed once.
@@ -127,7 +132,7 @@ impl Cache {
         let mut state = self.state.write();
         let mut changes = Vec::new();
         let revision = state.apply(update, &mut changes);
-        self.changed.notify_one();
+        self.generation.send_modify(|g| *g += 1);
         if state.synced.len() == KINDS && !self.ready.swap(true, Ordering::AcqRel) {
             tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
         }
@@ -156,7 +161,15 @@ impl State {
     fn apply(&mut self, update: Update, changes: &mut Vec<Change>) -> u64 {
         let mut access = Vec::new();
         let revision = match update {
-            Update::Account(event) => self.config_event(event, "accounts", |s| &mut s.accounts, |r| &mut r.accounts),
+            Update::Account(event) => {
+                let revision = match &event {
+                    Event::Apply(a) | Event::Delete(a) | Event::InitApply(a) => revision_of(a),
+                    _ => 0,
+                };
+                self.config_event(event, "accounts", |s| &mut s.accounts, |r| &mut r.accounts);
+                self.accounts_revision = self.accounts_revision.max(revision);
+                0
+            }
             Update::SpaceTemplate(event) => {
                 self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates)
             }

@@ -46,7 +46,7 @@ pub fn list(cache: &Cache, user: &User) -> (Vec<Account>, ListMeta) {
         .map(|a| (**a).clone())
         .collect();
     let metadata = ListMeta {
-        resource_version: Some(state.log.position().to_string()),
+        resource_version: Some(state.accounts_revision.to_string()),
         ..ListMeta::default()
     };
     (accounts, metadata)
@@ -130,4 +130,69 @@ pub fn rows(accounts: &[Account], include: IncludeObject, version: &str) -> Vec<
             TableRow { cells, object }
         })
         .collect()
+}
+
+/// One change of the accounts a watcher's user belongs to.
+pub enum Change {
+    Added(Account),
+    Modified(Account),
+    Deleted(Account),
+}
+
+/// Streams the accounts `user` belongs to: what changes after `snapshot`, until the timeout or the client leaving.
+/// Membership is re-evaluated on every change of the cache, so an account a user is added to or removed from comes
+/// as ADDED or DELETED. `encode` turns each change, at the cache position it was seen at, into a watch line.
+pub async fn watch(
+    cache: std::sync::Arc<Cache>,
+    user: User,
+    mut seen: std::collections::BTreeMap<String, Account>,
+    timeout: std::time::Duration,
+    mut encode: impl FnMut(&Change, u64) -> bytes::Bytes,
+    sink: tokio::sync::mpsc::Sender<bytes::Bytes>,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changes = cache.changes();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            () = sink.closed() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        let (now, position) = {
+            let (accounts, metadata) = list(&cache, &user);
+            let position = metadata.resource_version.and_then(|rv| rv.parse().ok()).unwrap_or(0);
+            (
+                accounts
+                    .into_iter()
+                    .map(|a| (a.name().to_owned(), a))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+                position,
+            )
+        };
+        let mut out = Vec::new();
+        for (name, account) in &now {
+            match seen.get(name) {
+                None => out.push(Change::Added(account.clone())),
+                Some(before) if before.metadata.resource_version != account.metadata.resource_version => {
+                    out.push(Change::Modified(account.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, account) in &seen {
+            if !now.contains_key(name) {
+                out.push(Change::Deleted(account.clone()));
+            }
+        }
+        seen = now;
+        for change in &out {
+            if sink
+                .send_timeout(encode(change, position), crate::watch::SEND_TIMEOUT)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
 }

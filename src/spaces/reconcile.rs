@@ -35,12 +35,15 @@ pub const SHARED_BINDING: &str = "tenancy-shared-reader";
 
 /// Runs the pass forever.
 pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
+    let mut changes = cache.changes();
     while !cache.is_ready() {
-        cache.changed().await;
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
     loop {
         pass(&cache, &provisioner).await;
-        let _ = tokio::time::timeout(INTERVAL, cache.changed()).await;
+        let _ = tokio::time::timeout(INTERVAL, changes.changed()).await;
         // Let a burst of events settle into one pass.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -472,3 +472,28 @@ fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows() {
         .ok();
     assert_eq!(account_now, to);
 }
+
+#[test]
+fn a_members_accounts_watch_sees_accounts_come_and_go() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let group = unique("team");
+    let member = env.kubectl_as(&unique("watcher"), &[&group]);
+    let mut watch = member.spawn(&[
+        "get",
+        "accounts",
+        "-w",
+        "--output-watch-events",
+        "-o",
+        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
+    ]);
+    let quiet = watch.rest(Duration::from_secs(3));
+    assert!(quiet.is_empty(), "{quiet:?}");
+    let acc = unique("acct-watched");
+    admin.apply(&account(&acc, &group, 2, &[], ""));
+    watch.expect_eventually(&format!("ADDED {acc}"), SETTLE);
+    admin
+        .run(&["delete", "accounts.config.tenancy.loft.sh", &acc, "--timeout=60s"])
+        .ok();
+    watch.expect_eventually(&format!("DELETED {acc}"), SETTLE);
+}
