@@ -11,3 +11,9 @@ down:
 
 test:
 	@tests/run.sh
+
+# Every benchmark: the in-process criterion benches (S10k) and the end-to-end list comparison on the local control plane.
+.PHONY: bench
+bench:
+	@cargo bench
+	@benches/e2e_list.sh 1000 5000
