@@ -179,12 +179,12 @@ impl Provisioner {
         Ok(i64::try_from(live).unwrap_or(i64::MAX))
     }
 
-    /// The owner binding and the templates, then the creating mark removed. Idempotent: the repair pass calls it on a
-    /// half-made space.
+    /// The owner binding and the templates, then the creating mark removed; the finished namespace. Idempotent: the
+    /// repair pass calls it on a half-made space.
     ///
     /// # Errors
     /// When a step fails; the caller rolls back.
-    pub async fn finish(&self, plan: &Plan) -> Result<(), Error> {
+    pub async fn finish(&self, plan: &Plan) -> Result<Namespace, Error> {
         let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
         match bindings.create(&PostParams::default(), &owner_binding(plan)).await {
             Ok(_) => {}
@@ -198,8 +198,7 @@ impl Provisioner {
         Api::<Namespace>::all(self.client.clone())
             .patch(&plan.name, &PatchParams::default(), &Patch::Merge(unmark))
             .await
-            .map_err(|e| super::write::kube_error(e, &plan.name))?;
-        Ok(())
+            .map_err(|e| super::write::kube_error(e, &plan.name))
     }
 
     /// Deletes a half-made space's namespace (its objects go with it).

@@ -160,16 +160,22 @@ impl Writer {
             tracing::error!(space = %name, "{CRASH_AFTER_NAMESPACE} is set: aborting");
             std::process::abort();
         }
-        if let Err(error) = self.provisioner.finish(&plan).await {
-            tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");
-            self.provisioner.roll_back(&name).await;
-            return Err(error);
-        }
-        self.wait_visible(user, &name).await?;
-        Ok(self
-            .visible(user, &name)
-            .map(|ns| Space::from_namespace(&ns))
-            .unwrap_or_else(|_| Space::from_namespace(&created)))
+        let finished = match self.provisioner.finish(&plan).await {
+            Ok(finished) => finished,
+            Err(error) => {
+                tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");
+                self.provisioner.roll_back(&name).await;
+                return Err(error);
+            }
+        };
+        let revision = finished
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse().ok())
+            .unwrap_or(0);
+        self.wait_visible(user, &name, revision).await?;
+        Ok(Space::from_namespace(&finished))
     }
 
     /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
@@ -243,13 +249,23 @@ impl Writer {
     }
 
     /// Waits, on the change log rather than a timer, until `user` sees `name` through this server.
-    async fn wait_visible(&self, user: &User, name: &str) -> Result<(), Error> {
+    /// Waits until the cache holds `name` at `revision` or later and `user` may get it: what the caller is answered is
+    /// then what any get, list or watch through this server shows.
+    async fn wait_visible(&self, user: &User, name: &str, revision: u64) -> Result<(), Error> {
         let subjects = subjects_of(user);
         let deadline = tokio::time::Instant::now() + READ_AFTER_CREATE;
         loop {
             let mut entries = {
                 let state = self.cache.read();
-                if state.namespaces.contains_key(name) && state.index.may_get(&subjects, name) {
+                let caught_up = state.namespaces.get(name).is_some_and(|ns| {
+                    ns.metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|rv| rv.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        >= revision
+                });
+                if caught_up && state.index.may_get(&subjects, name) {
                     return Ok(());
                 }
                 self.cache.subscribe(&state)
@@ -399,12 +415,13 @@ impl Writer {
         let moving = target != ours.spec.account;
         // The account is validated below as a move, not as metadata.
         space.spec.account.clone_from(&ours.spec.account);
+        // A stale update is a conflict first, as in kube-apiserver: the client rereads and retries.
+        if !self.is_current(current, rv) {
+            return Err(Error::Conflict(name));
+        }
         let causes = validation::space(&space, Some(&ours));
         if !causes.is_empty() {
             return Err(Error::Invalid { name, causes });
-        }
-        if !self.is_current(current, rv) {
-            return Err(Error::Conflict(name));
         }
         let mut namespace = current.clone();
         namespace.metadata.labels = space.metadata.labels;
