@@ -45,4 +45,10 @@ if ! (cd tests/clientgo && export TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local 
   exit 1
 fi
 
+step "soak (short)"
+if ! (cd tests/clientgo && TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local go run ./cmd/soak -duration 40s -watches 200); then
+  echo "== server log (tail)" >&2
+  tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
+  exit 1
+fi
 step "done"
