@@ -638,17 +638,7 @@ fn watch_accounts(
             spaces::accounts::watch(cache, user, seen, timeout, encode, sender).await;
         });
     }
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver
-            .recv()
-            .await
-            .map(|bytes| (Ok::<_, Infallible>(hyper::body::Frame::data(bytes)), receiver))
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
+    Ok(watch_response(receiver))
 }
 
 fn get_account(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
@@ -665,6 +655,21 @@ fn get_account(app: &App, user: &User, req: &Request<Incoming>, name: &str) -> R
         }
         _ => json_response(StatusCode::OK, &spaces::accounts::view(&account)),
     })
+}
+
+/// A watch response: headers now, then each line the watcher task sends, flushed as it comes.
+fn watch_response(receiver: tokio::sync::mpsc::Receiver<Bytes>) -> Response<Body> {
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(hyper::body::Frame::data(bytes)), receiver))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).
@@ -1042,17 +1047,7 @@ fn watch_spaces(
             });
         }
     }
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver
-            .recv()
-            .await
-            .map(|bytes| (Ok::<_, Infallible>(hyper::body::Frame::data(bytes)), receiver))
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
+    Ok(watch_response(receiver))
 }
 
 /// Encodes watch items as newline-delimited `{"type", "object"}` events in the negotiated representation.

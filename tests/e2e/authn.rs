@@ -9,8 +9,16 @@ use crate::harness::{curl, env, unique};
 
 /// Writes a client certificate (and key) for `cn` signed by `issuer`, valid from `from` to `until` (days from now).
 fn client_cert(issuer: &Issuer<'_, KeyPair>, cn: &str, from: i64, until: i64) -> (PathBuf, PathBuf) {
+    signed_cert(issuer, cn, &[], from, until)
+}
+
+/// The same, with organizations (an x509 user's groups).
+fn signed_cert(issuer: &Issuer<'_, KeyPair>, cn: &str, groups: &[&str], from: i64, until: i64) -> (PathBuf, PathBuf) {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name.push(DnType::CommonName, cn);
+    for group in groups {
+        params.distinguished_name.push(DnType::OrganizationName, *group);
+    }
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now + time::Duration::days(from);
@@ -108,24 +116,7 @@ fn cluster_ca() -> Issuer<'static, KeyPair> {
 
 /// A client-CA certificate for `cn` in organizations `groups`.
 fn user_cert(cn: &str, groups: &[&str], from: i64, until: i64) -> (PathBuf, PathBuf) {
-    let issuer = cluster_ca();
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    for group in groups {
-        params.distinguished_name.push(DnType::OrganizationName, *group);
-    }
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now + time::Duration::days(from);
-    params.not_after = now + time::Duration::days(until);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &issuer).expect("signed");
-    let dir = std::env::temp_dir().join(unique("tenancy-e2e-certs"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (crt, pem) = (dir.join("client.crt"), dir.join("client.key"));
-    std::fs::write(&crt, cert.pem()).expect("write cert");
-    std::fs::write(&pem, key.serialize_pem()).expect("write key");
-    (crt, pem)
+    signed_cert(&cluster_ca(), cn, groups, from, until)
 }
 
 fn names(body: &str) -> Vec<String> {
