@@ -152,12 +152,17 @@ pub async fn watch(
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = cache.changes();
+    // The first pass compares at once: whatever changed since `seen` was taken is sent before any waiting.
+    let mut first = true;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => return,
-            () = sink.closed() => return,
-            changed = changes.changed() => if changed.is_err() { return },
+        if !first {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                () = sink.closed() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
         }
+        first = false;
         let (now, position) = {
             let (accounts, metadata) = list(&cache, &user);
             let position = metadata.resource_version.and_then(|rv| rv.parse().ok()).unwrap_or(0);

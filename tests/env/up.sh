@@ -92,6 +92,13 @@ sed -e "s|\${PORT}|$port|g" -e "s|\${CA_BUNDLE}|$(base64 -w0 <"$serving/ca.crt")
   "$repo/apiservice/local/apiservice.yaml" | k apply -f - >&2
 k wait --for=condition=Available apiservice/v1.tenancy.loft.sh --timeout=60s >&2 ||
   fail "APIService v1.tenancy.loft.sh is not Available: $(k get apiservice v1.tenancy.loft.sh -o jsonpath='{.status.conditions}')"
+# Available is not yet discoverable: kube-apiserver's aggregated discovery picks the group up a moment later, and until
+# then `kubectl get accounts` would resolve to the CRD of the same name.
+deadline=$((SECONDS + 60))
+until k api-resources --api-group=tenancy.loft.sh -o name 2>/dev/null | grep -q '^accounts.tenancy.loft.sh$'; do
+  ((SECONDS < deadline)) || fail "tenancy.loft.sh is not in kube-apiserver's discovery after 60s"
+  sleep 0.2
+done
 
 {
   q() { printf 'export %s=%q\n' "$1" "$2"; }
