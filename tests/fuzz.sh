@@ -8,6 +8,7 @@
 # Prints each target's executions and a summary line; exits non-zero if any target crashed (a panic or failed
 # invariant, a timeout or out-of-memory), printing the path of the input that did it (kept in fuzz/artifacts/, which
 # is ignored by git). Reproduce one with:  cd fuzz && cargo +nightly fuzz run -s none <target> <path>
+# (and shrink it with `cargo +nightly fuzz tmin -s none <target> <path>`).
 #
 # Environment: FUZZ_TOOLCHAIN (default nightly), FUZZ_SANITIZER (default none: the crate forbids unsafe code; set
 # "address" to run the targets under ASan, slower).
@@ -37,7 +38,8 @@ fi
 cp "$repo/Cargo.lock" Cargo.lock
 
 echo "== building fuzz targets ($((SECONDS - start))s)" >&2
-cargo "+$toolchain" fuzz build -s "$sanitizer"
+triple="$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')"
+cargo "+$toolchain" fuzz build -s "$sanitizer" --target "$triple"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tenancy-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -52,9 +54,12 @@ for target in "${targets[@]}"; do
     cp -R "corpus/$target/." "$corpus/"
   fi
   log="$work/$target.log"
+  began=$SECONDS
   rc=0
-  cargo "+$toolchain" fuzz run -s "$sanitizer" "$target" "$corpus" -- \
-    -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1 || rc=$?
+  # The binary itself rather than `cargo fuzz run`: already built, and no cargo lock to wait on.
+  mkdir -p "artifacts/$target"
+  "target/$triple/release/$target" -artifact_prefix="$repo/fuzz/artifacts/$target/" \
+    -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "$corpus" >"$log" 2>&1 || rc=$?
 
   runs="$(grep -oE 'Done [0-9]+ runs' "$log" | tail -n 1 | grep -oE '[0-9]+' || true)"
   if [[ -z "$runs" ]]; then
@@ -64,19 +69,18 @@ for target in "${targets[@]}"; do
   total=$((total + runs))
 
   if [[ $rc -eq 0 ]]; then
-    printf '%-16s %12s executions  ok\n' "$target" "$runs"
+    printf '%-16s %12s executions in %3ss  ok\n' "$target" "$runs" "$((SECONDS - began))"
   else
     failed+=("$target")
     input="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)"
-    printf '%-16s %12s executions  FAILED (exit %s)\n' "$target" "$runs" "$rc"
+    printf '%-16s %12s executions in %3ss  FAILED (exit %s)\n' "$target" "$runs" "$((SECONDS - began))" "$rc"
     if [[ -n "$input" ]]; then
-      echo "  crash input: $repo/fuzz/${input#./}"
+      [[ "$input" == /* ]] || input="$repo/fuzz/${input#./}"
+      echo "  crash input: $input"
     fi
     # The panic (or libFuzzer's own report) and where it happened.
-    grep -E -A 4 "panicked at|ERROR: libFuzzer|==ERROR|SUMMARY" "$log" | head -n 30 | sed 's/^/  | /'
-    if ! grep -qE "panicked at|ERROR: libFuzzer|==ERROR" "$log"; then
-      tail -n 30 "$log" | sed 's/^/  | /'
-    fi
+    { grep -E -A 4 "panicked at|ERROR: libFuzzer|==ERROR|SUMMARY" "$log" || tail -n 30 "$log"; } |
+      head -n 30 | sed 's/^/  | /' || true
   fi
 done
 

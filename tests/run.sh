@@ -51,4 +51,6 @@ if ! (cd tests/clientgo && TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local go run 
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1
 fi
+step "fuzz (bounded)"
+tests/fuzz.sh 15
 step "done"

@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(output, Some(Output::Json), "blank Accept {accept:?} for {target:?}");
         }
         if json_listed {
-            assert!(output.is_some(), "406 for {target:?} although {accept:?} lists bare JSON");
+            assert!(
+                output.is_some(),
+                "406 for {target:?} although {accept:?} lists bare JSON"
+            );
         }
         if let Some(Output::DiscoveryV2) = output {
             assert_eq!(target, Target::Discovery, "aggregated discovery for {target:?}");

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(token) = ContinueToken::decode(input) {
             assert!(!token.start.is_empty(), "{input:?} decoded to a token with no start");
             let encoded = token.encode();
-            assert_eq!(ContinueToken::decode(&encoded), Ok(token.clone()), "{input:?} -> {encoded:?}");
+            assert_eq!(
+                ContinueToken::decode(&encoded),
+                Ok(token.clone()),
+                "{input:?} -> {encoded:?}"
+            );
             // A canonical token is its own encoding.
             assert_eq!(ContinueToken::decode(&encoded).map(|t| t.encode()), Ok(encoded));
         }

@@ -23,7 +23,17 @@ fn escape(value: &str) -> String {
     out
 }
 
-const NAMES: &[&str] = &["", "team-a", "team-a-dev", "default", "kube-system", "a,b", "a=b", "a\\b", " x "];
+const NAMES: &[&str] = &[
+    "",
+    "team-a",
+    "team-a-dev",
+    "default",
+    "kube-system",
+    "a,b",
+    "a=b",
+    "a\\b",
+    " x ",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
@@ -35,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = selector.matches(name);
         }
         if input.trim().is_empty() {
-            assert!(NAMES.iter().all(|n| selector.matches(n)), "blank {input:?} must match everything");
+            assert!(
+                NAMES.iter().all(|n| selector.matches(n)),
+                "blank {input:?} must match everything"
+            );
         }
     }
 
@@ -52,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
         let not_equal = format!("metadata.name!={}", escape(input));
         let selector = FieldSelector::parse(&not_equal).unwrap_or_else(|e| panic!("{not_equal:?} refused: {e}"));
         assert!(!selector.matches(input), "{not_equal:?} must not match {input:?}");
-        assert!(selector.matches(&format!("{input}-x")), "{not_equal:?} must match another name");
+        assert!(
+            selector.matches(&format!("{input}-x")),
+            "{not_equal:?} must match another name"
+        );
 
         // Spaces are cluster-scoped: their namespace is always empty.
         let both = format!("metadata.namespace=,metadata.name={}", escape(input));

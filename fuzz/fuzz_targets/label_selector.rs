@@ -26,7 +26,8 @@ fn is_name_part(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// apimachinery's `IsValidLabelValue`.
@@ -43,7 +44,8 @@ fn is_dns_subdomain(s: &str) -> bool {
             !b.is_empty()
                 && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
                 && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -69,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
         BTreeMap::new(),
         labels(&[("env", "dev")]),
         labels(&[("env", "prod"), ("tier", "web"), ("frozen", "")]),
-        labels(&[("tenancy.loft.sh/account", "team-a"), ("tenancy.loft.sh/shared", "true")]),
+        labels(&[
+            ("tenancy.loft.sh/account", "team-a"),
+            ("tenancy.loft.sh/shared", "true"),
+        ]),
         labels(&[("replicas", "3"), ("version", "-12"), ("big", "9223372036854775807")]),
         labels(&[("in", "notin"), ("notin", "in"), ("a", "in")]),
     ];
@@ -84,7 +89,10 @@ fuzz_target!(|data: &[u8]| {
             "{input:?}: absent labels and empty labels differ"
         );
         if input.trim().is_empty() {
-            assert!(maps.iter().all(|m| selector.matches(Some(m))), "blank {input:?} must match everything");
+            assert!(
+                maps.iter().all(|m| selector.matches(Some(m))),
+                "blank {input:?} must match everything"
+            );
         }
     } else {
         assert!(!input.trim().is_empty(), "blank selector {input:?} refused");
@@ -98,7 +106,10 @@ fuzz_target!(|data: &[u8]| {
         for selector in [format!("k={v}"), format!("k=={v}"), format!("k in ({v})")] {
             let parsed = parse(&selector);
             assert!(parsed.matches(Some(&with)), "{selector:?} must match k={v:?}");
-            assert!(!parsed.matches(Some(&other)) || v == "some-other-value", "{selector:?} matched another value");
+            assert!(
+                !parsed.matches(Some(&other)) || v == "some-other-value",
+                "{selector:?} matched another value"
+            );
             assert!(!parsed.matches(None), "{selector:?} matched no labels");
         }
         for selector in [format!("k!={v}"), format!("k notin ({v})")] {
@@ -113,9 +124,15 @@ fuzz_target!(|data: &[u8]| {
         let k = input;
         let with = labels(&[(k, "x")]);
         let exists = parse(k);
-        assert!(exists.matches(Some(&with)) && !exists.matches(None), "{k:?} as an existence test");
+        assert!(
+            exists.matches(Some(&with)) && !exists.matches(None),
+            "{k:?} as an existence test"
+        );
         let absent = parse(&format!("!{k}"));
-        assert!(!absent.matches(Some(&with)) && absent.matches(None), "{k:?} as an absence test");
+        assert!(
+            !absent.matches(Some(&with)) && absent.matches(None),
+            "{k:?} as an absence test"
+        );
         let equal = parse(&format!("{k}=x"));
         assert!(equal.matches(Some(&with)), "{k:?}=x");
     }

@@ -4,7 +4,6 @@
 //!
 //! Invariants:
 //! - nothing panics (neither the patch libraries nor decoding nor validation);
-//! - a JSON patch that fails leaves the document exactly as it was (json-patch reverts what it applied);
 //! - an empty patch (`[]`, `{}`) changes nothing and validates;
 //! - a merge patch that leaves `apiVersion`, `kind`, `metadata` and `spec` alone validates whenever it decodes.
 #![no_main]
@@ -68,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
                 .any(|k| fields.contains_key(*k));
             if let (true, Some(causes)) = (untouched, &causes) {
-                assert!(causes.is_empty(), "merge patch {patch} left the checked fields alone: {causes:?}");
+                assert!(
+                    causes.is_empty(),
+                    "merge patch {patch} left the checked fields alone: {causes:?}"
+                );
             }
         }
     }
@@ -76,14 +78,13 @@ fuzz_target!(|data: &[u8]| {
     // application/json-patch+json
     if let Ok(patch) = serde_json::from_slice::<json_patch::Patch>(data) {
         let mut patched = document.clone();
-        match json_patch::patch(&mut patched, &patch) {
-            Ok(()) => {
-                if patch.0.is_empty() {
-                    assert_eq!(patched, document, "[] changed the space");
-                }
-                let _ = decode_and_validate(patched, &current);
+        // A failed patch is answered with 422 and its document dropped, so it is not looked at. (json-patch 4.2 does
+        // not fully revert a failed `move` whose `path` cannot be added to: the `from` value stays removed.)
+        if json_patch::patch_unsafe(&mut patched, &patch).is_ok() {
+            if patch.0.is_empty() {
+                assert_eq!(patched, document, "[] changed the space");
             }
-            Err(_) => assert_eq!(patched, document, "a failed JSON patch left changes behind"),
+            let _ = decode_and_validate(patched, &current);
         }
     }
 });

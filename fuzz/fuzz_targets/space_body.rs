@@ -21,7 +21,8 @@ fn is_dns_label(s: &str) -> bool {
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn check_name(name: &str) {
@@ -53,11 +54,14 @@ fuzz_target!(|data: &[u8]| {
     let causes = validation::space(&space, None);
 
     let managed = |map: &Option<std::collections::BTreeMap<String, String>>| {
-        map.as_ref().is_some_and(|m| m.keys().any(|k| k.starts_with(MANAGED_PREFIX)))
+        map.as_ref()
+            .is_some_and(|m| m.keys().any(|k| k.starts_with(MANAGED_PREFIX)))
     };
     if managed(&space.metadata.labels) || managed(&space.metadata.annotations) {
         assert!(
-            causes.iter().any(|c| c.reason.as_deref() == Some("FieldValueForbidden")),
+            causes
+                .iter()
+                .any(|c| c.reason.as_deref() == Some("FieldValueForbidden")),
             "managed keys set on create: {causes:?}"
         );
     }
@@ -70,7 +74,10 @@ fuzz_target!(|data: &[u8]| {
     // What the server answers with.
     let sent = serde_json::to_vec(&space).expect("a decoded Space serializes");
     let again: Space = serde_json::from_slice(&sent).unwrap_or_else(|e| {
-        panic!("a serialized Space does not decode: {e}: {}", String::from_utf8_lossy(&sent))
+        panic!(
+            "a serialized Space does not decode: {e}: {}",
+            String::from_utf8_lossy(&sent)
+        )
     });
     let resent = serde_json::to_vec(&again).expect("serializes");
     assert_eq!(

@@ -90,6 +90,19 @@ enum Token {
     Comma,
 }
 
+impl Token {
+    /// The token as a key or value: the operator words `in` and `notin` are ordinary names where a name is expected,
+    /// as in apimachinery's parser.
+    fn name(&self) -> Option<String> {
+        match self {
+            Token::Ident(name) => Some(name.clone()),
+            Token::In => Some("in".to_owned()),
+            Token::NotIn => Some("notin".to_owned()),
+            _ => None,
+        }
+    }
+}
+
 fn lex(input: &str) -> Result<Vec<Token>, Error> {
     let chars: Vec<char> = input.chars().collect();
     let mut tokens = Vec::new();
@@ -154,7 +167,7 @@ impl Parser {
             self.pos += 1;
         }
         let key = match self.next() {
-            Some(Token::Ident(key)) => key,
+            Some(token) if token.name().is_some() => token.name().unwrap_or_default(),
             other => return Err(Error::Label(format!("found '{other:?}', expected: identifier"))),
         };
         validate_key(&key)?;
@@ -187,7 +200,7 @@ impl Parser {
     /// A single value; it may be empty (`a=` selects the empty value).
     fn value(&mut self) -> Result<String, Error> {
         let value = match self.peek() {
-            Some(Token::Ident(v)) => v.clone(),
+            Some(token) if token.name().is_some() => token.name().unwrap_or_default(),
             None | Some(Token::Comma) => return Ok(String::new()),
             Some(other) => return Err(Error::Label(format!("found '{other:?}', expected: identifier"))),
         };
@@ -202,8 +215,8 @@ impl Parser {
         }
         let mut values = Vec::new();
         loop {
-            match self.next() {
-                Some(Token::Ident(v)) => {
+            match self.next().map(|t| (t.name(), t)) {
+                Some((Some(v), _)) => {
                     validate_value(&v)?;
                     values.push(v);
                     match self.next() {
@@ -212,14 +225,15 @@ impl Parser {
                         other => return Err(Error::Label(format!("found '{other:?}', expected: ',' or ')'"))),
                     }
                 }
-                Some(Token::Close) => {
+                Some((None, Token::Close)) => {
                     values.push(String::new());
                     return Ok(values);
                 }
-                Some(Token::Comma) => values.push(String::new()),
+                Some((None, Token::Comma)) => values.push(String::new()),
                 other => {
                     return Err(Error::Label(format!(
-                        "found '{other:?}', expected: ',', ')' or identifier"
+                        "found '{:?}', expected: ',', ')' or identifier",
+                        other.map(|(_, t)| t)
                     )))
                 }
             }

@@ -114,3 +114,13 @@ fn field_selector_on_other_fields_is_rejected() {
     );
     assert!(FieldSelector::parse("metadata.name").is_err());
 }
+
+#[test]
+fn the_operator_words_are_ordinary_names_where_a_name_is_expected() {
+    assert!(matches("k=in", &[("k", "in")]));
+    assert!(matches("k==notin", &[("k", "notin")]));
+    assert!(matches("k in (in, notin)", &[("k", "notin")]));
+    assert!(matches("in", &[("in", "x")]));
+    assert!(matches("in in (a)", &[("in", "a")]));
+    assert!(matches("!notin", &[]));
+}
