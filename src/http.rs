@@ -470,24 +470,8 @@ async fn route(
 
 /// An OpenAPI document with its ETag; 304 when the client has it. `immutable` when asked for by its hash.
 fn openapi_document(headers: &HeaderMap, document: &crate::api::openapi::Document, immutable: bool) -> Response<Body> {
-    let etag = format!("\"{}\"", document.etag);
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == etag);
-    let mut response = if not_modified {
-        let mut r = bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
-        r.headers_mut().remove(header::CONTENT_TYPE);
-        r
-    } else {
-        bytes_response(StatusCode::OK, "application/json", document.body.clone())
-    };
-    let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, etag);
-    }
-    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-    headers.insert(
+    let mut response = cacheable(headers, document, "application/json");
+    response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(if immutable {
             "public, immutable"
@@ -495,6 +479,32 @@ fn openapi_document(headers: &HeaderMap, document: &crate::api::openapi::Documen
             "no-cache, private"
         }),
     );
+    response
+}
+
+/// A document with an ETag: 304 when the client's `If-None-Match` has it, the body otherwise; `Vary: Accept` always.
+fn cacheable(
+    headers: &HeaderMap,
+    document: &crate::api::openapi::Document,
+    content_type: &'static str,
+) -> Response<Body> {
+    let etag = format!("\"{}\"", document.etag);
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    let mut response = if not_modified {
+        let mut r = bytes_response(StatusCode::NOT_MODIFIED, content_type, Vec::new());
+        r.headers_mut().remove(header::CONTENT_TYPE);
+        r
+    } else {
+        bytes_response(StatusCode::OK, content_type, document.body.clone())
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
     response
 }
 
@@ -846,42 +856,20 @@ async fn authorize(app: &App, user: &User, attributes: Attributes) -> Result<(),
 fn discovery_root(headers: &HeaderMap) -> Result<Response<Body>, RouteError> {
     match negotiate(accept(headers), Target::Discovery).ok_or(Error::NotAcceptable)? {
         Output::DiscoveryV2 => {
-            let body = serde_json::to_vec(&discovery::aggregated_v2()).map_err(|_| RouteError::Internal)?;
-            let etag = format!("\"{:016x}\"", fnv1a(&body));
-            let not_modified = headers
-                .get(header::IF_NONE_MATCH)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v == etag);
-            let mut response = if not_modified {
-                let mut r = bytes_response(StatusCode::NOT_MODIFIED, "application/json", Vec::new());
-                r.headers_mut().remove(header::CONTENT_TYPE);
-                r
-            } else {
-                bytes_response(StatusCode::OK, "application/json", body)
-            };
-            let headers = response.headers_mut();
-            if !not_modified {
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"),
-                );
-            }
-            if let Ok(etag) = HeaderValue::from_str(&etag) {
-                headers.insert(header::ETAG, etag);
-            }
-            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public"));
+            static DOCUMENT: std::sync::OnceLock<crate::api::openapi::Document> = std::sync::OnceLock::new();
+            let document = DOCUMENT.get_or_init(|| crate::api::openapi::Document::new(&discovery::aggregated_v2()));
+            let mut response = cacheable(
+                headers,
+                document,
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+            );
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("public"));
             Ok(response)
         }
         _ => Ok(json_response(StatusCode::OK, &discovery::api_group_list())),
     }
-}
-
-/// FNV-1a: a stable ETag for discovery documents (not a security boundary).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn version() -> serde_json::Value {

@@ -18,14 +18,15 @@ const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 const SPACE: &str = "io.loft.tenancy.v1.Space";
 const SPACE_LIST: &str = "io.loft.tenancy.v1.SpaceList";
 
-/// A served document and its ETag.
+/// A served document and its ETag (a hash of its bytes; stable for the life of the process).
 pub struct Document {
     pub body: Vec<u8>,
     pub etag: String,
 }
 
 impl Document {
-    fn new(value: &Value) -> Self {
+    #[must_use]
+    pub fn new(value: &Value) -> Self {
         let body = serde_json::to_vec(value).unwrap_or_default();
         let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
