@@ -9,9 +9,19 @@
 pub mod index;
 #[cfg(test)]
 pub mod reference;
+pub mod review;
 pub mod view;
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
+
+/// Where the answer to "which namespaces may this user get" comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessMode {
+    /// The RBAC index: RBAC objects evaluated in this server, exactly as kube-apiserver's RBAC authorizer does.
+    Rbac,
+    /// SubjectAccessReviews asked of kube-apiserver ([`review`]), for clusters whose authorizers are not only RBAC.
+    Sar,
+}
 
 /// Whether the rule allows `get` on core `namespaces`, for some name.
 #[must_use]

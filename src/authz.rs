@@ -78,16 +78,7 @@ impl Authorizer {
                 return Ok(decision.clone());
             }
         }
-        let review = Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review(user, attributes))
-            .await
-            .map_err(Error::Review)?;
-        let status = review.status.unwrap_or_default();
-        let decision = if status.allowed && !status.denied.unwrap_or(false) {
-            Decision::Allow
-        } else {
-            Decision::Deny(status.reason.unwrap_or_default())
-        };
+        let decision = self.ask(user, attributes).await?;
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_ENTRIES {
             cache.retain(|_, (_, at)| at.elapsed() < TTL);
@@ -97,6 +88,23 @@ impl Authorizer {
         }
         cache.insert(key, (decision.clone(), Instant::now()));
         Ok(decision)
+    }
+
+    /// Asks kube-apiserver now, bypassing the cache: for answers that must be at least as new as an event just seen.
+    ///
+    /// # Errors
+    /// When kube-apiserver cannot answer the review.
+    pub async fn ask(&self, user: &User, attributes: &Attributes) -> Result<Decision, Error> {
+        let review = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review(user, attributes))
+            .await
+            .map_err(Error::Review)?;
+        let status = review.status.unwrap_or_default();
+        Ok(if status.allowed && !status.denied.unwrap_or(false) {
+            Decision::Allow
+        } else {
+            Decision::Deny(status.reason.unwrap_or_default())
+        })
     }
 }
 

@@ -2,6 +2,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::access::AccessMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,6 +30,15 @@ pub struct Options {
     /// Kubeconfig of the server's own identity; unset: in-cluster config, then $KUBECONFIG, then ~/.kube/config.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// How a user's visible namespaces are decided: `rbac` evaluates RBAC objects in this server (exact for clusters
+    /// authorized by RBAC alone, and the fastest); `sar` asks kube-apiserver SubjectAccessReviews, for clusters whose
+    /// authorizers are not only RBAC (webhooks).
+    #[arg(long, value_enum, default_value_t = AccessMode::Rbac)]
+    pub access_mode: AccessMode,
+    /// With `--access-mode=sar`: how often every identity in use is reviewed again in full, e.g. `30s` or `2m`
+    /// (RBAC changes and new namespaces are reviewed at once; a webhook's own changes wait for this).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub access_review_refresh: Duration,
 }
 
 /// Validated settings.
@@ -36,6 +48,27 @@ pub struct Config {
     pub tls_cert_file: PathBuf,
     pub tls_private_key_file: PathBuf,
     pub kubeconfig: Option<PathBuf>,
+    pub access_mode: AccessMode,
+    pub access_review_refresh: Duration,
+}
+
+/// A duration as Kubernetes flags write them, in whole units: `30s`, `2m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        _ => return Err(format!("{text:?} is not a duration like 30s, 2m or 1h")),
+    };
+    if seconds == 0 {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 // === impl Options ===
@@ -70,6 +103,23 @@ impl Options {
             tls_cert_file: self.tls_cert_file,
             tls_private_key_file: self.tls_private_key_file,
             kubeconfig: self.kubeconfig,
+            access_mode: self.access_mode,
+            access_review_refresh: self.access_review_refresh,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_in_kubernetes_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "30", "0s", "-1s", "1.5s", "1d", "30 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -66,6 +66,8 @@ pub enum Error {
 /// Everything a request may need, shared by all connections.
 pub struct App {
     pub registry: Registry,
+    /// Set with `--access-mode=sar`: keeps the identities asking for spaces reviewed.
+    pub reviewer: Option<Arc<crate::access::review::Reviewer>>,
     pub writer: spaces::write::Writer,
     pub authorizer: Arc<Authorizer>,
     pub tokens: authn::token::TokenAuthenticator,
@@ -432,8 +434,13 @@ async fn route(
         _ => return Err(Error::NoRoute.into()),
     };
     authorize(app, &user, attributes).await?;
+    // Under SubjectAccessReview visibility, the caller's answers are in the index before its spaces are read.
+    let hold = match (&app.reviewer, segments.as_slice()) {
+        (Some(reviewer), ["apis", GROUP, "v1", "spaces", ..]) => Some(reviewer.hold(&user).await.map_err(Error::from)?),
+        _ => None,
+    };
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => list_spaces(app, &user, &req),
+        (&Method::GET, ["apis", GROUP, "v1", "spaces"]) => list_spaces(app, &user, &req, hold),
         (&Method::GET, ["apis", GROUP, "v1", "spaces", name]) => get_space(app, &user, &req, name),
         (&Method::POST, ["apis", GROUP, "v1", "spaces"]) => create_space(app, &user, req).await,
         (&Method::GET, ["apis", GROUP, "v1", "accounts"]) => list_accounts(app, &user, &req),
@@ -910,10 +917,15 @@ fn include_object(params: &HashMap<String, String>) -> Result<crate::api::table:
         .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata, Object".to_owned()))
 }
 
-fn list_spaces(app: &App, user: &User, req: &Request<Incoming>) -> Result<Response<Body>, RouteError> {
+fn list_spaces(
+    app: &App,
+    user: &User,
+    req: &Request<Incoming>,
+    hold: Option<crate::access::review::Hold>,
+) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     if is_watch(req) {
-        return watch_spaces(app, user, req, &params);
+        return watch_spaces(app, user, req, &params, hold);
     }
     if params.contains_key("sendInitialEvents") {
         return Err(Error::Spaces(spaces::Error::InvalidOptions(
@@ -957,6 +969,7 @@ fn watch_spaces(
     user: &User,
     req: &Request<Incoming>,
     params: &HashMap<String, String>,
+    hold: Option<crate::access::review::Hold>,
 ) -> Result<Response<Body>, RouteError> {
     let invalid = |message: &str| Error::Spaces(spaces::Error::InvalidOptions(message.to_owned()));
     let output = negotiate(accept(req.headers()), Target::Watch).ok_or(Error::NotAcceptable)?;
@@ -1020,7 +1033,10 @@ fn watch_spaces(
     };
     match watch::start(app.registry.cache(), user, options.filter(), from) {
         Ok(started) => {
-            tokio::spawn(watch::run(started, watch_options, encode, sender));
+            tokio::spawn(async move {
+                watch::run(started, watch_options, encode, sender).await;
+                drop(hold);
+            });
         }
         Err(error @ watch::Error::TooLarge { .. }) => return Err(Error::from(spaces::Error::from(error)).into()),
         Err(error @ watch::Error::Expired { .. }) => {

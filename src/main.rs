@@ -1,6 +1,6 @@
 //! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates.
 
-use tenancy_apiserver::{authn, authz, backend, certs, config, http, metrics, spaces, tls};
+use tenancy_apiserver::{access, authn, authz, backend, certs, config, http, metrics, spaces, tls};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,7 +137,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         request_header,
     )?);
 
-    let cache = Arc::new(backend::cache::Cache::new());
+    let cache = Arc::new(backend::cache::Cache::with_access_mode(config.access_mode));
     tokio::spawn(backend::run(client.clone(), cache.clone()));
     {
         let acceptor = acceptor.clone();
@@ -156,7 +156,14 @@ async fn serve(config: config::Config) -> Result<(), Error> {
 
     let registry_metrics = prometheus::Registry::new();
     let authorizer = Arc::new(authz::Authorizer::new(client.clone()));
+    let reviewer = (config.access_mode == access::AccessMode::Sar).then(|| {
+        let reviewer = access::review::Reviewer::new(authorizer.clone(), cache.clone(), config.access_review_refresh);
+        tokio::spawn(reviewer.clone().run());
+        reviewer
+    });
+    tracing::info!(mode = ?config.access_mode, "Visibility");
     let app = Arc::new(http::App {
+        reviewer,
         registry: spaces::Registry::new(cache.clone()),
         writer: spaces::write::Writer::new(cache, client.clone(), authorizer.clone()),
         authorizer,

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 
-use crate::access::index::subjects_of;
 use crate::access::view::UserView;
 use crate::api::{Space, SpaceList};
 use crate::authn::User;
@@ -163,7 +162,7 @@ impl Registry {
         let namespace = state
             .namespaces
             .get(name)
-            .filter(|_| state.index.may_get(&subjects_of(user), name))
+            .filter(|_| state.index.may_get(&self.cache.subjects(user), name))
             .cloned();
         drop(state);
         namespace
@@ -208,7 +207,7 @@ impl Registry {
                 )))
             }
         };
-        let mut view = UserView::new(&state.index, subjects_of(user));
+        let mut view = UserView::new(&state.index, self.cache.subjects(user));
         let namespaces = if requested == current {
             state.namespaces.clone()
         } else {

@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::Namespace;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use crate::access::index::subjects_of;
 use crate::access::view::{Effect, UserView};
 use crate::authn::User;
 use crate::backend::cache::Cache;
@@ -208,7 +207,7 @@ impl Session {
 pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<Started, Error> {
     let state = cache.read();
     let entries = cache.subscribe(&state);
-    let mut view = UserView::new(&state.index, subjects_of(user));
+    let mut view = UserView::new(&state.index, cache.subjects(user));
     let position = state.log.position();
     let mut first = Vec::new();
     let session = match from {

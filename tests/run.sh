@@ -51,6 +51,17 @@ if ! (cd tests/clientgo && TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local go run 
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1
 fi
+step "e2e again, with visibility by SubjectAccessReview (--access-mode=sar)"
+tests/controlplane/down.sh "$state" >/dev/null 2>&1 || true
+env_file="$(TENANCY_ACCESS_MODE=sar tests/env/up.sh "$state")"
+env_file="$(tail -n 1 <<<"$env_file")"
+if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --test e2e; then
+  echo "== server log (tail)" >&2
+  tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
+  exit 1
+fi
+tests/controlplane/down.sh "$state" >/dev/null 2>&1 || true
+
 step "fuzz (bounded)"
 tests/fuzz.sh 15
 step "done"

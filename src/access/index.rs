@@ -19,6 +19,9 @@ use crate::authn::User;
 pub enum SubjectKey {
     User(String),
     Group(String),
+    /// A whole identity (name, uid, groups, extra) whose access kube-apiserver answered by SubjectAccessReview
+    /// (`--access-mode=sar`); never named by a binding.
+    Reviewed(String),
 }
 
 /// A grant of one namespace, or of all.
@@ -246,6 +249,41 @@ impl Index {
 
     pub fn delete_cluster_role_binding(&mut self, name: &str, changes: &mut Vec<AccessChange>) {
         self.replace_cluster_role_binding(name.to_owned(), None, changes);
+    }
+
+    /// Records what a SubjectAccessReview answered for a reviewed identity: at most one grant per scope.
+    pub fn set_reviewed(
+        &mut self,
+        subject: &SubjectKey,
+        scope: &Scope,
+        allowed: bool,
+        changes: &mut Vec<AccessChange>,
+    ) {
+        let grants = self.by_subject.get(subject);
+        let held = match scope {
+            Scope::All => grants.is_some_and(|g| g.all > 0),
+            Scope::One(name) => grants.is_some_and(|g| g.names.contains_key(name)),
+        };
+        let contribution = vec![(subject.clone(), scope.clone())];
+        match (allowed, held) {
+            (true, false) => self.add(&contribution, changes),
+            (false, true) => self.remove(&contribution, changes),
+            _ => {}
+        }
+    }
+
+    /// Drops every grant of `subject` (a reviewed identity nobody uses any more).
+    pub fn forget(&mut self, subject: &SubjectKey, changes: &mut Vec<AccessChange>) {
+        let Some(grants) = self.by_subject.get(subject) else {
+            return;
+        };
+        let mut contribution: Contribution = grants
+            .names
+            .iter()
+            .flat_map(|(name, count)| std::iter::repeat_n((subject.clone(), Scope::One(name.clone())), *count as usize))
+            .collect();
+        contribution.extend(std::iter::repeat_n((subject.clone(), Scope::All), grants.all as usize));
+        self.remove(&contribution, changes);
     }
 
     /// Names of every RBAC object held, by kind, for relists: what is not in a fresh list must be deleted.

@@ -12,8 +12,10 @@ use kube::ResourceExt;
 use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
-use crate::access::index::{AccessChange, Index};
+use crate::access::index::{subjects_of, AccessChange, Index, Scope, SubjectKey};
+use crate::access::AccessMode;
 use crate::api::account::{Account, SpaceTemplate};
+use crate::authn::User;
 use crate::watch::log::{Change, Entry, Log, Namespaces};
 
 /// RoleBindings the server makes and tracks: a space's owners, and the readers of a shared space.
@@ -33,6 +35,13 @@ pub enum Update {
     ClusterRole(Event<ClusterRole>),
     RoleBinding(Event<RoleBinding>),
     ClusterRoleBinding(Event<ClusterRoleBinding>),
+    /// SubjectAccessReview answers for a reviewed identity (`--access-mode=sar`).
+    Reviewed {
+        subject: SubjectKey,
+        answers: Vec<(Scope, bool)>,
+    },
+    /// A reviewed identity nobody uses any more.
+    Forget(SubjectKey),
 }
 
 /// The kinds whose first list must be complete before the server is ready.
@@ -67,6 +76,7 @@ struct Relist {
 }
 
 pub struct Cache {
+    mode: AccessMode,
     state: RwLock<State>,
     entries: broadcast::Sender<Arc<Entry>>,
     ready: AtomicBool,
@@ -85,7 +95,14 @@ impl Default for Cache {
 impl Cache {
     #[must_use]
     pub fn new() -> Self {
+        Self::with_access_mode(AccessMode::Rbac)
+    }
+
+    /// A cache whose views answer from `mode`'s grants.
+    #[must_use]
+    pub fn with_access_mode(mode: AccessMode) -> Self {
         Cache {
+            mode,
             state: RwLock::new(State {
                 index: Index::default(),
                 namespaces: Namespaces::new(),
@@ -100,6 +117,21 @@ impl Cache {
             entries: broadcast::channel(WATCH_BUFFER).0,
             ready: AtomicBool::new(false),
             generation: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    #[must_use]
+    pub fn access_mode(&self) -> AccessMode {
+        self.mode
+    }
+
+    /// The index subjects whose grants make up `user`'s view: its name and groups under RBAC, its whole identity
+    /// under SubjectAccessReview.
+    #[must_use]
+    pub fn subjects(&self, user: &User) -> Vec<SubjectKey> {
+        match self.mode {
+            AccessMode::Rbac => subjects_of(user),
+            AccessMode::Sar => vec![crate::access::review::subject(user)],
         }
     }
 
@@ -181,6 +213,16 @@ impl State {
             Update::Role(event) => self.rbac_event(event, "roles", &mut access),
             Update::ClusterRole(event) => self.rbac_event(event, "clusterroles", &mut access),
             Update::ClusterRoleBinding(event) => self.rbac_event(event, "clusterrolebindings", &mut access),
+            Update::Reviewed { subject, answers } => {
+                for (scope, allowed) in &answers {
+                    self.index.set_reviewed(&subject, scope, *allowed, &mut access);
+                }
+                0
+            }
+            Update::Forget(subject) => {
+                self.index.forget(&subject, &mut access);
+                0
+            }
         };
         changes.extend(access.into_iter().map(Change::Access));
         revision

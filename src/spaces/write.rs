@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::provision::{Owner, Plan, Provisioner};
 use super::{validation, Error};
 use crate::access::index::is_subject;
-use crate::access::index::subjects_of;
 use crate::api::account::Account;
 use crate::api::Space;
 use crate::authn::User;
@@ -89,7 +88,7 @@ impl Writer {
         state
             .namespaces
             .get(name)
-            .filter(|_| state.index.may_get(&subjects_of(user), name))
+            .filter(|_| state.index.may_get(&self.cache.subjects(user), name))
             .cloned()
             .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
@@ -252,7 +251,7 @@ impl Writer {
     /// Waits until the cache holds `name` at `revision` or later and `user` may get it: what the caller is answered is
     /// then what any get, list or watch through this server shows.
     async fn wait_visible(&self, user: &User, name: &str, revision: u64) -> Result<(), Error> {
-        let subjects = subjects_of(user);
+        let subjects = self.cache.subjects(user);
         let deadline = tokio::time::Instant::now() + READ_AFTER_CREATE;
         loop {
             let mut entries = {

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager, kubectl) from the Go
 # module proxy at the versions pinned in tests/controlplane/{k8s,etcd}/go.mod, into a cache outside the repo keyed by
-# version. Rebuilds only what is missing. Prints the directory holding the binaries on its last line.
+# version, and the authorization webhook (tests/controlplane/authz-webhook) into the same directory as
+# authz-webhook-HASH, keyed by a hash of its source so checkouts with different versions of it can share the cache.
+# Rebuilds only what is missing. Prints the webhook's path as "authz-webhook=PATH", then the directory holding the
+# binaries on its last line.
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
@@ -31,4 +34,7 @@ build etcd go.etcd.io/etcd/server/v3 etcd
 build k8s k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
 build k8s k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
 build k8s k8s.io/kubernetes/cmd/kubectl kubectl
+webhook_hash="$(cat "$here/authz-webhook/main.go" "$here/authz-webhook/go.mod" | sha256sum | cut -c 1-16)"
+build authz-webhook . "authz-webhook-$webhook_hash"
+echo "authz-webhook=$bin_dir/authz-webhook-$webhook_hash"
 echo "$bin_dir"

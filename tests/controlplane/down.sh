@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Owns: stopping everything whose pid file is in STATE_DIR/pids: the control plane started by up.sh (etcd,
-# kube-apiserver, kube-controller-manager) and whatever other scripts registered there. Processes are stopped by pid
-# only (SIGTERM, then SIGKILL after a grace period), never by name, so other control planes on this machine are left
-# alone. Idempotent: stopping an already stopped STATE_DIR succeeds.
+# kube-apiserver, kube-controller-manager, authz-webhook) and whatever other scripts registered there. Processes are
+# stopped by pid only (SIGTERM, then SIGKILL after a grace period), never by name, so other control planes on this
+# machine are left alone. Idempotent: stopping an already stopped STATE_DIR succeeds.
 #
 # Usage: down.sh STATE_DIR
 set -euo pipefail
@@ -70,8 +70,9 @@ stop() { # stop PIDFILE
 }
 
 # Clients of the control plane (anything other scripts registered) go first, so they do not spend their last seconds
-# logging connection errors; then the control plane from the top down, etcd last because everything else writes to it.
-core=(kube-controller-manager kube-apiserver etcd)
+# logging connection errors; then the control plane from the top down: the authorization webhook after kube-apiserver,
+# its only client, and etcd last because everything else writes to it.
+core=(kube-controller-manager kube-apiserver authz-webhook etcd)
 for file in "$PIDS"/*.pid; do
   [[ -e "$file" ]] || continue
   name="$(basename "$file" .pid)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Owns: starting a throwaway local control plane (etcd, kube-apiserver, kube-controller-manager) in STATE_DIR for the
-# tests: its PKI, static user tokens, kubeconfigs and the sourceable STATE_DIR/env. Everything listens on 127.0.0.1
-# only, on free ports picked at start, so several control planes can run side by side. Stop it with down.sh STATE_DIR.
+# Owns: starting a throwaway local control plane (etcd, kube-apiserver, kube-controller-manager, and the authorization
+# webhook authz-webhook/ that kube-apiserver consults before RBAC for users named webhook-*) in STATE_DIR for the
+# tests: its PKI, static user tokens, kubeconfigs, authorization configuration and the sourceable STATE_DIR/env.
+# Everything listens on 127.0.0.1 only, on free ports picked at start, so several control planes can run side by side.
+# Stop it with down.sh STATE_DIR.
 #
 # Usage: up.sh STATE_DIR   -> progress on stderr; prints the path of STATE_DIR/env on stdout's last line.
 #
@@ -25,6 +27,7 @@ KUBECONFIGS="$STATE_DIR/kubeconfigs"
 ETCD_TIMEOUT="${CONTROLPLANE_ETCD_TIMEOUT:-30}"
 APISERVER_TIMEOUT="${CONTROLPLANE_APISERVER_TIMEOUT:-60}"
 KCM_TIMEOUT="${CONTROLPLANE_KCM_TIMEOUT:-60}"
+WEBHOOK_TIMEOUT="${CONTROLPLANE_WEBHOOK_TIMEOUT:-10}"
 
 start_time=$EPOCHREALTIME
 log() { echo "controlplane: $*" >&2; }
@@ -88,13 +91,17 @@ if [[ -d "$PIDS" ]]; then
 fi
 
 log "building/locating binaries"
-BIN_DIR="$("$here/build.sh" | tail -n 1)"
+build_out="$("$here/build.sh")"
+BIN_DIR="$(tail -n 1 <<<"$build_out")"
 for b in etcd kube-apiserver kube-controller-manager kubectl; do
   [[ -x "$BIN_DIR/$b" ]] || fail "build.sh did not produce $BIN_DIR/$b"
 done
 KUBECTL="$BIN_DIR/kubectl"
+AUTHZ_WEBHOOK_BIN="$(sed -n 's/^authz-webhook=//p' <<<"$build_out")"
+[[ -n "$AUTHZ_WEBHOOK_BIN" && -x "$AUTHZ_WEBHOOK_BIN" ]] || fail "build.sh did not produce the authz-webhook binary"
+AUTHZ_CONFIG="$STATE_DIR/authorization-config.yaml"
 
-rm -rf "$PKI" "$STATE_DIR/etcd" "$KUBECONFIGS" "$STATE_DIR/tokens.csv" "$STATE_DIR/env"
+rm -rf "$PKI" "$STATE_DIR/etcd" "$KUBECONFIGS" "$STATE_DIR/tokens.csv" "$STATE_DIR/env" "$AUTHZ_CONFIG"
 mkdir -p "$PKI" "$LOGS" "$PIDS" "$KUBECONFIGS"
 chmod 700 "$PKI"
 
@@ -172,16 +179,17 @@ for u in "${USERS[@]}"; do
 done
 
 # -------------------------------------------------------------------------------------------------------------- ports
-# All four ports are bound at once so they are distinct; the small window until the components bind them is accepted.
-read -r ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT < <(python3 -c '
+# All five ports are bound at once so they are distinct; the small window until the components bind them is accepted.
+read -r ETCD_PORT ETCD_PEER_PORT APISERVER_PORT KCM_PORT AUTHZ_WEBHOOK_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 ')
 ETCD_URL="http://127.0.0.1:$ETCD_PORT"
 APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
+AUTHZ_WEBHOOK_URL="http://127.0.0.1:$AUTHZ_WEBHOOK_PORT"
 
 # Starts a component detached from our stdin/stdout (so callers capturing our output are not held open by it) with
 # its output in LOGS/NAME.log and its pid in PIDS/NAME.pid. Its command line is kept NUL-separated in
@@ -235,6 +243,57 @@ EOF
 }
 wait_for etcd "$ETCD_TIMEOUT" "etcd healthy" etcd_healthy
 
+# ----------------------------------------------------------------------------------------------------- authz-webhook
+# Plain HTTP on loopback: kube-apiserver accepts an http:// server in the webhook kubeconfig, and nothing here needs
+# the webhook to authenticate kube-apiserver. It is a process of its own, so it outlives kube-apiserver restarts.
+start authz-webhook "$AUTHZ_WEBHOOK_BIN" -port "$AUTHZ_WEBHOOK_PORT"
+webhook_healthy() { [[ "$(curl -sf --max-time 2 "$AUTHZ_WEBHOOK_URL/healthz")" == ok ]]; }
+wait_for authz-webhook "$WEBHOOK_TIMEOUT" "authz-webhook healthy at $AUTHZ_WEBHOOK_URL" webhook_healthy
+
+AUTHZ_WEBHOOK_KUBECONFIG="$KUBECONFIGS/authz-webhook.kubeconfig"
+cat >"$AUTHZ_WEBHOOK_KUBECONFIG" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: authz-webhook
+  cluster:
+    server: $AUTHZ_WEBHOOK_URL/authorize
+users:
+- name: kube-apiserver
+  user: {}
+contexts:
+- name: webhook
+  context:
+    cluster: authz-webhook
+    user: kube-apiserver
+current-context: webhook
+EOF
+
+# The webhook first, but only for users named webhook-*, so every other request costs nothing and RBAC alone decides
+# it as before. Its decisions are not cached, so a test sees a change of policy (or of the webhook) at once; if it is
+# down or slow, it has no opinion and RBAC decides.
+cat >"$AUTHZ_CONFIG" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AuthorizationConfiguration
+authorizers:
+- type: Webhook
+  name: authz-webhook
+  webhook:
+    timeout: 3s
+    subjectAccessReviewVersion: v1
+    matchConditionSubjectAccessReviewVersion: v1
+    failurePolicy: NoOpinion
+    cacheAuthorizedRequests: false
+    cacheUnauthorizedRequests: false
+    connectionInfo:
+      type: KubeConfigFile
+      kubeConfigFile: $AUTHZ_WEBHOOK_KUBECONFIG
+    matchConditions:
+    - expression: "request.user.startsWith('webhook-')"
+- type: RBAC
+  name: rbac
+EOF
+
 # ---------------------------------------------------------------------------------------------------- kube-apiserver
 start kube-apiserver "$BIN_DIR/kube-apiserver" \
   --bind-address 127.0.0.1 \
@@ -243,7 +302,7 @@ start kube-apiserver "$BIN_DIR/kube-apiserver" \
   --etcd-servers "$ETCD_URL" \
   --endpoint-reconciler-type none \
   --service-cluster-ip-range 10.0.0.0/24 \
-  --authorization-mode RBAC \
+  --authorization-config "$AUTHZ_CONFIG" \
   --tls-cert-file "$PKI/apiserver.crt" \
   --tls-private-key-file "$PKI/apiserver.key" \
   --client-ca-file "$PKI/ca.crt" \
@@ -347,6 +406,9 @@ wait_for kube-controller-manager "$KCM_TIMEOUT" "clusterrole aggregation running
   q APISERVER_PORT "$APISERVER_PORT"
   q ETCD_URL "$ETCD_URL"
   q KCM_PORT "$KCM_PORT"
+  q AUTHZ_WEBHOOK_URL "$AUTHZ_WEBHOOK_URL"
+  q AUTHZ_WEBHOOK_BIN "$AUTHZ_WEBHOOK_BIN"
+  q AUTHZ_CONFIG "$AUTHZ_CONFIG"
   q PKI_DIR "$PKI"
   q CA_CERT "$PKI/ca.crt"
   q FRONT_PROXY_CA_CERT "$PKI/front-proxy-ca.crt"

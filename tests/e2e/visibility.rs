@@ -341,3 +341,58 @@ apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {prod}\n  labels: {{env: pro
     let err = tenant.run(&["get", "spaces", "-l", "env in (dev"]).err();
     assert!(err.contains("BadRequest"), "{err}");
 }
+
+/// The control plane's authorization webhook (tests/controlplane/authz-webhook) lets user `webhook-<id>` do anything
+/// in namespaces named `webhook-<id>-*`, and `webhook-all-<id>` get every namespace; RBAC grants them nothing. Those
+/// grants are spaces when the server decides visibility by SubjectAccessReview, kept current on an open watch, and are
+/// invisible to the RBAC index.
+#[test]
+fn a_webhook_authorizers_grants_are_spaces_exactly_when_visibility_comes_from_subject_access_reviews() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let user = unique("webhook");
+    let (one, two, three) = (format!("{user}-one"), format!("{user}-two"), format!("{user}-three"));
+    let other = unique("not-webhook");
+    admin.apply(&[namespace(&one), namespace(&two), namespace(&other)].concat());
+    let tenant = env.kubectl_as(&user, &[]);
+    // kube-apiserver itself consults the webhook for this user.
+    tenant.run(&["get", "configmaps", "-n", &one]).ok();
+    tenant.run(&["get", "configmaps", "-n", &other]).err();
+    let related = |names: Vec<String>| -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{user}-")) || *n == other)
+            .collect()
+    };
+
+    if env.var("SERVER_ACCESS_MODE") != "sar" {
+        assert_eq!(related(tenant.space_names(&[])), Vec::<String>::new());
+        let err = tenant.run(&["get", "space", &one]).err();
+        assert!(err.contains("NotFound"), "{err}");
+        return;
+    }
+
+    assert_eq!(related(tenant.space_names(&[])), [one.clone(), two.clone()]);
+    tenant.run(&["get", "space", &one]).ok();
+    let err = tenant.run(&["get", "space", &other]).err();
+    assert!(err.contains("NotFound"), "{err}");
+
+    let mut watch = tenant.spawn(&[
+        "get",
+        "spaces",
+        "-w",
+        "--output-watch-events",
+        "-o",
+        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
+    ]);
+    watch.expect_eventually(&format!("ADDED {two}"), Duration::from_secs(10));
+    admin.apply(&namespace(&three));
+    watch.expect_eventually(&format!("ADDED {three}"), Duration::from_secs(5));
+    admin.run(&["delete", "namespace", &three, "--wait=false"]).ok();
+    watch.expect_eventually(&format!("DELETED {three}"), Duration::from_secs(60));
+    let shown: Vec<&String> = watch.seen.iter().filter(|line| line.ends_with(&other)).collect();
+    assert!(shown.is_empty(), "the watch showed {shown:?}");
+
+    let everything = env.kubectl_as(&unique("webhook-all"), &[]);
+    assert!(everything.space_names(&[]).contains(&other));
+}

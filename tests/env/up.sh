@@ -6,6 +6,8 @@
 #
 # Usage: up.sh STATE_DIR   -> progress on stderr; prints the path of STATE_DIR/env on stdout's last line.
 #        TENANCY_PROFILE=release up.sh STATE_DIR   -> the same with an optimized server build (for benchmarks).
+#        TENANCY_ACCESS_MODE=sar up.sh STATE_DIR   -> the server decides visibility by SubjectAccessReview
+#                                                    (--access-mode=sar) instead of its RBAC index.
 set -euo pipefail
 
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -24,6 +26,15 @@ case "$profile" in
   release) cargo_profile_args=(--release) ;;
   *)
     log "TENANCY_PROFILE must be debug or release, not '$profile'"
+    exit 2
+    ;;
+esac
+
+access_mode="${TENANCY_ACCESS_MODE:-rbac}"
+case "$access_mode" in
+  rbac | sar) ;;
+  *)
+    log "TENANCY_ACCESS_MODE must be rbac or sar, not '$access_mode'"
     exit 2
     ;;
 esac
@@ -76,7 +87,7 @@ KUBECONFIG
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 RUST_LOG="${RUST_LOG:-info}" "$server_bin" serve --bind-address 127.0.0.1 --secure-port "$port" \
   --tls-cert-file "$serving/tls.crt" --tls-private-key-file "$serving/tls.key" \
-  --kubeconfig "$server_kubeconfig" >"$LOG_DIR/tenancy-apiserver.log" 2>&1 &
+  --kubeconfig "$server_kubeconfig" --access-mode "$access_mode" >"$LOG_DIR/tenancy-apiserver.log" 2>&1 &
 echo $! >"$PID_DIR/tenancy-apiserver.pid"
 server_url="https://127.0.0.1:$port"
 
@@ -105,6 +116,7 @@ done
   q SERVER_BIN "$server_bin"
   q SERVER_PORT "$port"
   q SERVER_URL "$server_url"
+  q SERVER_ACCESS_MODE "$access_mode"
   q SERVER_CA_CERT "$serving/ca.crt"
   q SERVER_KUBECONFIG "$server_kubeconfig"
   q REPO_DIR "$repo"

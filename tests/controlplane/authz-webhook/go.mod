@@ -1,0 +1,3 @@
+module tenancy-apiserver/tests/controlplane/authz-webhook
+
+go 1.26.0
