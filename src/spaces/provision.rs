@@ -229,10 +229,13 @@ impl Provisioner {
             object["metadata"]["namespace"] = Value::String(plan.name.clone());
             let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
             let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-            let resource = self.resource(&api_version, &kind).await.map_err(|e| Error::Template {
-                template: template.metadata.name.clone().unwrap_or_default(),
-                message: e.to_string(),
-            })?;
+            let resource = self
+                .resource(&api_version, &kind)
+                .await
+                .map_err(|message| Error::Template {
+                    template: template.metadata.name.clone().unwrap_or_default(),
+                    message,
+                })?;
             let object: DynamicObject = serde_json::from_value(object)
                 .map_err(|e| Error::BadRequest(format!("SpaceTemplate {:?}: {e}", template.metadata.name)))?;
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);
@@ -240,30 +243,41 @@ impl Provisioner {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => {
-                    return Err(Error::Template {
-                        template: template.metadata.name.clone().unwrap_or_default(),
-                        message: error.to_string(),
-                    })
+                    let template = template.metadata.name.clone().unwrap_or_default();
+                    // The whole answer (the server's own permissions, for a refused binding) is for the platform team's
+                    // log; the tenant is told what was refused and why in one line.
+                    tracing::warn!(%template, %error, "A template object could not be created");
+                    let object = format!("{kind} {:?}", object.metadata.name.unwrap_or_default());
+                    let message = match error {
+                        kube::Error::Api(status) => {
+                            format!("creating {object} was refused: {} ({})", status.reason, status.code)
+                        }
+                        _ => format!("creating {object} failed: kube-apiserver did not answer"),
+                    };
+                    return Err(Error::Template { template, message });
                 }
             }
         }
         Ok(())
     }
 
-    /// The API resource of a template object's kind (discovered once per kind).
-    async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, Error> {
+    /// The API resource of a template object's kind (discovered once per kind), or why it cannot be in a template.
+    async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, String> {
         let key = format!("{api_version}/{kind}");
         if let Some(resource) = self.kinds.lock().get(&key) {
             return Ok(resource.clone());
         }
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, _) = kube::discovery::pinned_kind(&self.client, &gvk)
+        let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
             .await
-            .map_err(|e| Error::Template {
-                template: key.clone(),
-                message: format!("unknown kind: {e}"),
-            })?;
+            .map_err(|e| format!("unknown kind {key}: {e}"))?;
+        // A template fills one space; a cluster-scoped object would reach beyond it (a ClusterRoleBinding, above all).
+        if capabilities.scope != kube::discovery::Scope::Namespaced {
+            return Err(format!(
+                "{kind} is cluster-scoped; a template holds only objects of the space's namespace"
+            ));
+        }
         self.kinds.lock().insert(key, resource.clone());
         Ok(resource)
     }

@@ -280,6 +280,64 @@ fn a_template_failure_leaves_no_namespace_behind() {
     namespace_gone(&name);
 }
 
+/// A template is the platform team's, but its parameters are the tenant's: neither a RoleBinding to cluster-admin in
+/// the space nor a ClusterRoleBinding in a template gives the creator anything beyond the space. kube-apiserver refuses
+/// the binding (the server may bind only its own space roles), the server refuses cluster-scoped objects, and either
+/// way the create fails whole and leaves nothing.
+#[test]
+fn a_template_cannot_give_the_creator_cluster_rights() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let group = unique("escapers");
+    let attempts = [
+        (
+            unique("escape-rb"),
+            "{apiVersion: rbac.authorization.k8s.io/v1, kind: RoleBinding, metadata: {name: escape}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}, subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"${CREATOR}\"}]}",
+            "refused: Forbidden (403)",
+        ),
+        (
+            unique("escape-crb"),
+            "{apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRoleBinding, metadata: {name: \"escape-${SPACE}\"}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}, subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"${CREATOR}\"}]}",
+            "cluster-scoped",
+        ),
+    ];
+    let creator = unique("escaper");
+    let member = env.kubectl_as(&creator, &[&group]);
+    for (acc, object, why) in attempts {
+        let template = format!("{acc}-template");
+        admin.apply(&format!(
+            "apiVersion: config.tenancy.loft.sh/v1\nkind: SpaceTemplate\nmetadata:\n  name: {template}\nspec:\n  objects:\n  - {object}\n---\n{account}",
+            account = account(&acc, &group, 5, &[&template], ""),
+        ));
+        let name = unique("escape");
+        let err = eventually(SETTLE, || {
+            let run = member.run_with_stdin(
+                &["create", "-f", "-"],
+                Some(&format!("{}spec:\n  account: {acc}\n", space(&name))),
+            );
+            if !run.success && run.stderr.contains(&template) {
+                Ok(run.stderr)
+            } else {
+                Err((run.stdout, run.stderr))
+            }
+        });
+        assert!(err.contains(why), "{err}");
+        namespace_gone(&name);
+        let bindings = admin.run(&["get", "clusterrolebindings", "-o", "name"]).ok();
+        assert!(!bindings.contains(&name), "{bindings}");
+    }
+    for question in [
+        ["get", "secrets", "-n", "kube-system"],
+        ["create", "clusterrolebindings", "-A", ""],
+        ["*", "*", "-A", ""],
+    ] {
+        let mut args = vec!["auth", "can-i"];
+        args.extend(question.iter().filter(|a| !a.is_empty()));
+        let answer = member.run(&args);
+        assert_eq!(answer.stdout.trim(), "no", "{question:?}: {}", answer.stderr);
+    }
+}
+
 #[test]
 fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired() {
     let env = env();
