@@ -239,3 +239,237 @@ fn health_endpoints_need_no_identity_and_everything_else_does() {
         assert_eq!(code, 401, "{path}: {body}");
     }
 }
+
+/// kube-apiserver's authentication ConfigMap, which the server watches for its request-header settings.
+const AUTH_CONFIGMAP: [&str; 4] = ["configmap", "-n", "kube-system", "extension-apiserver-authentication"];
+
+/// The ConfigMap's `data` as JSON, read as the cluster admin.
+fn auth_configmap() -> Result<serde_json::Value, String> {
+    let mut args = vec!["get"];
+    args.extend(AUTH_CONFIGMAP);
+    args.extend(["-o", "json"]);
+    let run = env().kubectl("admin").run(&args);
+    if !run.success {
+        return Err(format!("`{}`: {}", run.args, run.stderr));
+    }
+    serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))
+}
+
+/// Edits the ConfigMap's `data` as the cluster admin, replacing it at the resourceVersion read so a concurrent writer
+/// (kube-apiserver reconciles it too) is never overwritten: a conflict reads again and retries. No write when `edit`
+/// changes nothing. Errors instead of panicking: this also runs from a `Drop`.
+fn edit_auth_configmap(edit: impl Fn(&mut serde_json::Value) -> Result<(), String>) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let mut cm = auth_configmap()?;
+        if !cm["data"].is_object() {
+            return Err(format!("the ConfigMap has no data: {cm}"));
+        }
+        let before = cm["data"].clone();
+        edit(&mut cm["data"])?;
+        if cm["data"] == before {
+            return Ok(());
+        }
+        let run = env()
+            .kubectl("admin")
+            .run_with_stdin(&["replace", "-f", "-"], Some(&cm.to_string()));
+        if run.success {
+            return Ok(());
+        }
+        if !run.stderr.contains("the object has been modified") {
+            return Err(format!("`{}`: {}", run.args, run.stderr));
+        }
+        last = run.stderr;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(format!("still conflicting after 10 attempts: {last}"))
+}
+
+/// The request-header CA bundle of the ConfigMap's `data`.
+fn ca_bundle(data: &serde_json::Value) -> &str {
+    data["requestheader-client-ca-file"].as_str().unwrap_or_default()
+}
+
+/// The certificate blocks of a PEM bundle.
+fn pem_blocks(bundle: &str) -> impl Iterator<Item = &str> {
+    bundle
+        .split_inclusive("-----END CERTIFICATE-----")
+        .filter(|block| block.contains("-----BEGIN CERTIFICATE-----"))
+        .map(str::trim)
+}
+
+/// A certificate block's base64 body without line breaks: kube-apiserver re-encodes the bundle when it reconciles it,
+/// so a certificate is recognized by its content, not its text.
+fn pem_body(block: &str) -> String {
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect()
+}
+
+fn pem_bodies(bundle: &str) -> Vec<String> {
+    pem_blocks(bundle).map(pem_body).collect()
+}
+
+/// The allowed names, a JSON list in a string.
+fn allowed_names(data: &serde_json::Value) -> Result<Vec<String>, String> {
+    let list = data["requestheader-allowed-names"].as_str().unwrap_or("[]");
+    serde_json::from_str(list).map_err(|e| format!("{e}: {list}"))
+}
+
+/// An extra front proxy (its CA, and its CN) added to the ConfigMap beside kube-apiserver's own; removed again when
+/// dropped, so a failing test leaves the ConfigMap as it found it. Only ever adds or removes its own entries.
+struct ExtraFrontProxy {
+    ca_pem: String,
+    ca_body: String,
+    name: String,
+}
+
+impl ExtraFrontProxy {
+    fn new(ca_pem: String, name: String) -> Self {
+        ExtraFrontProxy {
+            ca_body: pem_body(&ca_pem),
+            ca_pem,
+            name,
+        }
+    }
+
+    fn add(&self) -> Result<(), String> {
+        edit_auth_configmap(|data| {
+            let (has_ca, has_name) = self.present(data)?;
+            if !has_ca {
+                let bundle = ca_bundle(data);
+                let separator = if bundle.is_empty() || bundle.ends_with('\n') {
+                    ""
+                } else {
+                    "\n"
+                };
+                data["requestheader-client-ca-file"] = format!("{bundle}{separator}{}", self.ca_pem).into();
+            }
+            if !has_name {
+                let mut names = allowed_names(data)?;
+                names.push(self.name.clone());
+                data["requestheader-allowed-names"] = serde_json::to_string(&names).map_err(|e| e.to_string())?.into();
+            }
+            Ok(())
+        })
+    }
+
+    fn remove(&self) -> Result<(), String> {
+        edit_auth_configmap(|data| {
+            let (has_ca, has_name) = self.present(data)?;
+            if has_ca {
+                let kept: String = pem_blocks(ca_bundle(data))
+                    .filter(|block| pem_body(block) != self.ca_body)
+                    .map(|block| format!("{block}\n"))
+                    .collect();
+                data["requestheader-client-ca-file"] = kept.into();
+            }
+            if has_name {
+                let mut names = allowed_names(data)?;
+                names.retain(|n| *n != self.name);
+                data["requestheader-allowed-names"] = serde_json::to_string(&names).map_err(|e| e.to_string())?.into();
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether the ConfigMap's `data` holds this proxy's CA, and its name.
+    fn present(&self, data: &serde_json::Value) -> Result<(bool, bool), String> {
+        Ok((
+            pem_bodies(ca_bundle(data)).contains(&self.ca_body),
+            allowed_names(data)?.contains(&self.name),
+        ))
+    }
+}
+
+impl Drop for ExtraFrontProxy {
+    fn drop(&mut self) {
+        if let Err(error) = self.remove() {
+            eprintln!("could not remove front proxy {} from the ConfigMap: {error}", self.name);
+        }
+    }
+}
+
+/// Every CA and allowed name of `original` is still in `data`: kube-apiserver's own proxy was never touched.
+#[track_caller]
+fn assert_originals_kept(original: &serde_json::Value, data: &serde_json::Value) {
+    for body in pem_bodies(ca_bundle(original)) {
+        assert!(
+            pem_bodies(ca_bundle(data)).contains(&body),
+            "an original CA is gone: {data}"
+        );
+    }
+    for name in allowed_names(original).expect("names") {
+        assert!(
+            allowed_names(data).expect("names").contains(&name),
+            "{name} is gone: {data}"
+        );
+    }
+}
+
+/// A CA and proxy name added to kube-apiserver's ConfigMap are trusted for new connections, and distrusted once
+/// removed, with the server still running. kube-apiserver keeps both edits: its cluster-authentication-trust controller
+/// only unions its own settings into the ConfigMap (on a one-minute tick).
+#[test]
+fn request_header_ca_changes_apply_to_new_connections_without_a_restart() {
+    use std::time::{Duration, Instant};
+
+    let name = unique("rotated-proxy");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, format!("{name}-ca"));
+    let now = time::OffsetDateTime::now_utc();
+    // Short-lived, so that even a leaked entry would be dropped by kube-apiserver, which filters expired CAs out.
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(1);
+    let ca = rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+    let cert = client_cert(&ca, &name, -1, 1);
+    let proxy = ExtraFrontProxy::new(ca.pem(), name);
+    let original = auth_configmap().expect("the ConfigMap")["data"].clone();
+    assert_eq!(proxy.present(&original), Ok((false, false)));
+    let accepted = |(code, body): (u16, String)| {
+        if code == 200 && body.contains("\"kind\":\"SpaceList\"") && body.contains("kube-system") {
+            Ok(())
+        } else {
+            Err((code, body))
+        }
+    };
+
+    // Unknown CA: the forged admin is not believed.
+    assert_refused(forged_list(Some(cert.clone())));
+
+    // Trusted, without a restart: a new connection with the new proxy's certificate asserts identities.
+    proxy.add().expect("adding the proxy");
+    let added = Instant::now();
+    crate::harness::eventually(Duration::from_secs(30), || accepted(forged_list(Some(cert.clone()))));
+    eprintln!("new front-proxy CA trusted after {:?}", added.elapsed());
+    // Additive: kube-apiserver's own CA and proxy are still in the ConfigMap and still trusted.
+    let data = auth_configmap().expect("the ConfigMap")["data"].clone();
+    assert_eq!(proxy.present(&data), Ok((true, true)), "{data}");
+    assert_originals_kept(&original, &data);
+    let env = env();
+    accepted(forged_list(Some((
+        env.path("FRONT_PROXY_CLIENT_CERT"),
+        env.path("FRONT_PROXY_CLIENT_KEY"),
+    ))))
+    .expect("the real front proxy is still trusted");
+
+    // Untrusted again, as soon as it is removed.
+    proxy.remove().expect("removing the proxy");
+    let removed = Instant::now();
+    let refused = crate::harness::eventually(Duration::from_secs(30), || match forged_list(Some(cert.clone())) {
+        (code @ (0 | 401), body) => Ok((code, body)),
+        seen => Err(seen),
+    });
+    eprintln!(
+        "new front-proxy CA distrusted after {:?} (HTTP code {})",
+        removed.elapsed(),
+        refused.0
+    );
+    assert_refused(refused);
+    let data = auth_configmap().expect("the ConfigMap")["data"].clone();
+    assert_eq!(proxy.present(&data), Ok((false, false)), "{data}");
+    assert_originals_kept(&original, &data);
+}
