@@ -2,10 +2,11 @@
 //! asking. Every forged case gets 401 (or a refused handshake) and no data; the real proxy certificate is the control.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 
-use crate::harness::{curl, env, unique};
+use crate::harness::{curl, env, eventually, namespace, role_binding, unique};
 
 /// Writes a client certificate (and key) for `cn` signed by `issuer`, valid from `from` to `until` (days from now).
 fn client_cert(issuer: &Issuer<'_, KeyPair>, cn: &str, from: i64, until: i64) -> (PathBuf, PathBuf) {
@@ -25,7 +26,8 @@ fn signed_cert(issuer: &Issuer<'_, KeyPair>, cn: &str, groups: &[&str], from: i6
     params.not_after = now + time::Duration::days(until);
     let key = KeyPair::generate().expect("key");
     let cert = params.signed_by(&key, issuer).expect("signed");
-    let dir = std::env::temp_dir().join(unique("tenancy-e2e-certs"));
+    // Inside the run's state directory, which the run removes.
+    let dir = env().path("STATE_DIR").join("e2e-certs").join(unique("certs"));
     std::fs::create_dir_all(&dir).expect("dir");
     let (crt, pem) = (dir.join("client.crt"), dir.join("client.key"));
     std::fs::write(&crt, cert.pem()).expect("write cert");
@@ -167,7 +169,7 @@ fn bearer_tokens_are_reviewed_and_forged_headers_beside_them_are_ignored() {
     let authorization = format!("Authorization: Bearer {}", token.trim());
     let mut args = vec!["--cacert", env.var("SERVER_CA_CERT"), "-H", &authorization];
     args.extend(FORGED);
-    crate::harness::eventually(std::time::Duration::from_secs(20), || {
+    eventually(Duration::from_secs(20), || {
         let (code, body) = curl(&url, &args);
         if code == 200 && names(&body) == [granted.clone()] {
             Ok(())
@@ -472,4 +474,99 @@ fn request_header_ca_changes_apply_to_new_connections_without_a_restart() {
     let data = auth_configmap().expect("the ConfigMap")["data"].clone();
     assert_eq!(proxy.present(&data), Ok((false, false)), "{data}");
     assert_originals_kept(&original, &data);
+}
+
+/// kube-apiserver's request-header rules, end to end through the real proxy certificate: header names in any case;
+/// only the first value of the user header counts (an empty one is no user, never a cue to read the next); a comma is
+/// part of a group's name, never a second group.
+#[test]
+fn identity_headers_are_read_exactly_as_kube_apiserver_reads_them() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (mine, ours) = (unique("hdr-user-ns"), unique("hdr-group-ns"));
+    let (user, group) = (unique("hdr-user"), unique("hdr-group"));
+    admin.apply(
+        &[
+            namespace(&mine),
+            namespace(&ours),
+            role_binding(&mine, "view", "ClusterRole/view", &[&format!("User:{user}")]),
+            role_binding(&ours, "view", "ClusterRole/view", &[&format!("Group:{group}")]),
+        ]
+        .concat(),
+    );
+    let proxy = [
+        env.var("FRONT_PROXY_CLIENT_CERT").to_owned(),
+        env.var("FRONT_PROXY_CLIENT_KEY").to_owned(),
+    ];
+    let list = |headers: &[String], cert: bool| -> (u16, String) {
+        let mut args: Vec<String> = vec!["--cacert".into(), env.var("SERVER_CA_CERT").into()];
+        if cert {
+            args.extend(["--cert".into(), proxy[0].clone(), "--key".into(), proxy[1].clone()]);
+        }
+        for header in headers {
+            args.extend(["-H".into(), header.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(
+            &format!("{}/apis/tenancy.loft.sh/v1/spaces", env.var("SERVER_URL")),
+            &args,
+        )
+    };
+    let related = |body: &str| -> Vec<String> {
+        names(body)
+            .into_iter()
+            .filter(|n| *n == mine || *n == ours || n == "kube-system")
+            .collect()
+    };
+    let mut both = vec![mine.clone(), ours.clone()];
+    both.sort();
+
+    // Lower-case names are the same headers. (Waits for the bindings to reach the server.)
+    eventually(Duration::from_secs(10), || {
+        let (code, body) = list(
+            &[format!("x-remote-user: {user}"), format!("x-remote-group: {group}")],
+            true,
+        );
+        if code == 200 && related(&body) == both {
+            Ok(())
+        } else {
+            Err((code, body))
+        }
+    });
+    // A second user header is not read: the first value is the user.
+    let (code, body) = list(
+        &[format!("X-Remote-User: {user}"), "X-Remote-User: admin".to_owned()],
+        true,
+    );
+    assert_eq!((code, related(&body)), (200, vec![mine.clone()]), "{body}");
+    // An empty first value is no user at all (`Name;` is curl's way to send a header with an empty value).
+    let (code, body) = list(&["X-Remote-User;".to_owned(), "X-Remote-User: admin".to_owned()], true);
+    assert_refused((code, body));
+    // One group per header line: a comma does not smuggle in system:masters, nor split off the real group.
+    let (code, body) = list(
+        &[
+            format!("X-Remote-User: {user}"),
+            format!("X-Remote-Group: {group},system:masters"),
+        ],
+        true,
+    );
+    assert_eq!((code, related(&body)), (200, vec![mine.clone()]), "{body}");
+    // Groups split across lines are each a group.
+    let (code, body) = list(
+        &[
+            format!("X-Remote-User: {user}"),
+            "X-Remote-Group: nobody-in-particular".to_owned(),
+            format!("X-Remote-Group: {group}"),
+        ],
+        true,
+    );
+    assert_eq!((code, related(&body)), (200, both), "{body}");
+    // And without the proxy certificate, none of it counts, in any case.
+    assert_refused(list(
+        &[
+            "x-remote-user: admin".to_owned(),
+            "x-remote-group: system:masters".to_owned(),
+        ],
+        false,
+    ));
 }
