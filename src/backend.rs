@@ -5,6 +5,7 @@ pub mod cache;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -14,6 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource};
+use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 
 use cache::{Cache, Update};
@@ -21,6 +23,7 @@ use cache::{Cache, Update};
 use crate::api::account::{Account, SpaceTemplate};
 
 use crate::authn::{RequestHeaderConfig, AUTH_CONFIGMAP_NAME, AUTH_CONFIGMAP_NAMESPACE};
+use crate::metrics::BackendMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -64,17 +67,26 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
     Client::try_from(config).map_err(Error::Client)
 }
 
+/// How often kube-apiserver is probed for [`BackendMetrics`]' staleness.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Feeds `cache` from a watch per kind, in arrival order, forever (each watch retries with backoff).
-pub async fn run(client: Client, cache: Arc<Cache>) {
+pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
+    let errors = &metrics.watch_errors;
     let streams = vec![
-        watch(Api::<Account>::all(client.clone()), Update::Account),
-        watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate),
-        watch(Api::<Namespace>::all(client.clone()), Update::Namespace),
-        watch(Api::<Role>::all(client.clone()), Update::Role),
-        watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole),
-        watch(Api::<RoleBinding>::all(client.clone()), Update::RoleBinding),
-        watch(Api::<ClusterRoleBinding>::all(client), Update::ClusterRoleBinding),
+        watch(Api::<Account>::all(client.clone()), Update::Account, errors),
+        watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate, errors),
+        watch(Api::<Namespace>::all(client.clone()), Update::Namespace, errors),
+        watch(Api::<Role>::all(client.clone()), Update::Role, errors),
+        watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole, errors),
+        watch(Api::<RoleBinding>::all(client.clone()), Update::RoleBinding, errors),
+        watch(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            Update::ClusterRoleBinding,
+            errors,
+        ),
     ];
+    tokio::spawn(probe(client, metrics));
     let mut updates = futures::stream::select_all(streams);
     while let Some(update) = updates.next().await {
         cache.apply(update);
@@ -82,17 +94,23 @@ pub async fn run(client: Client, cache: Arc<Cache>) {
 }
 
 /// A kind's watch events as [`Update`]s; errors are logged and the watch retried.
-fn watch<K>(api: Api<K>, wrap: fn(Event<K>) -> Update) -> futures::stream::BoxStream<'static, Update>
+fn watch<K>(
+    api: Api<K>,
+    wrap: fn(Event<K>) -> Update,
+    errors: &IntCounterVec,
+) -> futures::stream::BoxStream<'static, Update>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let kind = K::kind(&()).into_owned();
+    let errors = errors.with_label_values(&[kind.as_str()]);
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .filter_map(move |event| {
             let update = match event {
                 Ok(event) => Some(wrap(event)),
                 Err(error) => {
+                    errors.inc();
                     tracing::warn!(%kind, %error, "Watch failed; retrying");
                     None
                 }
@@ -100,6 +118,28 @@ where
             futures::future::ready(update)
         })
         .boxed()
+}
+
+/// Asks kube-apiserver for its version every [`PROBE_INTERVAL`]: whether it answers, and since when it has not.
+async fn probe(client: Client, metrics: BackendMetrics) {
+    let mut last_answer = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let answered = tokio::time::timeout(PROBE_INTERVAL, client.apiserver_version())
+            .await
+            .is_ok_and(|version| version.is_ok());
+        if answered {
+            last_answer = tokio::time::Instant::now();
+        }
+        metrics.up.set(i64::from(answered));
+        metrics.stale_seconds.set(if answered {
+            0.0
+        } else {
+            last_answer.elapsed().as_secs_f64()
+        });
+    }
 }
 
 /// Reads kube-apiserver's request-header settings once (at startup, before serving).

@@ -138,7 +138,12 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     )?);
 
     let cache = Arc::new(backend::cache::Cache::with_access_mode(config.access_mode));
-    tokio::spawn(backend::run(client.clone(), cache.clone()));
+    let registry_metrics = prometheus::Registry::new();
+    tokio::spawn(backend::run(
+        client.clone(),
+        cache.clone(),
+        metrics::BackendMetrics::register(&registry_metrics),
+    ));
     {
         let acceptor = acceptor.clone();
         tokio::spawn(backend::watch_request_header_config(client.clone(), move |settings| {
@@ -154,10 +159,14 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         }));
     }
 
-    let registry_metrics = prometheus::Registry::new();
     let authorizer = Arc::new(authz::Authorizer::new(client.clone()));
     let reviewer = (config.access_mode == access::AccessMode::Sar).then(|| {
-        let reviewer = access::review::Reviewer::new(authorizer.clone(), cache.clone(), config.access_review_refresh);
+        let reviewer = access::review::Reviewer::new(
+            authorizer.clone(),
+            cache.clone(),
+            config.access_review_refresh,
+            metrics::ReviewMetrics::register(&registry_metrics),
+        );
         tokio::spawn(reviewer.clone().run());
         reviewer
     });

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Requests by verb, route class and code.
 #[derive(Clone)]
@@ -76,4 +76,93 @@ pub fn encode(registry: &Registry) -> Vec<u8> {
         tracing::warn!(%error, "Encoding metrics failed");
     }
     buffer
+}
+
+/// How current the server's picture of the cluster is. During a kube-apiserver outage the server keeps serving its
+/// cache; these say that it does and for how long.
+#[derive(Clone)]
+pub struct BackendMetrics {
+    /// Failed watches, by kind (each is retried with backoff).
+    pub watch_errors: IntCounterVec,
+    /// 1 while kube-apiserver answers the server's probe.
+    pub up: IntGauge,
+    /// Seconds since kube-apiserver last answered the probe: how stale the cache may be (0 while it answers).
+    pub stale_seconds: Gauge,
+}
+
+// === impl BackendMetrics ===
+
+impl BackendMetrics {
+    /// # Panics
+    /// At startup only, if the metric definitions are invalid or registered twice.
+    #[must_use]
+    pub fn register(registry: &Registry) -> Self {
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "tenancy_apiserver_watch_errors_total",
+                "Watches of kube-apiserver that failed (and were retried), by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let up = IntGauge::new(
+            "tenancy_apiserver_backend_up",
+            "1 while kube-apiserver answers the server's probe; the cache is served either way.",
+        )
+        .expect("valid metric");
+        let stale_seconds = Gauge::new(
+            "tenancy_apiserver_cache_stale_seconds",
+            "Seconds since kube-apiserver last answered the server's probe (0 while it answers).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(watch_errors.clone()))
+            .expect("registered once");
+        registry.register(Box::new(up.clone())).expect("registered once");
+        registry
+            .register(Box::new(stale_seconds.clone()))
+            .expect("registered once");
+        BackendMetrics {
+            watch_errors,
+            up,
+            stale_seconds,
+        }
+    }
+}
+
+/// What `--access-mode=sar` asks of kube-apiserver.
+#[derive(Clone)]
+pub struct ReviewMetrics {
+    /// SubjectAccessReviews asked for visibility, by result (`allowed`, `denied`, `error`).
+    pub reviews: IntCounterVec,
+    /// Identities kept reviewed.
+    pub identities: IntGauge,
+}
+
+// === impl ReviewMetrics ===
+
+impl ReviewMetrics {
+    /// # Panics
+    /// At startup only, if the metric definitions are invalid or registered twice.
+    #[must_use]
+    pub fn register(registry: &Registry) -> Self {
+        let reviews = IntCounterVec::new(
+            Opts::new(
+                "tenancy_apiserver_access_reviews_total",
+                "SubjectAccessReviews asked to decide visibility (--access-mode=sar), by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let identities = IntGauge::new(
+            "tenancy_apiserver_access_reviewed_identities",
+            "Identities whose visibility is kept reviewed (--access-mode=sar).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(reviews.clone())).expect("registered once");
+        registry
+            .register(Box::new(identities.clone()))
+            .expect("registered once");
+        ReviewMetrics { reviews, identities }
+    }
 }

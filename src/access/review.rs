@@ -23,6 +23,7 @@ use super::index::{subjects_of, Scope, SubjectKey};
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision, Error};
 use crate::backend::cache::{Cache, Update};
+use crate::metrics::ReviewMetrics;
 use crate::watch::log::{Change, Entry};
 
 /// Questions in flight at once, across all identities.
@@ -78,19 +79,21 @@ pub struct Reviewer {
     refresh: Duration,
     identities: Mutex<HashMap<SubjectKey, Hold>>,
     asking: Semaphore,
+    metrics: ReviewMetrics,
 }
 
 // === impl Reviewer ===
 
 impl Reviewer {
     #[must_use]
-    pub fn new(authorizer: Arc<Authorizer>, cache: Arc<Cache>, refresh: Duration) -> Arc<Self> {
+    pub fn new(authorizer: Arc<Authorizer>, cache: Arc<Cache>, refresh: Duration, metrics: ReviewMetrics) -> Arc<Self> {
         Arc::new(Reviewer {
             authorizer,
             cache,
             refresh,
             identities: Mutex::new(HashMap::new()),
             asking: Semaphore::new(CONCURRENCY),
+            metrics,
         })
     }
 
@@ -116,6 +119,9 @@ impl Reviewer {
                 })
                 .clone()
         };
+        self.metrics
+            .identities
+            .set(i64::try_from(self.identities.lock().len()).unwrap_or(i64::MAX));
         *identity.last_used.lock() = Instant::now();
         if !identity.reviewed.load(Ordering::Acquire) {
             let _reviewing = identity.reviewing.lock().await;
@@ -327,7 +333,14 @@ impl Reviewer {
             verb: "get".to_owned(),
             name,
         };
-        Ok(self.authorizer.ask(&identity.user, &attributes).await? == Decision::Allow)
+        let answer = self.authorizer.ask(&identity.user, &attributes).await;
+        let result = match &answer {
+            Ok(Decision::Allow) => "allowed",
+            Ok(Decision::Deny(_)) => "denied",
+            Err(_) => "error",
+        };
+        self.metrics.reviews.with_label_values(&[result]).inc();
+        Ok(answer? == Decision::Allow)
     }
 
     /// Forgets identities nobody has used for [`IDLE`] and no watch holds.
@@ -342,17 +355,14 @@ impl Reviewer {
             for key in &idle {
                 identities.remove(key);
             }
+            self.metrics
+                .identities
+                .set(i64::try_from(identities.len()).unwrap_or(i64::MAX));
             idle
         };
         for subject in forgotten {
             self.cache.apply(Update::Forget(subject));
         }
-    }
-
-    /// Identities currently reviewed (for metrics).
-    #[must_use]
-    pub fn identities(&self) -> usize {
-        self.identities.lock().len()
     }
 }
 

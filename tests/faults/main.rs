@@ -360,6 +360,25 @@ fn direct(path_and_query: &str) -> (u16, String) {
     curl(&format!("{}{path_and_query}", env().var("SERVER_URL")), &args)
 }
 
+/// The server's view of kube-apiserver from its `/metrics`: up, seconds stale, and watch errors over all kinds.
+fn backend_metrics() -> Result<(f64, f64, f64), String> {
+    let (code, body) = direct("/metrics");
+    if code != 200 {
+        return Err(format!("/metrics: {code} {body}"));
+    }
+    let sum = |name: &str| -> f64 {
+        body.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((
+        sum("tenancy_apiserver_backend_up "),
+        sum("tenancy_apiserver_cache_stale_seconds "),
+        sum("tenancy_apiserver_watch_errors_total{"),
+    ))
+}
+
 /// Names of a SpaceList body, sorted.
 fn item_names(body: &str) -> Result<Vec<String>, String> {
     let list: Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
@@ -651,9 +670,26 @@ fn while_kube_apiserver_is_down_the_server_serves_its_cache_and_afterwards_catch
         code == 200 && body.contains(&format!("\"name\":\"{mine}\"")),
         "watch while kube-apiserver is down: {code} {body}"
     );
+    // And says so in its metrics: kube-apiserver is down, the cache ages, the watches failed.
+    eventually(Duration::from_secs(20), || {
+        let (up, stale, errors) = backend_metrics()?;
+        if up == 0.0 && stale > 0.0 && errors > 0.0 {
+            Ok(())
+        } else {
+            Err(format!("up {up}, stale {stale}s, watch errors {errors}"))
+        }
+    });
     // Still down: the answers above came from the cache.
     assert!(apiserver_ready().is_err(), "kube-apiserver came back on its own");
     outage.end();
+    eventually(Duration::from_secs(20), || {
+        let (up, stale, _) = backend_metrics()?;
+        if up == 1.0 && stale == 0.0 {
+            Ok(())
+        } else {
+            Err(format!("after the restart: up {up}, stale {stale}s"))
+        }
+    });
 
     // Reflectors resynced: a grant made after the restart shows, a revocation removes one.
     tenant.grant(later);
