@@ -10,6 +10,8 @@
 # Knobs (environment): BENCH_WARMUP=3 BENCH_RUNS=15 BENCH_CREATE_JOBS=2 BENCH_CATCHUP_TIMEOUT=180 BENCH_SETTLE_TIMEOUT=900
 #                      BENCH_NO_HYPERFINE=1 (time with a plain loop even where hyperfine exists)
 #                      BENCH_KEEP_STATE=1 (keep the temporary state directory, with every log, after the run)
+#                      BENCH_ACCESS_MODE=sar (the server decides visibility by SubjectAccessReview; adds the first
+#                      list of an identity the server has not reviewed yet: one review per namespace)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,7 +68,8 @@ trap on_exit EXIT
 trap 'die "interrupted"' INT TERM
 
 log "starting the control plane and a release build of the server in $state"
-env_file="$(TENANCY_PROFILE=release "$repo/tests/env/up.sh" "$state" | tail -n 1)"
+ACCESS_MODE="${BENCH_ACCESS_MODE:-rbac}"
+env_file="$(TENANCY_PROFILE=release TENANCY_ACCESS_MODE="$ACCESS_MODE" "$repo/tests/env/up.sh" "$state" | tail -n 1)"
 # shellcheck disable=SC1090
 source "$env_file"
 server_pid="$(cat "$PID_DIR/tenancy-apiserver.pid")"
@@ -250,6 +253,19 @@ cases=(
   "cc|curl GET spaces (admin)|$cu $APISERVER_URL$spaces_path|ca|"
 )
 
+# Under SubjectAccessReview visibility, a caller the server has not seen waits for its first review. Each run is a new
+# identity with the tenant's grants (the tenant plus a group of its own), so this one is timed by its own loop.
+time_new_identities() { # time_new_identities OUT_FILE N
+  local out="$1" n="$2" i t0
+  : >"$out"
+  for ((i = 0; i < RUNS; i++)); do
+    t0=$EPOCHREALTIME
+    eval "$cu $(q -H "Impersonate-User: $TENANT_USER" -H "Impersonate-Group: $TENANT_GROUP" \
+      -H "Impersonate-Group: bench-new-$n-$i") $APISERVER_URL$spaces_path" >/dev/null || die "first list failed"
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.6f\n", b - a }' >>"$out"
+  done
+}
+
 results="$state/results.txt"
 : >"$results"
 
@@ -274,6 +290,13 @@ bench_size() { # bench_size N: times every case, appends rows to $results
     printf '%s|%s|%s|%s|%s|%s|%s\n' "$n" "$id" "$label" "$med" "$p90" "$ratio vs $base" "$verdict" >>"$results"
     log "N=$n $label: median $med ms, p90 $p90 ms"
   done
+  if [[ "$ACCESS_MODE" == sar ]]; then
+    time_new_identities "$state/times-$n-cd" "$n"
+    read -r med p90 < <(summary "$state/times-$n-cd")
+    ratio="$(awk -v a="$med" -v b="${medians[ca]}" 'BEGIN { printf "%.2fx", a / b }')"
+    printf '%s|cd|%s|%s|%s|%s|\n' "$n" "curl GET spaces (tenant, new identity)" "$med" "$p90" "$ratio vs ca" >>"$results"
+    log "N=$n first list of a new identity: median $med ms, p90 $p90 ms"
+  fi
 }
 
 print_table() {
@@ -289,7 +312,7 @@ print_table() {
 # -------------------------------------------------------------------------------------------------------------- run
 timer="$( ((use_hyperfine)) && echo "hyperfine $(hyperfine --version | cut -d' ' -f2) --shell=none" || echo "a plain loop")"
 echo "timing with $timer: $WARMUP warm-up + $RUNS measured runs per case; $(nproc) CPUs, load $(loadavg)"
-echo "server: release build, pid $server_pid, RSS $(rss) before any bench namespace"
+echo "server: release build, --access-mode=$ACCESS_MODE, pid $server_pid, RSS $(rss) before any bench namespace"
 notes=()
 prev=0
 for n in "${sizes[@]}"; do
