@@ -163,17 +163,14 @@ impl Reviewer {
         }
     }
 
-    fn reviewed_identities(&self) -> Vec<Hold> {
-        self.identities
-            .lock()
-            .values()
-            .filter(|identity| identity.reviewed.load(Ordering::Acquire))
-            .cloned()
-            .collect()
+    /// Every identity in use, including those whose first review is under way: a change it missed is asked about
+    /// once that review is done (the questions wait for its lock).
+    fn identities_in_use(&self) -> Vec<Hold> {
+        self.identities.lock().values().cloned().collect()
     }
 
     fn review_all(self: &Arc<Self>) {
-        for identity in self.reviewed_identities() {
+        for identity in self.identities_in_use() {
             self.spawn_review(
                 identity,
                 Questions {
@@ -187,7 +184,7 @@ impl Reviewer {
     /// What a change-log entry may have changed for identities in use: new namespaces, and RBAC grants of their
     /// subjects.
     fn follow(self: &Arc<Self>, entry: &Entry) {
-        let identities = self.reviewed_identities();
+        let identities = self.identities_in_use();
         if identities.is_empty() {
             return;
         }
