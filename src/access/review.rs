@@ -56,6 +56,8 @@ pub struct Identity {
     /// Its RBAC subjects, to match the changes the RBAC index reports.
     rbac_subjects: Vec<SubjectKey>,
     reviewed: AtomicBool,
+    /// A full review waits for its turn: refreshes slower than their interval queue one more, never a pile.
+    refresh_queued: AtomicBool,
     /// Held while answers are asked and applied, so that the last answer applied is the last one asked.
     reviewing: tokio::sync::Mutex<()>,
     last_used: Mutex<Instant>,
@@ -113,6 +115,7 @@ impl Reviewer {
                         subject: key,
                         rbac_subjects: subjects_of(user),
                         reviewed: AtomicBool::new(false),
+                        refresh_queued: AtomicBool::new(false),
                         reviewing: tokio::sync::Mutex::new(()),
                         last_used: Mutex::new(Instant::now()),
                     })
@@ -171,6 +174,9 @@ impl Reviewer {
 
     fn review_all(self: &Arc<Self>) {
         for identity in self.identities_in_use() {
+            if identity.refresh_queued.swap(true, Ordering::AcqRel) {
+                continue;
+            }
             self.spawn_review(
                 identity,
                 Questions {
@@ -237,6 +243,9 @@ impl Reviewer {
         let reviewer = self.clone();
         tokio::spawn(async move {
             let _reviewing = identity.reviewing.lock().await;
+            if questions.whole {
+                identity.refresh_queued.store(false, Ordering::Release);
+            }
             if let Err(error) = reviewer.review(&identity, &questions).await {
                 tracing::warn!(%error, user = %identity.user.name, "Keeping the previous answers for this user");
             }
