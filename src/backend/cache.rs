@@ -1,7 +1,7 @@
 //! The server's picture of the cluster: namespaces, the access index and the change log, changed by one writer task
 //! in the order events arrive, read by every request under a short read lock (never held across an await).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -57,8 +57,8 @@ pub struct State {
     /// so it has a position of its own that only account changes move).
     pub accounts_revision: u64,
     pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
-    /// Namespaces holding the server's RoleBindings, by binding name (`tenancy-owner`, `tenancy-shared-reader`).
-    pub server_bindings: BTreeMap<String, BTreeSet<String>>,
+    /// The server's RoleBindings (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then namespace.
+    pub server_bindings: BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>,
     /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
     relist: Relist,
     synced: HashSet<&'static str>,
@@ -312,7 +312,10 @@ impl State {
         match event {
             Event::Apply(rb) | Event::InitApply(rb) => {
                 if let Some((name, ns)) = ours(rb) {
-                    self.server_bindings.entry(name).or_default().insert(ns);
+                    self.server_bindings
+                        .entry(name)
+                        .or_default()
+                        .insert(ns, Arc::new(rb.clone()));
                 }
             }
             Event::Delete(rb) => {

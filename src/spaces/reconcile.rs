@@ -1,7 +1,8 @@
 //! The repair and upkeep pass: after any change in the cache, and at least every [`INTERVAL`], it brings what the server
 //! owns in the cluster to what it should be:
 //! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone;
-//! - adopts namespaces an admin labelled with an account (their owner binding appears);
+//! - adopts namespaces an admin labelled with an account (their owner binding appears), and keeps every account
+//!   space's owner binding on the account's current subjects and role;
 //! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
 //! - keeps each Account's status (its spaces and their count) current;
 //! - carries out an Account's deletion policy, holding it with a finalizer until that is done.
@@ -9,7 +10,7 @@
 //! Every action is idempotent and derived from the cache, so running it twice, on two replicas, or after a crash is
 //! harmless.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::provision::{Owner, Plan, Provisioner, CREATING_ANNOTATION};
+use super::provision::{owner_binding, Owner, Plan, Provisioner, CREATING_ANNOTATION};
 use super::write::OWNER_BINDING;
 use crate::api::account::{Account, ACCOUNT_FINALIZER};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, SHARED_LABEL};
@@ -52,17 +53,18 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
 struct Snapshot {
     namespaces: Vec<Arc<Namespace>>,
     accounts: Vec<Arc<Account>>,
-    owner_bound: BTreeSet<String>,
+    owner_bindings: BTreeMap<String, Arc<RoleBinding>>,
     shared_bound: BTreeSet<String>,
 }
 
 fn snapshot(cache: &Cache) -> Snapshot {
     let state = cache.read();
+    let bindings = |name: &str| state.server_bindings.get(name).cloned().unwrap_or_default();
     Snapshot {
         namespaces: state.namespaces.values().cloned().collect(),
         accounts: state.accounts.values().cloned().collect(),
-        owner_bound: state.server_bindings.get(OWNER_BINDING).cloned().unwrap_or_default(),
-        shared_bound: state.server_bindings.get(SHARED_BINDING).cloned().unwrap_or_default(),
+        owner_bindings: bindings(OWNER_BINDING),
+        shared_bound: bindings(SHARED_BINDING).into_keys().collect(),
     }
 }
 
@@ -98,15 +100,19 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
         let creating = annotation(ns, CREATING_ANNOTATION).is_some();
         if creating && age(ns) >= ABANDONED_AFTER {
             repair(cache, provisioner, ns, account.clone()).await;
-        } else if !creating && !snapshot.owner_bound.contains(&name) {
-            // Adoption: a namespace an admin labelled with an existing, live account.
-            if let Some(Some(account)) = &account {
-                if account.metadata.deletion_timestamp.is_none() {
-                    tracing::info!(space = %name, account = %account.name(), "Adopting a namespace into its account");
-                    let plan = plan_for(ns, Owner::Account(account.clone()), Vec::new());
-                    if let Err(error) = provisioner.finish(&plan).await {
-                        tracing::warn!(space = %name, %error, "Adoption failed; retrying later");
+        } else if let (false, Some(Some(account))) = (creating, &account) {
+            if account.metadata.deletion_timestamp.is_none() {
+                let plan = plan_for(ns, Owner::Account(account.clone()), Vec::new());
+                match snapshot.owner_bindings.get(&name) {
+                    // Adoption: a namespace an admin labelled with an existing, live account.
+                    None => {
+                        tracing::info!(space = %name, account = %account.name(), "Adopting a namespace into its account");
+                        if let Err(error) = provisioner.finish(&plan).await {
+                            tracing::warn!(space = %name, %error, "Adoption failed; retrying later");
+                        }
                     }
+                    // The account's subjects or role changed: its spaces follow, and whoever left loses them.
+                    Some(current) => follow_account(provisioner, current, &plan).await,
                 }
             }
         }
@@ -161,6 +167,47 @@ async fn repair(cache: &Cache, provisioner: &Provisioner, ns: &Namespace, accoun
         tracing::warn!(space = %name, %error, "Finishing failed; removing the half-made space");
         provisioner.roll_back(&name).await;
     }
+}
+
+/// Brings a space's owner binding to its account's subjects and role. Subjects are updated in place, so members who
+/// stay never lose access; a new role needs a new binding (roleRef is immutable).
+async fn follow_account(provisioner: &Provisioner, current: &RoleBinding, plan: &Plan) {
+    let wanted = owner_binding(plan);
+    let same_subjects = subject_set(current.subjects.as_deref()) == subject_set(wanted.subjects.as_deref());
+    if same_subjects && current.role_ref == wanted.role_ref {
+        return;
+    }
+    tracing::info!(space = %plan.name, "The account changed; its owner binding follows");
+    let result = if current.role_ref == wanted.role_ref {
+        let mut updated = current.clone();
+        updated.subjects = wanted.subjects;
+        Api::<RoleBinding>::namespaced(provisioner.client().clone(), &plan.name)
+            .replace(OWNER_BINDING, &PostParams::default(), &updated)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    } else {
+        provisioner.rebind(plan).await.map_err(|e| e.to_string())
+    };
+    if let Err(error) = result {
+        tracing::warn!(space = %plan.name, %error, "Updating the owner binding failed; retrying later");
+    }
+}
+
+/// Subjects as RBAC matches them: kind, name, and a ServiceAccount's namespace (apiGroup is defaulted by the server).
+fn subject_set(subjects: Option<&[Subject]>) -> BTreeSet<(String, String, String)> {
+    subjects
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let namespace = if s.kind == "ServiceAccount" {
+                s.namespace.clone().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            (s.kind.clone(), s.name.clone(), namespace)
+        })
+        .collect()
 }
 
 async fn set_shared(provisioner: &Provisioner, namespace: &str, shared: bool) {

@@ -338,6 +338,62 @@ fn a_template_cannot_give_the_creator_cluster_rights() {
     }
 }
 
+/// When an Account's subjects change, its spaces follow: a member who leaves loses them (the open watch says DELETED),
+/// a member who joins gets them, and a member who stays sees no gap.
+#[test]
+fn an_accounts_spaces_follow_its_subjects() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, before, after) = (unique("moving-team"), unique("before"), unique("after"));
+    admin.apply(&account(&acc, &before, 5, &[], ""));
+    let leaver = env.kubectl_as(&unique("leaver"), &[&before]);
+    let joiner = env.kubectl_as(&unique("joiner"), &[&after]);
+    let stayer = env.kubectl_as(&unique("stayer"), &[&before, &after]);
+    let name = unique("follows");
+    eventually(SETTLE, || {
+        let run = leaver.run_with_stdin(
+            &["create", "-f", "-"],
+            Some(&format!("{}spec:\n  account: {acc}\n", space(&name))),
+        );
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    let watch_args = [
+        "get",
+        "spaces",
+        "-w",
+        "--output-watch-events",
+        "-o",
+        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
+    ];
+    let mut leaving = leaver.spawn(&watch_args);
+    let mut staying = stayer.spawn(&watch_args);
+    leaving.expect_eventually(&format!("ADDED {name}"), SETTLE);
+    staying.expect_eventually(&format!("ADDED {name}"), SETTLE);
+    assert!(!joiner.space_names(&[]).contains(&name));
+
+    admin.apply(&account(&acc, &after, 5, &[], ""));
+    leaving.expect_eventually(&format!("DELETED {name}"), SETTLE);
+    eventually(SETTLE, || {
+        let names = joiner.space_names(&[]);
+        if names.contains(&name) {
+            Ok(())
+        } else {
+            Err(names)
+        }
+    });
+    let seen: Vec<String> = staying.rest(Duration::from_millis(1500));
+    assert!(
+        !seen.iter().any(|line| line.starts_with("DELETED")),
+        "the member who stayed saw {seen:?}"
+    );
+    let err = leaver.run(&["get", "space", &name]).err();
+    assert!(err.contains("NotFound"), "{err}");
+}
+
 #[test]
 fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired() {
     let env = env();
