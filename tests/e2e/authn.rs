@@ -208,6 +208,16 @@ fn expired_front_proxy_certificate_is_refused() {
 }
 
 #[test]
+fn front_proxy_certificate_not_yet_valid_is_refused() {
+    assert_refused(forged_list(Some(client_cert(
+        &front_proxy_ca(),
+        "front-proxy-client",
+        1,
+        30,
+    ))));
+}
+
+#[test]
 fn the_real_front_proxy_certificate_is_trusted() {
     // The control: the same request with kube-apiserver's own proxy certificate is served, so the refusals above are
     // the server's judgement, not a broken test.
