@@ -55,7 +55,7 @@ step "e2e again, with visibility by SubjectAccessReview (--access-mode=sar)"
 tests/controlplane/down.sh "$state" >/dev/null 2>&1 || true
 env_file="$(TENANCY_ACCESS_MODE=sar tests/env/up.sh "$state")"
 env_file="$(tail -n 1 <<<"$env_file")"
-if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --test e2e; then
+if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --test e2e --test shared; then
   echo "== server log (tail)" >&2
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1
