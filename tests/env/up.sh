@@ -110,6 +110,13 @@ until k api-resources --api-group=tenancy.loft.sh -o name 2>/dev/null | grep -q 
   ((SECONDS < deadline)) || fail "tenancy.loft.sh is not in kube-apiserver's discovery after 60s"
   sleep 0.2
 done
+# Likewise its OpenAPI: kube-apiserver's OpenAPI aggregation downloads the server's schemas a moment later still, and
+# until then `kubectl explain space` cannot find the resource.
+deadline=$((SECONDS + 60))
+until k explain space.spec >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || fail "kube-apiserver's OpenAPI has no schema for spaces after 60s"
+  sleep 0.2
+done
 
 {
   q() { printf 'export %s=%q\n' "$1" "$2"; }
