@@ -20,6 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::api::decode::FieldValidation;
 use crate::api::table::{PartialObjectMetadata, PartialObjectMetadataList, Table};
 use crate::api::{discovery, space, status, GROUP};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
@@ -715,6 +716,8 @@ fn write_options(params: &HashMap<String, String>) -> Result<spaces::write::Writ
         dry_run,
         field_manager: params.get("fieldManager").filter(|m| !m.is_empty()).cloned(),
         force: matches!(params.get("force").map(String::as_str), Some("true" | "1")),
+        field_validation: FieldValidation::parse(params.get("fieldValidation").map(String::as_str))
+            .map_err(Error::BadRequest)?,
     })
 }
 
@@ -726,39 +729,49 @@ fn query_of(parts: &http::request::Parts) -> HashMap<String, String> {
     params
 }
 
-fn decode_space(bytes: &[u8]) -> Result<crate::api::Space, Error> {
-    serde_json::from_slice(bytes)
+/// A Space from a JSON (or YAML) body, and the warnings its unknown fields earn under `validation`.
+fn decode_space(bytes: &[u8], validation: FieldValidation) -> Result<(crate::api::Space, Vec<String>), Error> {
+    let not_a_space = |e: String| Error::BadRequest(format!("the body of the request is not a valid Space: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .or_else(|_| {
             std::str::from_utf8(bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string()))
         })
-        .map_err(|e| Error::BadRequest(format!("the body of the request is not a valid Space: {e}")))
+        .map_err(not_a_space)?;
+    let (space, unknown) = crate::api::decode::space(value).map_err(|e| not_a_space(e.to_string()))?;
+    let warnings = validation.judge(&unknown).map_err(Error::BadRequest)?;
+    Ok((space, warnings))
 }
 
+/// The written space in the representation asked for, with a `Warning` header per warning (as kube-apiserver sends
+/// them: `299 - "<text>"`).
 fn written(
-    app: &App,
-    user: &User,
     code: StatusCode,
     space: &crate::api::Space,
+    warnings: &[String],
     headers: &HeaderMap,
 ) -> Result<Response<Body>, RouteError> {
-    let _ = (app, user);
-    match negotiate(accept(headers), Target::Object).ok_or(Error::NotAcceptable)? {
-        Output::PartialObjectMetadata(version) => Ok(json_response(
-            code,
-            &PartialObjectMetadata::new(&version, space.metadata.clone()),
-        )),
-        _ => Ok(json_response(code, space)),
+    let mut response = match negotiate(accept(headers), Target::Object).ok_or(Error::NotAcceptable)? {
+        Output::PartialObjectMetadata(version) => {
+            json_response(code, &PartialObjectMetadata::new(&version, space.metadata.clone()))
+        }
+        _ => json_response(code, space),
+    };
+    for warning in warnings {
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - {warning:?}")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
     }
+    Ok(response)
 }
 
 async fn create_space(app: &App, user: &User, req: Request<Incoming>) -> Result<Response<Body>, RouteError> {
     let (parts, bytes) = body(req).await?;
     let options = write_options(&query_of(&parts))?;
-    let space = decode_space(&bytes)?;
+    let (space, warnings) = decode_space(&bytes, options.field_validation)?;
     let created = app.writer.create(user, space, &options).await.map_err(Error::from)?;
-    written(app, user, StatusCode::CREATED, &created, &parts.headers)
+    written(StatusCode::CREATED, &created, &warnings, &parts.headers)
 }
 
 async fn update_space(
@@ -769,13 +782,13 @@ async fn update_space(
 ) -> Result<Response<Body>, RouteError> {
     let (parts, bytes) = body(req).await?;
     let options = write_options(&query_of(&parts))?;
-    let space = decode_space(&bytes)?;
+    let (space, warnings) = decode_space(&bytes, options.field_validation)?;
     let updated = app
         .writer
         .update(user, name, space, &options)
         .await
         .map_err(Error::from)?;
-    written(app, user, StatusCode::OK, &updated, &parts.headers)
+    written(StatusCode::OK, &updated, &warnings, &parts.headers)
 }
 
 async fn patch_space(app: &App, user: &User, req: Request<Incoming>, name: &str) -> Result<Response<Body>, RouteError> {
@@ -795,12 +808,12 @@ async fn patch_space(app: &App, user: &User, req: Request<Incoming>, name: &str)
     };
     let (parts, bytes) = body(req).await?;
     let options = write_options(&query_of(&parts))?;
-    let patched = app
+    let (patched, warnings) = app
         .writer
         .patch(user, name, patch_type, &bytes, &options)
         .await
         .map_err(Error::from)?;
-    written(app, user, StatusCode::OK, &patched, &parts.headers)
+    written(StatusCode::OK, &patched, &warnings, &parts.headers)
 }
 
 async fn delete_space(
@@ -830,7 +843,7 @@ async fn delete_space(
         .await
         .map_err(Error::from)?
     {
-        spaces::write::Deleted::Terminating(space) => written(app, user, StatusCode::OK, &space, &parts.headers),
+        spaces::write::Deleted::Terminating(space) => written(StatusCode::OK, &space, &[], &parts.headers),
         spaces::write::Deleted::Gone { name, uid } => {
             let mut details = status::details(space::RESOURCE, &name);
             details.uid = uid;

@@ -1,8 +1,12 @@
-//! A Space body as a client sends it to create or update: `serde_json::from_slice::<Space>`, then the checks `create`
-//! and `replace` run on it (`validation::name`, `validation::space`).
+//! A Space body as a client sends it to create or update, decoded as the server does (`api::decode::space`, which
+//! finds unknown fields for `fieldValidation`), then the checks `create` and `replace` run on it
+//! (`validation::name`, `validation::space`).
 //!
 //! Invariants:
 //! - decoding and validation never panic;
+//! - the server's decoding gives the same Space as a plain one, and `Strict` refuses exactly the bodies with unknown
+//!   fields, each named by a non-empty path;
+//! - a Space the server serializes has no unknown fields;
 //! - `validation::name` reports `FieldValueInvalid` exactly when the name is not a DNS-1123 label, and a name it
 //!   accepts is always a DNS-1123 label;
 //! - a Space compared with itself as the current one has only apiVersion/kind to complain about;
@@ -38,9 +42,18 @@ fn check_name(name: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(space) = serde_json::from_slice::<Space>(data) else {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
+    let plain = serde_json::from_value::<Space>(value.clone());
+    let Ok((space, unknown)) = api::decode::space(value) else {
+        assert!(plain.is_err(), "only the server's decoding failed");
+        return;
+    };
+    assert_eq!(plain.ok().as_ref(), Some(&space), "the two decodings differ");
+    assert!(unknown.iter().all(|path| !path.is_empty()), "{unknown:?}");
+    let strict = api::decode::FieldValidation::Strict.judge(&unknown);
+    assert_eq!(strict.is_err(), !unknown.is_empty(), "{strict:?}");
 
     // As `Writer::create` does: generateName first, then the name and the space.
     let mut name = space.name().to_owned();
@@ -73,6 +86,8 @@ fuzz_target!(|data: &[u8]| {
 
     // What the server answers with.
     let sent = serde_json::to_vec(&space).expect("a decoded Space serializes");
+    let (_, unknown) = api::decode::space(serde_json::from_slice(&sent).expect("JSON")).expect("decodes");
+    assert!(unknown.is_empty(), "the server's own answer has unknown fields {unknown:?}");
     let again: Space = serde_json::from_slice(&sent).unwrap_or_else(|e| {
         panic!(
             "a serialized Space does not decode: {e}: {}",

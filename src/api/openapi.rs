@@ -281,7 +281,18 @@ fn paths(version: Version) -> Value {
         Some((patch_types, &patch)),
         SPACE,
     );
-    let mut patch_params = write_params.clone();
+    // Declared, so kubectl leaves unknown-field checks to the server and says which field is unknown.
+    let mut validated_params = write_params.clone();
+    if let Some(params) = validated_params.as_array_mut() {
+        params.push(query(
+            version,
+            "fieldValidation",
+            "What to do with fields a Space does not have: Ignore, Warn (the default, a Warning header each) or \
+             Strict (400).",
+            "string",
+        ));
+    }
+    let mut patch_params = validated_params.clone();
     if let Some(params) = patch_params.as_array_mut() {
         params.push(query(
             version,
@@ -308,7 +319,7 @@ fn paths(version: Version) -> Value {
         Some((object_types, SPACE)),
         SPACE,
     );
-    merge_params(&mut create_op, &write_params);
+    merge_params(&mut create_op, &validated_params);
     let mut replace_op = operation(
         version,
         "replaceTenancyLoftShV1Space",
@@ -317,7 +328,7 @@ fn paths(version: Version) -> Value {
         Some((object_types, SPACE)),
         SPACE,
     );
-    merge_params(&mut replace_op, &write_params);
+    merge_params(&mut replace_op, &validated_params);
     let mut delete_op = operation(
         version,
         "deleteTenancyLoftShV1Space",

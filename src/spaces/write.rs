@@ -15,6 +15,7 @@ use super::provision::{Owner, Plan, Provisioner};
 use super::{validation, Error};
 use crate::access::index::is_subject;
 use crate::api::account::Account;
+use crate::api::decode::{self, FieldValidation};
 use crate::api::Space;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision};
@@ -36,6 +37,7 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub force: bool,
+    pub field_validation: FieldValidation,
 }
 
 /// The patch formats spaces accept (strategic merge patch is refused before this point).
@@ -304,10 +306,12 @@ impl Writer {
         self.replace(user, &current, space, &rv, options).await
     }
 
-    /// Applies a merge or JSON patch to the space as it is, or a server-side apply to its namespace.
+    /// Applies a merge or JSON patch to the space as it is, or a server-side apply to its namespace; the patched space
+    /// and the warnings for its unknown fields.
     ///
     /// # Errors
-    /// Not visible, not allowed, a patch that does not apply, an invalid result, or a stale precondition.
+    /// Not visible, not allowed, a patch that does not apply, an invalid result, unknown fields under
+    /// `fieldValidation=Strict`, or a stale precondition.
     pub async fn patch(
         &self,
         user: &User,
@@ -315,7 +319,7 @@ impl Writer {
         patch_type: PatchType,
         body: &[u8],
         options: &WriteOptions,
-    ) -> Result<Space, Error> {
+    ) -> Result<(Space, Vec<String>), Error> {
         let current = self.visible(user, name)?;
         self.authorize(user, "patch", name).await?;
         let mut document =
@@ -335,25 +339,33 @@ impl Writer {
                 json_patch::patch_unsafe(&mut document, &patch).map_err(|e| Error::Unprocessable(e.to_string()))?;
             }
         }
-        let space: Space = serde_json::from_value(document).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let (space, unknown) = decode::space(document).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let warnings = options.field_validation.judge(&unknown).map_err(Error::BadRequest)?;
         let rv = space
             .metadata
             .resource_version
             .clone()
             .or_else(|| current.metadata.resource_version.clone())
             .unwrap_or_default();
-        self.replace(user, &current, space, &rv, options).await
+        let patched = self.replace(user, &current, space, &rv, options).await?;
+        Ok((patched, warnings))
     }
 
     /// Server-side apply: the space's labels and annotations become an apply configuration of the namespace, so field
     /// ownership and conflicts are kube-apiserver's own, kept in the namespace's managedFields.
-    async fn apply(&self, current: &Namespace, body: &[u8], options: &WriteOptions) -> Result<Space, Error> {
+    async fn apply(
+        &self,
+        current: &Namespace,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<(Space, Vec<String>), Error> {
         let name = current.metadata.name.clone().unwrap_or_default();
         let text = std::str::from_utf8(body).map_err(|_| Error::BadRequest("apply body is not UTF-8".to_owned()))?;
         let sent: Value = serde_json::from_str(text)
             .or_else(|_| serde_saphyr::from_str::<Value>(text))
             .map_err(|e| Error::BadRequest(format!("invalid apply configuration: {e}")))?;
-        let space: Space = serde_json::from_value(sent.clone()).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let (space, unknown) = decode::space(sent.clone()).map_err(|e| Error::Unprocessable(e.to_string()))?;
+        let warnings = options.field_validation.judge(&unknown).map_err(Error::BadRequest)?;
         if space.name() != name {
             return Err(Error::BadRequest(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -398,7 +410,7 @@ impl Writer {
             .patch(&name, &params, &Patch::Apply(configuration))
             .await
             .map_err(|e| kube_error(e, &name))?;
-        Ok(Space::from_namespace(&applied))
+        Ok((Space::from_namespace(&applied), warnings))
     }
 
     /// Writes `space`'s labels and annotations onto `current` if `rv` still shows it.

@@ -287,3 +287,68 @@ fn creating_needs_the_right_to_create_namespaces_and_a_valid_name() {
     let err = env.kubectl("admin").run(&["get", "namespace", &dry]).err();
     assert!(err.contains("NotFound"), "a dry run created {dry}: {err}");
 }
+
+/// Unknown fields, as kube-apiserver treats them: kubectl's default (`--validate=strict`) is refused with the field's
+/// path, `--validate=warn` is applied with a warning per field, `--validate=false` silently; patches alike.
+#[test]
+fn unknown_fields_are_refused_warned_about_or_ignored_as_kubectl_asks() {
+    let (_, tenant) = creator();
+    let name = unique("strict");
+    let typo = format!("{}spec:\n  acount: team-a\n", space(&name, ""));
+    // Waits out the creator's fresh binding, as `create` does, but for the refusal.
+    let refused = eventually(Duration::from_secs(20), || {
+        let run = tenant.run_with_stdin(&["create", "-f", "-"], Some(&typo));
+        if !run.success && run.stderr.contains("BadRequest") {
+            Ok(run.stderr)
+        } else {
+            Err((run.stdout, run.stderr))
+        }
+    });
+    assert!(
+        refused.contains(r#"strict decoding error: unknown field "spec.acount""#),
+        "{refused}"
+    );
+    env().kubectl("admin").run(&["get", "namespace", &name]).err();
+
+    let warned = tenant.run_with_stdin(&["create", "--validate=warn", "-f", "-"], Some(&typo));
+    assert!(warned.success, "{}", warned.stderr);
+    assert!(
+        warned.stderr.contains(r#"Warning: unknown field "spec.acount""#),
+        "{}",
+        warned.stderr
+    );
+
+    // kubectl patch sends no fieldValidation: kube-apiserver's default, Warn.
+    let patch = r#"{"metadata":{"labels":{"tier":"gold"},"lables":{"x":"y"}}}"#;
+    let warned = tenant.run(&["patch", "space", &name, "--type", "merge", "-p", patch]);
+    assert!(warned.success, "{}", warned.stderr);
+    assert!(
+        warned.stderr.contains(r#"Warning: unknown field "metadata.lables""#),
+        "{}",
+        warned.stderr
+    );
+    let label = |tenant: &Kubectl| {
+        tenant
+            .run(&["get", "space", &name, "-o", "jsonpath={.metadata.labels.tier}"])
+            .ok()
+    };
+    assert_eq!(label(&tenant), "gold");
+    // kubectl apply patches, and replace puts, with Strict: refused, and nothing changes.
+    let silver = format!("{}spec:\n  acount: team-a\n", space(&name, "tier: silver"));
+    for verb in ["apply", "replace"] {
+        let err = tenant.run_with_stdin(&[verb, "-f", "-"], Some(&silver)).err();
+        assert!(
+            err.contains(r#"strict decoding error: unknown field "spec.acount""#),
+            "{verb}: {err}"
+        );
+        assert_eq!(label(&tenant), "gold", "a refused {verb} changed the space");
+    }
+    let ignored = tenant.run_with_stdin(&["apply", "--validate=false", "-f", "-"], Some(&silver));
+    assert!(
+        ignored.success && !ignored.stderr.contains("unknown field"),
+        "{}",
+        ignored.stderr
+    );
+    assert_eq!(label(&tenant), "silver");
+    tenant.run(&["delete", "space", &name, "--wait=false"]).ok();
+}
