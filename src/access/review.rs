@@ -107,7 +107,7 @@ impl Reviewer {
         let identity = {
             let key = subject(user);
             let mut identities = self.identities.lock();
-            identities
+            let identity = identities
                 .entry(key.clone())
                 .or_insert_with(|| {
                     Arc::new(Identity {
@@ -120,11 +120,12 @@ impl Reviewer {
                         last_used: Mutex::new(Instant::now()),
                     })
                 })
-                .clone()
+                .clone();
+            self.metrics
+                .identities
+                .set(i64::try_from(identities.len()).unwrap_or(i64::MAX));
+            identity
         };
-        self.metrics
-            .identities
-            .set(i64::try_from(self.identities.lock().len()).unwrap_or(i64::MAX));
         *identity.last_used.lock() = Instant::now();
         if !identity.reviewed.load(Ordering::Acquire) {
             let _reviewing = identity.reviewing.lock().await;

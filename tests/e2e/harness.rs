@@ -361,6 +361,20 @@ impl Kubectl {
     }
 }
 
+impl Kubectl {
+    /// `kubectl get <resource> -w`, one `TYPE name` line per event.
+    pub fn watch_events(&self, resource: &str) -> Streaming {
+        self.spawn(&[
+            "get",
+            resource,
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
+        ])
+    }
+}
+
 impl Streaming {
     /// Waits up to `timeout` for the next line, which must be `want`.
     #[track_caller]

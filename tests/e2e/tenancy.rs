@@ -361,16 +361,8 @@ fn an_accounts_spaces_follow_its_subjects() {
             Err(run.stderr)
         }
     });
-    let watch_args = [
-        "get",
-        "spaces",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
-    ];
-    let mut leaving = leaver.spawn(&watch_args);
-    let mut staying = stayer.spawn(&watch_args);
+    let mut leaving = leaver.watch_events("spaces");
+    let mut staying = stayer.watch_events("spaces");
     leaving.expect_eventually(&format!("ADDED {name}"), SETTLE);
     staying.expect_eventually(&format!("ADDED {name}"), SETTLE);
     assert!(!joiner.space_names(&[]).contains(&name));
@@ -593,14 +585,7 @@ fn a_members_accounts_watch_sees_accounts_come_and_go() {
     let admin = env.kubectl("admin");
     let group = unique("team");
     let member = env.kubectl_as(&unique("watcher"), &[&group]);
-    let mut watch = member.spawn(&[
-        "get",
-        "accounts",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
-    ]);
+    let mut watch = member.watch_events("accounts");
     let quiet = watch.rest(Duration::from_secs(3));
     assert!(quiet.is_empty(), "{quiet:?}");
     let acc = unique("acct-watched");

@@ -377,14 +377,7 @@ fn a_webhook_authorizers_grants_are_spaces_exactly_when_visibility_comes_from_su
     let err = tenant.run(&["get", "space", &other]).err();
     assert!(err.contains("NotFound"), "{err}");
 
-    let mut watch = tenant.spawn(&[
-        "get",
-        "spaces",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
-    ]);
+    let mut watch = tenant.watch_events("spaces");
     watch.expect_eventually(&format!("ADDED {two}"), Duration::from_secs(10));
     admin.apply(&namespace(&three));
     watch.expect_eventually(&format!("ADDED {three}"), Duration::from_secs(5));

@@ -10,15 +10,6 @@ const WITHIN: Duration = Duration::from_secs(1);
 /// How long a watch that must stay silent is listened to.
 const QUIET: Duration = Duration::from_millis(1500);
 
-const WATCH_EVENTS: [&str; 6] = [
-    "get",
-    "spaces",
-    "-w",
-    "--output-watch-events",
-    "-o",
-    "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
-];
-
 #[test]
 fn rbac_changes_reach_the_users_open_watch_within_a_second_and_nobody_elses() {
     let env = env();
@@ -59,10 +50,10 @@ aggregationRule:\n  clusterRoleSelectors:\n  - matchLabels:\n      tenancy-e2e/{
         ]
         .concat(),
     );
-    let mut watch = env.kubectl_as(&user, &[&group]).spawn(&WATCH_EVENTS);
+    let mut watch = env.kubectl_as(&user, &[&group]).watch_events("spaces");
     let mut other = env
         .kubectl_as(&bystander, &[&other_group.replace("wother", "wnone")])
-        .spawn(&WATCH_EVENTS);
+        .watch_events("spaces");
 
     // Warm-up: proves the watch is established before anything is timed.
     admin.apply(&role_binding(

@@ -44,14 +44,7 @@ fn a_shared_space_is_listed_by_every_tenant_its_services_readable_and_nothing_wr
         ])
         .ok();
     let tenant = env.kubectl_as(&unique("anyone"), &[&unique("team")]);
-    let mut watch = tenant.spawn(&[
-        "get",
-        "spaces",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
-    ]);
+    let mut watch = tenant.watch_events("spaces");
     // Other runs' shared spaces may come and go on this watch; this one must not be there yet.
     let first = watch.rest(Duration::from_secs(3));
     assert!(first.iter().all(|l| !l.ends_with(&shared)), "not shared yet: {first:?}");
