@@ -25,3 +25,9 @@ pub const ACCOUNT_LABEL: &str = "tenancy.loft.sh/account";
 pub const CREATOR_ANNOTATION: &str = "tenancy.loft.sh/creator";
 /// Label marking a space as shared (visible read-only to every authenticated user).
 pub const SHARED_LABEL: &str = "tenancy.loft.sh/shared";
+/// Annotation on a namespace naming the SpaceTemplates its space was made from (comma-separated), so the repair pass
+/// knows which enforced objects belong there.
+pub const TEMPLATES_ANNOTATION: &str = "tenancy.loft.sh/templates";
+/// Label (value `true`) on an object in a space that the platform keeps there: owners may read it but neither change
+/// nor delete it (deploy/admission.yaml), and the repair pass restores it if it goes.
+pub const ENFORCED_LABEL: &str = "tenancy.loft.sh/enforced";

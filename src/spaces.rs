@@ -3,6 +3,7 @@
 //! pages, counts and continue tokens alike.
 
 pub mod accounts;
+pub mod enforced;
 pub mod paging;
 pub mod provision;
 pub mod reconcile;

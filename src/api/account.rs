@@ -15,6 +15,9 @@ pub const CONFIG_GROUP: &str = "config.tenancy.loft.sh";
 pub const DEFAULT_OWNER_ROLE: &str = "tenancy-space-admin";
 /// Finalizer the server keeps on Accounts so that their deletion policy is carried out even if it was down.
 pub const ACCOUNT_FINALIZER: &str = "tenancy.loft.sh/spaces";
+/// The SpaceTemplate applied to new spaces whose Account names none, and to spaces without an account: secure by
+/// default (deploy/ ships it with a quota and network policies that keep accounts apart).
+pub const DEFAULT_TEMPLATE: &str = "default";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,8 +51,9 @@ pub struct AccountSpaces {
     pub limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_role: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub templates: Vec<String>,
+    /// Unset: [`DEFAULT_TEMPLATE`]; an explicit list, even an empty one, is used as it is (`[]` opts out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<ForcedMetadata>,
 }
@@ -140,6 +144,15 @@ impl Account {
             .as_deref()
             .filter(|r| !r.is_empty())
             .unwrap_or(DEFAULT_OWNER_ROLE)
+    }
+
+    /// The SpaceTemplates of the account's new spaces, and whether they are the default rather than named.
+    #[must_use]
+    pub fn templates(&self) -> (Vec<String>, bool) {
+        match &self.spec.space.templates {
+            Some(named) => (named.clone(), false),
+            None => (vec![DEFAULT_TEMPLATE.to_owned()], true),
+        }
     }
 
     /// Whether the account's spaces are deleted with it.

@@ -29,7 +29,7 @@ pub fn view(account: &Account) -> Value {
         "metadata": metadata,
         "spec": {
             "subjects": account.spec.subjects,
-            "space": {"limit": account.spec.space.limit, "clusterRole": account.owner_role(), "templates": account.spec.space.templates},
+            "space": {"limit": account.spec.space.limit, "clusterRole": account.owner_role(), "templates": account.templates().0},
         },
         "status": {"spaces": status.spaces, "spaceCount": status.space_count},
     })

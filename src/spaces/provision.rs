@@ -21,10 +21,11 @@ use kube::Client;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::enforced::Enforced;
 use super::write::{OWNER_BINDING, OWNER_ROLE};
 use super::Error;
-use crate::api::account::{Account, SpaceTemplate};
-use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION};
+use crate::api::account::{Account, SpaceTemplate, DEFAULT_TEMPLATE};
+use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL};
 
 /// Marks a namespace whose space is not finished yet.
 pub const CREATING_ANNOTATION: &str = "tenancy.loft.sh/creating";
@@ -57,6 +58,7 @@ pub struct Provisioner {
     client: Client,
     identity: String,
     kinds: Mutex<HashMap<String, ApiResource>>,
+    enforced: Enforced,
 }
 
 // === impl Provisioner ===
@@ -70,6 +72,7 @@ impl Provisioner {
             Timestamp::now().as_nanosecond() % 1_000_000
         );
         Provisioner {
+            enforced: Enforced::new(client.clone()),
             client,
             identity,
             kinds: Mutex::new(HashMap::new()),
@@ -79,6 +82,12 @@ impl Provisioner {
     #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Which enforced template objects exist.
+    #[must_use]
+    pub fn enforced(&self) -> &Enforced {
+        &self.enforced
     }
 
     /// Creates the namespace (marked as creating), within the account's limit when there is one.
@@ -212,57 +221,57 @@ impl Provisioner {
     }
 
     async fn apply_template(&self, plan: &Plan, template: &SpaceTemplate) -> Result<(), Error> {
-        let account = match &plan.owner {
-            Owner::Account(account) => account.name().to_owned(),
-            Owner::Creator => String::new(),
-        };
         for object in &template.spec.objects {
-            let mut object = object.clone();
-            substitute(
-                &mut object,
-                &[
-                    ("${SPACE}", &plan.name),
-                    ("${ACCOUNT}", &account),
-                    ("${CREATOR}", &plan.creator),
-                ],
-            );
-            object["metadata"]["namespace"] = Value::String(plan.name.clone());
-            let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
-            let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-            let resource = self
-                .resource(&api_version, &kind)
-                .await
-                .map_err(|message| Error::Template {
-                    template: template.metadata.name.clone().unwrap_or_default(),
-                    message,
-                })?;
-            let object: DynamicObject = serde_json::from_value(object)
-                .map_err(|e| Error::BadRequest(format!("SpaceTemplate {:?}: {e}", template.metadata.name)))?;
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);
-            match api.create(&PostParams::default(), &object).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(error) => {
-                    let template = template.metadata.name.clone().unwrap_or_default();
-                    // The whole answer (the server's own permissions, for a refused binding) is for the platform team's
-                    // log; the tenant is told what was refused and why in one line.
-                    tracing::warn!(%template, %error, "A template object could not be created");
-                    let object = format!("{kind} {:?}", object.metadata.name.unwrap_or_default());
-                    let message = match error {
-                        kube::Error::Api(status) => {
-                            format!("creating {object} was refused: {} ({})", status.reason, status.code)
-                        }
-                        _ => format!("creating {object} failed: kube-apiserver did not answer"),
-                    };
-                    return Err(Error::Template { template, message });
-                }
-            }
+            self.create_object(plan, template, object).await?;
         }
         Ok(())
     }
 
+    /// Creates one object of `template` in `plan`'s space, with the parameters filled in; one that exists is left as
+    /// it is.
+    ///
+    /// # Errors
+    /// An unknown or cluster-scoped kind, or kube-apiserver refuses; the message is one line for the tenant.
+    pub async fn create_object(&self, plan: &Plan, template: &SpaceTemplate, object: &Value) -> Result<(), Error> {
+        let template = template.metadata.name.clone().unwrap_or_default();
+        let mut object = object.clone();
+        substitute(&mut object, &parameters(plan));
+        object["metadata"]["namespace"] = Value::String(plan.name.clone());
+        let (api_version, kind) = type_of(&object);
+        let resource = self
+            .resource(&api_version, &kind)
+            .await
+            .map_err(|message| Error::Template {
+                template: template.clone(),
+                message,
+            })?;
+        let object: DynamicObject = serde_json::from_value(object)
+            .map_err(|e| Error::BadRequest(format!("SpaceTemplate {template:?}: {e}")))?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) => {
+                // The whole answer (the server's own permissions, for a refused binding) is for the platform team's
+                // log; the tenant is told what was refused and why in one line.
+                tracing::warn!(%template, %error, "A template object could not be created");
+                let object = format!("{kind} {:?}", object.metadata.name.unwrap_or_default());
+                let message = match error {
+                    kube::Error::Api(status) => {
+                        format!("creating {object} was refused: {} ({})", status.reason, status.code)
+                    }
+                    _ => format!("creating {object} failed: kube-apiserver did not answer"),
+                };
+                Err(Error::Template { template, message })
+            }
+        }
+    }
+
     /// The API resource of a template object's kind (discovered once per kind), or why it cannot be in a template.
-    async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, String> {
+    ///
+    /// # Errors
+    /// The kind is unknown to kube-apiserver, or cluster-scoped.
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, String> {
         let key = format!("{api_version}/{kind}");
         if let Some(resource) = self.kinds.lock().get(&key) {
             return Ok(resource.clone());
@@ -364,6 +373,7 @@ pub fn owner_binding(plan: &Plan) -> RoleBinding {
         metadata: ObjectMeta {
             name: Some(OWNER_BINDING.to_owned()),
             namespace: Some(plan.name.clone()),
+            labels: Some(enforced_label()),
             ..ObjectMeta::default()
         },
         role_ref: RoleRef {
@@ -395,6 +405,71 @@ pub fn creator_subject(user: &str) -> Subject {
             api_group: Some("rbac.authorization.k8s.io".to_owned()),
         },
     }
+}
+
+/// The label that makes an object enforced: owners may read it, never change or delete it (deploy/admission.yaml).
+#[must_use]
+pub fn enforced_label() -> BTreeMap<String, String> {
+    BTreeMap::from([(ENFORCED_LABEL.to_owned(), "true".to_owned())])
+}
+
+/// Whether a template object (or any object) carries [`enforced_label`].
+#[must_use]
+pub fn is_enforced(object: &Value) -> bool {
+    object["metadata"]["labels"][ENFORCED_LABEL].as_str() == Some("true")
+}
+
+/// A manifest's `apiVersion` and `kind`.
+#[must_use]
+pub fn type_of(object: &Value) -> (String, String) {
+    let field = |name: &str| object[name].as_str().unwrap_or_default().to_owned();
+    (field("apiVersion"), field("kind"))
+}
+
+/// The parameters of `plan`'s templates: `${SPACE}`, `${ACCOUNT}` (empty without one) and `${CREATOR}`.
+#[must_use]
+pub fn parameters(plan: &Plan) -> [(&'static str, &str); 3] {
+    let account = match &plan.owner {
+        Owner::Account(account) => account.name(),
+        Owner::Creator => "",
+    };
+    [
+        ("${SPACE}", &plan.name),
+        ("${ACCOUNT}", account),
+        ("${CREATOR}", &plan.creator),
+    ]
+}
+
+/// The SpaceTemplates of a new space of `owner`: the account's, the default one when it names none, and the default
+/// one for a space without an account. A missing default is skipped (an admin removed it); a missing named one is an
+/// error, because the account asks for it.
+///
+/// # Errors
+/// The account names a SpaceTemplate that does not exist.
+pub fn templates_for(
+    owner: &Owner,
+    known: &BTreeMap<String, Arc<SpaceTemplate>>,
+) -> Result<Vec<Arc<SpaceTemplate>>, Error> {
+    let (names, defaulted) = match owner {
+        Owner::Account(account) => account.templates(),
+        Owner::Creator => (vec![DEFAULT_TEMPLATE.to_owned()], true),
+    };
+    let mut templates = Vec::new();
+    for name in names {
+        match known.get(&name) {
+            Some(template) => templates.push(template.clone()),
+            None if defaulted => {
+                tracing::debug!(template = %name, "The default SpaceTemplate does not exist; none applied");
+            }
+            None => {
+                return Err(Error::Template {
+                    template: name,
+                    message: "no such SpaceTemplate".to_owned(),
+                })
+            }
+        }
+    }
+    Ok(templates)
 }
 
 /// Replaces template parameters in every string of a manifest.

@@ -4,6 +4,7 @@
 //! - adopts namespaces an admin labelled with an account (their owner binding appears), and keeps every account
 //!   space's owner binding on the account's current subjects and role;
 //! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
+//! - recreates a space's enforced template objects (label `tenancy.loft.sh/enforced=true`) when they go;
 //! - keeps each Account's status (its spaces and their count) current;
 //! - carries out an Account's deletion policy, holding it with a finalizer until that is done.
 //!
@@ -21,10 +22,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::provision::{owner_binding, Owner, Plan, Provisioner, CREATING_ANNOTATION};
+use super::provision::{
+    enforced_label, is_enforced, owner_binding, parameters, substitute, templates_for, type_of, Owner, Plan,
+    Provisioner, CREATING_ANNOTATION,
+};
 use super::write::OWNER_BINDING;
-use crate::api::account::{Account, ACCOUNT_FINALIZER};
-use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, SHARED_LABEL};
+use crate::api::account::{Account, SpaceTemplate, ACCOUNT_FINALIZER};
+use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, SHARED_LABEL, TEMPLATES_ANNOTATION};
 use crate::backend::cache::Cache;
 
 /// The longest the pass waits without a change.
@@ -44,7 +48,13 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
     }
     loop {
         pass(&cache, &provisioner).await;
-        let _ = tokio::time::timeout(INTERVAL, changes.changed()).await;
+        let wake = async {
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = provisioner.enforced().changed() => {}
+            }
+        };
+        let _ = tokio::time::timeout(INTERVAL, wake).await;
         // Let a burst of events settle into one pass.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -53,8 +63,9 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
 struct Snapshot {
     namespaces: Vec<Arc<Namespace>>,
     accounts: Vec<Arc<Account>>,
+    templates: BTreeMap<String, Arc<SpaceTemplate>>,
     owner_bindings: BTreeMap<String, Arc<RoleBinding>>,
-    shared_bound: BTreeSet<String>,
+    shared_bindings: BTreeMap<String, Arc<RoleBinding>>,
 }
 
 fn snapshot(cache: &Cache) -> Snapshot {
@@ -63,8 +74,9 @@ fn snapshot(cache: &Cache) -> Snapshot {
     Snapshot {
         namespaces: state.namespaces.values().cloned().collect(),
         accounts: state.accounts.values().cloned().collect(),
+        templates: state.templates.clone(),
         owner_bindings: bindings(OWNER_BINDING),
-        shared_bound: bindings(SHARED_BINDING).into_keys().collect(),
+        shared_bindings: bindings(SHARED_BINDING),
     }
 }
 
@@ -99,8 +111,11 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
         let account = label(ns, ACCOUNT_LABEL).map(|a| snapshot.accounts.iter().find(|acc| acc.name() == a).cloned());
         let creating = annotation(ns, CREATING_ANNOTATION).is_some();
         if creating && age(ns) >= ABANDONED_AFTER {
-            repair(cache, provisioner, ns, account.clone()).await;
-        } else if let (false, Some(Some(account))) = (creating, &account) {
+            repair(provisioner, ns, account.clone(), &snapshot.templates).await;
+        } else if !creating {
+            restore_enforced(provisioner, ns, account.clone(), &snapshot.templates).await;
+        }
+        if let (false, Some(Some(account))) = (creating, &account) {
             if account.metadata.deletion_timestamp.is_none() {
                 let plan = plan_for(ns, Owner::Account(account.clone()), Vec::new());
                 match snapshot.owner_bindings.get(&name) {
@@ -117,8 +132,13 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
             }
         }
         let shared = label(ns, SHARED_LABEL) == Some("true");
-        if shared != snapshot.shared_bound.contains(&name) {
+        let binding = snapshot.shared_bindings.get(&name);
+        // A binding made before bindings were enforced gets the label in place (no gap for its readers).
+        let unlabelled = binding.is_some_and(|b| !is_enforced_binding(b));
+        if shared != binding.is_some() {
             set_shared(provisioner, &name, shared).await;
+        } else if shared && unlabelled {
+            label_enforced(provisioner, &name, SHARED_BINDING).await;
         }
     }
     for account in &snapshot.accounts {
@@ -137,8 +157,67 @@ fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<crate::api::account
     }
 }
 
+/// The templates a space was made from, as its namespace records them.
+fn recorded_templates(ns: &Namespace, known: &BTreeMap<String, Arc<SpaceTemplate>>) -> Vec<Arc<SpaceTemplate>> {
+    annotation(ns, TEMPLATES_ANNOTATION)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|name| known.get(name.trim()).cloned())
+        .collect()
+}
+
+fn is_enforced_binding(binding: &RoleBinding) -> bool {
+    binding
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ENFORCED_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// Recreates the enforced objects of the templates a finished space was made from, when they are gone.
+async fn restore_enforced(
+    provisioner: &Provisioner,
+    ns: &Namespace,
+    account: Option<Option<Arc<Account>>>,
+    known: &BTreeMap<String, Arc<SpaceTemplate>>,
+) {
+    let owner = match account {
+        Some(Some(account)) => Owner::Account(account),
+        None => Owner::Creator,
+        // Its account is gone: `${ACCOUNT}` cannot be filled in as it was.
+        Some(None) => return,
+    };
+    let plan = plan_for(ns, owner, Vec::new());
+    for template in recorded_templates(ns, known) {
+        for object in template.spec.objects.iter().filter(|o| is_enforced(o)) {
+            let mut name = object["metadata"]["name"].clone();
+            substitute(&mut name, &parameters(&plan));
+            let (api_version, kind) = type_of(object);
+            let Ok(resource) = provisioner.resource(&api_version, &kind).await else {
+                continue;
+            };
+            if provisioner
+                .enforced()
+                .exists(&resource, &plan.name, name.as_str().unwrap_or_default())
+                == Some(false)
+            {
+                tracing::info!(space = %plan.name, %kind, name = %name, "Restoring an enforced template object");
+                if let Err(error) = provisioner.create_object(&plan, &template, object).await {
+                    tracing::warn!(space = %plan.name, %error, "Restoring an enforced object failed; retrying later");
+                }
+            }
+        }
+    }
+}
+
 /// Finishes a space a crashed create left behind, or removes it when it can no longer be finished.
-async fn repair(cache: &Cache, provisioner: &Provisioner, ns: &Namespace, account: Option<Option<Arc<Account>>>) {
+async fn repair(
+    provisioner: &Provisioner,
+    ns: &Namespace,
+    account: Option<Option<Arc<Account>>>,
+    known: &BTreeMap<String, Arc<SpaceTemplate>>,
+) {
     let name = ns.metadata.name.clone().unwrap_or_default();
     let owner = match account {
         Some(Some(account)) => Owner::Account(account),
@@ -149,18 +228,10 @@ async fn repair(cache: &Cache, provisioner: &Provisioner, ns: &Namespace, accoun
             return;
         }
     };
-    let templates = match &owner {
-        Owner::Account(account) => {
-            let state = cache.read();
-            account
-                .spec
-                .space
-                .templates
-                .iter()
-                .filter_map(|t| state.templates.get(t).cloned())
-                .collect()
-        }
-        Owner::Creator => Vec::new(),
+    let templates = if annotation(ns, TEMPLATES_ANNOTATION).is_some() {
+        recorded_templates(ns, known)
+    } else {
+        templates_for(&owner, known).unwrap_or_default()
     };
     tracing::info!(space = %name, "Finishing a space left half-made");
     if let Err(error) = provisioner.finish(&plan_for(ns, owner, templates)).await {
@@ -174,13 +245,19 @@ async fn repair(cache: &Cache, provisioner: &Provisioner, ns: &Namespace, accoun
 async fn follow_account(provisioner: &Provisioner, current: &RoleBinding, plan: &Plan) {
     let wanted = owner_binding(plan);
     let same_subjects = subject_set(current.subjects.as_deref()) == subject_set(wanted.subjects.as_deref());
-    if same_subjects && current.role_ref == wanted.role_ref {
+    // A binding made before owner bindings were enforced gets the label.
+    if same_subjects && current.role_ref == wanted.role_ref && is_enforced_binding(current) {
         return;
     }
     tracing::info!(space = %plan.name, "The account changed; its owner binding follows");
     let result = if current.role_ref == wanted.role_ref {
         let mut updated = current.clone();
         updated.subjects = wanted.subjects;
+        updated
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(enforced_label());
         Api::<RoleBinding>::namespaced(provisioner.client().clone(), &plan.name)
             .replace(OWNER_BINDING, &PostParams::default(), &updated)
             .await
@@ -210,6 +287,16 @@ fn subject_set(subjects: Option<&[Subject]>) -> BTreeSet<(String, String, String
         .collect()
 }
 
+async fn label_enforced(provisioner: &Provisioner, namespace: &str, binding: &str) {
+    let patch = json!({"metadata": {"labels": enforced_label()}});
+    if let Err(error) = Api::<RoleBinding>::namespaced(provisioner.client().clone(), namespace)
+        .patch(binding, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::warn!(space = %namespace, %binding, %error, "Labelling a binding enforced failed; retrying later");
+    }
+}
+
 async fn set_shared(provisioner: &Provisioner, namespace: &str, shared: bool) {
     let bindings: Api<RoleBinding> = Api::namespaced(provisioner.client().clone(), namespace);
     let result = if shared {
@@ -217,6 +304,7 @@ async fn set_shared(provisioner: &Provisioner, namespace: &str, shared: bool) {
             metadata: ObjectMeta {
                 name: Some(SHARED_BINDING.to_owned()),
                 namespace: Some(namespace.to_owned()),
+                labels: Some(enforced_label()),
                 ..ObjectMeta::default()
             },
             role_ref: RoleRef {

@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPo
 use kube::Client;
 use serde_json::Value;
 
-use super::provision::{Owner, Plan, Provisioner};
+use super::provision::{templates_for, Owner, Plan, Provisioner};
 use super::{validation, Error};
 use crate::access::index::is_subject;
 use crate::api::account::Account;
@@ -223,21 +223,17 @@ impl Writer {
     fn plan(&self, user: &User, space: &Space, owner: Owner) -> Result<Plan, Error> {
         let mut labels = space.metadata.labels.clone().unwrap_or_default();
         let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
-        let mut templates = Vec::new();
         if let Owner::Account(account) = &owner {
             if let Some(forced) = &account.spec.space.metadata {
                 labels.extend(forced.labels.clone().unwrap_or_default());
                 annotations.extend(forced.annotations.clone().unwrap_or_default());
             }
             labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
-            let state = self.cache.read();
-            for name in &account.spec.space.templates {
-                let template = state.templates.get(name).cloned().ok_or_else(|| Error::Template {
-                    template: name.clone(),
-                    message: "no such SpaceTemplate".to_owned(),
-                })?;
-                templates.push(template);
-            }
+        }
+        let templates = templates_for(&owner, &self.cache.read().templates)?;
+        if !templates.is_empty() {
+            let names: Vec<&str> = templates.iter().filter_map(|t| t.metadata.name.as_deref()).collect();
+            annotations.insert(crate::api::TEMPLATES_ANNOTATION.to_owned(), names.join(","));
         }
         Ok(Plan {
             name: space.name().to_owned(),

@@ -66,8 +66,8 @@ func (e *env) allowNamespaceCreate(t *testing.T, tn *tenant) {
 }
 
 // account creates an Account (config.tenancy.loft.sh/v1) whose only subject is tn's group, with the given space
-// limit and no templates; returns its name. Deleted when the test ends (after the spaces, which are cleaned up
-// later-registered-first).
+// limit and no templates named (so the default SpaceTemplate applies); returns its name. Deleted when the test ends
+// (after the spaces, which are cleaned up later-registered-first).
 func (e *env) account(t *testing.T, tn *tenant, limit int64) string {
 	t.Helper()
 	accountName := name("acct")

@@ -9,6 +9,7 @@ mod harness;
 
 mod authn;
 mod discovery;
+mod isolation;
 mod kubectl;
 mod tenancy;
 mod visibility;

@@ -58,7 +58,7 @@ serving="$STATE_DIR/serving"
 "$server_bin" certs --out-dir "$serving" --extra-san localhost --extra-san 127.0.0.1 >&2
 
 k apply -f "$repo/deploy/namespace.yaml" -f "$repo/deploy/crds.yaml" -f "$repo/deploy/rbac.yaml" \
-  -f "$repo/deploy/tenant-rbac.yaml" >&2
+  -f "$repo/deploy/tenant-rbac.yaml" -f "$repo/deploy/admission.yaml" >&2
 k wait --for=condition=Established crd/accounts.config.tenancy.loft.sh crd/spacetemplates.config.tenancy.loft.sh \
   --timeout=30s >&2
 k apply -f "$repo/deploy/default-template.yaml" >&2
