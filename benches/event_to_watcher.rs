@@ -134,7 +134,7 @@ impl Fanout {
 /// What one watcher makes of the entries waiting for it (exactly one per step).
 fn deliver(watcher: &mut Started, items: &mut Vec<Item>) {
     let entry = watcher.entries.try_recv().expect("an entry for every watcher");
-    watcher.session.process(&entry, items);
+    watcher.session.process(&entry, None, items);
 }
 
 fn hand_rolled(fanout: &mut Fanout) {

@@ -1020,17 +1020,29 @@ fn watch_spaces(
     };
     let from = match (send_initial_events, requested) {
         // WatchList: the state at least as new as the requested position, then the initial-events-end bookmark.
-        (Some(true), Some(rv)) => {
-            let current = app.registry.cache().read().log.position();
-            if rv > current {
-                return Err(Error::from(spaces::Error::from(watch::Error::TooLarge { requested: rv, current })).into());
+        (Some(true), Some(position)) => {
+            let state = app.registry.cache().read();
+            let current = state.log.position();
+            if !state.log.is_own(position.after) {
+                // Another process's position cannot be ordered against this one's: the client lists afresh.
+                Err(watch::Error::Expired {
+                    requested: position.to_string(),
+                    oldest: state.log.oldest(),
+                })
+            } else if position.after > current {
+                return Err(Error::from(spaces::Error::from(watch::Error::TooLarge {
+                    requested: position.to_string(),
+                    current,
+                }))
+                .into());
+            } else {
+                Ok(watch::From::Now { initial_events: true })
             }
-            watch::From::Now { initial_events: true }
         }
-        (Some(true), None) => watch::From::Now { initial_events: true },
-        (Some(false), None) => watch::From::Now { initial_events: false },
-        (None, None) => watch::From::Now { initial_events: true },
-        (_, Some(rv)) => watch::From::Position(rv),
+        (Some(true), None) => Ok(watch::From::Now { initial_events: true }),
+        (Some(false), None) => Ok(watch::From::Now { initial_events: false }),
+        (None, None) => Ok(watch::From::Now { initial_events: true }),
+        (_, Some(position)) => Ok(watch::From::Position(position)),
     };
     let timeout = params
         .get("timeoutSeconds")
@@ -1044,7 +1056,7 @@ fn watch_spaces(
         initial_events_end: send_initial_events == Some(true),
         timeout,
     };
-    match watch::start(app.registry.cache(), user, options.filter(), from) {
+    match from.and_then(|from| watch::start(app.registry.cache(), user, options.filter(), from)) {
         Ok(started) => {
             tokio::spawn(async move {
                 watch::run(started, watch_options, encode, sender).await;

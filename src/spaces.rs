@@ -22,7 +22,7 @@ use crate::access::view::UserView;
 use crate::api::{Space, SpaceList};
 use crate::authn::User;
 use crate::backend::cache::Cache;
-use crate::watch::log::{Change, Lookup};
+use crate::watch::log::{Change, Lookup, Position};
 use crate::watch::{self, Filter};
 use paging::ContinueToken;
 use selector::{FieldSelector, LabelSelector};
@@ -129,10 +129,10 @@ impl ListOptions {
 /// Parses a resourceVersion a client sent.
 ///
 /// # Errors
-/// When it is not a number.
-pub fn parse_resource_version(rv: &str) -> Result<u64, Error> {
-    rv.parse()
-        .map_err(|_| Error::InvalidOptions(format!("resourceVersion: Invalid value: {rv:?}: must be a number")))
+/// When it is not one this server writes.
+pub fn parse_resource_version(rv: &str) -> Result<Position, Error> {
+    Position::parse(rv)
+        .ok_or_else(|| Error::InvalidOptions(format!("resourceVersion: Invalid value: {rv:?}: must be a number")))
 }
 
 /// Spaces, served from the cache.
@@ -194,11 +194,34 @@ impl Registry {
                     .to_owned(),
             )),
             (None, None | Some("" | "0"), None) => current,
-            (None, Some(rv), Some("Exact")) => parse_resource_version(rv)?,
+            (None, Some(rv), Some("Exact")) => {
+                let position = parse_resource_version(rv)?;
+                // A list shows the state between two changes; a position inside one is no such state.
+                if position.through.is_some() {
+                    return Err(watch::Error::Expired {
+                        requested: rv.to_owned(),
+                        oldest: state.log.oldest(),
+                    }
+                    .into());
+                }
+                position.after
+            }
             (None, Some(rv), None | Some("NotOlderThan")) => {
-                let rv = parse_resource_version(rv)?;
-                if rv > current {
-                    return Err(watch::Error::TooLarge { requested: rv, current }.into());
+                let position = parse_resource_version(rv)?;
+                // Another process's position cannot be ordered against this one's: the client lists afresh.
+                if !state.log.is_own(position.after) {
+                    return Err(watch::Error::Expired {
+                        requested: rv.to_owned(),
+                        oldest: state.log.oldest(),
+                    }
+                    .into());
+                }
+                if position.after > current {
+                    return Err(watch::Error::TooLarge {
+                        requested: rv.to_owned(),
+                        current,
+                    }
+                    .into());
                 }
                 current
             }
@@ -223,11 +246,17 @@ impl Registry {
                     }
                     namespaces
                 }
-                Lookup::Expired { oldest } if token.is_none() => {
-                    return Err(watch::Error::Expired { requested, oldest }.into())
+                Lookup::Expired { .. } | Lookup::Foreign { .. } if token.is_some() => {
+                    return Err(Error::ContinueExpired)
                 }
-                Lookup::Expired { .. } => return Err(Error::ContinueExpired),
-                Lookup::TooLarge { current } => return Err(watch::Error::TooLarge { requested, current }.into()),
+                other => {
+                    return Err(watch::Error::from_lookup(&requested, &other)
+                        .unwrap_or(watch::Error::TooLarge {
+                            requested: requested.to_string(),
+                            current,
+                        })
+                        .into())
+                }
             }
         };
         drop(state);

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::access::view::{Effect, UserView};
 use crate::authn::User;
 use crate::backend::cache::Cache;
-use log::{Change, Entry, Lookup, Namespaces};
+use log::{Change, Entry, Lookup, Namespaces, Position};
 
 /// How long a client may leave a written event unread before its watch is closed.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,8 +51,8 @@ pub enum Item {
     Event {
         kind: EventType,
         namespace: Arc<Namespace>,
-        /// The log position that produced it: the event object's resourceVersion.
-        position: u64,
+        /// Where the client stands once it has this event: the event object's resourceVersion.
+        position: Position,
     },
     Bookmark {
         position: u64,
@@ -64,20 +64,36 @@ pub enum Item {
 }
 
 /// Where a watch starts.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum From {
     /// At the current position; with synthetic ADDED events for what the user sees now, or without.
     Now { initial_events: bool },
     /// Strictly after this position.
-    Position(u64),
+    Position(Position),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Older than what the log keeps, or made by another process (replica, earlier run): the client relists.
     #[error("too old resource version: {requested} ({oldest})")]
-    Expired { requested: u64, oldest: u64 },
+    Expired { requested: String, oldest: u64 },
     #[error("Too large resource version: {requested}, current: {current}")]
-    TooLarge { requested: u64, current: u64 },
+    TooLarge { requested: String, current: u64 },
+}
+
+// === impl Error ===
+
+impl Error {
+    /// The error for `requested` when the log says it is not answerable, if it is not.
+    #[must_use]
+    pub fn from_lookup(requested: &impl std::fmt::Display, lookup: &Lookup<'_>) -> Option<Self> {
+        let requested = requested.to_string();
+        match *lookup {
+            Lookup::Expired { oldest } | Lookup::Foreign { oldest } => Some(Error::Expired { requested, oldest }),
+            Lookup::TooLarge { current } => Some(Error::TooLarge { requested, current }),
+            Lookup::At { .. } => None,
+        }
+    }
 }
 
 /// Which namespaces the watcher's selectors let through.
@@ -131,14 +147,11 @@ impl Session {
         }
     }
 
-    /// What one log entry means to this watcher.
-    pub fn process(&mut self, entry: &Entry, out: &mut Vec<Item>) {
-        self.process_after(entry, 0, out);
-    }
-
-    /// Like [`Session::process`], but events at or before `seen` (a position inside the entry the client already has)
-    /// only update this watcher's state and are not sent again.
-    pub fn process_after(&mut self, entry: &Entry, seen: u64, out: &mut Vec<Item>) {
+    /// What one log entry means to this watcher, in namespace-name order. Events for names up to `through` (where a
+    /// client was cut off inside this entry) only update this watcher's state and are not sent again. The last event
+    /// carries the entry's position; those before it, a position inside the entry.
+    pub fn process(&mut self, entry: &Entry, through: Option<&str>, out: &mut Vec<Item>) {
+        let first = out.len();
         let mut affected = BTreeSet::new();
         let mut everything = false;
         let mut last_known: HashMap<&str, &Arc<Namespace>> = HashMap::new();
@@ -164,7 +177,9 @@ impl Session {
             affected.extend(self.shown.keys().cloned());
         }
         for name in affected {
-            let position = entry.position_of(&name);
+            let position = through
+                .is_none_or(|through| name.as_str() > through)
+                .then(|| Position::inside(entry.position, &name));
             let now = self.visible(&name, &entry.namespaces).cloned();
             let kind = match (self.shown.get(&name), &now) {
                 (None, Some(_)) => EventType::Added,
@@ -189,13 +204,16 @@ impl Session {
                     }
                 }
             };
-            if position > seen {
+            if let Some(position) = position {
                 out.push(Item::Event {
                     kind,
                     namespace,
                     position,
                 });
             }
+        }
+        if let Some(Item::Event { position, .. }) = out[first..].last_mut() {
+            *position = Position::at(entry.position);
         }
     }
 }
@@ -220,14 +238,19 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
                 first.extend(names.into_iter().map(|name| Item::Event {
                     kind: EventType::Added,
                     namespace: session.shown[name].clone(),
-                    position,
+                    position: Position::at(position),
                 }));
             }
             session
         }
-        From::Position(requested) => match state.log.lookup(requested) {
-            Lookup::Expired { oldest } => return Err(Error::Expired { requested, oldest }),
-            Lookup::TooLarge { current } => return Err(Error::TooLarge { requested, current }),
+        From::Position(requested) => match state.log.lookup(requested.after) {
+            // A position inside an entry names one that exists.
+            Lookup::At { later, .. } if requested.through.is_some() && later.is_empty() => {
+                return Err(Error::TooLarge {
+                    requested: requested.to_string(),
+                    current: position,
+                })
+            }
             Lookup::At { namespaces, later } => {
                 // The view now, taken back to the requested position, then replayed forward with the client.
                 for entry in later.iter().rev() {
@@ -239,10 +262,17 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
                 }
                 let mut session = Session::new(view, filter);
                 session.seed(&namespaces);
+                let mut through = requested.through.as_deref();
                 for entry in later {
-                    session.process_after(entry, requested, &mut first);
+                    session.process(entry, through.take(), &mut first);
                 }
                 session
+            }
+            other => {
+                return Err(Error::from_lookup(&requested, &other).unwrap_or(Error::TooLarge {
+                    requested: requested.to_string(),
+                    current: position,
+                }))
             }
         },
     };
@@ -276,11 +306,6 @@ pub async fn run(
         async move { matches!(sink.send_timeout(bytes, SEND_TIMEOUT).await, Ok(())) }
     };
     let mut position = started.position;
-    for item in &started.first {
-        if let Item::Event { position: p, .. } = item {
-            position = position.max(*p);
-        }
-    }
     let mut first = std::mem::take(&mut started.first);
     if options.initial_events_end {
         first.push(Item::Bookmark {
@@ -307,11 +332,11 @@ pub async fn run(
             }
             received = started.entries.recv() => match received {
                 Ok(entry) => {
-                    if entry.end() <= started.position {
+                    if entry.position <= started.position {
                         continue;
                     }
-                    started.session.process(&entry, &mut items);
-                    position = entry.end();
+                    started.session.process(&entry, None, &mut items);
+                    position = entry.position;
                     for item in items.drain(..) {
                         if !send(&sink, encode(&item)).await {
                             return;

@@ -163,7 +163,7 @@ impl Cache {
     pub fn apply(&self, update: Update) {
         let mut state = self.state.write();
         let mut changes = Vec::new();
-        let revision = state.apply(update, &mut changes);
+        state.apply(update, &mut changes);
         self.generation.send_modify(|g| *g += 1);
         if state.synced.len() == KINDS && !self.ready.swap(true, Ordering::AcqRel) {
             tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
@@ -171,11 +171,7 @@ impl Cache {
         if changes.is_empty() {
             return;
         }
-        let entry = Arc::new(Entry::new(
-            state.log.next_position(revision),
-            changes,
-            state.namespaces.clone(),
-        ));
+        let entry = Arc::new(Entry::new(state.log.next_position(), changes, state.namespaces.clone()));
         state.log.push(entry.clone());
         // No receiver is fine; a full receiver lags and closes itself: the writer never waits.
         let _ = self.entries.send(entry);
@@ -189,10 +185,10 @@ fn revision_of(object: &impl ResourceExt) -> u64 {
 // === impl State ===
 
 impl State {
-    /// Applies `update`, returning the highest etcd revision it carried.
-    fn apply(&mut self, update: Update, changes: &mut Vec<Change>) -> u64 {
+    /// Applies `update`, adding what it changed for watchers to `changes`.
+    fn apply(&mut self, update: Update, changes: &mut Vec<Change>) {
         let mut access = Vec::new();
-        let revision = match update {
+        match update {
             Update::Account(event) => {
                 let revision = match &event {
                     Event::Apply(a) | Event::Delete(a) | Event::InitApply(a) => revision_of(a),
@@ -200,14 +196,13 @@ impl State {
                 };
                 self.config_event(event, "accounts", |s| &mut s.accounts, |r| &mut r.accounts);
                 self.accounts_revision = self.accounts_revision.max(revision);
-                0
             }
             Update::SpaceTemplate(event) => {
-                self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates)
+                self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates);
             }
             Update::RoleBinding(event) => {
                 self.track_server_bindings(&event);
-                self.rbac_event(event, "rolebindings", &mut access)
+                self.rbac_event(event, "rolebindings", &mut access);
             }
             Update::Namespace(event) => self.namespace_event(event, changes),
             Update::Role(event) => self.rbac_event(event, "roles", &mut access),
@@ -217,45 +212,27 @@ impl State {
                 for (scope, allowed) in &answers {
                     self.index.set_reviewed(&subject, scope, *allowed, &mut access);
                 }
-                0
             }
-            Update::Forget(subject) => {
-                self.index.forget(&subject, &mut access);
-                0
-            }
-        };
+            Update::Forget(subject) => self.index.forget(&subject, &mut access),
+        }
         changes.extend(access.into_iter().map(Change::Access));
-        revision
     }
 
-    fn namespace_event(&mut self, event: Event<Namespace>, changes: &mut Vec<Change>) -> u64 {
+    fn namespace_event(&mut self, event: Event<Namespace>, changes: &mut Vec<Change>) {
         match event {
-            Event::Apply(ns) => {
-                let revision = revision_of(&ns);
-                self.put_namespace(ns, changes);
-                revision
-            }
+            Event::Apply(ns) => self.put_namespace(ns, changes),
             Event::Delete(ns) => {
                 let name = ns.name_any();
                 if let Some(old) = self.namespaces.remove(&name) {
                     changes.push(Change::Namespace { name, old: Some(old) });
                 }
-                revision_of(&ns)
             }
-            Event::Init => {
-                self.relist.namespaces.clear();
-                0
-            }
-            Event::InitApply(ns) => {
-                self.relist.namespaces.push(ns);
-                0
-            }
+            Event::Init => self.relist.namespaces.clear(),
+            Event::InitApply(ns) => self.relist.namespaces.push(ns),
             Event::InitDone => {
                 let listed = std::mem::take(&mut self.relist.namespaces);
                 let names: HashSet<String> = listed.iter().map(ResourceExt::name_any).collect();
-                let mut revision = 0;
                 for ns in listed {
-                    revision = revision.max(revision_of(&ns));
                     self.put_namespace(ns, changes);
                 }
                 let gone: Vec<String> = self
@@ -270,7 +247,6 @@ impl State {
                     }
                 }
                 self.synced.insert("namespaces");
-                revision
             }
         }
     }
@@ -282,7 +258,7 @@ impl State {
         kind: &'static str,
         map: fn(&mut Self) -> &mut BTreeMap<String, Arc<K>>,
         buffer: fn(&mut Relist) -> &mut Vec<K>,
-    ) -> u64 {
+    ) {
         match event {
             Event::Apply(object) => {
                 map(self).insert(object.name_any(), Arc::new(object));
@@ -298,7 +274,6 @@ impl State {
                 self.synced.insert(kind);
             }
         }
-        0
     }
 
     /// Which namespaces hold the server's own RoleBindings; the reconcilers act on what is missing.
@@ -341,30 +316,16 @@ impl State {
         changes.push(Change::Namespace { name, old });
     }
 
-    fn rbac_event<K: Rbac>(&mut self, event: Event<K>, kind: &'static str, changes: &mut Vec<AccessChange>) -> u64 {
+    fn rbac_event<K: Rbac>(&mut self, event: Event<K>, kind: &'static str, changes: &mut Vec<AccessChange>) {
         match event {
-            Event::Apply(object) => {
-                object.apply_to(&mut self.index, changes);
-                revision_of(&object)
-            }
-            Event::Delete(object) => {
-                object.delete_from(&mut self.index, changes);
-                revision_of(&object)
-            }
-            Event::Init => {
-                K::relist_buffer(&mut self.relist).clear();
-                0
-            }
-            Event::InitApply(object) => {
-                K::relist_buffer(&mut self.relist).push(object);
-                0
-            }
+            Event::Apply(object) => object.apply_to(&mut self.index, changes),
+            Event::Delete(object) => object.delete_from(&mut self.index, changes),
+            Event::Init => K::relist_buffer(&mut self.relist).clear(),
+            Event::InitApply(object) => K::relist_buffer(&mut self.relist).push(object),
             Event::InitDone => {
                 let listed = std::mem::take(K::relist_buffer(&mut self.relist));
                 let keys: HashSet<(String, String)> = listed.iter().map(Rbac::key).collect();
-                let mut revision = 0;
                 for object in &listed {
-                    revision = revision.max(revision_of(object));
                     object.apply_to(&mut self.index, changes);
                 }
                 for key in K::held(&self.index) {
@@ -373,7 +334,6 @@ impl State {
                     }
                 }
                 self.synced.insert(kind);
-                revision
             }
         }
     }

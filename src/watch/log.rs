@@ -1,15 +1,23 @@
-//! The change log: a bounded ring of entries with strictly increasing positions, each holding what changed and the
-//! namespaces as they were right after it.
+//! The change log: a bounded ring of entries, one position each, each holding what changed and the namespaces as they
+//! were right after it.
 //!
-//! Positions are the resourceVersions of watch events, bookmarks and lists. An entry starts at the etcd revision of
-//! the event that made it when that revision is ahead of the log, and right after the previous entry otherwise:
-//! namespace and RBAC events come from separate streams whose revisions interleave, and a client resuming from a
-//! position must get every later change exactly once. One change can show or hide several spaces at once (a role
-//! gaining a rule, an all-namespaces grant), so an entry spans one position per namespace it touches, in name order:
-//! every event a watcher gets has a position of its own, and a client cut off between two events of one entry resumes
-//! with the rest. The namespaces' own resourceVersions stay on the objects.
+//! Positions are the resourceVersions of lists, continue tokens, bookmarks and watch events. They count this server
+//! process's changes: `epoch * 2^32 + n` for its n-th entry, the epoch drawn at random when the process starts. Why
+//! not etcd revisions, which every replica shares: namespace and RBAC events come from separate watch streams, and
+//! kube-apiserver orders events only within one stream, so two replicas apply the same events in different orders and
+//! see different intermediate views; a position from one cannot be answered exactly by the other. Waiting until every
+//! stream has passed a revision would order them, but an idle stream reports progress only in bookmarks about a minute
+//! apart. So a position is exact only in the process that made it, says which process that is, and anywhere else —
+//! another replica, a restarted one, a made-up number — it is answered 410 Expired: client-go relists and is exact
+//! again. The namespaces' own resourceVersions stay on the objects, for optimistic concurrency.
+//!
+//! One change (a role gaining a rule, an all-namespaces grant) can show or hide many spaces at once: it is still one
+//! entry and one position, so positions move by changes, never by how many namespaces there are. Its events go out in
+//! namespace-name order; every one but a watcher's last of the entry carries `"<position>.<namespace>"`, so a client
+//! cut off in the middle resumes with exactly the rest (it names only a space that client was shown).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 
 use imbl::OrdMap;
@@ -19,6 +27,11 @@ use crate::access::index::AccessChange;
 
 /// Namespaces by name, as of one position (cheap to clone: structurally shared).
 pub type Namespaces = OrdMap<String, Arc<Namespace>>;
+
+/// Positions of one process share their high bits: the epoch.
+const EPOCH_SHIFT: u32 = 32;
+/// Epochs stay below 2^21, so positions stay below 2^53 and survive clients that read numbers as doubles.
+const EPOCH_LIMIT: u64 = 1 << 21;
 
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -30,62 +43,75 @@ pub enum Change {
 
 #[derive(Debug)]
 pub struct Entry {
-    /// The first position of the entry; it spans `slots.len()` positions (at least one).
     pub position: u64,
     pub changes: Vec<Change>,
     /// Every namespace right after this entry.
     pub namespaces: Namespaces,
-    /// The namespaces this entry may show, hide or change for some watcher, sorted: the event for `slots[i]` has
-    /// position `position + i`.
-    pub slots: Arc<[String]>,
 }
 
 // === impl Entry ===
 
 impl Entry {
-    /// An entry starting at `position`; its slots are derived from its changes and snapshot.
     #[must_use]
     pub fn new(position: u64, changes: Vec<Change>, namespaces: Namespaces) -> Self {
-        let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        let mut everything = false;
-        for change in &changes {
-            match change {
-                Change::Namespace { name, .. } => {
-                    names.insert(name.clone());
-                }
-                Change::Access(access) => match &access.scope {
-                    crate::access::index::Scope::One(name) => {
-                        names.insert(name.clone());
-                    }
-                    crate::access::index::Scope::All => everything = true,
-                },
-            }
-        }
-        if everything {
-            names.extend(namespaces.keys().cloned());
-        }
         Entry {
             position,
             changes,
             namespaces,
-            slots: names.into_iter().collect::<Vec<_>>().into(),
+        }
+    }
+}
+
+/// Where a client stands, as a resourceVersion says: every entry through `after`, and — when it was cut off inside
+/// the next entry — that entry's events through namespace `through`. Ordered as the client moves: `P-1` < `P.a` <
+/// `P.b` < `P`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub after: u64,
+    pub through: Option<String>,
+}
+
+// === impl Position ===
+
+impl Position {
+    /// After the whole of entry `position`.
+    #[must_use]
+    pub fn at(position: u64) -> Self {
+        Position {
+            after: position,
+            through: None,
         }
     }
 
-    /// The last position the entry spans.
+    /// Inside entry `position`, through the event for namespace `name`.
     #[must_use]
-    pub fn end(&self) -> u64 {
-        self.position + (self.slots.len().max(1) as u64) - 1
+    pub fn inside(position: u64, name: &str) -> Self {
+        Position {
+            after: position.saturating_sub(1),
+            through: Some(name.to_owned()),
+        }
     }
 
-    /// The position of the event for namespace `name` in this entry.
+    /// A resourceVersion as this server writes them, or `None`.
     #[must_use]
-    pub fn position_of(&self, name: &str) -> u64 {
-        let slot = self
-            .slots
-            .binary_search_by(|s| s.as_str().cmp(name))
-            .unwrap_or_else(|i| i);
-        self.position + slot as u64
+    pub fn parse(rv: &str) -> Option<Self> {
+        match rv.split_once('.') {
+            None => rv.parse().ok().map(Position::at),
+            Some((position, name)) if !name.is_empty() => {
+                let position: u64 = position.parse().ok()?;
+                (position > 0).then(|| Position::inside(position, name))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.through {
+            None => write!(f, "{}", self.after),
+            Some(name) => write!(f, "{}.{name}", self.after + 1),
+        }
     }
 }
 
@@ -94,10 +120,11 @@ impl Entry {
 pub enum Lookup<'a> {
     /// Older than the ring: 410 Expired.
     Expired { oldest: u64 },
+    /// Made by another process (another replica, an earlier run) or by nobody: 410 Expired.
+    Foreign { oldest: u64 },
     /// Newer than the newest entry.
     TooLarge { current: u64 },
-    /// Known: the namespaces before the first later entry, and every entry with events after the position, oldest
-    /// first (the first may be partly seen already: its events up to the position are not to be sent again).
+    /// Known: the namespaces right after the position, and every later entry, oldest first.
     At {
         namespaces: Namespaces,
         later: Vec<&'a Arc<Entry>>,
@@ -107,6 +134,7 @@ pub enum Lookup<'a> {
 #[derive(Debug)]
 pub struct Log {
     capacity: usize,
+    epoch: u64,
     entries: VecDeque<Arc<Entry>>,
     /// Position and namespaces just before the oldest entry.
     base_position: u64,
@@ -116,12 +144,21 @@ pub struct Log {
 // === impl Log ===
 
 impl Log {
+    /// A log for this process, under a fresh random epoch.
     #[must_use]
     pub fn new(capacity: usize) -> Self {
+        Self::with_epoch(capacity, random_epoch())
+    }
+
+    /// A log whose positions start after `epoch * 2^32` (`epoch` is taken modulo 2^21, and 0 becomes 1).
+    #[must_use]
+    pub fn with_epoch(capacity: usize, epoch: u64) -> Self {
+        let epoch = (epoch % EPOCH_LIMIT).max(1);
         Log {
             capacity: capacity.max(1),
+            epoch,
             entries: VecDeque::new(),
-            base_position: 0,
+            base_position: epoch << EPOCH_SHIFT,
             base_namespaces: Namespaces::new(),
         }
     }
@@ -129,13 +166,25 @@ impl Log {
     /// The newest position.
     #[must_use]
     pub fn position(&self) -> u64 {
-        self.entries.back().map_or(self.base_position, |e| e.end())
+        self.entries.back().map_or(self.base_position, |e| e.position)
     }
 
-    /// The next position for an event carrying etcd revision `revision` (0 if none).
+    /// The oldest position still answerable.
     #[must_use]
-    pub fn next_position(&self, revision: u64) -> u64 {
-        revision.max(self.position() + 1)
+    pub fn oldest(&self) -> u64 {
+        self.base_position
+    }
+
+    /// The position of the next entry.
+    #[must_use]
+    pub fn next_position(&self) -> u64 {
+        self.position() + 1
+    }
+
+    /// Whether `position` was made by this process.
+    #[must_use]
+    pub fn is_own(&self, position: u64) -> bool {
+        position >> EPOCH_SHIFT == self.epoch
     }
 
     /// Appends an entry, dropping the oldest past capacity. Positions must increase.
@@ -144,15 +193,20 @@ impl Log {
         self.entries.push_back(entry);
         while self.entries.len() > self.capacity {
             if let Some(oldest) = self.entries.pop_front() {
-                self.base_position = oldest.end();
+                self.base_position = oldest.position;
                 self.base_namespaces = oldest.namespaces.clone();
             }
         }
     }
 
-    /// The namespaces at `position` and the entries after it.
+    /// The namespaces right after `position` and the entries after it.
     #[must_use]
     pub fn lookup(&self, position: u64) -> Lookup<'_> {
+        if !self.is_own(position) {
+            return Lookup::Foreign {
+                oldest: self.base_position,
+            };
+        }
         if position < self.base_position {
             return Lookup::Expired {
                 oldest: self.base_position,
@@ -163,7 +217,7 @@ impl Log {
                 current: self.position(),
             };
         }
-        let split = self.entries.partition_point(|e| e.end() <= position);
+        let split = self.entries.partition_point(|e| e.position <= position);
         let namespaces = if split == 0 {
             self.base_namespaces.clone()
         } else {
@@ -173,6 +227,19 @@ impl Log {
             namespaces,
             later: self.entries.range(split..).collect(),
         }
+    }
+}
+
+fn random_epoch() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    let drawn = ring::rand::SystemRandom::new().fill(&mut bytes).is_ok();
+    let random = u64::from_le_bytes(bytes);
+    if drawn {
+        random
+    } else {
+        // No randomness: the clock still tells processes apart.
+        u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or_default() ^ u64::from(std::process::id())
     }
 }
 
@@ -188,37 +255,61 @@ mod tests {
         Arc::new(Entry::new(position, Vec::new(), namespaces))
     }
 
+    const BASE: u64 = 7 << EPOCH_SHIFT;
+
     #[test]
-    fn positions_follow_revisions_and_never_go_back() {
-        let mut log = Log::new(10);
-        assert_eq!(log.next_position(100), 100);
-        log.push(entry(100, &[]));
-        assert_eq!(
-            log.next_position(90),
-            101,
-            "an older revision from another stream still moves forward"
+    fn positions_count_changes_under_the_epoch() {
+        let mut log = Log::with_epoch(10, 7);
+        assert_eq!(log.position(), BASE);
+        assert_eq!(log.next_position(), BASE + 1);
+        log.push(entry(BASE + 1, &[]));
+        assert_eq!(log.next_position(), BASE + 2);
+        assert!(log.is_own(BASE + 1));
+        assert!(
+            !log.is_own(2),
+            "a small number (an etcd revision, or another epoch) is not ours"
         );
-        assert_eq!(log.next_position(0), 101);
-        assert_eq!(log.next_position(205), 205);
+        assert!(!log.is_own((8 << EPOCH_SHIFT) + 1));
+        assert!(Log::new(1).position() < 1 << 53, "positions stay exact as doubles");
     }
 
     #[test]
     fn lookup_returns_the_state_at_a_position_and_what_followed() {
-        let mut log = Log::new(3);
-        log.push(entry(10, &["a"]));
-        log.push(entry(11, &["a", "b"]));
-        log.push(entry(15, &["b"]));
-        match log.lookup(12) {
+        let mut log = Log::with_epoch(3, 7);
+        log.push(entry(BASE + 1, &["a"]));
+        log.push(entry(BASE + 2, &["a", "b"]));
+        log.push(entry(BASE + 3, &["b"]));
+        match log.lookup(BASE + 2) {
             Lookup::At { namespaces, later } => {
                 assert_eq!(namespaces.keys().cloned().collect::<Vec<_>>(), ["a", "b"]);
-                assert_eq!(later.iter().map(|e| e.position).collect::<Vec<_>>(), [15]);
+                assert_eq!(later.iter().map(|e| e.position).collect::<Vec<_>>(), [BASE + 3]);
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(log.lookup(16), Lookup::TooLarge { current: 15 }));
-        log.push(entry(16, &[]));
-        // Entry 10 fell out: 10 is now the base, still answerable; older is expired.
-        assert!(matches!(log.lookup(10), Lookup::At { .. }));
-        assert!(matches!(log.lookup(9), Lookup::Expired { oldest: 10 }));
+        assert!(matches!(log.lookup(BASE + 4), Lookup::TooLarge { current } if current == BASE + 3));
+        log.push(entry(BASE + 4, &[]));
+        // Entry 1 fell out: it is now the base, still answerable; older is expired; other epochs are foreign.
+        assert!(matches!(log.lookup(BASE + 1), Lookup::At { .. }));
+        assert!(matches!(log.lookup(BASE), Lookup::Expired { oldest } if oldest == BASE + 1));
+        assert!(matches!(log.lookup(2), Lookup::Foreign { .. }));
+        assert!(matches!(log.lookup((9 << EPOCH_SHIFT) + 2), Lookup::Foreign { .. }));
+    }
+
+    #[test]
+    fn resource_versions_round_trip() {
+        for rv in ["30064771073", "30064771074.team-a-dev"] {
+            let position = Position::parse(rv).expect("parses");
+            assert_eq!(position.to_string(), rv);
+        }
+        assert_eq!(
+            Position::parse("12.dev"),
+            Some(Position {
+                after: 11,
+                through: Some("dev".to_owned())
+            })
+        );
+        for bad in ["", "x", "12.", "0.dev", "-1", ".dev"] {
+            assert_eq!(Position::parse(bad), None, "{bad:?}");
+        }
     }
 }

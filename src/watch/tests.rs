@@ -89,7 +89,7 @@ fn everything() -> Filter {
 fn drain(started: &mut Started) -> Vec<(EventType, String)> {
     let mut items = Vec::new();
     while let Ok(entry) = started.entries.try_recv() {
-        started.session.process(&entry, &mut items);
+        started.session.process(&entry, None, &mut items);
     }
     summary(&items)
 }
@@ -162,41 +162,70 @@ fn resuming_from_a_position_replays_exactly_what_followed() {
     cache.apply(Update::RoleBinding(Event::Apply(binding("b", "rb", "alice", 11))));
     cache.apply(Update::RoleBinding(Event::Delete(binding("a", "rb", "alice", 12))));
     cache.apply(Update::Namespace(Event::Apply(namespace("z", 13))));
-    let started = start(&cache, &user("alice"), everything(), From::Position(resume_at)).expect("started");
+    let started = start(
+        &cache,
+        &user("alice"),
+        everything(),
+        From::Position(Position::at(resume_at)),
+    )
+    .expect("started");
     assert_eq!(
         summary(&started.first),
         [(EventType::Added, "b".to_owned()), (EventType::Deleted, "a".to_owned())]
     );
-    let positions: Vec<u64> = started
+    let positions: Vec<Position> = started
         .first
         .iter()
         .filter_map(|i| match i {
-            Item::Event { position, .. } => Some(*position),
+            Item::Event { position, .. } => Some(position.clone()),
             _ => None,
         })
         .collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] < w[1]) && positions[0] > resume_at,
-        "{positions:?}"
-    );
+    // One change each: the grant of b, then the revoke of a.
+    assert_eq!(positions, [Position::at(resume_at + 1), Position::at(resume_at + 2)]);
 
     let now = cache.read().log.position();
-    let started = start(&cache, &user("alice"), everything(), From::Position(now)).expect("started");
+    let started = start(&cache, &user("alice"), everything(), From::Position(Position::at(now))).expect("started");
     assert!(started.first.is_empty());
     assert!(matches!(
-        start(&cache, &user("alice"), everything(), From::Position(now + 5)),
+        start(
+            &cache,
+            &user("alice"),
+            everything(),
+            From::Position(Position::at(now + 5))
+        ),
         Err(Error::TooLarge { .. })
     ));
 }
 
 #[test]
-fn positions_interleave_namespace_and_rbac_revisions_without_going_back() {
+fn positions_from_another_process_or_before_this_one_are_expired() {
+    let cache = cache();
+    let now = cache.read().log.position();
+    for foreign in [2, now + (1 << 32), now - (1 << 32)] {
+        assert!(
+            matches!(
+                start(
+                    &cache,
+                    &user("alice"),
+                    everything(),
+                    From::Position(Position::at(foreign))
+                ),
+                Err(Error::Expired { .. })
+            ),
+            "{foreign}"
+        );
+    }
+}
+
+#[test]
+fn positions_move_by_changes_whatever_arrives_in_between() {
     let cache = cache();
     cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 50))));
     let after_binding = cache.read().log.position();
-    // A namespace event with an older revision arrives later, from its own stream.
+    // A namespace event with an older revision arrives later, from its own stream: the next position all the same.
     cache.apply(Update::Namespace(Event::Apply(namespace("late", 40))));
-    assert!(cache.read().log.position() > after_binding);
+    assert_eq!(cache.read().log.position(), after_binding + 1);
 }
 
 #[tokio::test]
@@ -252,28 +281,48 @@ fn one_change_showing_several_spaces_gives_each_event_its_own_position_and_resum
             ..PolicyRule::default()
         }],
     ));
-    let started = start(&cache, &user("alice"), everything(), From::Position(before)).expect("started");
-    let events: Vec<(String, u64)> = started
+    let started = start(
+        &cache,
+        &user("alice"),
+        everything(),
+        From::Position(Position::at(before)),
+    )
+    .expect("started");
+    let events: Vec<(String, Position)> = started
         .first
         .iter()
         .filter_map(|i| match i {
             Item::Event {
                 namespace, position, ..
-            } => Some((namespace.metadata.name.clone().unwrap_or_default(), *position)),
+            } => Some((namespace.metadata.name.clone().unwrap_or_default(), position.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(events.len(), 2, "{events:?}");
-    assert!(events[0].1 < events[1].1, "{events:?}");
-    // A client cut off after the first event gets the second, and only it.
-    let resumed = start(&cache, &user("alice"), everything(), From::Position(events[0].1)).expect("started");
-    assert_eq!(summary(&resumed.first), [(EventType::Added, events[1].0.clone())]);
-    let done = start(&cache, &user("alice"), everything(), From::Position(events[1].1)).expect("started");
+    // One change, one position: the first event is inside it (named by the space it showed), the last is the position.
+    assert_eq!(
+        events,
+        [
+            ("a".to_owned(), Position::inside(before + 1, "a")),
+            ("b".to_owned(), Position::at(before + 1))
+        ]
+    );
+    assert_eq!(events[0].1.to_string(), format!("{}.a", before + 1));
+    // A client cut off after the first event gets the second, and only it (also from the resourceVersion string).
+    let cut = Position::parse(&events[0].1.to_string()).expect("parses");
+    let resumed = start(&cache, &user("alice"), everything(), From::Position(cut)).expect("started");
+    assert_eq!(summary(&resumed.first), [(EventType::Added, "b".to_owned())]);
+    let done = start(
+        &cache,
+        &user("alice"),
+        everything(),
+        From::Position(events[1].1.clone()),
+    )
+    .expect("started");
     assert!(done.first.is_empty());
     assert_eq!(
         cache.read().log.position(),
-        events[1].1,
-        "the log's position is the entry's last"
+        before + 1,
+        "one change moved the log by one"
     );
 }
 

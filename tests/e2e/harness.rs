@@ -422,3 +422,130 @@ impl Drop for Streaming {
         let _ = self.child.wait();
     }
 }
+
+/// Another server process on its own port (a second replica, or one started later), killed when dropped. It runs the
+/// same binary with the same identity as the run's server; requests reach it straight, with the front-proxy
+/// certificate, as kube-apiserver's proxy would send them.
+pub struct Replica {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Replica {
+    pub fn start(extra_env: &[(&str, &str)]) -> Self {
+        let env = env();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let serving = env.path("SERVER_CA_CERT").parent().expect("serving dir").to_owned();
+        let child = Command::new(env.var("SERVER_BIN"))
+            .args([
+                "serve",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &port.to_string(),
+            ])
+            .arg("--tls-cert-file")
+            .arg(serving.join("tls.crt"))
+            .arg("--tls-private-key-file")
+            .arg(serving.join("tls.key"))
+            .arg("--kubeconfig")
+            .arg(env.var("SERVER_KUBECONFIG"))
+            .args(["--access-mode", env.var("SERVER_ACCESS_MODE")])
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("replica starts");
+        let url = format!("https://127.0.0.1:{port}");
+        let ca = env.var("SERVER_CA_CERT");
+        eventually(Duration::from_secs(30), || {
+            let (code, body) = curl(&format!("{url}/readyz"), &["--cacert", ca]);
+            if code == 200 {
+                Ok(())
+            } else {
+                Err((code, body))
+            }
+        });
+        Replica { child, url }
+    }
+
+    /// A request straight to this replica as `user` in `groups`; `path` starts with `/`.
+    pub fn request_as(
+        &self,
+        user: &str,
+        groups: &[&str],
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        server_request_as(&self.url, user, groups, method, path, body)
+    }
+
+    /// Creates a space directly on this replica, as kube-apiserver's proxy would for `user` in `group`.
+    pub fn create_as(&self, user: &str, group: &str, name: &str) -> (u16, String) {
+        self.post_as(user, group, name, "")
+    }
+
+    pub fn post_as(&self, user: &str, group: &str, name: &str, query: &str) -> (u16, String) {
+        let body = format!(r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{name}"}}}}"#);
+        self.request_as(
+            user,
+            &[group],
+            "POST",
+            &format!("/apis/tenancy.loft.sh/v1/spaces{query}"),
+            Some(&body),
+        )
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A request straight to a server process at `url` (the run's own is `SERVER_URL`), with the front-proxy certificate
+/// and `X-Remote-*` headers naming `user` and `groups`.
+pub fn server_request_as(
+    url: &str,
+    user: &str,
+    groups: &[&str],
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let env = env();
+    let mut args: Vec<String> = [
+        "--cacert",
+        env.var("SERVER_CA_CERT"),
+        "--cert",
+        env.var("FRONT_PROXY_CLIENT_CERT"),
+        "--key",
+        env.var("FRONT_PROXY_CLIENT_KEY"),
+        "-X",
+        method,
+        "-H",
+        &format!("X-Remote-User: {user}"),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for group in groups {
+        args.extend(["-H".to_owned(), format!("X-Remote-Group: {group}")]);
+    }
+    if let Some(body) = body {
+        args.extend([
+            "-H".to_owned(),
+            "Content-Type: application/json".to_owned(),
+            "--data".to_owned(),
+            body.to_owned(),
+        ]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(&format!("{url}{path}"), &refs)
+}

@@ -11,6 +11,7 @@ mod authn;
 mod discovery;
 mod isolation;
 mod kubectl;
+mod positions;
 mod tenancy;
 mod visibility;
 mod watch;

@@ -1,10 +1,9 @@
 //! Accounts, templates, limits and repair, end to end: tenants self-serve spaces with plain kubectl, limits hold under
 //! parallel creates on two replicas, failures and crashes leave nothing half-made.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{curl, env, eventually, namespace, unique};
+use crate::harness::{env, eventually, namespace, unique, Replica};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -114,92 +113,6 @@ fn account_members_self_serve_spaces_with_templates_and_nobody_else_sees_them() 
     let mut both = vec![name, second];
     both.sort();
     assert_eq!(alice.space_names(&[]), both);
-}
-
-/// A second server replica on its own port, killed when dropped.
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Replica {
-    fn start(extra_env: &[(&str, &str)]) -> Self {
-        let env = env();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let serving = env.path("SERVER_CA_CERT").parent().expect("serving dir").to_owned();
-        let child = Command::new(env.var("SERVER_BIN"))
-            .args([
-                "serve",
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                &port.to_string(),
-            ])
-            .arg("--tls-cert-file")
-            .arg(serving.join("tls.crt"))
-            .arg("--tls-private-key-file")
-            .arg(serving.join("tls.key"))
-            .arg("--kubeconfig")
-            .arg(env.var("SERVER_KUBECONFIG"))
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("replica starts");
-        let url = format!("https://127.0.0.1:{port}");
-        let ca = env.var("SERVER_CA_CERT");
-        eventually(Duration::from_secs(30), || {
-            let (code, body) = curl(&format!("{url}/readyz"), &["--cacert", ca]);
-            if code == 200 {
-                Ok(())
-            } else {
-                Err((code, body))
-            }
-        });
-        Replica { child, url }
-    }
-
-    /// Creates a space directly on this replica, as kube-apiserver's proxy would for `user` in `group`.
-    fn create_as(&self, user: &str, group: &str, name: &str) -> (u16, String) {
-        self.post_as(user, group, name, "")
-    }
-
-    fn post_as(&self, user: &str, group: &str, name: &str, query: &str) -> (u16, String) {
-        let env = env();
-        let body = format!(r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{name}"}}}}"#);
-        curl(
-            &format!("{}/apis/tenancy.loft.sh/v1/spaces{query}", self.url),
-            &[
-                "--cacert",
-                env.var("SERVER_CA_CERT"),
-                "--cert",
-                env.var("FRONT_PROXY_CLIENT_CERT"),
-                "--key",
-                env.var("FRONT_PROXY_CLIENT_KEY"),
-                "-H",
-                &format!("X-Remote-User: {user}"),
-                "-H",
-                &format!("X-Remote-Group: {group}"),
-                "-H",
-                "Content-Type: application/json",
-                "-X",
-                "POST",
-                "--data",
-                &body,
-            ],
-        )
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tenancy_apiserver::watch::log::Position;
 
 use harness::{curl, env, eventually, namespace, role_binding, unique};
 
@@ -617,11 +618,11 @@ fn summary(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn resource_version(event: &Value) -> u64 {
+fn resource_version(event: &Value) -> Position {
     event["object"]["metadata"]["resourceVersion"]
         .as_str()
-        .and_then(|rv| rv.parse().ok())
-        .unwrap_or_else(|| panic!("event without a numeric resourceVersion: {event}"))
+        .and_then(Position::parse)
+        .unwrap_or_else(|| panic!("event without a resourceVersion of this server's: {event}"))
 }
 
 fn spaces_url(query: &str) -> String {
@@ -758,7 +759,7 @@ fn a_watch_cut_by_a_kube_apiserver_restart_resumes_without_losing_or_repeating_a
     let listed_rv: u64 = serde_json::from_str::<Value>(&body).expect("json")["metadata"]["resourceVersion"]
         .as_str()
         .and_then(|rv| rv.parse().ok())
-        .expect("list resourceVersion");
+        .expect("a list's resourceVersion is a number");
     let mut cut = RawWatch::open(&spaces_url(&format!("?watch=1&resourceVersion={listed_rv}")), &auth);
     tenant.grant(b);
     let added_b = format!("ADDED {b}");
@@ -822,15 +823,11 @@ fn a_watch_cut_by_a_kube_apiserver_restart_resumes_without_losing_or_repeating_a
         let mut sorted = replayed.clone();
         sorted.sort();
         assert_eq!(sorted, expected, "each change exactly once, nothing else");
-        let positions: Vec<u64> = resumed.events.iter().map(resource_version).collect();
+        let positions: Vec<Position> = resumed.events.iter().map(resource_version).collect();
         assert!(
-            positions[0] > last_seen && positions.windows(2).all(|w| w[0] <= w[1]),
+            positions[0] > last_seen && positions.windows(2).all(|w| w[0] < w[1]),
             "positions {positions:?} after {last_seen}"
         );
-        if positions.windows(2).any(|w| w[0] == w[1]) {
-            // Changes the server learnt in one relist share one position; see the test after this one.
-            eprintln!("replayed events share resourceVersions: {positions:?}");
-        }
         resumed
     };
 
@@ -916,8 +913,13 @@ fn a_watch_cut_between_two_events_of_one_change_resumes_with_the_rest() {
     watch.rest(QUIET);
     let seen = watch.summary();
     assert_eq!(seen, [format!("ADDED {}", ns[0]), format!("ADDED {}", ns[1])]);
-    let positions: Vec<u64> = watch.events.iter().map(resource_version).collect();
+    let positions: Vec<Position> = watch.events.iter().map(resource_version).collect();
     eprintln!("one change, two events at {positions:?}");
+    assert_eq!(
+        positions[1].after,
+        positions[0].after + 1,
+        "one change, one position: {positions:?}"
+    );
 
     // Cut after the first event: resumed from its resourceVersion, the second must come.
     let (code, body) = curl(

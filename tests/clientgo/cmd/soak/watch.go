@@ -211,7 +211,7 @@ func (wt *watcher) watchOnce(ctx context.Context, timeout time.Duration, onOpen 
 		return outcomeOpenFailed, fmt.Sprintf("%d %s", resp.StatusCode, clip(body))
 	}
 	onOpen()
-	last, _ := strconv.ParseUint(rv, 10, 64)
+	last, _ := parsePosition(rv)
 	decoder := json.NewDecoder(resp.Body)
 	for {
 		var ev watchEvent
@@ -236,7 +236,7 @@ func (wt *watcher) watchOnce(ctx context.Context, timeout time.Duration, onOpen 
 			return outcomeClosed, ""
 		}
 		meta := ev.Object.Metadata
-		position, numeric := strconv.ParseUint(meta.ResourceVersion, 10, 64)
+		position, known := parsePosition(meta.ResourceVersion)
 		switch ev.Type {
 		case "ADDED", "MODIFIED", "DELETED":
 			switch ev.Type {
@@ -248,8 +248,8 @@ func (wt *watcher) watchOnce(ctx context.Context, timeout time.Duration, onOpen 
 				wt.stats.deleted.Add(1)
 			}
 			// Every event has a position of its own, after everything the watcher has seen.
-			if numeric != nil || position <= last {
-				wt.s.rec.note("unexpected", fmt.Sprintf("%s: %s %s at resourceVersion %q, not after %d",
+			if !known || !last.less(position) {
+				wt.s.rec.note("unexpected", fmt.Sprintf("%s: %s %s at resourceVersion %q, not after %v",
 					desc, ev.Type, meta.Name, meta.ResourceVersion, last))
 			}
 			wt.mu.Lock()
@@ -262,8 +262,8 @@ func (wt *watcher) watchOnce(ctx context.Context, timeout time.Duration, onOpen 
 			wt.mu.Unlock()
 		case "BOOKMARK":
 			wt.stats.bookmarks.Add(1)
-			if numeric != nil || position < last {
-				wt.s.rec.note("unexpected", fmt.Sprintf("%s: BOOKMARK at resourceVersion %q, before %d",
+			if !known || position.less(last) {
+				wt.s.rec.note("unexpected", fmt.Sprintf("%s: BOOKMARK at resourceVersion %q, before %v",
 					desc, meta.ResourceVersion, last))
 			}
 			wt.mu.Lock()
@@ -280,8 +280,10 @@ func (wt *watcher) watchOnce(ctx context.Context, timeout time.Duration, onOpen 
 		default:
 			wt.s.rec.note("unexpected", fmt.Sprintf("%s: event of type %q", desc, ev.Type))
 		}
-		if numeric == nil {
-			last = max(last, position)
+		if known {
+			if last.less(position) {
+				last = position
+			}
 		}
 	}
 }
@@ -349,4 +351,34 @@ func storeDiff(got, want map[string]string) string {
 		parts = append(parts[:4], fmt.Sprintf("and %d more", len(parts)-4))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// position is a resourceVersion of the server's: every change through after, and (for an event inside one change that
+// shows or hides several spaces) that next change's events through namespace through.
+type position struct {
+	after   uint64
+	through string
+}
+
+func parsePosition(rv string) (position, bool) {
+	head, name, inside := strings.Cut(rv, ".")
+	n, err := strconv.ParseUint(head, 10, 64)
+	switch {
+	case err != nil:
+		return position{}, false
+	case !inside:
+		return position{after: n}, true
+	case name == "" || n == 0:
+		return position{}, false
+	default:
+		return position{after: n - 1, through: name}, true
+	}
+}
+
+// less orders positions as a watcher moves through them: P-1, then P.a, P.b, ..., then P.
+func (p position) less(q position) bool {
+	if p.after != q.after {
+		return p.after < q.after
+	}
+	return p.through < q.through
 }
