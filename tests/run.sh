@@ -46,7 +46,10 @@ if ! (cd tests/clientgo && export TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local 
 fi
 
 step "soak (short)"
-if ! (cd tests/clientgo && TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local go run ./cmd/soak -duration 40s -watches 200); then
+# 40 s is too short for the server to settle into its steady state (benches/soak.sh runs 15 minutes and holds the
+# 10 MB plateau); here the memory check only catches gross growth.
+if ! (cd tests/clientgo && TENANCY_E2E_ENV="$env_file" GOTOOLCHAIN=local go run ./cmd/soak -duration 40s -watches 200 \
+  -rss-growth-limit-mb 48); then
   echo "== server log (tail)" >&2
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1

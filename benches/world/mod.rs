@@ -17,7 +17,7 @@
 // Each benchmark binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
-mod objects;
+pub mod objects;
 mod rng;
 
 use std::collections::BTreeMap;

@@ -92,13 +92,15 @@ func (s *rssSeries) sampleEvery(ctx context.Context, interval time.Duration) {
 
 // rssWindow summarizes the samples taken in [from, to]: the steady-state window of the run.
 type rssWindow struct {
-	n                     int
-	first, min, max, last int64
-	firstThird, lastThird int64   // mean of the first and of the last third of the samples
-	before                int64   // the last sample before the window (after setup), 0 if none
-	baseline              int64   // the very first sample (before setup)
-	growth                int64   // lastThird - firstThird
-	trace                 []int64 // up to 12 samples evenly spread over the window, first and last included
+	n                         int
+	first, min, max, last     int64
+	firstThird, lastThird     int64   // mean of the first and of the last third of the samples
+	thirdQuarter, lastQuarter int64   // mean of the third and of the last quarter of the samples
+	lastHalfGrowth            int64   // lastQuarter - thirdQuarter: growth over the second half of the load
+	before                    int64   // the last sample before the window (after setup), 0 if none
+	baseline                  int64   // the very first sample (before setup)
+	growth                    int64   // lastThird - firstThird
+	trace                     []int64 // up to 12 samples evenly spread over the window, first and last included
 }
 
 func (s *rssSeries) window(from, to time.Time) rssWindow {
@@ -127,6 +129,10 @@ func (s *rssSeries) window(from, to time.Time) rssWindow {
 	w.firstThird = mean(in[:third])
 	w.lastThird = mean(in[w.n-third:])
 	w.growth = w.lastThird - w.firstThird
+	quarter := max(1, w.n/4)
+	w.thirdQuarter = mean(in[w.n/2 : w.n/2+quarter])
+	w.lastQuarter = mean(in[w.n-quarter:])
+	w.lastHalfGrowth = w.lastQuarter - w.thirdQuarter
 	points := min(12, w.n)
 	for k := range points {
 		idx := 0
