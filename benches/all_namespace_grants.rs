@@ -18,7 +18,7 @@ use kube::runtime::watcher::Event;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tenancy_apiserver::backend::cache::{Cache, Update};
 use tenancy_apiserver::spaces::{ListOptions, Registry};
-use tenancy_apiserver::watch::{self, EventType, From, Item, Started};
+use tenancy_apiserver::watch::{EventType, Item, Started};
 
 use world::{objects, World};
 
@@ -42,18 +42,10 @@ struct Watchers {
 
 impl Watchers {
     fn open(cache: &Arc<Cache>) -> Self {
-        let start = |user| {
-            let from = From::Now { initial_events: true };
-            watch::start(cache, &user, ListOptions::default().filter(), from).expect("watch started")
-        };
+        let (others, tenant) = world::open_watches(cache);
         Watchers {
-            others: (0..world::USERS)
-                .filter(|i| *i != world::TENANT)
-                .map(world::user)
-                .chain([world::admin()])
-                .map(start)
-                .collect(),
-            tenant: start(world::tenant()),
+            others,
+            tenant,
             items: Vec::new(),
         }
     }

@@ -15,8 +15,8 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use tenancy_apiserver::backend::cache::{Cache, Update};
-use tenancy_apiserver::spaces::{ListOptions, Registry};
-use tenancy_apiserver::watch::{self, EventType, From, Item, Started};
+use tenancy_apiserver::spaces::Registry;
+use tenancy_apiserver::watch::{EventType, Item, Started};
 
 use world::World;
 
@@ -51,17 +51,7 @@ impl Fanout {
             .map(world::namespace_name)
             .find(|name| registry.get(&tenant, name).is_err())
             .expect("a namespace the tenant does not see");
-        let start = |user| {
-            let from = From::Now { initial_events: true };
-            watch::start(&cache, &user, ListOptions::default().filter(), from).expect("watch started")
-        };
-        let others: Vec<Started> = (0..world::USERS)
-            .filter(|i| *i != world::TENANT)
-            .map(world::user)
-            .chain([world::admin()])
-            .map(start)
-            .collect();
-        let tenant = start(tenant);
+        let (others, tenant) = world::open_watches(&cache);
         let resource_version = cache.read().log.position() + 1;
         Fanout {
             cache,

@@ -29,6 +29,7 @@ use kube::runtime::watcher::Event;
 use tenancy_apiserver::authn::User;
 use tenancy_apiserver::backend::cache::{Cache, Update};
 use tenancy_apiserver::spaces::{ListOptions, Registry};
+use tenancy_apiserver::watch::{self, From, Started};
 
 use objects::{group, named_rule, rule, service_account, url_rule, user as user_subject};
 use rng::Rng;
@@ -75,6 +76,23 @@ pub fn tenant() -> User {
 }
 
 /// A cluster admin: `system:masters`, bound to `cluster-admin`.
+/// Watches from now, with the initial events, for every user but the tenant and for the admin (the bystanders), and
+/// the tenant's: as 1,001 open `kubectl get spaces -w`.
+#[allow(dead_code, reason = "only the watch benchmarks open watches")]
+pub fn open_watches(cache: &Arc<Cache>) -> (Vec<Started>, Started) {
+    let start = |user| {
+        let from = From::Now { initial_events: true };
+        watch::start(cache, &user, ListOptions::default().filter(), from).expect("watch started")
+    };
+    let others = (0..USERS)
+        .filter(|i| *i != TENANT)
+        .map(user)
+        .chain([admin()])
+        .map(start)
+        .collect();
+    (others, start(tenant()))
+}
+
 pub fn admin() -> User {
     User {
         name: "kubernetes-admin".to_owned(),

@@ -201,6 +201,21 @@ impl Kubectl {
         self.run_with_stdin(&["apply", "-f", "-"], Some(manifest)).ok();
     }
 
+    /// Waits up to `timeout` until this user lists exactly `want`, in any order.
+    #[track_caller]
+    pub fn eventually_lists(&self, want: &[&String], timeout: Duration) {
+        let mut want: Vec<String> = want.iter().map(|s| (*s).clone()).collect();
+        want.sort();
+        eventually(timeout, || {
+            let seen = self.space_names(&[]);
+            if seen == want {
+                Ok(())
+            } else {
+                Err(seen)
+            }
+        });
+    }
+
     /// Names of the spaces this user lists, sorted.
     #[track_caller]
     pub fn space_names(&self, extra: &[&str]) -> Vec<String> {
@@ -241,6 +256,48 @@ pub fn eventually<T, S: std::fmt::Debug>(timeout: Duration, mut check: impl FnMu
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+/// What every new space of an account without named templates holds: the default SpaceTemplate's objects and the
+/// owner binding, as `kubectl get -o name` prints them.
+pub const DEFAULT_SPACE_OBJECTS: &[&str] = &[
+    "resourcequota/space-quota",
+    "limitrange/space-limits",
+    "networkpolicy.networking.k8s.io/same-account-only",
+    "networkpolicy.networking.k8s.io/egress-to-own-account-shared-and-dns",
+    "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
+];
+
+/// Asserts that namespace `ns` holds every one of [`DEFAULT_SPACE_OBJECTS`].
+#[track_caller]
+pub fn assert_default_space_objects(ns: &str) {
+    let objects = env()
+        .kubectl("admin")
+        .run(&[
+            "get",
+            "resourcequota,limitrange,networkpolicy,rolebinding",
+            "-n",
+            ns,
+            "-o",
+            "name",
+        ])
+        .ok();
+    for object in DEFAULT_SPACE_OBJECTS {
+        assert!(objects.contains(object), "{object} missing from {ns}: {objects}");
+    }
+}
+
+/// Waits up to `timeout` until `kubectl get KINDS -n NS -o name` (as the admin) lists every one of `objects`.
+#[track_caller]
+pub fn eventually_holds(ns: &str, kinds: &str, objects: &[&str], timeout: Duration) {
+    eventually(timeout, || {
+        let out = env().kubectl("admin").run(&["get", kinds, "-n", ns, "-o", "name"]).ok();
+        if objects.iter().all(|o| out.contains(o)) {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
 }
 
 /// YAML for a namespace.
@@ -519,25 +576,8 @@ pub fn server_request_as(
     path: &str,
     body: Option<&str>,
 ) -> (u16, String) {
-    let env = env();
-    let mut args: Vec<String> = [
-        "--cacert",
-        env.var("SERVER_CA_CERT"),
-        "--cert",
-        env.var("FRONT_PROXY_CLIENT_CERT"),
-        "--key",
-        env.var("FRONT_PROXY_CLIENT_KEY"),
-        "-X",
-        method,
-        "-H",
-        &format!("X-Remote-User: {user}"),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    for group in groups {
-        args.extend(["-H".to_owned(), format!("X-Remote-Group: {group}")]);
-    }
+    let mut args = front_proxy(user, groups);
+    args.extend(["-X".to_owned(), method.to_owned()]);
     if let Some(body) = body {
         args.extend([
             "-H".to_owned(),
@@ -548,4 +588,27 @@ pub fn server_request_as(
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     curl(&format!("{url}{path}"), &refs)
+}
+
+/// curl arguments for a server's own port with kube-apiserver's front-proxy certificate, asserting `user`/`groups`.
+pub fn front_proxy(user: &str, groups: &[&str]) -> Vec<String> {
+    let env = env();
+    let mut args: Vec<String> = [
+        "--cacert",
+        env.var("SERVER_CA_CERT"),
+        "--cert",
+        env.var("FRONT_PROXY_CLIENT_CERT"),
+        "--key",
+        env.var("FRONT_PROXY_CLIENT_KEY"),
+        "-H",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.push(format!("X-Remote-User: {user}"));
+    for group in groups {
+        args.push("-H".to_owned());
+        args.push(format!("X-Remote-Group: {group}"));
+    }
+    args
 }

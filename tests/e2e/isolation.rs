@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::harness::{env, eventually, namespace, unique, Kubectl};
+use crate::harness::{assert_default_space_objects, env, eventually, eventually_holds, namespace, unique, Kubectl};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -227,14 +227,7 @@ fn an_owner_cannot_move_publish_or_relabel_their_namespace_by_any_verb() {
             "--overwrite",
         ])
         .ok();
-    eventually(SETTLE, || {
-        let seen = carol.space_names(&[]);
-        if seen == [name.clone()] {
-            Ok(())
-        } else {
-            Err(seen)
-        }
-    });
+    carol.eventually_lists(&[&name], SETTLE);
 }
 
 #[test]
@@ -335,25 +328,7 @@ fn enforced_objects_hold_against_owners_and_come_back_when_an_admin_deletes_them
     create_space(&alice, &name);
 
     // An Account naming no templates gets the default one, whole.
-    let objects = admin
-        .run(&[
-            "get",
-            "resourcequota,limitrange,networkpolicy,rolebinding",
-            "-n",
-            &name,
-            "-o",
-            "name",
-        ])
-        .ok();
-    for object in [
-        "resourcequota/space-quota",
-        "limitrange/space-limits",
-        "networkpolicy.networking.k8s.io/same-account-only",
-        "networkpolicy.networking.k8s.io/egress-to-own-account-shared-and-dns",
-        "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
-    ] {
-        assert!(objects.contains(object), "{object} missing: {objects}");
-    }
+    assert_default_space_objects(&name);
 
     // The owner reads them, and can change or delete none of them.
     alice
@@ -433,18 +408,15 @@ spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
         .run(&["delete", "networkpolicy", "same-account-only", "-n", &name])
         .ok();
     admin.run(&["delete", "rolebinding", "tenancy-owner", "-n", &name]).ok();
-    eventually(Duration::from_secs(30), || {
-        let out = admin
-            .run(&["get", "networkpolicy,rolebinding", "-n", &name, "-o", "name"])
-            .ok();
-        if out.contains("networkpolicy.networking.k8s.io/same-account-only")
-            && out.contains("rolebinding.rbac.authorization.k8s.io/tenancy-owner")
-        {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    });
+    eventually_holds(
+        &name,
+        "networkpolicy,rolebinding",
+        &[
+            "networkpolicy.networking.k8s.io/same-account-only",
+            "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
+        ],
+        Duration::from_secs(30),
+    );
     // Deleting the space takes its enforced objects with it (the namespace controller is not refused).
     alice.run(&["delete", "space", &name]).ok();
     eventually(Duration::from_secs(60), || {

@@ -230,14 +230,7 @@ fn through_kube_apiserver_another_processs_position_is_410_and_its_own_is_exact(
     let ns = unique("rv-k");
     admin.apply(&(namespace(&ns) + &role_binding(&ns, "rv", "ClusterRole/view", &[&format!("User:{user}")])));
     let tenant = env.kubectl_as(&user, &[]);
-    eventually(SETTLE, || {
-        let names = tenant.space_names(&[]);
-        if names == [ns.clone()] {
-            Ok(())
-        } else {
-            Err(names)
-        }
-    });
+    tenant.eventually_lists(&[&ns], SETTLE);
     let list: Value = serde_json::from_str(&tenant.run(&["get", "--raw", "/apis/tenancy.loft.sh/v1/spaces"]).ok())
         .expect("a SpaceList");
     let rv = list["metadata"]["resourceVersion"]

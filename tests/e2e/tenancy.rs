@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{env, eventually, namespace, unique, Replica};
+use crate::harness::{assert_default_space_objects, env, eventually, eventually_holds, namespace, unique, Replica};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -65,24 +65,7 @@ fn account_members_self_serve_spaces_with_templates_and_nobody_else_sees_them() 
     assert!(carol.space_names(&[]).is_empty());
     assert!(carol.run(&["get", "space", &name]).err().contains("NotFound"));
     // The default template's objects are there, with the parameters filled in.
-    let objects = admin
-        .run(&[
-            "get",
-            "resourcequota,limitrange,networkpolicy,rolebinding",
-            "-n",
-            &name,
-            "-o",
-            "name",
-        ])
-        .ok();
-    for object in [
-        "resourcequota/space-quota",
-        "limitrange/space-limits",
-        "networkpolicy.networking.k8s.io/same-account-only",
-        "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
-    ] {
-        assert!(objects.contains(object), "{object} missing: {objects}");
-    }
+    assert_default_space_objects(&name);
     let selector = admin
         .run(&[
             "get",
@@ -328,18 +311,15 @@ fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_re
         .ok();
     assert_eq!(marked, "true");
     // The surviving server finishes it: owner binding, templates, mark removed.
-    eventually(Duration::from_secs(60), || {
-        let out = admin
-            .run(&["get", "rolebinding,resourcequota", "-n", &name, "-o", "name"])
-            .ok();
-        if out.contains("rolebinding.rbac.authorization.k8s.io/tenancy-owner")
-            && out.contains("resourcequota/space-quota")
-        {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    });
+    eventually_holds(
+        &name,
+        "rolebinding,resourcequota",
+        &[
+            "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
+            "resourcequota/space-quota",
+        ],
+        Duration::from_secs(60),
+    );
     eventually(SETTLE, || {
         let marked = admin
             .run(&[
@@ -377,14 +357,7 @@ fn an_admin_adopts_a_namespace_into_an_account_by_labelling_it() {
             &format!("tenancy.loft.sh/account={acc}"),
         ])
         .ok();
-    eventually(SETTLE, || {
-        let seen = member.space_names(&[]);
-        if seen == [existing.clone()] {
-            Ok(())
-        } else {
-            Err(seen)
-        }
-    });
+    member.eventually_lists(&[&existing], SETTLE);
 }
 
 #[test]

@@ -156,14 +156,7 @@ fn deleting_a_role_binding_removes_the_space_from_the_next_list() {
     let user = unique("revokee");
     admin.apply(&(namespace(&ns) + &role_binding(&ns, "access", "ClusterRole/view", &[&format!("User:{user}")])));
     let tenant = env.kubectl_as(&user, &[]);
-    eventually(SETTLE, || {
-        let names = tenant.space_names(&[]);
-        if names == [ns.clone()] {
-            Ok(())
-        } else {
-            Err(names)
-        }
-    });
+    tenant.eventually_lists(&[&ns], SETTLE);
     tenant.run(&["get", "space", &ns]).ok();
 
     admin.run(&["delete", "rolebinding", "access", "-n", &ns]).ok();
@@ -285,14 +278,7 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]\n"
         namespace(&other)
     ));
     let tenant = env.kubectl_as(&user, &[]);
-    eventually(SETTLE, || {
-        let names = tenant.space_names(&[]);
-        if names == [named.clone()] {
-            Ok(())
-        } else {
-            Err(names)
-        }
-    });
+    tenant.eventually_lists(&[&named], SETTLE);
     assert!(tenant.run(&["get", "space", &other]).err().contains("NotFound"));
 }
 

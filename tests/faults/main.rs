@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tenancy_apiserver::watch::log::Position;
 
-use harness::{curl, env, eventually, namespace, role_binding, unique};
+use harness::{curl, env, eventually, front_proxy, namespace, role_binding, unique};
 
 /// How long the control plane may take to be fully back (ready, APIService Available, spaces served).
 const HEAL: Duration = Duration::from_secs(120);
@@ -329,29 +329,6 @@ impl Tenant {
 }
 
 // -------------------------------------------------------------------------------------- straight at the server
-
-/// curl arguments for the server's own port with kube-apiserver's front-proxy certificate, asserting `user`/`groups`.
-fn front_proxy(user: &str, groups: &[&str]) -> Vec<String> {
-    let env = env();
-    let mut args: Vec<String> = [
-        "--cacert",
-        env.var("SERVER_CA_CERT"),
-        "--cert",
-        env.var("FRONT_PROXY_CLIENT_CERT"),
-        "--key",
-        env.var("FRONT_PROXY_CLIENT_KEY"),
-        "-H",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(format!("X-Remote-User: {user}"));
-    for group in groups {
-        args.push("-H".to_owned());
-        args.push(format!("X-Remote-Group: {group}"));
-    }
-    args
-}
 
 /// A request straight at the server's port as a `system:masters` member (authorized without kube-apiserver).
 fn direct(path_and_query: &str) -> (u16, String) {
