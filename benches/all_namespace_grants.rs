@@ -1,9 +1,10 @@
-//! All-namespace grants: on the synced S10k cache with 1,000 watchers open for other users plus the tenant's, 10,000
-//! changes to cluster-wide grants (a ClusterRoleBinding of `view` to a group none of them is in, created and deleted
-//! in turn), every watcher processing every entry, as `watch::run` does. Reports what they cost: the server's RSS and
-//! live heap growth (the change log fills to its capacity of 10,000 entries, so this is its steady state), how far
-//! positions moved (by changes, never by namespaces), and the event-to-watcher latency of grants to the tenant made in
-//! between, against the same measurement on a log without them (`event_to_watcher`).
+//! All-namespace grants: on the synced S10k cache, changes to a cluster-wide grant (a ClusterRoleBinding of `view` to a
+//! group nobody is in, created and deleted in turn), the kind of change that used to cost one position and one stored
+//! name per namespace. First the server alone: 10,000 of them fill the change log (its capacity), 10,000 more show
+//! whether memory stays put, and how far positions moved (by changes, never by namespaces). Then with 1,000 watchers
+//! open for other users plus the tenant's, every watcher processing every entry as `watch::run` does: the fan-out of
+//! one such change, and the event-to-watcher latency of grants to the tenant made among them (compare
+//! `event_to_watcher`, which has none).
 
 mod latency;
 mod memory;
@@ -29,7 +30,7 @@ static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const CHANGES: usize = 10_000;
 /// One grant/revoke of the tenant's (timed) after this many of them.
 const EVERY: usize = 20;
-const TARGET_RSS_MB: f64 = 150.0;
+const TARGET_MB: f64 = 150.0;
 const TARGET_P99_MS: f64 = 50.0;
 
 struct Watchers {
@@ -74,9 +75,47 @@ fn tenant_position(cache: &Arc<Cache>) -> u64 {
         .expect("a numeric list resourceVersion")
 }
 
+/// Applies `count` all-namespace grant changes (a ClusterRoleBinding of `view` to a group nobody is in, created and
+/// deleted in turn), each followed by `after` (the watchers' turn); the changes made.
+fn bystander_changes(cache: &Cache, count: usize, revision: &mut u64, mut after: impl FnMut(usize)) -> usize {
+    for i in 0..count {
+        *revision += 1;
+        let binding = objects::cluster_role_binding(
+            &format!("bench-all-{}", i / 2),
+            "view",
+            vec![objects::group("bystanders")],
+            *revision,
+        );
+        cache.apply(if i % 2 == 0 {
+            Update::ClusterRoleBinding(Event::Apply(binding))
+        } else {
+            Update::ClusterRoleBinding(Event::Delete(binding))
+        });
+        after(i);
+    }
+    count
+}
+
 fn main() {
     let rss_start = memory::rss_kib().unwrap_or_default();
+    let heap_start = memory::live_heap_bytes(ALLOCATOR);
     let cache = World::s10k().synced_cache();
+    let heap_built = memory::live_heap_bytes(ALLOCATOR);
+    let mut revision = 1_000_000_u64;
+
+    // The server alone: the log filled with these changes (the startup entries pushed out), then as many again.
+    bystander_changes(&cache, CHANGES, &mut revision, |_| {});
+    let (rss_full, heap_full) = (memory::rss_kib().unwrap_or_default(), memory::live_heap_bytes(ALLOCATOR));
+    let position_before = cache.read().log.position();
+    let tenant_before = tenant_position(&cache);
+    let mut changes = bystander_changes(&cache, CHANGES, &mut revision, |_| {});
+    let (rss_after, heap_after) = (memory::rss_kib().unwrap_or_default(), memory::live_heap_bytes(ALLOCATOR));
+    let moved = cache.read().log.position() - position_before;
+    let tenant_moved = tenant_position(&cache) - tenant_before;
+    assert_eq!(moved, changes as u64, "one position per change");
+    assert_eq!(tenant_moved, changes as u64, "the tenant's positions move by changes");
+
+    // With 1,001 watchers: every change through every watcher, and the tenant's grants timed among them.
     let mut watchers = Watchers::open(&cache);
     let registry = Registry::new(cache.clone());
     let tenant = world::tenant();
@@ -84,108 +123,78 @@ fn main() {
         .map(world::namespace_name)
         .find(|name| registry.get(&tenant, name).is_err())
         .expect("a namespace the tenant does not see");
-    let rss_before = memory::rss_kib().unwrap_or_default();
-    let heap_before = memory::live_heap_bytes(ALLOCATOR);
-    let position_before = cache.read().log.position();
-    let tenant_before = tenant_position(&cache);
-
     let mut fanout = latency::Samples::with_capacity(CHANGES);
     let mut to_tenant = latency::Samples::with_capacity(2 * CHANGES / EVERY);
-    let mut revision = 1_000_000_u64;
-    let mut changes = 0_usize;
-    for i in 0..CHANGES {
-        revision += 1;
-        let binding = objects::cluster_role_binding(
-            &format!("bench-all-{}", i / 2),
-            "view",
-            vec![objects::group("bystanders")],
-            revision,
-        );
-        let update = if i % 2 == 0 {
-            Update::ClusterRoleBinding(Event::Apply(binding))
-        } else {
-            Update::ClusterRoleBinding(Event::Delete(binding))
-        };
+    let mut watched = 0;
+    for _ in 0..CHANGES / EVERY {
         let started = Instant::now();
-        cache.apply(update);
-        assert!(watchers.deliver().is_empty(), "a bystander grant reached the tenant");
-        fanout.push(started.elapsed());
-        changes += 1;
-        if i % EVERY == EVERY - 1 {
-            for (apply, expected) in [(true, EventType::Added), (false, EventType::Deleted)] {
-                revision += 1;
-                let grant: RoleBinding = objects::role_binding_to_cluster_role(
-                    &namespace,
-                    "bench-grant",
-                    "view",
-                    vec![objects::user(&tenant.name)],
-                    revision,
-                );
-                let update = if apply {
-                    Update::RoleBinding(Event::Apply(grant))
-                } else {
-                    Update::RoleBinding(Event::Delete(grant))
-                };
-                let started = Instant::now();
-                cache.apply(update);
-                let items = watchers.deliver();
-                to_tenant.push(started.elapsed());
-                assert!(
-                    matches!(items, [Item::Event { kind, .. }] if *kind == expected),
-                    "the tenant's watch reported {items:?}, expected {expected:?}"
-                );
-                changes += 1;
-            }
+        watched += bystander_changes(&cache, EVERY, &mut revision, |_| {
+            assert!(watchers.deliver().is_empty(), "a bystander grant reached the tenant");
+        });
+        fanout.push(started.elapsed() / EVERY as u32);
+        for (apply, expected) in [(true, EventType::Added), (false, EventType::Deleted)] {
+            revision += 1;
+            let grant: RoleBinding = objects::role_binding_to_cluster_role(
+                &namespace,
+                "bench-grant",
+                "view",
+                vec![objects::user(&tenant.name)],
+                revision,
+            );
+            let started = Instant::now();
+            cache.apply(if apply {
+                Update::RoleBinding(Event::Apply(grant))
+            } else {
+                Update::RoleBinding(Event::Delete(grant))
+            });
+            let items = watchers.deliver();
+            to_tenant.push(started.elapsed());
+            assert!(
+                matches!(items, [Item::Event { kind, .. }] if *kind == expected),
+                "the tenant's watch reported {items:?}, expected {expected:?}"
+            );
+            watched += 1;
         }
     }
+    changes += watched;
 
-    let rss_after = memory::rss_kib().unwrap_or_default();
-    let heap_after = memory::live_heap_bytes(ALLOCATOR);
-    let moved = cache.read().log.position() - position_before;
-    let tenant_moved = tenant_position(&cache) - tenant_before;
-    assert_eq!(moved, changes as u64, "one position per change");
-    assert_eq!(tenant_moved, changes as u64, "the tenant's positions move by changes");
-
-    let growth_mb = memory::mb(rss_after.saturating_sub(rss_before));
-    let rss_mb = memory::mb(rss_after.saturating_sub(rss_start));
-    let log_bytes = heap_after.saturating_sub(heap_before);
+    let mb = |bytes: u64| bytes as f64 / 1e6;
     let p99_ms = to_tenant.quantile(0.99).as_secs_f64() * 1e3;
+    let server_mb = mb(heap_after.saturating_sub(heap_start));
     println!();
+    println!("S10k, all-namespace grant changes (a ClusterRoleBinding for a group nobody is in, made and removed):");
     println!(
-        "S10k, {CHANGES} changes of all-namespace grants (+{} grants/revokes to the tenant), {} watchers:",
-        changes - CHANGES,
-        watchers.others.len() + 1
-    );
-    println!("  positions moved by {moved} ({changes} changes); the tenant's list resourceVersion by {tenant_moved}");
-    println!(
-        "  RSS: {rss_mb:.1} MB above the process start ({:.1} MB for the built cache and watchers, +{growth_mb:.1} MB during the changes)",
-        memory::mb(rss_before.saturating_sub(rss_start))
+        "  {CHANGES} changes moved positions by {moved}, and the tenant's list resourceVersion by {tenant_moved}"
     );
     println!(
-        "  process peak (VmHWM): {:.1} MB",
-        memory::mb(memory::peak_rss_kib().unwrap_or_default())
+        "  live heap: built cache {:.1} MB; with the log full of these changes {:.1} MB; after {CHANGES} more {:.1} MB ({:+.1} MB)",
+        mb(heap_built.saturating_sub(heap_start)),
+        mb(heap_full.saturating_sub(heap_start)),
+        server_mb,
+        (heap_after as f64 - heap_full as f64) / 1e6,
     );
     println!(
-        "  live heap growth during the changes (the change log at capacity): {:.1} MB, {} bytes per change",
-        log_bytes as f64 / 1e6,
-        log_bytes / changes as u64
+        "  RSS above the process start (includes the allocator's keep of the generated world): {:.1} MB with the log full, {:.1} MB after {CHANGES} more ({:+.1} MB); peak {:.1} MB",
+        memory::mb(rss_full.saturating_sub(rss_start)),
+        memory::mb(rss_after.saturating_sub(rss_start)),
+        memory::mb(rss_after) - memory::mb(rss_full),
+        memory::mb(memory::peak_rss_kib().unwrap_or_default()),
     );
     println!(
-        "  one all-namespace change, applied and processed by every watcher: {}",
+        "  with {} watchers ({watched} more changes): one all-namespace change through every watcher: {}",
+        watchers.others.len() + 1,
         fanout.summary()
     );
-    println!(
-        "  grant/revoke -> the tenant's ADDED/DELETED, through every watcher: {}",
-        to_tenant.summary()
-    );
+    println!("  grant/revoke -> the tenant's ADDED/DELETED, through every watcher: {}", to_tenant.summary());
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     println!(
-        "  target: RSS < {TARGET_RSS_MB} MB after them: {}",
-        verdict(rss_mb < TARGET_RSS_MB)
+        "  target: the server's memory (cache and full log, live heap) < {TARGET_MB} MB after them: {}",
+        verdict(server_mb < TARGET_MB)
     );
     println!(
         "  target: event-to-watcher p99 < {TARGET_P99_MS} ms: {}",
         verdict(p99_ms < TARGET_P99_MS)
     );
+    println!("  {changes} changes in all");
     println!();
 }

@@ -9,13 +9,13 @@ step() { echo "== $* ($((SECONDS - start))s)" >&2; }
 
 step "lint"
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets --quiet -- -D warnings
+cargo clippy --locked --all-targets --all-features --quiet -- -D warnings
 
 step "control plane binaries"
 tests/controlplane/build.sh >/dev/null
 
 step "build"
-cargo test --locked --no-run --quiet
+cargo test --locked --features fault-injection --no-run --quiet
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/tenancy-test.XXXXXX")"
 cleanup() {
@@ -29,7 +29,7 @@ env_file="$(tests/env/up.sh "$state")"
 env_file="$(tail -n 1 <<<"$env_file")"
 
 step "tests"
-if ! TENANCY_E2E_ENV="$env_file" cargo test --locked; then
+if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --features fault-injection; then
   echo "== server log (tail)" >&2
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1
@@ -58,7 +58,7 @@ step "e2e again, with visibility by SubjectAccessReview (--access-mode=sar)"
 tests/controlplane/down.sh "$state" >/dev/null 2>&1 || true
 env_file="$(TENANCY_ACCESS_MODE=sar tests/env/up.sh "$state")"
 env_file="$(tail -n 1 <<<"$env_file")"
-if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --test e2e --test shared; then
+if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --features fault-injection --test e2e --test shared; then
   echo "== server log (tail)" >&2
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1

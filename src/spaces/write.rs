@@ -20,13 +20,15 @@ use crate::api::Space;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision};
 use crate::backend::cache::Cache;
-use crate::watch::log::Lookup;
+use crate::watch::log::{Lookup, Position};
 
 /// The RoleBinding that makes a space's owners its admins.
 pub const OWNER_BINDING: &str = "tenancy-owner";
 /// The ClusterRole owners get in their spaces: admin, plus delete of the namespace itself.
 pub const OWNER_ROLE: &str = "tenancy-space-admin";
 /// Set in the environment, the server aborts right after creating a space's namespace (tests prove repair with it).
+/// Only in builds with the `fault-injection` feature, which the e2e environment turns on; never in a release binary.
+#[cfg(feature = "fault-injection")]
 pub const CRASH_AFTER_NAMESPACE: &str = "TENANCY_FAULT_CRASH_AFTER_NAMESPACE";
 /// How long a create waits for its space to be visible to its creator through this server.
 const READ_AFTER_CREATE: Duration = Duration::from_secs(10);
@@ -118,9 +120,11 @@ impl Writer {
         if rv == now {
             return true;
         }
-        let Ok(position) = rv.parse::<u64>() else {
+        let Some(position) = Position::parse(rv) else {
             return false;
         };
+        // A watch event inside a change carries `<position>.<its space>`: that space as it was after the change.
+        let position = position.after + u64::from(position.through.is_some());
         let name = current.metadata.name.as_deref().unwrap_or_default();
         match self.cache.read().log.lookup(position) {
             Lookup::At { namespaces, .. } => namespaces
@@ -157,6 +161,7 @@ impl Writer {
             return Ok(Space::from_namespace(&created));
         }
         // Fault injection for the crash-repair test: die exactly between the namespace and its owner binding.
+        #[cfg(feature = "fault-injection")]
         if std::env::var_os(CRASH_AFTER_NAMESPACE).is_some() {
             tracing::error!(space = %name, "{CRASH_AFTER_NAMESPACE} is set: aborting");
             std::process::abort();

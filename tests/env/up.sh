@@ -22,7 +22,8 @@ start=$SECONDS
 # meaningful from an optimized build, so benchmarks opt in. Checked before anything starts, so a typo costs nothing.
 profile="${TENANCY_PROFILE:-debug}"
 case "$profile" in
-  debug) cargo_profile_args=() ;;
+  # Test builds carry the fault-injection hooks (the crash tests need them); optimized builds are for benchmarks.
+  debug) cargo_profile_args=(--features fault-injection) ;;
   release) cargo_profile_args=(--release) ;;
   *)
     log "TENANCY_PROFILE must be debug or release, not '$profile'"
