@@ -17,8 +17,8 @@ use std::time::Instant;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::runtime::watcher::Event;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-use tenancy_apiserver::backend::cache::{Cache, Update};
 use tenancy_apiserver::spaces::{ListOptions, Registry};
+use tenancy_apiserver::state::{Cache, Update};
 use tenancy_apiserver::watch::{EventType, Item, Started};
 
 use world::{objects, World};
@@ -105,11 +105,17 @@ fn main() {
 
     // The server alone: the log filled with these changes (the startup entries pushed out), then as many again.
     bystander_changes(&cache, CHANGES, &mut revision, |_| {});
-    let (rss_full, heap_full) = (memory::rss_kib().unwrap_or_default(), memory::live_heap_bytes(ALLOCATOR));
+    let (rss_full, heap_full) = (
+        memory::rss_kib().unwrap_or_default(),
+        memory::live_heap_bytes(ALLOCATOR),
+    );
     let position_before = cache.read().log.position();
     let tenant_before = tenant_position(&cache);
     let mut changes = bystander_changes(&cache, CHANGES, &mut revision, |_| {});
-    let (rss_after, heap_after) = (memory::rss_kib().unwrap_or_default(), memory::live_heap_bytes(ALLOCATOR));
+    let (rss_after, heap_after) = (
+        memory::rss_kib().unwrap_or_default(),
+        memory::live_heap_bytes(ALLOCATOR),
+    );
     let moved = cache.read().log.position() - position_before;
     let tenant_moved = tenant_position(&cache) - tenant_before;
     assert_eq!(moved, changes as u64, "one position per change");
@@ -163,9 +169,7 @@ fn main() {
     let server_mb = mb(heap_after.saturating_sub(heap_start));
     println!();
     println!("S10k, all-namespace grant changes (a ClusterRoleBinding for a group nobody is in, made and removed):");
-    println!(
-        "  {CHANGES} changes moved positions by {moved}, and the tenant's list resourceVersion by {tenant_moved}"
-    );
+    println!("  {CHANGES} changes moved positions by {moved}, and the tenant's list resourceVersion by {tenant_moved}");
     println!(
         "  live heap: built cache {:.1} MB; with the log full of these changes {:.1} MB; after {CHANGES} more {:.1} MB ({:+.1} MB)",
         mb(heap_built.saturating_sub(heap_start)),
@@ -185,7 +189,10 @@ fn main() {
         watchers.others.len() + 1,
         fanout.summary()
     );
-    println!("  grant/revoke -> the tenant's ADDED/DELETED, through every watcher: {}", to_tenant.summary());
+    println!(
+        "  grant/revoke -> the tenant's ADDED/DELETED, through every watcher: {}",
+        to_tenant.summary()
+    );
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     println!(
         "  target: the server's memory (cache and full log, live heap) < {TARGET_MB} MB after them: {}",

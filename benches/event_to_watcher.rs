@@ -14,8 +14,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
-use tenancy_apiserver::backend::cache::{Cache, Update};
 use tenancy_apiserver::spaces::Registry;
+use tenancy_apiserver::state::{Cache, Update};
 use tenancy_apiserver::watch::{EventType, Item, Started};
 
 use world::World;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-use tenancy_apiserver::backend::cache::{Cache, Update};
+use tenancy_apiserver::state::{Cache, Update};
 
 use world::{Order, World};
 

@@ -9,7 +9,6 @@
 pub mod index;
 #[cfg(test)]
 pub mod reference;
-pub mod review;
 pub mod view;
 
 use k8s_openapi::api::rbac::v1::PolicyRule;

@@ -1,7 +1,9 @@
-//! The kube client and the reflectors: watches of Namespaces and RBAC objects feeding the cache every read is answered
-//! from, and the watch on kube-apiserver's authentication ConfigMap.
+//! Kube I/O: the client, the reflectors (watches of Namespaces, RBAC objects, Accounts and SpaceTemplates) feeding the
+//! state every read is answered from, the watch on kube-apiserver's authentication ConfigMap, the SubjectAccessReview
+//! reviewer of `--access-mode=sar` (`review`) and the watch of enforced template objects (`enforced`).
 
-pub mod cache;
+pub mod enforced;
+pub mod review;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use kube::{Client, Resource};
 use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 
-use cache::{Cache, Update};
+use crate::state::{Cache, Update};
 
 use crate::api::account::{Account, SpaceTemplate};
 

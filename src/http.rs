@@ -68,7 +68,7 @@ pub enum Error {
 pub struct App {
     pub registry: Registry,
     /// Set with `--access-mode=sar`: keeps the identities asking for spaces reviewed.
-    pub reviewer: Option<Arc<crate::access::review::Reviewer>>,
+    pub reviewer: Option<Arc<crate::backend::review::Reviewer>>,
     pub writer: spaces::write::Writer,
     pub authorizer: Arc<Authorizer>,
     pub tokens: authn::token::TokenAuthenticator,
@@ -934,7 +934,7 @@ fn list_spaces(
     app: &App,
     user: &User,
     req: &Request<Incoming>,
-    hold: Option<crate::access::review::Hold>,
+    hold: Option<crate::backend::review::Hold>,
 ) -> Result<Response<Body>, RouteError> {
     let params = query_params(req);
     if is_watch(req) {
@@ -982,7 +982,7 @@ fn watch_spaces(
     user: &User,
     req: &Request<Incoming>,
     params: &HashMap<String, String>,
-    hold: Option<crate::access::review::Hold>,
+    hold: Option<crate::backend::review::Hold>,
 ) -> Result<Response<Body>, RouteError> {
     let invalid = |message: &str| Error::Spaces(spaces::Error::InvalidOptions(message.to_owned()));
     let output = negotiate(accept(req.headers()), Target::Watch).ok_or(Error::NotAcceptable)?;

@@ -1,6 +1,6 @@
 //! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates.
 
-use tenancy_apiserver::{access, authn, authz, backend, certs, config, http, metrics, spaces, tls};
+use tenancy_apiserver::{access, authn, authz, backend, certs, config, controllers, http, metrics, spaces, state, tls};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -137,7 +137,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         request_header,
     )?);
 
-    let cache = Arc::new(backend::cache::Cache::with_access_mode(config.access_mode));
+    let cache = Arc::new(state::Cache::with_access_mode(config.access_mode));
     let registry_metrics = prometheus::Registry::new();
     tokio::spawn(backend::run(
         client.clone(),
@@ -161,7 +161,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
 
     let authorizer = Arc::new(authz::Authorizer::new(client.clone()));
     let reviewer = (config.access_mode == access::AccessMode::Sar).then(|| {
-        let reviewer = access::review::Reviewer::new(
+        let reviewer = backend::review::Reviewer::new(
             authorizer.clone(),
             cache.clone(),
             config.access_review_refresh,
@@ -180,7 +180,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
     });
-    tokio::spawn(spaces::reconcile::run(
+    tokio::spawn(controllers::reconcile::run(
         app.registry.cache().clone(),
         app.writer.provisioner(),
     ));

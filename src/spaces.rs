@@ -1,12 +1,10 @@
-//! The spaces registry: each verb on `spaces` mapped onto Namespaces, answered from the cache and filtered by what
+//! The spaces registry: each verb on `spaces` mapped onto Namespaces, answered from the state and filtered by what
 //! the caller may see. A space the caller cannot see is reported exactly as one that does not exist — in gets, lists,
 //! pages, counts and continue tokens alike.
 
 pub mod accounts;
-pub mod enforced;
 pub mod paging;
 pub mod provision;
-pub mod reconcile;
 pub mod selector;
 pub mod table;
 pub mod validation;
@@ -21,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use crate::access::view::UserView;
 use crate::api::{Space, SpaceList};
 use crate::authn::User;
-use crate::backend::cache::Cache;
-use crate::watch::log::{Change, Lookup, Position};
+use crate::state::log::{Change, Lookup, Position};
+use crate::state::Cache;
 use crate::watch::{self, Filter};
 use paging::ContinueToken;
 use selector::{FieldSelector, LabelSelector};
@@ -94,6 +92,44 @@ pub enum Error {
     /// The caller is not a subject of the account it named.
     #[error("{0}")]
     AccountForbidden(String),
+}
+
+// === impl Error ===
+
+impl Error {
+    /// A kube-apiserver error on the namespace `name`, told as an error on the space.
+    #[must_use]
+    pub fn from_kube(error: kube::Error, name: &str) -> Self {
+        match error {
+            kube::Error::Api(status) => match status.code {
+                404 => Error::NotFound(name.to_owned()),
+                409 if status.reason == "AlreadyExists" => Error::AlreadyExists(name.to_owned()),
+                409 if status.reason == "Conflict" && status.message.contains("the object has been modified") => {
+                    Error::Conflict(name.to_owned())
+                }
+                _ => Error::Kube {
+                    code: status.code,
+                    reason: status.reason.clone(),
+                    message: status.message.replace("namespaces \"", "spaces.tenancy.loft.sh \""),
+                    causes: status
+                        .details
+                        .as_ref()
+                        .map(|d| {
+                            d.causes
+                                .iter()
+                                .map(|c| k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                                    reason: Some(c.reason.clone()),
+                                    message: Some(c.message.clone()),
+                                    field: Some(c.field.clone()),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+            },
+            other => Error::Backend(other),
+        }
+    }
 }
 
 /// What a list or watch asks for.

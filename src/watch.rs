@@ -6,8 +6,6 @@
 //! watcher that falls more than that buffer behind — or whose client stops reading for [`SEND_TIMEOUT`] — is sent an
 //! `ERROR` 410 Expired event and closed, so its client relists; nobody else is delayed by it.
 
-pub mod log;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::access::view::{Effect, UserView};
 use crate::authn::User;
-use crate::backend::cache::Cache;
-use log::{Change, Entry, Lookup, Namespaces, Position};
+use crate::state::log::{Change, Entry, Lookup, Namespaces, Position};
+use crate::state::Cache;
 
 /// How long a client may leave a written event unread before its watch is closed.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);

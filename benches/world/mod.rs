@@ -27,8 +27,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use kube::runtime::watcher::Event;
 use tenancy_apiserver::authn::User;
-use tenancy_apiserver::backend::cache::{Cache, Update};
 use tenancy_apiserver::spaces::{ListOptions, Registry};
+use tenancy_apiserver::state::{Cache, Update};
 use tenancy_apiserver::watch::{self, From, Started};
 
 use objects::{group, named_rule, rule, service_account, url_rule, user as user_subject};

@@ -107,6 +107,16 @@ pub struct Index {
     cluster_role_bindings_by_cluster_role: HashMap<String, HashSet<String>>,
 }
 
+/// The index subject of `user`'s whole identity, under which `--access-mode=sar` keeps the answers of
+/// SubjectAccessReviews: name, uid, groups (as a set) and extra.
+#[must_use]
+pub fn identity_subject(user: &User) -> SubjectKey {
+    let mut groups = user.groups.clone();
+    groups.sort();
+    groups.dedup();
+    SubjectKey::Reviewed(serde_json::json!([user.name, user.uid, groups, user.extra]).to_string())
+}
+
 /// The subject keys a user matches: its name and each of its groups.
 #[must_use]
 pub fn subjects_of(user: &User) -> Vec<SubjectKey> {

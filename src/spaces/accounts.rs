@@ -11,7 +11,7 @@ use crate::api::account::Account;
 use crate::api::table::{age, ColumnDefinition, IncludeObject, PartialObjectMetadata, TableRow};
 use crate::api::GROUP_VERSION;
 use crate::authn::User;
-use crate::backend::cache::Cache;
+use crate::state::Cache;
 
 pub const RESOURCE: &str = "accounts";
 pub const KIND: &str = "Account";

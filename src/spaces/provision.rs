@@ -1,6 +1,6 @@
 //! Making a space: its namespace, its owner RoleBinding and its account's templates, in that order, with the rollback
 //! beside it. The namespace carries a `tenancy.loft.sh/creating` mark until the last step is done, so a space left
-//! half-made by a crash is found and finished by the repair pass (`reconcile`), never left without its owner binding.
+//! half-made by a crash is found and finished by the repair pass (`controllers::reconcile`), never left without its owner binding.
 //!
 //! An account's space limit is checked and the namespace created while holding a per-account Lease in kube-apiserver,
 //! so parallel creates — on any number of replicas — never exceed it.
@@ -21,12 +21,13 @@ use kube::Client;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::enforced::Enforced;
-use super::write::{OWNER_BINDING, OWNER_ROLE};
 use super::Error;
-use crate::api::account::{Account, SpaceTemplate, DEFAULT_TEMPLATE};
+use crate::api::account::{Account, SpaceTemplate, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL};
+use crate::backend::enforced::Enforced;
 
+/// The RoleBinding that makes a space's owners its admins.
+pub const OWNER_BINDING: &str = "tenancy-owner";
 /// Marks a namespace whose space is not finished yet.
 pub const CREATING_ANNOTATION: &str = "tenancy.loft.sh/creating";
 /// Namespace holding the server's Leases.
@@ -119,7 +120,7 @@ impl Provisioner {
                     &namespace,
                 )
                 .await
-                .map_err(|e| super::write::kube_error(e, &plan.name))
+                .map_err(|e| Error::from_kube(e, &plan.name))
         };
         match &plan.owner {
             Owner::Creator => create().await,
@@ -165,13 +166,13 @@ impl Provisioner {
         match bindings.delete(OWNER_BINDING, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => return Err(super::write::kube_error(error, &plan.name)),
+            Err(error) => return Err(Error::from_kube(error, &plan.name)),
         }
         bindings
             .create(&PostParams::default(), &owner_binding(plan))
             .await
             .map(|_| ())
-            .map_err(|e| super::write::kube_error(e, &plan.name))
+            .map_err(|e| Error::from_kube(e, &plan.name))
     }
 
     /// The account's spaces as kube-apiserver has them now (a consistent read, not the cache).
@@ -198,7 +199,7 @@ impl Provisioner {
         match bindings.create(&PostParams::default(), &owner_binding(plan)).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(error) => return Err(super::write::kube_error(error, &plan.name)),
+            Err(error) => return Err(Error::from_kube(error, &plan.name)),
         }
         for template in &plan.templates {
             self.apply_template(plan, template).await?;
@@ -207,7 +208,7 @@ impl Provisioner {
         Api::<Namespace>::all(self.client.clone())
             .patch(&plan.name, &PatchParams::default(), &Patch::Merge(unmark))
             .await
-            .map_err(|e| super::write::kube_error(e, &plan.name))
+            .map_err(|e| Error::from_kube(e, &plan.name))
     }
 
     /// Deletes a half-made space's namespace (its objects go with it).
@@ -367,7 +368,7 @@ impl Provisioner {
 pub fn owner_binding(plan: &Plan) -> RoleBinding {
     let (subjects, role) = match &plan.owner {
         Owner::Account(account) => (account.spec.subjects.clone(), account.owner_role().to_owned()),
-        Owner::Creator => (vec![creator_subject(&plan.creator)], OWNER_ROLE.to_owned()),
+        Owner::Creator => (vec![creator_subject(&plan.creator)], DEFAULT_OWNER_ROLE.to_owned()),
     };
     RoleBinding {
         metadata: ObjectMeta {

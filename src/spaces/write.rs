@@ -19,13 +19,9 @@ use crate::api::decode::{self, FieldValidation};
 use crate::api::Space;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision};
-use crate::backend::cache::Cache;
-use crate::watch::log::{Lookup, Position};
+use crate::state::log::{Lookup, Position};
+use crate::state::Cache;
 
-/// The RoleBinding that makes a space's owners its admins.
-pub const OWNER_BINDING: &str = "tenancy-owner";
-/// The ClusterRole owners get in their spaces: admin, plus delete of the namespace itself.
-pub const OWNER_ROLE: &str = "tenancy-space-admin";
 /// Set in the environment, the server aborts right after creating a space's namespace (tests prove repair with it).
 /// Only in builds with the `fault-injection` feature, which the e2e environment turns on; never in a release binary.
 #[cfg(feature = "fault-injection")]
@@ -410,7 +406,7 @@ impl Writer {
             .namespaces()
             .patch(&name, &params, &Patch::Apply(configuration))
             .await
-            .map_err(|e| kube_error(e, &name))?;
+            .map_err(|e| Error::from_kube(e, &name))?;
         Ok((Space::from_namespace(&applied), warnings))
     }
 
@@ -450,7 +446,7 @@ impl Writer {
                 .namespaces()
                 .replace(&name, &params, &namespace)
                 .await
-                .map_err(|e| kube_error(e, &name))?;
+                .map_err(|e| Error::from_kube(e, &name))?;
             return Ok(Space::from_namespace(&replaced));
         }
         let account = self.move_target(user, &name, ours.spec.account.as_deref(), target.as_deref())?;
@@ -474,7 +470,7 @@ impl Writer {
                     .namespaces()
                     .replace(&name, &params, &namespace)
                     .await
-                    .map_err(|e| kube_error(e, &name))?;
+                    .map_err(|e| Error::from_kube(e, &name))?;
                 if !options.dry_run {
                     self.provisioner.rebind(&plan).await?;
                 }
@@ -580,7 +576,7 @@ impl Writer {
             .namespaces()
             .delete(name, &params)
             .await
-            .map_err(|e| kube_error(e, name))?
+            .map_err(|e| Error::from_kube(e, name))?
         {
             either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(Space::from_namespace(&namespace)))),
             either::Either::Right(_) => Ok(Deleted::Gone {
@@ -610,37 +606,4 @@ fn random_suffix() -> String {
             char::from(c)
         })
         .collect()
-}
-
-/// A kube-apiserver error on the namespace, told as an error on the space.
-pub(crate) fn kube_error(error: kube::Error, name: &str) -> Error {
-    match error {
-        kube::Error::Api(status) => match status.code {
-            404 => Error::NotFound(name.to_owned()),
-            409 if status.reason == "AlreadyExists" => Error::AlreadyExists(name.to_owned()),
-            409 if status.reason == "Conflict" && status.message.contains("the object has been modified") => {
-                Error::Conflict(name.to_owned())
-            }
-            _ => Error::Kube {
-                code: status.code,
-                reason: status.reason.clone(),
-                message: status.message.replace("namespaces \"", "spaces.tenancy.loft.sh \""),
-                causes: status
-                    .details
-                    .as_ref()
-                    .map(|d| {
-                        d.causes
-                            .iter()
-                            .map(|c| StatusCause {
-                                reason: Some(c.reason.clone()),
-                                message: Some(c.message.clone()),
-                                field: Some(c.field.clone()),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            },
-        },
-        other => Error::Backend(other),
-    }
 }

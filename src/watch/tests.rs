@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 
 use super::*;
-use crate::backend::cache::Update;
+use crate::state::Update;
 
 fn meta(namespace: Option<&str>, name: &str, rv: u64) -> ObjectMeta {
     ObjectMeta {
@@ -234,7 +234,7 @@ async fn a_watcher_that_falls_behind_is_closed_with_expired_and_the_writer_never
     cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 10))));
     let started = start(&cache, &user("alice"), everything(), From::Now { initial_events: true }).expect("started");
     // The writer keeps going while the watcher reads nothing.
-    for rv in 0..(crate::backend::cache::WATCH_BUFFER as u64 + 10) {
+    for rv in 0..(crate::state::WATCH_BUFFER as u64 + 10) {
         let mut ns = namespace("a", 100 + rv);
         ns.metadata.labels = Some([("n".to_owned(), rv.to_string())].into());
         cache.apply(Update::Namespace(Event::Apply(ns)));

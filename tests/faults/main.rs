@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tenancy_apiserver::watch::log::Position;
+use tenancy_apiserver::state::log::Position;
 
 use harness::{curl, env, eventually, front_proxy, namespace, role_binding, unique};
 

@@ -1,4 +1,4 @@
-//! The repair and upkeep pass: after any change in the cache, and at least every [`INTERVAL`], it brings what the server
+//! The repair and upkeep pass: after any change in the state, and at least every [`INTERVAL`], it brings what the server
 //! owns in the cluster to what it should be:
 //! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone;
 //! - adopts namespaces an admin labelled with an account (their owner binding appears), and keeps every account
@@ -22,14 +22,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::provision::{
-    enforced_label, is_enforced, owner_binding, parameters, substitute, templates_for, type_of, Owner, Plan,
-    Provisioner, CREATING_ANNOTATION,
-};
-use super::write::OWNER_BINDING;
 use crate::api::account::{Account, SpaceTemplate, ACCOUNT_FINALIZER};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, SHARED_LABEL, TEMPLATES_ANNOTATION};
-use crate::backend::cache::Cache;
+use crate::spaces::provision::{
+    enforced_label, is_enforced, owner_binding, parameters, substitute, templates_for, type_of, Owner, Plan,
+    Provisioner, CREATING_ANNOTATION, OWNER_BINDING,
+};
+use crate::state::Cache;
 
 /// The longest the pass waits without a change.
 pub const INTERVAL: Duration = Duration::from_secs(10);

@@ -19,12 +19,12 @@ use parking_lot::Mutex;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::time::Instant;
 
-use super::index::{subjects_of, Scope, SubjectKey};
+use crate::access::index::{identity_subject, subjects_of, Scope, SubjectKey};
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision, Error};
-use crate::backend::cache::{Cache, Update};
 use crate::metrics::ReviewMetrics;
-use crate::watch::log::{Change, Entry};
+use crate::state::log::{Change, Entry};
+use crate::state::{Cache, Update};
 
 /// Questions in flight at once, across all identities.
 pub const CONCURRENCY: usize = 16;
@@ -39,15 +39,6 @@ const CATCH_UP: [Duration; 5] = [
     Duration::from_millis(800),
     Duration::from_millis(1600),
 ];
-
-/// The index subject of `user`'s whole identity: name, uid, groups (as a set) and extra.
-#[must_use]
-pub fn subject(user: &User) -> SubjectKey {
-    let mut groups = user.groups.clone();
-    groups.sort();
-    groups.dedup();
-    SubjectKey::Reviewed(serde_json::json!([user.name, user.uid, groups, user.extra]).to_string())
-}
 
 /// One identity in use.
 pub struct Identity {
@@ -105,7 +96,7 @@ impl Reviewer {
     /// When kube-apiserver cannot answer the first review.
     pub async fn hold(&self, user: &User) -> Result<Hold, Error> {
         let identity = {
-            let key = subject(user);
+            let key = identity_subject(user);
             let mut identities = self.identities.lock();
             let identity = identities
                 .entry(key.clone())
@@ -389,18 +380,24 @@ mod tests {
 
     #[test]
     fn an_identity_is_its_name_uid_group_set_and_extra() {
-        assert_eq!(subject(&user("u", &["a", "b"])), subject(&user("u", &["b", "a", "a"])));
-        assert_ne!(subject(&user("u", &["a"])), subject(&user("u", &["a", "b"])));
-        assert_ne!(subject(&user("u", &[])), subject(&user("v", &[])));
+        assert_eq!(
+            identity_subject(&user("u", &["a", "b"])),
+            identity_subject(&user("u", &["b", "a", "a"]))
+        );
+        assert_ne!(
+            identity_subject(&user("u", &["a"])),
+            identity_subject(&user("u", &["a", "b"]))
+        );
+        assert_ne!(identity_subject(&user("u", &[])), identity_subject(&user("v", &[])));
         let mut with_extra = user("u", &[]);
         with_extra.extra.insert("scopes".to_owned(), vec!["x".to_owned()]);
-        assert_ne!(subject(&with_extra), subject(&user("u", &[])));
+        assert_ne!(identity_subject(&with_extra), identity_subject(&user("u", &[])));
     }
 
     #[test]
     fn answers_are_grants_that_change_only_when_the_answer_does_and_can_be_forgotten() {
         let mut index = Index::default();
-        let me = subject(&user("u", &[]));
+        let me = identity_subject(&user("u", &[]));
         let one = Scope::One("n1".to_owned());
         let mut changes = Vec::new();
         index.set_reviewed(&me, &one, true, &mut changes);

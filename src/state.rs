@@ -1,5 +1,8 @@
-//! The server's picture of the cluster: namespaces, the access index and the change log, changed by one writer task
-//! in the order events arrive, read by every request under a short read lock (never held across an await).
+//! The server's picture of the cluster: namespaces, the access index, the change log, Accounts and SpaceTemplates, and
+//! the server's own bindings, changed by one writer task in the order events arrive (fed by backend's reflectors and
+//! reviewer), read by every request under a short read lock (never held across an await).
+
+pub mod log;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,11 +15,11 @@ use kube::ResourceExt;
 use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
+use self::log::{Change, Entry, Log, Namespaces};
 use crate::access::index::{subjects_of, AccessChange, Index, Scope, SubjectKey};
 use crate::access::AccessMode;
 use crate::api::account::{Account, SpaceTemplate};
 use crate::authn::User;
-use crate::watch::log::{Change, Entry, Log, Namespaces};
 
 /// RoleBindings the server makes and tracks: a space's owners, and the readers of a shared space.
 pub const SERVER_BINDINGS: &[&str] = &["tenancy-owner", "tenancy-shared-reader"];
@@ -131,7 +134,7 @@ impl Cache {
     pub fn subjects(&self, user: &User) -> Vec<SubjectKey> {
         match self.mode {
             AccessMode::Rbac => subjects_of(user),
-            AccessMode::Sar => vec![crate::access::review::subject(user)],
+            AccessMode::Sar => vec![crate::access::index::identity_subject(user)],
         }
     }
 

@@ -1,0 +1,3 @@
+//! Controllers: loops that bring what the server owns in the cluster to what its state says it should be.
+
+pub mod reconcile;
