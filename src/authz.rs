@@ -1,28 +1,29 @@
 //! May this user do this here? Every request is authorized in this server too, by SubjectAccessReview against
-//! kube-apiserver, with allow and deny answers cached for a short time as kube's delegated authorizer does.
+//! kube-apiserver, with allow and deny answers cached for a short time as kube's delegated authorizer does (one review
+//! for concurrent requests that ask the same question; failures are not cached).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
 use kube::Client;
-use parking_lot::Mutex;
 
 use crate::api::GROUP;
 use crate::authn::User;
 
 /// How long an answer is reused (kube's `--authorization-webhook-cache-{authorized,unauthorized}-ttl` default).
 const TTL: Duration = Duration::from_secs(10);
-/// Bound on the cache; beyond it, expired entries are swept and, if still full, the cache is cleared.
-const MAX_ENTRIES: usize = 10_000;
+/// Bound on the cache (the least used answers go first).
+const MAX_ENTRIES: u64 = 10_000;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
+    /// Shared by every request that waited for the same review.
     #[error("SubjectAccessReview failed")]
-    Review(#[source] kube::Error),
+    Review(#[source] Arc<kube::Error>),
 }
 
 /// What is asked.
@@ -50,7 +51,7 @@ pub enum Decision {
 
 pub struct Authorizer {
     client: Client,
-    cache: Mutex<HashMap<(User, Attributes), (Decision, Instant)>>,
+    cache: moka::future::Cache<(User, Attributes), Decision>,
 }
 
 // === impl Authorizer ===
@@ -60,7 +61,10 @@ impl Authorizer {
     pub fn new(client: Client) -> Self {
         Authorizer {
             client,
-            cache: Mutex::new(HashMap::new()),
+            cache: moka::future::Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(TTL)
+                .build(),
         }
     }
 
@@ -72,22 +76,10 @@ impl Authorizer {
         if user.groups.iter().any(|g| g == "system:masters") {
             return Ok(Decision::Allow);
         }
-        let key = (user.clone(), attributes.clone());
-        if let Some((decision, at)) = self.cache.lock().get(&key) {
-            if at.elapsed() < TTL {
-                return Ok(decision.clone());
-            }
-        }
-        let decision = self.ask(user, attributes).await?;
-        let mut cache = self.cache.lock();
-        if cache.len() >= MAX_ENTRIES {
-            cache.retain(|_, (_, at)| at.elapsed() < TTL);
-            if cache.len() >= MAX_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (decision.clone(), Instant::now()));
-        Ok(decision)
+        self.cache
+            .try_get_with((user.clone(), attributes.clone()), self.ask(user, attributes))
+            .await
+            .map_err(|shared| (*shared).clone())
     }
 
     /// Asks kube-apiserver now, bypassing the cache: for answers that must be at least as new as an event just seen.
@@ -98,7 +90,7 @@ impl Authorizer {
         let review = Api::<SubjectAccessReview>::all(self.client.clone())
             .create(&PostParams::default(), &review(user, attributes))
             .await
-            .map_err(Error::Review)?;
+            .map_err(|e| Error::Review(Arc::new(e)))?;
         let status = review.status.unwrap_or_default();
         Ok(if status.allowed && !status.denied.unwrap_or(false) {
             Decision::Allow

@@ -52,23 +52,20 @@ pub struct Config {
     pub access_review_refresh: Duration,
 }
 
-/// A duration as Kubernetes flags write them, in whole units: `30s`, `2m`, `1h`.
+/// A duration as Kubernetes flags write them (Go's syntax, read by kube's parser: `30s`, `2m`, `1h30m`, `1.5s`), at
+/// least a second.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let parsed: kube::core::Duration = text
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number.saturating_mul(60),
-        "h" => number.saturating_mul(3600),
-        _ => return Err(format!("{text:?} is not a duration like 30s, 2m or 1h")),
-    };
-    if seconds == 0 {
+        .map_err(|e| format!("{text:?} is not a duration like 30s, 2m or 1h: {e}"))?;
+    if parsed.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    let duration = Duration::from(parsed);
+    if duration < Duration::from_secs(1) {
         return Err("must be at least 1s".to_owned());
     }
-    Ok(Duration::from_secs(seconds))
+    Ok(duration)
 }
 
 // === impl Options ===
@@ -118,7 +115,9 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "s", "30", "0s", "-1s", "1.5s", "1d", "30 s"] {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "30", "0s", "-1s", "500ms", "1d", "30 s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -1,7 +1,10 @@
 //! Discovery documents: the legacy APIGroup/APIResourceList forms and aggregated discovery v2.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery,
+    APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery, ListMeta, ObjectMeta,
+};
+use kube::core::discovery::v2::{
+    APIGroupDiscovery, APIGroupDiscoveryList, APIResourceDiscovery, APIVersionDiscovery, GroupVersionKind,
 };
 use serde_json::{json, Value};
 
@@ -70,35 +73,44 @@ pub fn api_resource_list() -> APIResourceList {
     }
 }
 
-/// `apidiscovery.k8s.io/v2` APIGroupDiscoveryList for `/apis` (k8s-openapi has no types for it).
+/// `apidiscovery.k8s.io/v2` APIGroupDiscoveryList for `/apis`, from kube-core's types (which leave `kind` and
+/// `apiVersion` to the caller).
 #[must_use]
 pub fn aggregated_v2() -> Value {
-    json!({
-        "kind": "APIGroupDiscoveryList",
-        "apiVersion": "apidiscovery.k8s.io/v2",
-        "metadata": {},
-        "items": [{
-            "metadata": {"name": GROUP},
-            "versions": [{
-                "version": VERSION,
-                "freshness": "Current",
-                "resources": [{
-                    "resource": space::RESOURCE,
-                    "responseKind": {"group": GROUP, "version": VERSION, "kind": space::KIND},
-                    "scope": "Cluster",
-                    "singularResource": "space",
-                    "verbs": SPACE_VERBS,
-                    "shortNames": SPACE_SHORT_NAMES,
-                    "categories": CATEGORIES,
-                }, {
-                    "resource": "accounts",
-                    "responseKind": {"group": GROUP, "version": VERSION, "kind": "Account"},
-                    "scope": "Cluster",
-                    "singularResource": "account",
-                    "verbs": ACCOUNT_VERBS,
-                    "categories": CATEGORIES,
-                }],
+    let resource =
+        |resource: &str, singular: &str, kind: &str, verbs: &[&str], short_names: &[&str]| APIResourceDiscovery {
+            resource: Some(resource.to_owned()),
+            response_kind: Some(GroupVersionKind {
+                group: Some(GROUP.to_owned()),
+                version: Some(VERSION.to_owned()),
+                kind: Some(kind.to_owned()),
+            }),
+            scope: Some("Cluster".to_owned()),
+            singular_resource: Some(singular.to_owned()),
+            verbs: strings(verbs),
+            short_names: strings(short_names),
+            categories: strings(CATEGORIES),
+            subresources: Vec::new(),
+        };
+    let list = APIGroupDiscoveryList {
+        metadata: Some(ListMeta::default()),
+        items: vec![APIGroupDiscovery {
+            metadata: Some(ObjectMeta {
+                name: Some(GROUP.to_owned()),
+                ..ObjectMeta::default()
+            }),
+            versions: vec![APIVersionDiscovery {
+                version: Some(VERSION.to_owned()),
+                freshness: Some("Current".to_owned()),
+                resources: vec![
+                    resource(space::RESOURCE, "space", space::KIND, SPACE_VERBS, SPACE_SHORT_NAMES),
+                    resource("accounts", "account", "Account", ACCOUNT_VERBS, &[]),
+                ],
             }],
         }],
-    })
+    };
+    let mut document = serde_json::to_value(list).unwrap_or_default();
+    document["kind"] = json!("APIGroupDiscoveryList");
+    document["apiVersion"] = json!("apidiscovery.k8s.io/v2");
+    document
 }

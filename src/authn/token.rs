@@ -1,26 +1,27 @@
 //! Bearer tokens, for callers that reach the server directly (Prometheus, probes with a ServiceAccount): a
 //! TokenReview against kube-apiserver, with successes and failures cached for a bounded time as kube's delegated
-//! authenticator does (keyed by the token's SHA-256, never the token itself).
+//! authenticator does (keyed by the token's SHA-256, never the token itself; one review for concurrent requests with
+//! the same token).
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::{Api, PostParams};
 use kube::Client;
-use parking_lot::Mutex;
 
 use super::{Error, User};
 
 /// How long an answer is reused (`--authentication-token-webhook-cache-ttl`'s default).
 const TTL: Duration = Duration::from_secs(10);
-const MAX_ENTRIES: usize = 10_000;
+const MAX_ENTRIES: u64 = 10_000;
 
 type Digest = [u8; 32];
 
 pub struct TokenAuthenticator {
     client: Client,
-    cache: Mutex<HashMap<Digest, (Option<User>, Instant)>>,
+    /// A rejected token is remembered as `None`, as kube does.
+    cache: moka::future::Cache<Digest, Option<User>>,
 }
 
 // === impl TokenAuthenticator ===
@@ -30,7 +31,10 @@ impl TokenAuthenticator {
     pub fn new(client: Client) -> Self {
         TokenAuthenticator {
             client,
-            cache: Mutex::new(HashMap::new()),
+            cache: moka::future::Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(TTL)
+                .build(),
         }
     }
 
@@ -41,11 +45,16 @@ impl TokenAuthenticator {
     pub async fn authenticate(&self, token: &str) -> Result<User, Error> {
         let mut key = [0_u8; 32];
         key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
-        if let Some((answer, at)) = self.cache.lock().get(&key) {
-            if at.elapsed() < TTL {
-                return answer.clone().ok_or(Error::Unauthenticated);
-            }
-        }
+        let answer = self
+            .cache
+            .try_get_with(key, self.review(token))
+            .await
+            .map_err(|_| Error::Unauthenticated)?;
+        answer.ok_or(Error::Unauthenticated)
+    }
+
+    /// Asks kube-apiserver who `token` belongs to: `None` for a token it rejects.
+    async fn review(&self, token: &str) -> Result<Option<User>, Error> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
@@ -53,11 +62,11 @@ impl TokenAuthenticator {
             },
             ..TokenReview::default()
         };
-        let answer = match Api::<TokenReview>::all(self.client.clone())
+        match Api::<TokenReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
         {
-            Ok(review) => review
+            Ok(review) => Ok(review
                 .status
                 .filter(|s| s.authenticated == Some(true))
                 .and_then(|s| s.user)
@@ -73,21 +82,12 @@ impl TokenAuthenticator {
                         extra: info.extra.unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
                     }
                 })
-                .filter(|user| !user.name.is_empty()),
+                .filter(|user| !user.name.is_empty())),
             Err(error) => {
                 // Not cached: an unreachable kube-apiserver must not lock a good token out for the TTL.
                 tracing::warn!(%error, "TokenReview failed");
-                return Err(Error::Unauthenticated);
-            }
-        };
-        let mut cache = self.cache.lock();
-        if cache.len() >= MAX_ENTRIES {
-            cache.retain(|_, (_, at)| at.elapsed() < TTL);
-            if cache.len() >= MAX_ENTRIES {
-                cache.clear();
+                Err(Error::Unauthenticated)
             }
         }
-        cache.insert(key, (answer.clone(), Instant::now()));
-        answer.ok_or(Error::Unauthenticated)
     }
 }
