@@ -9,6 +9,7 @@
 //! forgotten when unused for [`IDLE`] with no watch open. kube-apiserver has no batch review, so a batch is the set of
 //! questions of one review, asked [`CONCURRENCY`] at a time and applied as one change.
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,14 +32,14 @@ pub const CONCURRENCY: usize = 16;
 /// How long an identity with no request and no open watch stays reviewed.
 pub const IDLE: Duration = Duration::from_secs(300);
 /// Waits before asking again when kube-apiserver's answer contradicts an RBAC change this server has already seen:
-/// its authorizer reads RBAC from its own informers, which may be a moment behind ours.
-const CATCH_UP: [Duration; 5] = [
-    Duration::from_millis(100),
-    Duration::from_millis(200),
-    Duration::from_millis(400),
-    Duration::from_millis(800),
-    Duration::from_millis(1600),
-];
+/// its authorizer reads RBAC from its own informers, which may be a moment behind ours. 100 ms, doubling, five times
+/// (about 3 s in all).
+fn catch_up() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_times(5)
+        .build()
+}
 
 /// One identity in use.
 pub struct Identity {
@@ -253,7 +254,7 @@ impl Reviewer {
         } else {
             self.ask_names(identity, questions.names.iter().cloned()).await?
         };
-        let mut waits = CATCH_UP.iter();
+        let mut waits = catch_up();
         loop {
             let disputed: Vec<Scope> = {
                 let state = self.cache.read();
@@ -279,7 +280,7 @@ impl Reviewer {
             let Some(wait) = waits.next().filter(|_| !disputed.is_empty()) else {
                 return Ok(());
             };
-            tokio::time::sleep(*wait).await;
+            tokio::time::sleep(wait).await;
             for scope in disputed {
                 let allowed = self.ask(identity, &scope).await?;
                 answers.push((scope, allowed));
@@ -376,6 +377,14 @@ mod tests {
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             extra: std::collections::BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn disputed_answers_are_asked_again_for_about_three_seconds() {
+        let waits: Vec<u64> = catch_up()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
@@ -297,7 +298,12 @@ impl Provisioner {
     async fn acquire(&self, name: &str) -> Result<Lease, Error> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
-        let mut pause = Duration::from_millis(10);
+        // 10 ms, doubling to 200 ms, until the deadline: creates of one account are short, so the lease comes soon.
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(10))
+            .with_max_delay(Duration::from_millis(200))
+            .without_max_times()
+            .build();
         loop {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -319,11 +325,10 @@ impl Provisioner {
                 }
                 Err(error) => return Err(Error::Backend(error)),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Busy(name.to_owned()));
+            match pauses.next() {
+                Some(pause) if tokio::time::Instant::now() < deadline => tokio::time::sleep(pause).await,
+                _ => return Err(Error::Busy(name.to_owned())),
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 
