@@ -1,7 +1,7 @@
 //! Registration and discovery: kube-apiserver finds the group, kubectl resolves `spaces`, `sp` and the category, and
 //! the Table prints the documented columns.
 
-use crate::harness::{curl, env};
+use crate::harness::{curl, env, front_proxy};
 
 #[test]
 fn apiservice_is_available() {
@@ -67,18 +67,11 @@ fn aggregated_discovery_lists_the_group() {
 fn the_server_answers_discovery_v2_itself_with_an_etag() {
     // The aggregator asks our /apis with the v2 Accept as a trusted proxy; a 304 on If-None-Match spares it the body.
     let env = env();
-    let base = vec![
-        "--cacert".to_owned(),
-        env.var("SERVER_CA_CERT").to_owned(),
-        "--cert".to_owned(),
-        env.var("FRONT_PROXY_CLIENT_CERT").to_owned(),
-        "--key".to_owned(),
-        env.var("FRONT_PROXY_CLIENT_KEY").to_owned(),
-        "-H".to_owned(),
-        "X-Remote-User: system:kube-aggregator".to_owned(),
+    let mut base = front_proxy("system:kube-aggregator", &[]);
+    base.extend([
         "-H".to_owned(),
         "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList".to_owned(),
-    ];
+    ]);
     let url = format!("{}/apis", env.var("SERVER_URL"));
     let mut with_headers = base.clone();
     with_headers.push("-i".to_owned());
