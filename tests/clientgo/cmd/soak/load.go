@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const (
@@ -39,6 +41,10 @@ type soak struct {
 	statuses *statusCounter
 	workers  int
 	seq      atomic.Int64 // names of created spaces, label values
+	// terminating counts the account's spaces whose namespaces kube-controller-manager has not emptied yet; creators
+	// wait while it is at maxTerminating (see waitForRoom).
+	terminating    atomic.Int64
+	maxTerminating int64
 }
 
 type answer struct {
@@ -214,6 +220,9 @@ func (s *soak) load(ctx context.Context, deadline time.Time, seed uint64) {
 		total += op.weight
 	}
 	var wg sync.WaitGroup
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	go s.pollTerminating(pollCtx)
 	for worker := range s.workers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(seed, uint64(worker)))
@@ -410,8 +419,39 @@ func (s *soak) spaceManifest(name string, labels map[string]string) []byte {
 	return body
 }
 
+// pollTerminating keeps s.terminating current, once a second, from kube-apiserver.
+func (s *soak) pollTerminating(ctx context.Context) {
+	for ctx.Err() == nil {
+		list, err := s.e.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: accountLabel + "=" + s.w.account})
+		if err == nil {
+			var n int64
+			for _, ns := range list.Items {
+				if ns.DeletionTimestamp != nil {
+					n++
+				}
+			}
+			s.terminating.Store(n)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// waitForRoom holds a creator while maxTerminating of the account's spaces are still being deleted (for at most 10 s):
+// on a small machine kube-controller-manager empties namespaces more slowly than the creators delete them, and a
+// backlog that grows for the whole run would grow the cluster, and every cache of it, with it.
+func (s *soak) waitForRoom() {
+	for deadline := time.Now().Add(10 * time.Second); s.maxTerminating > 0 && s.terminating.Load() >= s.maxTerminating &&
+		time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // createCycle: a member of the account makes a space, reads it, labels it and deletes it.
 func (s *soak) createCycle(r *rand.Rand, _ int) {
+	s.waitForRoom()
 	u := pick(r, s.w.creators)
 	name := fmt.Sprintf("soak-%s-s%d", s.w.run, s.seq.Add(1))
 	a := s.call(u, "create", http.MethodPost, spacesPath, nil,

@@ -56,18 +56,19 @@ import (
 )
 
 type options struct {
-	duration     time.Duration
-	watches      int
-	workers      int
-	namespaces   int
-	viewers      int
-	creators     int
-	labelable    int
-	watchTimeout time.Duration
-	rssInterval  time.Duration
-	rssLimitMB   int64
-	warmup       int
-	seed         uint64
+	duration       time.Duration
+	watches        int
+	workers        int
+	namespaces     int
+	viewers        int
+	creators       int
+	maxTerminating int
+	labelable      int
+	watchTimeout   time.Duration
+	rssInterval    time.Duration
+	rssLimitMB     int64
+	warmup         int
+	seed           uint64
 }
 
 func main() {
@@ -78,6 +79,8 @@ func main() {
 	flag.IntVar(&o.namespaces, "namespaces", 300, "namespaces made for the run")
 	flag.IntVar(&o.viewers, "viewers", 50, "impersonated users granted view in some of them")
 	flag.IntVar(&o.creators, "creators", 8, "impersonated members of the run's Account")
+	flag.IntVar(&o.maxTerminating, "max-terminating", 100, "creators wait (up to 10 s) while this many of the account's "+
+		"spaces are still being deleted, so the cluster stays the same size (0: never wait)")
 	flag.IntVar(&o.labelable, "labelable", 60, "namespaces the creators may label (the first ones)")
 	flag.DurationVar(&o.watchTimeout, "watch-timeout", 0, "each watch asks for a timeoutSeconds in [T, 2T); 0: duration/4, within [10s, 5m]")
 	flag.DurationVar(&o.rssInterval, "rss-interval", 2*time.Second, "RSS sampling period")
@@ -143,7 +146,8 @@ func run(o options) int {
 	r := rand.New(rand.NewPCG(o.seed, 0))
 	runID := fmt.Sprintf("%04x", r.Uint32()&0xffff)
 	w := newWorld(runID, o.namespaces, o.viewers, o.creators, o.labelable)
-	s := &soak{e: e, w: w, base: e.vars["APISERVER_URL"], rec: newRecorder(), statuses: &statusCounter{}, workers: o.workers}
+	s := &soak{e: e, w: w, base: e.vars["APISERVER_URL"], rec: newRecorder(), statuses: &statusCounter{}, workers: o.workers,
+		maxTerminating: int64(o.maxTerminating)}
 	for _, u := range append(slices.Clone(w.viewers), w.creators...) {
 		if u.http, err = e.httpClient(u.name, u.groups, s.statuses); err != nil {
 			logf("%v", err)
