@@ -32,7 +32,7 @@ func TestDynamicCRUD(t *testing.T) {
 	ctx := ctxFor(t)
 	tn := e.newTenant("crud")
 	e.allowNamespaceCreate(t, tn)
-	cfg := tn.config()
+	cfg := tn.Config()
 	var rec recorder
 	rec.record(cfg)
 	spaces := dynamicClient(t, cfg).Resource(spacesGVR)
@@ -416,9 +416,9 @@ func TestWritesNeedTheRightOnTheNamespace(t *testing.T) {
 	ns := e.namespace(t, "ro", map[string]string{"team": "ro"})
 	viewer := e.newTenant("ro-viewer")
 	stranger := e.newTenant("ro-stranger")
-	e.grant(t, ns.Name, viewer.userSubject())
-	viewerSpaces := dynamicClient(t, viewer.config()).Resource(spacesGVR)
-	strangerSpaces := dynamicClient(t, stranger.config()).Resource(spacesGVR)
+	e.grant(t, ns.Name, viewer.UserSubject())
+	viewerSpaces := dynamicClient(t, viewer.Config()).Resource(spacesGVR)
+	strangerSpaces := dynamicClient(t, stranger.Config()).Resource(spacesGVR)
 
 	var seen *unstructured.Unstructured
 	eventually(t, propagation, "the viewer sees the space", func() (bool, string) {
@@ -493,7 +493,7 @@ func TestDryRun(t *testing.T) {
 	ctx := ctxFor(t)
 	tn := e.newTenant("dry")
 	e.allowNamespaceCreate(t, tn)
-	spaces := dynamicClient(t, tn.config()).Resource(spacesGVR)
+	spaces := dynamicClient(t, tn.Config()).Resource(spacesGVR)
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 
 	phantom := name("dry")
@@ -548,7 +548,7 @@ func TestTypedCreateRoundTrip(t *testing.T) {
 	ctx := ctxFor(t)
 	tn := e.newTenant("tcreate")
 	account := e.account(t, tn, 5)
-	client := typedClient(t, tn.config())
+	client := typedClient(t, tn.Config())
 
 	prefix := name("gen") + "-"
 	labels := map[string]string{"team": "typed", "tier": "gold"}

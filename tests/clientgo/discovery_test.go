@@ -67,7 +67,7 @@ func TestDiscoveryAndRESTMapper(t *testing.T) {
 		lists  []*metav1.APIResourceList
 	)
 	eventually(t, propagation, "aggregated discovery lists tenancy.loft.sh/v1 spaces", func() (bool, string) {
-		cfg := tn.config()
+		cfg := tn.Config()
 		rec = &recorder{}
 		rec.record(cfg)
 		var err error

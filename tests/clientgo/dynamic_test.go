@@ -35,12 +35,12 @@ func TestDynamicClient(t *testing.T) {
 	byUser := e.namespace(t, "dyn-user", nil)
 	byGroup := e.namespace(t, "dyn-group", nil)
 	hidden := e.namespace(t, "dyn-hidden", nil)
-	e.grant(t, byUser.Name, tn.userSubject())
-	e.grant(t, byGroup.Name, tn.groupSubject())
+	e.grant(t, byUser.Name, tn.UserSubject())
+	e.grant(t, byGroup.Name, tn.GroupSubject())
 	// Someone else's grant on the hidden namespace: visible to them, not to this tenant.
-	e.grant(t, hidden.Name, e.newTenant("dyn-other").userSubject())
+	e.grant(t, hidden.Name, e.newTenant("dyn-other").UserSubject())
 
-	cfg := tn.config()
+	cfg := tn.Config()
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,13 +4,10 @@ package clientgo
 // named namespaces and RoleBindings (deleted when the test ends), deadlines and a request recorder.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -25,8 +22,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/transport"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 // The resource under test.
@@ -72,50 +70,12 @@ func testEnv(t *testing.T) *env {
 }
 
 func loadEnv() (*env, error) {
-	file := os.Getenv("TENANCY_E2E_ENV")
-	if file == "" {
-		return nil, fmt.Errorf("TENANCY_E2E_ENV is not set; it must name the env file written by tests/env/up.sh " +
-			"(e.g. `bash tests/env/up.sh /tmp/cg-env` then TENANCY_E2E_ENV=/tmp/cg-env/env go test ./...); " +
-			"tests/run.sh sets it")
-	}
-	if _, err := os.Stat(file); err != nil {
-		return nil, fmt.Errorf("TENANCY_E2E_ENV=%s: %w", file, err)
-	}
-	// The file is bash `export NAME=value` lines with %q quoting: let bash itself expand them.
-	cmd := exec.Command("bash", "-c", `set -a; source "$1" >/dev/null; env -0`, "bash", file)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("sourcing %s: %v: %s", file, err, stderr.String())
-	}
-	vars := map[string]string{}
-	for entry := range bytes.SplitSeq(out, []byte{0}) {
-		if k, v, ok := strings.Cut(string(entry), "="); ok {
-			vars[k] = v
-		}
-	}
-	for _, name := range []string{"APISERVER_URL", "KUBECONFIG_ADMIN", "CA_CERT", "PKI_DIR"} {
-		if vars[name] == "" {
-			return nil, fmt.Errorf("%s is missing from %s", name, file)
-		}
-	}
-	// The admin's client certificate from its kubeconfig, talking to kube-apiserver: every case goes through the
-	// aggregator, never straight to the server's port.
-	admin, err := clientcmd.BuildConfigFromFlags(vars["APISERVER_URL"], vars["KUBECONFIG_ADMIN"])
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", vars["KUBECONFIG_ADMIN"], err)
-	}
-	if len(admin.CertData) == 0 && admin.CertFile == "" {
-		return nil, fmt.Errorf("%s has no client certificate", vars["KUBECONFIG_ADMIN"])
-	}
-	admin.QPS, admin.Burst = 200, 400
-	admin.UserAgent = "tenancy-clientgo-tests"
-	kube, err := kubernetes.NewForConfig(admin)
+	loaded, err := e2eenv.Load("e.g. `bash tests/env/up.sh /tmp/cg-env` then TENANCY_E2E_ENV=/tmp/cg-env/env go test ./...; "+
+		"tests/run.sh sets it", e2eenv.Client{QPS: 200, Burst: 400, UserAgent: "tenancy-clientgo-tests"}, "CA_CERT", "PKI_DIR")
 	if err != nil {
 		return nil, err
 	}
-	return &env{vars: vars, admin: admin, kube: kube}, nil
+	return &env{vars: loaded.Vars, admin: loaded.Admin, kube: loaded.Kube}, nil
 }
 
 // name returns a name unique to this run and call: `cg-<hint>-<run>-<n>`.
@@ -130,31 +90,11 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-// tenant is a user of its own with a group of its own, reached through the admin's impersonation: the aggregator
-// forwards them as X-Remote-User / X-Remote-Group exactly as for a real login.
-type tenant struct {
-	User, Group string
-	env         *env
-}
+// tenant is a user of its own with a group of its own, reached through the admin's impersonation.
+type tenant = e2eenv.Tenant
 
 func (e *env) newTenant(hint string) *tenant {
-	user := name(hint + "-u")
-	return &tenant{User: user, Group: user + "-team", env: e}
-}
-
-// config is a fresh rest.Config acting as the tenant.
-func (tn *tenant) config() *rest.Config {
-	cfg := rest.CopyConfig(tn.env.admin)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: tn.User, Groups: []string{tn.Group}}
-	return cfg
-}
-
-func (tn *tenant) userSubject() rbacv1.Subject {
-	return rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: tn.User}
-}
-
-func (tn *tenant) groupSubject() rbacv1.Subject {
-	return rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: tn.Group}
+	return e2eenv.NewTenant(name(hint+"-u"), e.admin)
 }
 
 // namespace creates a uniquely named namespace with the admin, deleted when the test ends.

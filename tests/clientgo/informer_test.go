@@ -99,13 +99,13 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	first := e.namespace(t, "inf-a", nil)
 	second := e.namespace(t, "inf-b", nil)
 	later := e.namespace(t, "inf-later", nil)
-	e.grant(t, first.Name, tn.userSubject())
-	e.grant(t, second.Name, tn.groupSubject())
+	e.grant(t, first.Name, tn.UserSubject())
+	e.grant(t, second.Name, tn.GroupSubject())
 	want := sorted(first.Name, second.Name)
 	// Wait until the server shows the two grants, so the informer's initial state is known.
 	waitForList(t, tn, want)
 
-	cfg := tn.config()
+	cfg := tn.Config()
 	var rec recorder
 	rec.record(cfg)
 	informer := kind.new(t, cfg).Informer()
@@ -173,7 +173,7 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	// With rewatch, the grant arrives on a resumed watch, and the revocation on a watch resumed from the grant's
 	// event (or a later bookmark).
 	awaitResume("after the initial sync")
-	binding := e.grant(t, later.Name, tn.userSubject())
+	binding := e.grant(t, later.Name, tn.UserSubject())
 	withLater := sorted(first.Name, second.Name, later.Name)
 	eventually(t, propagation, "the grant appears in the informer's store", func() (bool, string) {
 		got := storeNames()
@@ -226,7 +226,7 @@ func isWatch(x exchange) bool {
 // waitForList waits until the tenant's list of spaces is exactly want.
 func waitForList(t *testing.T, tn *tenant, want []string) {
 	t.Helper()
-	client, err := metadata.NewForConfig(tn.config())
+	client, err := metadata.NewForConfig(tn.Config())
 	if err != nil {
 		t.Fatal(err)
 	}

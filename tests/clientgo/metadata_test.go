@@ -34,9 +34,9 @@ func TestMetadataClientListAndWatch(t *testing.T) {
 	tn := e.newTenant("meta")
 	visible := e.namespace(t, "meta-visible", nil)
 	later := e.namespace(t, "meta-later", nil)
-	e.grant(t, visible.Name, tn.groupSubject())
+	e.grant(t, visible.Name, tn.GroupSubject())
 
-	client, err := metadata.NewForConfig(tn.config())
+	client, err := metadata.NewForConfig(tn.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestMetadataClientListAndWatch(t *testing.T) {
 
 	// A namespace nobody grants this tenant is created while it watches: it must not show up.
 	e.namespace(t, "meta-bystander", nil)
-	binding := e.grant(t, later.Name, tn.userSubject())
+	binding := e.grant(t, later.Name, tn.UserSubject())
 	ev := next("ADDED " + later.Name)
 	if m := ev.Object.(*metav1.PartialObjectMetadata); ev.Type != watch.Added || m.Name != later.Name || m.UID != later.UID {
 		t.Fatalf("want ADDED %s (uid %s); events so far: %q", later.Name, later.UID, seen)

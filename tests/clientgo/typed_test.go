@@ -93,8 +93,8 @@ func TestTypedRoundTrip(t *testing.T) {
 	tn := e.newTenant("typed")
 	account := name("acct")
 	ns := e.namespace(t, "typed", map[string]string{accountLabel: account, "team": "typed"})
-	e.grant(t, ns.Name, tn.userSubject())
-	client := typedClient(t, tn.config())
+	e.grant(t, ns.Name, tn.UserSubject())
+	client := typedClient(t, tn.Config())
 
 	var space Space
 	var current *corev1.Namespace

@@ -46,7 +46,7 @@ func (e *env) allowNamespaceCreate(t *testing.T, tn *tenant) {
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{tn.userSubject()},
+		Subjects:   []rbacv1.Subject{tn.UserSubject()},
 	}
 	if _, err := e.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating ClusterRoleBinding %s: %v", binding.Name, err)

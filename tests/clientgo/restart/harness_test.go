@@ -7,7 +7,6 @@ package restart
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,8 +32,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/transport"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 var spacesGVR = schema.GroupVersionResource{Group: "tenancy.loft.sh", Version: "v1", Resource: "spaces"}
@@ -56,41 +56,13 @@ var (
 
 func testEnv(t *testing.T) *env {
 	t.Helper()
-	file := os.Getenv("TENANCY_E2E_ENV")
-	if file == "" {
-		t.Fatalf("TENANCY_E2E_ENV is not set; it must name the env file written by tests/env/up.sh " +
-			"(e.g. `bash tests/env/up.sh /tmp/rs-env` then TENANCY_E2E_ENV=/tmp/rs-env/env go test ./restart); " +
-			"tests/run.sh sets it")
-	}
-	// The file is bash `export NAME=value` lines with %q quoting: let bash itself expand them.
-	cmd := exec.Command("bash", "-c", `set -a; source "$1" >/dev/null; env -0`, "bash", file)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("sourcing %s: %v: %s", file, err, stderr.String())
-	}
-	vars := map[string]string{}
-	for entry := range bytes.SplitSeq(out, []byte{0}) {
-		if k, v, ok := strings.Cut(string(entry), "="); ok {
-			vars[k] = v
-		}
-	}
-	for _, name := range []string{"APISERVER_URL", "KUBECONFIG_ADMIN", "STATE_DIR", "LOG_DIR"} {
-		if vars[name] == "" {
-			t.Fatalf("%s is missing from %s", name, file)
-		}
-	}
-	admin, err := clientcmd.BuildConfigFromFlags(vars["APISERVER_URL"], vars["KUBECONFIG_ADMIN"])
-	if err != nil {
-		t.Fatalf("loading %s: %v", vars["KUBECONFIG_ADMIN"], err)
-	}
-	admin.QPS, admin.Burst = 200, 400
-	admin.UserAgent = "tenancy-clientgo-restart-tests"
-	kube, err := kubernetes.NewForConfig(admin)
+	loaded, err := e2eenv.Load("e.g. `bash tests/env/up.sh /tmp/rs-env` then TENANCY_E2E_ENV=/tmp/rs-env/env go test ./restart; "+
+		"tests/run.sh sets it", e2eenv.Client{QPS: 200, Burst: 400, UserAgent: "tenancy-clientgo-restart-tests"},
+		"STATE_DIR", "LOG_DIR")
 	if err != nil {
 		t.Fatal(err)
 	}
+	vars, admin, kube := loaded.Vars, loaded.Admin, loaded.Kube
 	// The test runs in its package's directory, tests/clientgo/restart.
 	script, err := filepath.Abs(filepath.Join("..", "..", "controlplane", "restart.sh"))
 	if err != nil {
@@ -108,28 +80,10 @@ func name(hint string) string {
 }
 
 // tenant is a user of its own with a group of its own, reached through the admin's impersonation.
-type tenant struct {
-	User, Group string
-	env         *env
-}
+type tenant = e2eenv.Tenant
 
 func (e *env) newTenant(hint string) *tenant {
-	user := name(hint + "-u")
-	return &tenant{User: user, Group: user + "-team", env: e}
-}
-
-func (tn *tenant) config() *rest.Config {
-	cfg := rest.CopyConfig(tn.env.admin)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: tn.User, Groups: []string{tn.Group}}
-	return cfg
-}
-
-func (tn *tenant) userSubject() rbacv1.Subject {
-	return rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: tn.User}
-}
-
-func (tn *tenant) groupSubject() rbacv1.Subject {
-	return rbacv1.Subject{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: tn.Group}
+	return e2eenv.NewTenant(name(hint+"-u"), e.admin)
 }
 
 // deleteNamespaceWhenDone deletes namespace ns when the test ends (retrying for a while: kube-apiserver may just be

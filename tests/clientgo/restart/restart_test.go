@@ -70,9 +70,9 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	clk := clock{start: time.Now()}
 
 	tn := e.newTenant("inf")
-	byUser, _ := e.namespaceWithGrant(t, ctx, "a", tn.userSubject())
-	byGroup, _ := e.namespaceWithGrant(t, ctx, "b", tn.groupSubject())
-	revoked, revokedBinding := e.namespaceWithGrant(t, ctx, "revoked", tn.userSubject())
+	byUser, _ := e.namespaceWithGrant(t, ctx, "a", tn.UserSubject())
+	byGroup, _ := e.namespaceWithGrant(t, ctx, "b", tn.GroupSubject())
+	revoked, revokedBinding := e.namespaceWithGrant(t, ctx, "revoked", tn.UserSubject())
 	// The grant made while kube-apiserver restarts: a namespace made then, and a binding in it. Its deletion is
 	// registered now, before the cleanup that brings kube-apiserver back, so that it runs after that one.
 	granted, grantedBinding := name("granted"), name("view")
@@ -81,7 +81,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	after := sorted(byUser, byGroup, granted)
 	waitForList(t, ctx, tn, before)
 
-	cfg := tn.config()
+	cfg := tn.Config()
 	rec := &recorder{clock: clk}
 	rec.record(cfg)
 	client, err := dynamic.NewForConfig(cfg)
@@ -199,7 +199,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 		return nil
 	})
 	write("grant: create RoleBinding "+granted+"/"+grantedBinding, func(ctx context.Context) error {
-		if err := e.createBinding(ctx, granted, grantedBinding, tn.userSubject()); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := e.createBinding(ctx, granted, grantedBinding, tn.UserSubject()); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 		return nil
@@ -311,7 +311,7 @@ func waitForList(t *testing.T, ctx context.Context, tn *tenant, want []string) {
 
 // tenantList is the tenant's own list of spaces right now, as %q of the sorted names or the error.
 func tenantList(ctx context.Context, tn *tenant) string {
-	client, err := metadata.NewForConfig(tn.config())
+	client, err := metadata.NewForConfig(tn.Config())
 	if err != nil {
 		return err.Error()
 	}

@@ -41,11 +41,11 @@ func TestInformerStaysCorrectAcrossARollingUpdateOfTheServer(t *testing.T) {
 	var start []string
 	bindings := map[string]string{}
 	for range 6 {
-		ns, binding := e.namespaceWithGrant(t, ctx, "roll", tn.userSubject())
+		ns, binding := e.namespaceWithGrant(t, ctx, "roll", tn.UserSubject())
 		start = append(start, ns)
 		bindings[ns] = binding
 	}
-	client, err := dynamic.NewForConfig(tn.config())
+	client, err := dynamic.NewForConfig(tn.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestInformerStaysCorrectAcrossARollingUpdateOfTheServer(t *testing.T) {
 	go func() {
 		streamDone <- func() error {
 			for i := range 4 {
-				ns, _ := e.namespaceWithGrant(t, ctx, "roll-late", tn.userSubject())
+				ns, _ := e.namespaceWithGrant(t, ctx, "roll-late", tn.UserSubject())
 				mu.Lock()
 				want[ns] = true
 				mu.Unlock()

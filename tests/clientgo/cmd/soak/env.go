@@ -5,17 +5,15 @@ package main
 // own port.
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/transport"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 type env struct {
@@ -25,49 +23,17 @@ type env struct {
 }
 
 func loadEnv() (*env, error) {
-	file := os.Getenv("TENANCY_E2E_ENV")
-	if file == "" {
-		return nil, fmt.Errorf("TENANCY_E2E_ENV is not set; it must name the env file written by tests/env/up.sh " +
-			"(e.g. `bash tests/env/up.sh /tmp/soak-env` then TENANCY_E2E_ENV=/tmp/soak-env/env go run ./cmd/soak)")
-	}
-	if _, err := os.Stat(file); err != nil {
-		return nil, fmt.Errorf("TENANCY_E2E_ENV=%s: %w", file, err)
-	}
-	// The file is bash `export NAME=value` lines with %q quoting: let bash itself expand them.
-	cmd := exec.Command("bash", "-c", `set -a; source "$1" >/dev/null; env -0`, "bash", file)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("sourcing %s: %v: %s", file, err, stderr.String())
-	}
-	vars := map[string]string{}
-	for entry := range bytes.SplitSeq(out, []byte{0}) {
-		if k, v, ok := strings.Cut(string(entry), "="); ok {
-			vars[k] = v
-		}
-	}
-	for _, name := range []string{"APISERVER_URL", "KUBECONFIG_ADMIN", "PID_DIR"} {
-		if vars[name] == "" {
-			return nil, fmt.Errorf("%s is missing from %s", name, file)
-		}
-	}
-	if !strings.HasPrefix(vars["APISERVER_URL"], "https://127.0.0.1:") {
-		return nil, fmt.Errorf("APISERVER_URL=%s is not on loopback; the soak only runs against a local control plane",
-			vars["APISERVER_URL"])
-	}
-	admin, err := clientcmd.BuildConfigFromFlags(vars["APISERVER_URL"], vars["KUBECONFIG_ADMIN"])
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", vars["KUBECONFIG_ADMIN"], err)
-	}
 	// The soak's own pacing (bounded workers) is the only limit: no client-side rate limiter.
-	admin.QPS, admin.Burst = -1, 0
-	admin.UserAgent = "tenancy-soak"
-	kube, err := kubernetes.NewForConfig(admin)
+	loaded, err := e2eenv.Load("e.g. `bash tests/env/up.sh /tmp/soak-env` then TENANCY_E2E_ENV=/tmp/soak-env/env go run ./cmd/soak",
+		e2eenv.Client{QPS: -1, Burst: 0, UserAgent: "tenancy-soak"}, "PID_DIR")
 	if err != nil {
 		return nil, err
 	}
-	return &env{vars: vars, admin: admin, kube: kube}, nil
+	if !strings.HasPrefix(loaded.Vars["APISERVER_URL"], "https://127.0.0.1:") {
+		return nil, fmt.Errorf("APISERVER_URL=%s is not on loopback; the soak only runs against a local control plane",
+			loaded.Vars["APISERVER_URL"])
+	}
+	return &env{vars: loaded.Vars, admin: loaded.Admin, kube: loaded.Kube}, nil
 }
 
 // httpClient is an HTTP client acting as user with groups through the admin's impersonation (the aggregator
