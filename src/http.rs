@@ -261,8 +261,18 @@ fn status_of(error: &Error) -> Status {
             format!("spaces.{GROUP} is forbidden: {cause}"),
             Some(status::details(space::RESOURCE, "")),
         ),
-        Error::Spaces(spaces::Error::AccountForbidden(message)) => {
-            status::failure(403, "Forbidden", message.clone(), Some(status::details(space::RESOURCE, "")))
+        Error::Spaces(spaces::Error::AccountForbidden {
+            user,
+            account,
+            space: named,
+        }) => {
+            // kube-apiserver's wording for a forbidden request, naming the space when there is one.
+            let object = named.as_ref().map(|s| format!(" \"{s}\"")).unwrap_or_default();
+            let message = format!(
+                "spaces.tenancy.loft.sh{object} is forbidden: User \"{user}\" is not a member of account \"{account}\""
+            );
+            let name = named.as_deref().unwrap_or_default();
+            status::failure(403, "Forbidden", message, Some(status::details(space::RESOURCE, name)))
         }
         Error::Spaces(cause @ spaces::Error::Busy(_)) => {
             let mut details = status::details(space::RESOURCE, "");

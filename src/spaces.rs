@@ -89,9 +89,13 @@ pub enum Error {
     Busy(String),
     #[error("SpaceTemplate {template:?} could not be applied: {message}")]
     Template { template: String, message: String },
-    /// The caller is not a subject of the account it named.
-    #[error("{0}")]
-    AccountForbidden(String),
+    /// The caller is not a subject of the account it named (for the space `space`, when there is one yet).
+    #[error("user {user:?} is not a member of account {account:?}")]
+    AccountForbidden {
+        user: String,
+        account: String,
+        space: Option<String>,
+    },
 }
 
 // === impl Error ===

@@ -193,11 +193,10 @@ impl Writer {
                 .into_iter()
                 .find(|a| a.name() == wanted)
                 .map(Owner::Account)
-                .ok_or_else(|| {
-                    Error::AccountForbidden(format!(
-                        "spaces.tenancy.loft.sh is forbidden: User \"{}\" is not a member of account \"{wanted}\"",
-                        user.name
-                    ))
+                .ok_or_else(|| Error::AccountForbidden {
+                    user: user.name.clone(),
+                    account: wanted.to_owned(),
+                    space: None,
                 }),
             None => match mine.len() {
                 1 => Ok(Owner::Account(mine[0].clone())),
@@ -508,17 +507,17 @@ impl Writer {
         };
         if let Some(from) = from {
             if member(from).is_none() {
-                return Err(Error::AccountForbidden(format!(
-                    "spaces.tenancy.loft.sh \"{name}\" is forbidden: User \"{}\" is not a member of account \"{from}\"",
-                    user.name
-                )));
+                return Err(Error::AccountForbidden {
+                    user: user.name.clone(),
+                    account: from.to_owned(),
+                    space: Some(name.to_owned()),
+                });
             }
         }
-        member(to).ok_or_else(|| {
-            Error::AccountForbidden(format!(
-                "spaces.tenancy.loft.sh \"{name}\" is forbidden: User \"{}\" is not a member of account \"{to}\"",
-                user.name
-            ))
+        member(to).ok_or_else(|| Error::AccountForbidden {
+            user: user.name.clone(),
+            account: to.to_owned(),
+            space: Some(name.to_owned()),
         })
     }
 
