@@ -26,16 +26,14 @@
 //   - watch caches agree: once the load stops, every watcher's store equals a fresh list of its user's spaces;
 //   - server RSS reaches a plateau: over the second half of the load, RSS grows by at most -rss-growth-limit-mb
 //     (10 MB): the mean of the last quarter of the load's samples exceeds that of the third quarter by no more. The
-//     first half is where the server legitimately grows to its steady state; what grows is the server's change log: it keeps the last
-//     10,000 changes, each with its snapshot of the namespaces (structurally shared; ~8-10 KB per entry measured on
-//     this load: ~100 MB when full), and the load writes 50-150 changes a second, so an empty log would fill during
-//     the window and look like a leak. The soak therefore fills it first (-warmup-changes: 11,000 namespace labels
-//     by the admin, ~20 s, before the watches open). What can still grow after that is the difference between a
-//     load entry and a warm-up entry (~4 KB, inferred from a 2-minute run) as the load's entries replace the warm-up's — at most
-//     10,000 × 4 KB ≈ 40 MB however fast the machine, and a fraction of that between the thirds — plus allocator
-//     slack; with a log already full of load entries the server's RSS was measured flat to +0.5 MB over 2 minutes.
-//     A leak of ~2 KB per request (~30,000 lie between the thirds of a 5-minute run) or of a few tens of KB per watch
-//     (re)open (~2,000) goes past 64 MB;
+//     first half is where the server grows to its steady state. What grows there is the server's change log: it keeps
+//     the last 10,000 changes, each with its snapshot of the namespaces (structurally shared), and the load writes
+//     50-150 changes a second; the soak fills it first (-warmup-changes: 11,000 namespace labels by the admin, before
+//     the watches open), and what still grows is the difference between a load entry and a warm-up entry as the
+//     load's replace the warm-up's. The cluster must keep its size too, or the server grows with it: creators wait
+//     while -max-terminating of their spaces are still being deleted. A 15-minute run (benches/soak.sh) measured
+//     +0.2 MB over its second half; a leak of 100 bytes per request (~50,000 lie in the second half) or of a few KB
+//     per watch reopen goes past 10 MB;
 //   - the run was not interrupted, and the server is alive at the end.
 package main
 
