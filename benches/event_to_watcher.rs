@@ -14,7 +14,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
-use tenancy_apiserver::spaces::Registry;
 use tenancy_apiserver::state::{Cache, Update};
 use tenancy_apiserver::watch::{EventType, Item, Started};
 
@@ -45,12 +44,7 @@ struct Timing {
 
 impl Fanout {
     fn open(cache: Arc<Cache>) -> Self {
-        let registry = Registry::new(cache.clone());
-        let tenant = world::tenant();
-        let namespace = (0..world::NAMESPACES)
-            .map(world::namespace_name)
-            .find(|name| registry.get(&tenant, name).is_err())
-            .expect("a namespace the tenant does not see");
+        let namespace = world::hidden_from_tenant(&cache);
         let (others, tenant) = world::open_watches(&cache);
         let resource_version = cache.read().log.position() + 1;
         Fanout {

@@ -93,6 +93,17 @@ pub fn open_watches(cache: &Arc<Cache>) -> (Vec<Started>, Started) {
     (others, start(tenant()))
 }
 
+/// A namespace the tenant does not see: where the watch benchmarks grant and revoke.
+#[allow(dead_code, reason = "only the watch benchmarks grant to the tenant")]
+pub fn hidden_from_tenant(cache: &Arc<Cache>) -> String {
+    let registry = Registry::new(cache.clone());
+    let tenant = tenant();
+    (0..NAMESPACES)
+        .map(namespace_name)
+        .find(|name| registry.get(&tenant, name).is_err())
+        .expect("a namespace the tenant does not see")
+}
+
 pub fn admin() -> User {
     User {
         name: "kubernetes-admin".to_owned(),
