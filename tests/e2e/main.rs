@@ -9,6 +9,7 @@ mod harness;
 
 mod authn;
 mod discovery;
+mod install;
 mod isolation;
 mod kubectl;
 mod positions;
