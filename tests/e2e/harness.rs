@@ -300,6 +300,48 @@ pub fn eventually_holds(ns: &str, kinds: &str, objects: &[&str], timeout: Durati
     });
 }
 
+/// YAML for an Account of `group` with a space limit. `templates`: the SpaceTemplates it names, or `None` to name
+/// none (so the default one applies); `extra`: more lines of its spec.
+pub fn account(name: &str, group: &str, limit: u32, templates: Option<&[&str]>, extra: &str) -> String {
+    let templates = templates.map_or(String::new(), |t| format!(", templates: [{}]", t.join(", ")));
+    format!(
+        "apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {name}\nspec:\n  \
+subjects: [{{kind: Group, name: {group}}}]\n  space: {{limit: {limit}{templates}}}\n{extra}"
+    )
+}
+
+/// YAML for a Space.
+pub fn space(name: &str) -> String {
+    format!("apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {name}\n")
+}
+
+/// Creates space `name` as `user` with `kubectl create`, retried until kube-apiserver and the server know the user's
+/// Account (its RBAC and the server's cache may be a moment behind the Account's creation).
+#[track_caller]
+pub fn create_space(user: &Kubectl, name: &str) {
+    let manifest = space(name);
+    eventually(Duration::from_secs(20), || {
+        let run = user.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+}
+
+/// `kubectl label namespace NS tenancy.loft.sh/account=ACCOUNT --overwrite` as `user`: an admin moves or adopts a
+/// namespace this way, and an owner must be refused.
+pub fn label_account(user: &Kubectl, ns: &str, account: &str) -> Run {
+    user.run(&[
+        "label",
+        "namespace",
+        ns,
+        &format!("tenancy.loft.sh/account={account}"),
+        "--overwrite",
+    ])
+}
+
 /// YAML for a namespace.
 pub fn namespace(name: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n---\n")

@@ -5,28 +5,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::harness::{assert_default_space_objects, env, eventually, eventually_holds, namespace, unique, Kubectl};
+use crate::harness::{
+    self, assert_default_space_objects, create_space, env, eventually, eventually_holds, label_account, namespace,
+    unique, Kubectl,
+};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// An Account of `group` with a limit and nothing else: no templates named, so new spaces get the default one.
+/// An Account of `group` that names no templates, so its new spaces get the default one.
 fn account(name: &str, group: &str) -> String {
-    format!(
-        "apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {name}\nspec:\n  \
-subjects: [{{kind: Group, name: {group}}}]\n  space: {{limit: 5}}\n"
-    )
-}
-
-fn create_space(as_user: &Kubectl, name: &str) {
-    let manifest = format!("apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {name}\n");
-    eventually(SETTLE, || {
-        let run = as_user.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
-        if run.success {
-            Ok(())
-        } else {
-            Err(run.stderr)
-        }
-    });
+    harness::account(name, group, 5, None, "")
 }
 
 /// The namespace's `tenancy.loft.sh/` labels and annotations, as the admin reads them.
@@ -218,15 +206,7 @@ fn an_owner_cannot_move_publish_or_relabel_their_namespace_by_any_verb() {
         "{labels}"
     );
     // The admin still may: moving the namespace to the other account, carol sees it.
-    admin
-        .run(&[
-            "label",
-            "namespace",
-            &name,
-            &format!("tenancy.loft.sh/account={theirs}"),
-            "--overwrite",
-        ])
-        .ok();
+    label_account(&admin, &name, &theirs).ok();
     carol.eventually_lists(&[&name], SETTLE);
 }
 
@@ -265,14 +245,7 @@ rules: [{{apiGroups: [\"\"], resources: [namespaces], verbs: [create]}}]\n"
     );
     let err = owner.run_with_stdin(&["create", "-f", "-"], Some(&labelled)).err();
     assert!(err.contains("tenancy.loft.sh/account"), "{err}");
-    let err = owner
-        .run(&[
-            "label",
-            "namespace",
-            &name,
-            &format!("tenancy.loft.sh/account={victim}"),
-        ])
-        .err();
+    let err = label_account(&owner, &name, &victim).err();
     assert!(err.contains("tenancy.loft.sh/account"), "{err}");
     assert_eq!(space_count(&victim), "0");
     admin.run(&["delete", "clusterrolebinding,clusterrole", &solo]).ok();
@@ -296,15 +269,7 @@ subjects: [{{kind: ServiceAccount, name: deployer, namespace: {home}}}]\n"
     let name = unique("robot-space");
     create_space(&deployer, &name);
 
-    let err = deployer
-        .run(&[
-            "label",
-            "namespace",
-            &name,
-            &format!("tenancy.loft.sh/account={theirs}"),
-            "--overwrite",
-        ])
-        .err();
+    let err = label_account(&deployer, &name, &theirs).err();
     assert!(
         err.contains("tenancy.loft.sh/account") && err.contains("cluster admins"),
         "{err}"

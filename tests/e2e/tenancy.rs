@@ -3,28 +3,12 @@
 
 use std::time::Duration;
 
-use crate::harness::{assert_default_space_objects, env, eventually, eventually_holds, namespace, unique, Replica};
+use crate::harness::{
+    account, assert_default_space_objects, create_space, env, eventually, eventually_holds, label_account, namespace,
+    space, unique, Replica,
+};
 
 const SETTLE: Duration = Duration::from_secs(20);
-
-fn account(name: &str, group: &str, limit: u32, templates: &[&str], extra: &str) -> String {
-    format!(
-        concat!(
-            "apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {name}\nspec:\n",
-            "  subjects: [{{kind: Group, name: {group}}}]\n",
-            "  space: {{limit: {limit}, templates: [{templates}]}}\n{extra}"
-        ),
-        name = name,
-        group = group,
-        limit = limit,
-        templates = templates.join(", "),
-        extra = extra,
-    )
-}
-
-fn space(name: &str) -> String {
-    format!("apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {name}\n")
-}
 
 fn namespace_gone(name: &str) {
     eventually(Duration::from_secs(60), || {
@@ -42,19 +26,12 @@ fn account_members_self_serve_spaces_with_templates_and_nobody_else_sees_them() 
     let env = env();
     let admin = env.kubectl("admin");
     let (acc, group) = (unique("acct"), unique("team"));
-    admin.apply(&account(&acc, &group, 3, &["default"], ""));
+    admin.apply(&account(&acc, &group, 3, Some(&["default"]), ""));
     let alice = env.kubectl_as(&unique("member"), &[&group]);
     let bob = env.kubectl_as(&unique("member"), &[&group]);
     let carol = env.kubectl_as(&unique("outsider"), &[&unique("team")]);
     let name = unique("selfserve");
-    eventually(SETTLE, || {
-        let run = alice.run_with_stdin(&["create", "-f", "-"], Some(&space(&name)));
-        if run.success {
-            Ok(())
-        } else {
-            Err(run.stderr)
-        }
-    });
+    create_space(&alice, &name);
     // Usable at once, by the creator and the account's other members.
     alice
         .run(&["-n", &name, "create", "deployment", "web", "--image=nginx"])
@@ -102,7 +79,7 @@ fn account_members_self_serve_spaces_with_templates_and_nobody_else_sees_them() 
 fn twenty_parallel_creates_on_two_replicas_never_exceed_the_account_limit() {
     let env = env();
     let (acc, group) = (unique("limited"), unique("team"));
-    env.kubectl("admin").apply(&account(&acc, &group, 3, &[], ""));
+    env.kubectl("admin").apply(&account(&acc, &group, 3, Some(&[]), ""));
     let replicas = [Replica::start(&[]), Replica::start(&[])];
     // Both replicas must know the account before the race starts: a member's dry run succeeds only then.
     for replica in &replicas {
@@ -160,7 +137,7 @@ fn a_template_failure_leaves_no_namespace_behind() {
             "  - {{apiVersion: example.com/v1, kind: NoSuchKind, metadata: {{name: broken}}}}\n---\n{account}"
         ),
         template = template,
-        account = account(&acc, &group, 5, &[&template], ""),
+        account = account(&acc, &group, 5, Some(&[&template]), ""),
     ));
     let member = env.kubectl_as(&unique("member"), &[&group]);
     let name = unique("doomed");
@@ -203,7 +180,7 @@ fn a_template_cannot_give_the_creator_cluster_rights() {
         let template = format!("{acc}-template");
         admin.apply(&format!(
             "apiVersion: config.tenancy.loft.sh/v1\nkind: SpaceTemplate\nmetadata:\n  name: {template}\nspec:\n  objects:\n  - {object}\n---\n{account}",
-            account = account(&acc, &group, 5, &[&template], ""),
+            account = account(&acc, &group, 5, Some(&[&template]), ""),
         ));
         let name = unique("escape");
         let err = eventually(SETTLE, || {
@@ -241,7 +218,7 @@ fn an_accounts_spaces_follow_its_subjects() {
     let env = env();
     let admin = env.kubectl("admin");
     let (acc, before, after) = (unique("moving-team"), unique("before"), unique("after"));
-    admin.apply(&account(&acc, &before, 5, &[], ""));
+    admin.apply(&account(&acc, &before, 5, Some(&[]), ""));
     let leaver = env.kubectl_as(&unique("leaver"), &[&before]);
     let joiner = env.kubectl_as(&unique("joiner"), &[&after]);
     let stayer = env.kubectl_as(&unique("stayer"), &[&before, &after]);
@@ -263,7 +240,7 @@ fn an_accounts_spaces_follow_its_subjects() {
     staying.expect_eventually(&format!("ADDED {name}"), SETTLE);
     assert!(!joiner.space_names(&[]).contains(&name));
 
-    admin.apply(&account(&acc, &after, 5, &[], ""));
+    admin.apply(&account(&acc, &after, 5, Some(&[]), ""));
     leaving.expect_eventually(&format!("DELETED {name}"), SETTLE);
     eventually(SETTLE, || {
         let names = joiner.space_names(&[]);
@@ -287,7 +264,7 @@ fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_re
     let env = env();
     let admin = env.kubectl("admin");
     let (acc, group) = (unique("crashy"), unique("team"));
-    admin.apply(&account(&acc, &group, 5, &["default"], ""));
+    admin.apply(&account(&acc, &group, 5, Some(&["default"]), ""));
     let name = unique("half-made");
     let doomed = Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]);
     let (code, body) = eventually(SETTLE, || {
@@ -346,17 +323,10 @@ fn an_admin_adopts_a_namespace_into_an_account_by_labelling_it() {
     let admin = env.kubectl("admin");
     let (acc, group) = (unique("adopter"), unique("team"));
     let existing = unique("legacy");
-    admin.apply(&(account(&acc, &group, 5, &[], "") + "---\n" + &namespace(&existing)));
+    admin.apply(&(account(&acc, &group, 5, Some(&[]), "") + "---\n" + &namespace(&existing)));
     let member = env.kubectl_as(&unique("member"), &[&group]);
     assert!(member.space_names(&[]).is_empty());
-    admin
-        .run(&[
-            "label",
-            "namespace",
-            &existing,
-            &format!("tenancy.loft.sh/account={acc}"),
-        ])
-        .ok();
+    label_account(&admin, &existing, &acc).ok();
     member.eventually_lists(&[&existing], SETTLE);
 }
 
@@ -368,8 +338,8 @@ fn deleting_an_account_follows_its_deletion_policy() {
     let (deleting, orphaning) = (unique("acct-delete"), unique("acct-orphan"));
     admin.apply(&format!(
         "{}---\n{}",
-        account(&deleting, &group, 5, &[], "  deletionPolicy: Delete\n"),
-        account(&orphaning, &group, 5, &[], "  deletionPolicy: Orphan\n")
+        account(&deleting, &group, 5, Some(&[]), "  deletionPolicy: Delete\n"),
+        account(&orphaning, &group, 5, Some(&[]), "  deletionPolicy: Orphan\n")
     ));
     let member = env.kubectl_as(&unique("member"), &[&group]);
     let (doomed, kept) = (unique("goes"), unique("stays"));
@@ -426,8 +396,8 @@ fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows() {
     let (group_from, group_to) = (unique("team"), unique("team"));
     env.kubectl("admin").apply(&format!(
         "{}---\n{}",
-        account(&from, &group_from, 5, &[], ""),
-        account(&to, &group_to, 5, &[], "")
+        account(&from, &group_from, 5, Some(&[]), ""),
+        account(&to, &group_to, 5, Some(&[]), "")
     ));
     let both = env.kubectl_as(&unique("both"), &[&group_from, &group_to]);
     let only_from = env.kubectl_as(&unique("from-only"), &[&group_from]);
@@ -475,7 +445,7 @@ fn a_members_accounts_watch_sees_accounts_come_and_go() {
     let quiet = watch.rest(Duration::from_secs(3));
     assert!(quiet.is_empty(), "{quiet:?}");
     let acc = unique("acct-watched");
-    admin.apply(&account(&acc, &group, 2, &[], ""));
+    admin.apply(&account(&acc, &group, 2, Some(&[]), ""));
     watch.expect_eventually(&format!("ADDED {acc}"), SETTLE);
     admin
         .run(&["delete", "accounts.config.tenancy.loft.sh", &acc, "--timeout=60s"])
