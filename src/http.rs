@@ -1030,25 +1030,12 @@ fn watch_spaces(
     };
     let from = match (send_initial_events, requested) {
         // WatchList: the state at least as new as the requested position, then the initial-events-end bookmark.
-        (Some(true), Some(position)) => {
-            let state = app.registry.cache().read();
-            let current = state.log.position();
-            if !state.log.is_own(position.after) {
-                // Another process's position cannot be ordered against this one's: the client lists afresh.
-                Err(watch::Error::Expired {
-                    requested: position.to_string(),
-                    oldest: state.log.oldest(),
-                })
-            } else if position.after > current {
-                return Err(Error::from(spaces::Error::from(watch::Error::TooLarge {
-                    requested: position.to_string(),
-                    current,
-                }))
-                .into());
-            } else {
-                Ok(watch::From::Now { initial_events: true })
-            }
-        }
+        (Some(true), Some(position)) => match watch::not_older_than(&app.registry.cache().read().log, &position) {
+            // Too large is an answer to the request; expired is told on the established watch, as kube-apiserver does.
+            Err(error @ watch::Error::TooLarge { .. }) => return Err(Error::from(spaces::Error::from(error)).into()),
+            Err(expired) => Err(expired),
+            Ok(()) => Ok(watch::From::Now { initial_events: true }),
+        },
         (Some(true), None) => Ok(watch::From::Now { initial_events: true }),
         (Some(false), None) => Ok(watch::From::Now { initial_events: false }),
         (None, None) => Ok(watch::From::Now { initial_events: true }),

@@ -247,22 +247,7 @@ impl Registry {
                 position.after
             }
             (None, Some(rv), None | Some("NotOlderThan")) => {
-                let position = parse_resource_version(rv)?;
-                // Another process's position cannot be ordered against this one's: the client lists afresh.
-                if !state.log.is_own(position.after) {
-                    return Err(watch::Error::Expired {
-                        requested: rv.to_owned(),
-                        oldest: state.log.oldest(),
-                    }
-                    .into());
-                }
-                if position.after > current {
-                    return Err(watch::Error::TooLarge {
-                        requested: rv.to_owned(),
-                        current,
-                    }
-                    .into());
-                }
+                watch::not_older_than(&state.log, &parse_resource_version(rv)?)?;
                 current
             }
             (None, Some(_), Some(other)) => {

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::access::view::{Effect, UserView};
 use crate::authn::User;
-use crate::state::log::{Change, Entry, Lookup, Namespaces, Position};
+use crate::state::log::{Change, Entry, Log, Lookup, Namespaces, Position};
 use crate::state::Cache;
 
 /// How long a client may leave a written event unread before its watch is closed.
@@ -92,6 +92,27 @@ impl Error {
             Lookup::At { .. } => None,
         }
     }
+}
+
+/// Whether the log can answer with a state at least as new as `requested` (`resourceVersionMatch=NotOlderThan`, for
+/// lists and WatchList): only a position of this process can be ordered against its current one.
+///
+/// # Errors
+/// [`Error::Expired`] for another process's position, [`Error::TooLarge`] for one this process has not reached.
+pub fn not_older_than(log: &Log, requested: &Position) -> Result<(), Error> {
+    if !log.is_own(requested.after) {
+        return Err(Error::Expired {
+            requested: requested.to_string(),
+            oldest: log.oldest(),
+        });
+    }
+    if requested.after > log.position() {
+        return Err(Error::TooLarge {
+            requested: requested.to_string(),
+            current: log.position(),
+        });
+    }
+    Ok(())
 }
 
 /// Which namespaces the watcher's selectors let through.

@@ -346,3 +346,22 @@ fn a_group_listed_twice_still_loses_access_when_its_binding_goes() {
     cache.apply(Update::RoleBinding(Event::Delete(group_binding(11))));
     assert_eq!(drain(&mut watch), [(EventType::Deleted, "a".to_owned())]);
 }
+
+#[test]
+fn not_older_than_serves_own_past_positions_and_refuses_the_rest() {
+    let cache = cache();
+    let now = cache.read().log.position();
+    let log = &cache.read().log;
+    assert!(not_older_than(log, &Position::at(now)).is_ok());
+    assert!(not_older_than(log, &Position::at(now - 1)).is_ok());
+    assert!(matches!(
+        not_older_than(log, &Position::at(now + 1)),
+        Err(Error::TooLarge { .. })
+    ));
+    for foreign in [2, now + (1 << 32)] {
+        assert!(
+            matches!(not_older_than(log, &Position::at(foreign)), Err(Error::Expired { .. })),
+            "{foreign}"
+        );
+    }
+}
