@@ -181,6 +181,11 @@ async fn restore_enforced(
     account: Option<Option<Arc<Account>>>,
     known: &BTreeMap<String, Arc<SpaceTemplate>>,
 ) {
+    // Most passes find nothing to restore: a space made from no template costs no plan.
+    let templates = recorded_templates(ns, known);
+    if templates.is_empty() {
+        return;
+    }
     let owner = match account {
         Some(Some(account)) => Owner::Account(account),
         None => Owner::Creator,
@@ -188,7 +193,7 @@ async fn restore_enforced(
         Some(None) => return,
     };
     let plan = plan_for(ns, owner, Vec::new());
-    for template in recorded_templates(ns, known) {
+    for template in templates {
         for object in template.spec.objects.iter().filter(|o| is_enforced(o)) {
             let mut name = object["metadata"]["name"].clone();
             substitute(&mut name, &parameters(&plan));
