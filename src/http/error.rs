@@ -1,0 +1,219 @@
+//! Everything that can go wrong in a request, and the one place it becomes a `metav1.Status` ([`status_of`]): each
+//! module's error says what went wrong, in its own terms; the words kube-apiserver would use are chosen here.
+
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+
+use super::negotiate;
+use crate::api::{space, status, GROUP};
+use crate::authn;
+use crate::authz::{self, Attributes};
+use crate::spaces;
+use crate::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Authn(#[from] authn::Error),
+    #[error(transparent)]
+    Authz(#[from] authz::Error),
+    #[error(transparent)]
+    Spaces(#[from] spaces::Error),
+    #[error("forbidden")]
+    Forbidden {
+        user: String,
+        attributes: Attributes,
+        reason: String,
+    },
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+    #[error("method {0} is not supported")]
+    MethodNotAllowed(Method),
+    #[error("not acceptable")]
+    NotAcceptable,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unsupported patch type")]
+    UnsupportedPatch,
+    /// A request body over the limit.
+    #[error("request entity too large")]
+    TooLarge { limit: usize },
+    /// The handler did not answer in time (watches answer at once and stream afterwards).
+    #[error("request timed out")]
+    Timeout,
+    /// A failure whose cause was already logged (a handler that panicked).
+    #[error("internal error")]
+    Internal,
+}
+
+/// The one place errors become `metav1.Status`.
+#[must_use]
+pub fn status_of(error: &Error) -> Status {
+    match error {
+        Error::Authn(_) => status::failure(401, "Unauthorized", "Unauthorized".to_owned(), None),
+        Error::Authz(cause) => {
+            tracing::error!(error = %cause, source = ?std::error::Error::source(cause), "Authorization failed");
+            status::failure(
+                500,
+                "InternalError",
+                "Internal error occurred: authorization check failed".to_owned(),
+                None,
+            )
+        }
+        Error::Spaces(spaces::Error::NotFound(name)) => status::not_found(space::RESOURCE, name),
+        Error::Spaces(spaces::Error::AccountNotFound(name)) => status::not_found(spaces::accounts::RESOURCE, name),
+        Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
+        Error::Spaces(spaces::Error::Paging(cause)) => status::bad_request(cause.to_string()),
+        Error::Spaces(spaces::Error::InvalidOptions(message)) => status::failure(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
+            None,
+        ),
+        Error::Spaces(spaces::Error::Watch(cause @ watch::Error::Expired { .. })) => {
+            status::failure(410, "Expired", cause.to_string(), None)
+        }
+        Error::Spaces(spaces::Error::Watch(cause @ watch::Error::TooLarge { .. })) => {
+            status::too_large(cause.to_string())
+        }
+        Error::Spaces(spaces::Error::Forbidden { user, verb, name, reason }) => {
+            let mut message = format!(
+                "spaces.{GROUP} \"{name}\" is forbidden: User \"{user}\" cannot {verb} resource \"namespaces\" in API group \"\" in the namespace \"{name}\""
+            );
+            if name.is_empty() {
+                message = format!(
+                    "spaces.{GROUP} is forbidden: User \"{user}\" cannot {verb} resource \"namespaces\" in API group \"\" at the cluster scope"
+                );
+            }
+            if !reason.is_empty() {
+                message.push_str(": ");
+                message.push_str(reason);
+            }
+            status::failure(403, "Forbidden", message, Some(status::details(space::RESOURCE, name)))
+        }
+        Error::Spaces(spaces::Error::Invalid { name, causes }) => status::invalid(space::KIND, name, causes.clone()),
+        Error::Spaces(spaces::Error::Conflict(name)) => status::failure(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on spaces.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+            Some(status::details(space::RESOURCE, name)),
+        ),
+        Error::Spaces(spaces::Error::AlreadyExists(name)) => status::failure(
+            409,
+            "AlreadyExists",
+            format!("spaces.{GROUP} \"{name}\" already exists"),
+            Some(status::details(space::RESOURCE, name)),
+        ),
+        Error::Spaces(spaces::Error::PreconditionFailed(message)) => {
+            status::failure(409, "Conflict", message.clone(), None)
+        }
+        Error::Spaces(spaces::Error::BadRequest(message)) => status::bad_request(message.clone()),
+        Error::Spaces(spaces::Error::Unprocessable(message)) => status::failure(422, "UnprocessableEntity", message.clone(), None),
+        Error::Spaces(spaces::Error::ReadAfterCreateTimeout(name)) => status::failure(
+            504,
+            "Timeout",
+            format!("spaces.{GROUP} \"{name}\" was created but is not visible yet; retry the get"),
+            Some(status::details(space::RESOURCE, name)),
+        ),
+        Error::Spaces(spaces::Error::Kube { code, reason, message, causes }) => {
+            let mut details = status::details(space::RESOURCE, "");
+            details.causes = (!causes.is_empty()).then(|| causes.clone());
+            status::failure(*code, reason, message.clone(), Some(details))
+        }
+        Error::Spaces(spaces::Error::Backend(cause)) => {
+            tracing::error!(error = %cause, "kube-apiserver request failed");
+            status::failure(500, "InternalError", "Internal error occurred: the cluster could not be reached".to_owned(), None)
+        }
+        Error::Spaces(spaces::Error::Authz(cause)) => {
+            tracing::error!(error = %cause, "Authorization failed");
+            status::failure(500, "InternalError", "Internal error occurred: authorization check failed".to_owned(), None)
+        }
+        Error::Spaces(cause @ spaces::Error::LimitReached { .. }) => status::failure(
+            403,
+            "Forbidden",
+            format!("spaces.{GROUP} is forbidden: {cause}"),
+            Some(status::details(space::RESOURCE, "")),
+        ),
+        Error::Spaces(spaces::Error::AccountForbidden {
+            user,
+            account,
+            space: named,
+        }) => {
+            // kube-apiserver's wording for a forbidden request, naming the space when there is one.
+            let object = named.as_ref().map(|s| format!(" \"{s}\"")).unwrap_or_default();
+            let message = format!(
+                "spaces.tenancy.loft.sh{object} is forbidden: User \"{user}\" is not a member of account \"{account}\""
+            );
+            let name = named.as_deref().unwrap_or_default();
+            status::failure(403, "Forbidden", message, Some(status::details(space::RESOURCE, name)))
+        }
+        Error::Spaces(cause @ spaces::Error::Busy(_)) => {
+            let mut details = status::details(space::RESOURCE, "");
+            details.retry_after_seconds = Some(1);
+            status::failure(429, "TooManyRequests", cause.to_string(), Some(details))
+        }
+        Error::Spaces(cause @ spaces::Error::Template { .. }) => {
+            tracing::warn!(error = %cause, "SpaceTemplate failed");
+            status::failure(500, "InternalError", format!("Internal error occurred: {cause}"), None)
+        }
+        Error::UnsupportedPatch => status::failure(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_owned(),
+            None,
+        ),
+        Error::Spaces(spaces::Error::ContinueExpired) => {
+            status::failure(410, "Expired", CONTINUE_EXPIRED.to_owned(), None)
+        }
+        Error::Forbidden {
+            user,
+            attributes,
+            reason,
+        } => match attributes {
+            Attributes::Resource { verb, resource, name } => status::forbidden(user, verb, resource, name, reason),
+            Attributes::Path { verb, path } => status::forbidden_path(user, verb, path),
+            Attributes::Namespace { verb, name } => status::forbidden(user, verb, "namespaces", name, reason),
+        },
+        Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
+        Error::MethodNotAllowed(method) => status::failure(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+            None,
+        ),
+        Error::NotAcceptable => status::failure(
+            406,
+            "NotAcceptable",
+            format!("only the following media types are accepted: {}", negotiate::ACCEPTED),
+            None,
+        ),
+        Error::BadRequest(message) => status::bad_request(message.clone()),
+        Error::TooLarge { limit } => status::failure(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+            None,
+        ),
+        Error::Timeout => status::failure(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within the allowed duration".to_owned(),
+            None,
+        ),
+        Error::Internal => status::failure(
+            500,
+            "InternalError",
+            "an error on the server has prevented the request from succeeding".to_owned(),
+            None,
+        ),
+    }
+}
+
+/// kube-apiserver's words for a continue token older than its window.
+const CONTINUE_EXPIRED: &str =
+    "The provided continue parameter is too old to display a consistent list result. You can \
+start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder \
+of the results. Continuing with the provided token results in an inconsistent list - objects that were created, \
+modified, or deleted between the time the first chunk was returned and now may show up in the list.";

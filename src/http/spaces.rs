@@ -1,0 +1,340 @@
+//! `spaces`: each verb's request read into the registry's or the writer's terms, and its answer written in the
+//! representation asked for (JSON, Table, PartialObjectMetadata; watch streams of the same).
+
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta, Status};
+use k8s_openapi::jiff::Timestamp;
+
+use super::error::Error;
+use super::negotiate::{negotiate, Output, Target};
+use super::request_info::Verb;
+use super::stack::MAX_BODY;
+use super::{options, response, App, Call, Response};
+use crate::api::decode::FieldValidation;
+use crate::api::table::{IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table};
+use crate::api::{space, status, Space};
+use crate::backend::review::Hold;
+use crate::spaces::{self as registry, table, write};
+use crate::watch;
+
+/// Events between the watcher task and the response body; small, since the watcher's own entry buffer absorbs bursts.
+const WATCH_FRAMES: usize = 64;
+
+/// # Errors
+/// Whatever the registry or the writer refuses, bad options or bodies, or a representation this server cannot give.
+pub async fn serve(app: &App, call: Call) -> Result<Response, Error> {
+    // Under SubjectAccessReview visibility, the caller's answers are in the index before its spaces are read.
+    let hold = match &app.reviewer {
+        Some(reviewer) => Some(reviewer.hold(&call.user).await?),
+        None => None,
+    };
+    match call.verb() {
+        Some(Verb::List) => list(app, &call),
+        Some(Verb::Watch) => watch(app, &call, hold),
+        Some(Verb::Get) => get(app, &call),
+        Some(Verb::Create) => create(app, call).await,
+        Some(Verb::Update) => update(app, call).await,
+        Some(Verb::Patch) => patch(app, call).await,
+        Some(Verb::Delete) => delete(app, call).await,
+        None => Err(Error::MethodNotAllowed(call.info.method.clone())),
+    }
+}
+
+fn list(app: &App, call: &Call) -> Result<Response, Error> {
+    let query = &call.info.query;
+    if query.contains("sendInitialEvents") {
+        return Err(registry::Error::InvalidOptions(
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list".to_owned(),
+        )
+        .into());
+    }
+    let output = negotiate(call.accept(), Target::List).ok_or(Error::NotAcceptable)?;
+    let list = app.registry.list(&call.user, &options::list(query)?)?;
+    Ok(match output {
+        Output::Table(version) => {
+            let rows = table::rows(&list.items, options::include_object(query)?, &version, Timestamp::now());
+            response::json(
+                StatusCode::OK,
+                &Table::new(&version, list.metadata, table::columns(), rows),
+            )
+        }
+        Output::PartialObjectMetadataList(version) => {
+            let items = list
+                .items
+                .into_iter()
+                .map(|s| PartialObjectMetadata::new(&version, s.metadata))
+                .collect();
+            response::json(
+                StatusCode::OK,
+                &PartialObjectMetadataList::new(&version, list.metadata, items),
+            )
+        }
+        _ => response::json(StatusCode::OK, &list),
+    })
+}
+
+fn get(app: &App, call: &Call) -> Result<Response, Error> {
+    let output = negotiate(call.accept(), Target::Object).ok_or(Error::NotAcceptable)?;
+    let include = options::include_object(&call.info.query)?;
+    let space = app.registry.get(&call.user, call.name())?;
+    Ok(match output {
+        Output::Table(version) => {
+            let metadata = ListMeta {
+                resource_version: space.metadata.resource_version.clone(),
+                ..ListMeta::default()
+            };
+            let rows = table::rows(std::slice::from_ref(&space), include, &version, Timestamp::now());
+            response::json(StatusCode::OK, &Table::new(&version, metadata, table::columns(), rows))
+        }
+        Output::PartialObjectMetadata(version) => {
+            response::json(StatusCode::OK, &PartialObjectMetadata::new(&version, space.metadata))
+        }
+        _ => response::json(StatusCode::OK, &space),
+    })
+}
+
+fn watch(app: &App, call: &Call, hold: Option<Hold>) -> Result<Response, Error> {
+    let query = &call.info.query;
+    let invalid = |message: &str| Error::from(registry::Error::InvalidOptions(message.to_owned()));
+    let output = negotiate(call.accept(), Target::Watch).ok_or(Error::NotAcceptable)?;
+    let include = options::include_object(query)?;
+    let mut list_options = options::list(query)?;
+    let send_initial_events = query.flag("sendInitialEvents");
+    let bookmarks = query.flag("allowWatchBookmarks").unwrap_or(false);
+    match (send_initial_events, list_options.resource_version_match.take().as_deref()) {
+        (None, Some(_)) => {
+            return Err(invalid(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ))
+        }
+        (Some(_), Some("NotOlderThan")) | (None, None) => {}
+        (Some(_), _) => {
+            return Err(invalid(
+                "resourceVersionMatch: Unsupported value: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ))
+        }
+    }
+    if send_initial_events == Some(true) && !bookmarks {
+        return Err(invalid(
+            "allowWatchBookmarks: Required value: sendInitialEvents requires allowWatchBookmarks=true",
+        ));
+    }
+    let requested = match list_options.resource_version.as_deref() {
+        None | Some("0") => None,
+        Some(rv) => Some(registry::parse_resource_version(rv)?),
+    };
+    let from = match (send_initial_events, requested) {
+        // WatchList: the state at least as new as the requested position, then the initial-events-end bookmark.
+        (Some(true), Some(position)) => match watch::not_older_than(&app.registry.cache().read().log, &position) {
+            // Too large is an answer to the request; expired is told on the established watch, as kube-apiserver does.
+            Err(error @ watch::Error::TooLarge { .. }) => return Err(registry::Error::from(error).into()),
+            Err(expired) => Err(expired),
+            Ok(()) => Ok(watch::From::Now { initial_events: true }),
+        },
+        (Some(initial_events), None) => Ok(watch::From::Now { initial_events }),
+        (None, None) => Ok(watch::From::Now { initial_events: true }),
+        (_, Some(position)) => Ok(watch::From::Position(position)),
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(WATCH_FRAMES);
+    let mut encode = encoder(output, include);
+    let watch_options = watch::Options {
+        bookmarks,
+        initial_events_end: send_initial_events == Some(true),
+        timeout: options::watch_timeout(query),
+    };
+    match from.and_then(|from| watch::start(app.registry.cache(), &call.user, list_options.filter(), from)) {
+        Ok(started) => {
+            tokio::spawn(async move {
+                watch::run(started, watch_options, encode, sender).await;
+                drop(hold);
+            });
+        }
+        Err(error @ watch::Error::TooLarge { .. }) => return Err(registry::Error::from(error).into()),
+        Err(error @ watch::Error::Expired { .. }) => {
+            // As kube-apiserver: the watch is established, then ends with a 410 ERROR event; client-go relists.
+            let bytes = encode(&watch::Item::Expired {
+                message: error.to_string(),
+            });
+            tokio::spawn(async move {
+                let _ = sender.send(bytes).await;
+            });
+        }
+    }
+    Ok(response::watch(receiver))
+}
+
+/// Encodes watch items as newline-delimited `{"type", "object"}` events in the negotiated representation.
+fn encoder(output: Output, include: IncludeObject) -> impl FnMut(&watch::Item) -> Bytes {
+    let mut columns_sent = false;
+    move |item| match item {
+        watch::Item::Event {
+            kind,
+            namespace,
+            position,
+        } => {
+            let mut space = Space::from_namespace(namespace);
+            space.metadata.resource_version = Some(position.to_string());
+            let object = match &output {
+                Output::Table(version) => {
+                    let columns = if columns_sent { Vec::new() } else { table::columns() };
+                    columns_sent = true;
+                    let metadata = ListMeta {
+                        resource_version: Some(position.to_string()),
+                        ..ListMeta::default()
+                    };
+                    let rows = table::rows(std::slice::from_ref(&space), include, version, Timestamp::now());
+                    serde_json::to_value(Table::new(version, metadata, columns, rows))
+                }
+                Output::PartialObjectMetadata(version) => {
+                    serde_json::to_value(PartialObjectMetadata::new(version, space.metadata))
+                }
+                _ => serde_json::to_value(&space),
+            };
+            response::watch_event(kind.as_str(), &object.unwrap_or_default())
+        }
+        watch::Item::Bookmark {
+            position,
+            initial_events_end,
+        } => {
+            let mut metadata = serde_json::json!({"resourceVersion": position.to_string()});
+            if *initial_events_end {
+                metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+            }
+            let object = match &output {
+                Output::PartialObjectMetadata(version) => serde_json::json!({
+                    "apiVersion": format!("meta.k8s.io/{version}"), "kind": "PartialObjectMetadata", "metadata": metadata
+                }),
+                Output::Table(version) => serde_json::json!({
+                    "apiVersion": format!("meta.k8s.io/{version}"), "kind": "Table", "metadata": metadata, "rows": []
+                }),
+                _ => {
+                    serde_json::json!({"apiVersion": crate::api::GROUP_VERSION, "kind": space::KIND, "metadata": metadata})
+                }
+            };
+            response::watch_event("BOOKMARK", &object)
+        }
+        watch::Item::Expired { message } => {
+            response::watch_event("ERROR", &status::failure(410, "Expired", message.clone(), None))
+        }
+    }
+}
+
+// --- writes ---
+
+/// The request body, whole, within [`MAX_BODY`].
+async fn body(call: Call) -> Result<(Call, Bytes), Error> {
+    let (call, body) = call.take_body();
+    match body.collect().await {
+        Ok(collected) => Ok((call, collected.to_bytes())),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit: MAX_BODY }),
+        Err(_) => Err(Error::BadRequest("the request body could not be read".to_owned())),
+    }
+}
+
+/// A Space from a JSON (or YAML) body, and the warnings its unknown fields earn under `validation`.
+fn decode_space(bytes: &[u8], validation: FieldValidation) -> Result<(Space, Vec<String>), Error> {
+    let not_a_space = |e: String| Error::BadRequest(format!("the body of the request is not a valid Space: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .or_else(|_| {
+            std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string()))
+        })
+        .map_err(not_a_space)?;
+    let (space, unknown) = crate::api::decode::space(value).map_err(|e| not_a_space(e.to_string()))?;
+    let warnings = validation.judge(&unknown).map_err(Error::BadRequest)?;
+    Ok((space, warnings))
+}
+
+/// The written space in the representation asked for, with a `Warning` header per warning (as kube-apiserver sends
+/// them: `299 - "<text>"`).
+fn written(code: StatusCode, space: &Space, warnings: &[String], call: &Call) -> Result<Response, Error> {
+    let mut response = match negotiate(call.accept(), Target::Object).ok_or(Error::NotAcceptable)? {
+        Output::PartialObjectMetadata(version) => {
+            response::json(code, &PartialObjectMetadata::new(&version, space.metadata.clone()))
+        }
+        _ => response::json(code, space),
+    };
+    for warning in warnings {
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - {warning:?}")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn create(app: &App, call: Call) -> Result<Response, Error> {
+    let (call, bytes) = body(call).await?;
+    let options = options::write(&call.info.query)?;
+    let (space, warnings) = decode_space(&bytes, options.field_validation)?;
+    let created = app.writer.create(&call.user, space, &options).await?;
+    written(StatusCode::CREATED, &created, &warnings, &call)
+}
+
+async fn update(app: &App, call: Call) -> Result<Response, Error> {
+    let (call, bytes) = body(call).await?;
+    let options = options::write(&call.info.query)?;
+    let (space, warnings) = decode_space(&bytes, options.field_validation)?;
+    let updated = app.writer.update(&call.user, call.name(), space, &options).await?;
+    written(StatusCode::OK, &updated, &warnings, &call)
+}
+
+async fn patch(app: &App, call: Call) -> Result<Response, Error> {
+    let content_type = call
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let patch_type = match content_type.as_str() {
+        "application/merge-patch+json" => write::PatchType::Merge,
+        "application/json-patch+json" => write::PatchType::Json,
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => write::PatchType::Apply,
+        _ => return Err(Error::UnsupportedPatch),
+    };
+    let (call, bytes) = body(call).await?;
+    let options = options::write(&call.info.query)?;
+    let (patched, warnings) = app
+        .writer
+        .patch(&call.user, call.name(), patch_type, &bytes, &options)
+        .await?;
+    written(StatusCode::OK, &patched, &warnings, &call)
+}
+
+async fn delete(app: &App, call: Call) -> Result<Response, Error> {
+    let (call, bytes) = body(call).await?;
+    let mut options = options::write(&call.info.query)?;
+    let delete: DeleteOptions = if bytes.is_empty() {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    if delete.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All")) {
+        options.dry_run = true;
+    }
+    let propagation = delete
+        .propagation_policy
+        .clone()
+        .or_else(|| call.info.query.get("propagationPolicy").map(str::to_owned));
+    match app
+        .writer
+        .delete(&call.user, call.name(), delete.preconditions, propagation, &options)
+        .await?
+    {
+        write::Deleted::Terminating(space) => written(StatusCode::OK, &space, &[], &call),
+        write::Deleted::Gone { name, uid } => {
+            let mut details = status::details(space::RESOURCE, &name);
+            details.uid = uid;
+            let success = Status {
+                status: Some("Success".to_owned()),
+                details: Some(details),
+                ..Status::default()
+            };
+            Ok(response::json(StatusCode::OK, &success))
+        }
+    }
+}

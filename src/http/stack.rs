@@ -1,0 +1,252 @@
+//! The request stack, outermost first: how every request is served, read top to bottom in [`stack`]. Each step is an
+//! async fn of its state, the request and the rest of the stack ([`Next`]), so a step can answer early (401, 403,
+//! 504) or pass the request on.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use http_body_util::BodyExt;
+use tower::util::BoxCloneService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use super::error::Error;
+use super::request_info::{Access, RequestInfo, Resource, Target};
+use super::{accounts, discovery, ops, response, spaces, App, BoxError, Call, Request, Response};
+use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
+use crate::authz::Decision;
+
+/// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// How long a handler may take to answer (kube-apiserver's default `--request-timeout`); a watch answers at once and
+/// then streams for its own timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who is on the other end of a connection: what its TLS handshake proved, and the front-proxy settings it was accepted
+/// under.
+pub struct Peer {
+    pub identity: PeerIdentity,
+    pub request_header: Arc<RequestHeaderConfig>,
+}
+
+/// The rest of the stack, as a step sees it.
+pub type Next = BoxCloneService<Request, Response, Infallible>;
+
+/// The whole stack for one connection, over any request body.
+pub fn stack<B>(
+    app: Arc<App>,
+    peer: Arc<Peer>,
+) -> impl Service<http::Request<B>, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    ServiceBuilder::new()
+        .map_response(|response: http::Response<_>| response.map(BodyExt::boxed_unsync))
+        .layer(TraceLayer::new_for_http().make_span_with(span))
+        .map_request(limit_body::<B>)
+        .layer(step(app.clone(), observe))
+        .map_response(|response: http::Response<_>| response.map(BodyExt::boxed_unsync))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(step((), timeout))
+        .layer(step((), request_info))
+        .layer(step((app.clone(), peer), authenticate))
+        .layer(step(app.clone(), authorize))
+        .service(tower::service_fn(move |request| {
+            dispatch(app.clone(), request).map(Ok::<_, Infallible>)
+        }))
+}
+
+/// One span per request; authentication records the user in it.
+fn span<B>(request: &http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        user = tracing::field::Empty,
+    )
+}
+
+/// Body limit: reading more than [`MAX_BODY`] bytes fails, and the handler answers 413.
+fn limit_body<B>(request: http::Request<B>) -> Request
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    request.map(|body| http_body_util::Limited::new(body, MAX_BODY).boxed())
+}
+
+/// Metrics: every answer counted, panics' 500s included.
+async fn observe(app: Arc<App>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = run(next, request).await;
+    app.metrics
+        .observe(&method, &path, response.status(), started.elapsed());
+    response
+}
+
+/// Panic catch: one bad request answers 500 instead of tearing down a connection shared by many users.
+fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("Handler panicked");
+    response::error(&Error::Internal)
+}
+
+async fn timeout((): (), request: Request, next: Next) -> Response {
+    tokio::time::timeout(REQUEST_TIMEOUT, run(next, request))
+        .await
+        .unwrap_or_else(|_| response::error(&Error::Timeout))
+}
+
+async fn request_info((): (), mut request: Request, next: Next) -> Response {
+    let info = RequestInfo::new(request.method(), request.uri());
+    request.extensions_mut().insert(info);
+    run(next, request).await
+}
+
+/// Authentication: a verified front proxy's headers, an x509 user, or a bearer token reviewed by kube-apiserver.
+async fn authenticate((app, peer): (Arc<App>, Arc<Peer>), mut request: Request, next: Next) -> Response {
+    let public = matches!(
+        request.extensions().get::<RequestInfo>().map(RequestInfo::access),
+        Some(Access::Public)
+    );
+    if public {
+        return run(next, request).await;
+    }
+    let proxied = authn::authenticate(&peer.request_header, &peer.identity, request.headers());
+    let token = authn::bearer_token(request.headers()).map(str::to_owned);
+    let user = match (proxied, token) {
+        (Ok(Some(user)), _) => Ok(user),
+        (Ok(None), Some(token)) => app.tokens.authenticate(&token).await,
+        (Ok(None), None) => Err(authn::Error::Unauthenticated),
+        (Err(error), _) => Err(error),
+    };
+    match user {
+        Ok(user) => {
+            tracing::Span::current().record("user", user.name.as_str());
+            request.extensions_mut().insert(user);
+            run(next, request).await
+        }
+        Err(error) => response::error(&Error::Authn(error)),
+    }
+}
+
+/// Authorization, in this server too (never only in kube-apiserver).
+async fn authorize(app: Arc<App>, request: Request, next: Next) -> Response {
+    let access = request.extensions().get::<RequestInfo>().map(RequestInfo::access);
+    let (Some(Access::Authorized(attributes)), Some(user)) = (access, request.extensions().get::<User>().cloned())
+    else {
+        return run(next, request).await;
+    };
+    match app.authorizer.authorize(&user, &attributes).await {
+        Ok(Decision::Allow) => run(next, request).await,
+        Ok(Decision::Deny(reason)) => response::error(&Error::Forbidden {
+            user: user.name.clone(),
+            attributes,
+            reason,
+        }),
+        Err(error) => response::error(&Error::Authz(error)),
+    }
+}
+
+/// The one dispatch: each target to its resource's handlers.
+async fn dispatch(app: Arc<App>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let (Some(info), user) = (
+        parts.extensions.remove::<RequestInfo>(),
+        parts.extensions.remove::<User>(),
+    ) else {
+        return response::error(&Error::Internal);
+    };
+    let result = match (&info.target, user) {
+        (Target::Probe(probe), _) => Ok(ops::probe(&app, *probe)),
+        (Target::MethodNotAllowed, _) => Err(Error::MethodNotAllowed(info.method.clone())),
+        (Target::NotFound, _) => Err(Error::NoRoute),
+        // Authentication put a user in every request that is not a probe.
+        (_, None) => Err(Error::Internal),
+        (Target::Discovery(document), Some(_)) => discovery::serve(*document, &parts.headers),
+        (Target::Document(document), Some(_)) => ops::document(&app, *document, &info, &parts.headers),
+        (Target::Resource { resource, .. }, Some(user)) => {
+            let resource = *resource;
+            let call = Call {
+                info,
+                user,
+                headers: parts.headers,
+                body,
+            };
+            match resource {
+                Resource::Spaces => spaces::serve(&app, call).await,
+                Resource::Accounts => accounts::serve(&app, &call),
+            }
+        }
+    };
+    result.unwrap_or_else(|error| response::error(&error))
+}
+
+/// The rest of the stack's answer. Not an `async fn`: rustc cannot prove that future `Send` through the steps'
+/// higher-ranked bounds.
+fn run(next: Next, request: Request) -> impl Future<Output = Response> + Send + 'static {
+    next.oneshot(request)
+        .map(|result| result.unwrap_or_else(|never| match never {}))
+}
+
+/// A step of the stack: `f(state, request, next)`, as axum's `middleware::from_fn_with_state`.
+#[derive(Clone)]
+struct Step<St, F> {
+    state: St,
+    f: F,
+}
+
+fn step<St, F>(state: St, f: F) -> Step<St, F> {
+    Step { state, f }
+}
+
+impl<St: Clone, F: Clone, S> Layer<S> for Step<St, F>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Service = StepService<St, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StepService {
+            state: self.state.clone(),
+            f: self.f.clone(),
+            next: BoxCloneService::new(inner),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct StepService<St, F> {
+    state: St,
+    f: F,
+    next: Next,
+}
+
+impl<St, F, Fut> Service<Request> for StepService<St, F>
+where
+    St: Clone,
+    F: Fn(St, Request, Next) -> Fut,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The rest of the stack is made ready when the step calls it (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        (self.f)(self.state.clone(), request, self.next.clone()).map(Ok).boxed()
+    }
+}

@@ -1,0 +1,793 @@
+//! The request stack in process: routing, negotiation, errors, and each verb's happy and unhappy paths, with requests
+//! built in memory and answered by the same stack a connection uses. The state is fed directly; kube-apiserver's part
+//! (SubjectAccessReview, TokenReview, namespace writes) is a small echo (`Kube`) that answers as kube-apiserver would
+//! for these cases only. The end-to-end suites (tests/e2e) prove the same behaviour against the real kube-apiserver.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::watcher::Event;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::stack::{stack, Peer, MAX_BODY};
+use super::App;
+use crate::authn::{PeerIdentity, RequestHeaderConfig};
+use crate::state::{Cache, Update};
+
+const SPACES: &str = "/apis/tenancy.loft.sh/v1/spaces";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// kube-apiserver's answers, for what these tests make the server ask: reviews allow everyone but users named
+/// `denied-*`; the token `alice-token` is alice's; namespace writes are echoed back as written.
+async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let sent: Value = body
+        .collect()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
+        .unwrap_or_default();
+    let path = parts.uri.path();
+    let (code, answer) = match (parts.method.clone(), path) {
+        (Method::POST, "/apis/authorization.k8s.io/v1/subjectaccessreviews") => {
+            let user = sent["spec"]["user"].as_str().unwrap_or_default();
+            let mut review = sent.clone();
+            review["status"] = json!({"allowed": !user.starts_with("denied-"), "reason": "as the test says"});
+            (200, review)
+        }
+        (Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews") => {
+            let mut review = sent.clone();
+            review["status"] = if sent["spec"]["token"] == "alice-token" {
+                json!({"authenticated": true, "user": {"username": "alice", "groups": ["system:authenticated"]}})
+            } else {
+                json!({"authenticated": false})
+            };
+            (200, review)
+        }
+        (Method::POST, "/api/v1/namespaces") => {
+            let mut created = sent.clone();
+            created["metadata"]["uid"] = json!("uid-new");
+            created["metadata"]["resourceVersion"] = json!("100");
+            (201, created)
+        }
+        (Method::PUT, _) => {
+            let mut replaced = sent.clone();
+            replaced["metadata"]["resourceVersion"] = json!("101");
+            (200, replaced)
+        }
+        (Method::DELETE, _) => {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "102",
+                                    "deletionTimestamp": "2026-11-26T00:00:00Z"},
+                       "status": {"phase": "Terminating"}}),
+            )
+        }
+        _ => (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}),
+        ),
+    };
+    let mut response = http::Response::new(Full::new(Bytes::from(answer.to_string())));
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn meta(name: &str, namespace: Option<&str>, rv: u64) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        uid: Some(format!("uid-{name}")),
+        resource_version: Some(rv.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A synced state: namespaces `a` (alice may use it) and `b` (nobody may), and alice's account `team`.
+fn cache() -> Arc<Cache> {
+    let cache = Arc::new(Cache::new());
+    let namespace = |name: &str, rv| Namespace {
+        metadata: meta(name, None, rv),
+        ..Namespace::default()
+    };
+    let role = ClusterRole {
+        metadata: meta("space-admin", None, 3),
+        rules: Some(vec![PolicyRule {
+            verbs: ["get", "list", "watch", "update", "patch", "delete"]
+                .map(String::from)
+                .to_vec(),
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["namespaces".into()]),
+            ..PolicyRule::default()
+        }]),
+        aggregation_rule: None,
+    };
+    let binding = RoleBinding {
+        metadata: meta("alice", Some("a"), 4),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "space-admin".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "alice".into(),
+            ..Subject::default()
+        }]),
+    };
+    let account = serde_json::from_value(json!({
+        "metadata": {"name": "team", "resourceVersion": "5"},
+        "spec": {"subjects": [{"kind": "User", "name": "alice"}]}
+    }))
+    .expect("an Account");
+    let updates = [
+        Update::Namespace(Event::InitApply(namespace("a", 1))),
+        Update::Namespace(Event::InitApply(namespace("b", 2))),
+        Update::Namespace(Event::InitDone),
+        Update::ClusterRole(Event::InitApply(role)),
+        Update::ClusterRole(Event::InitDone),
+        Update::RoleBinding(Event::InitApply(binding)),
+        Update::RoleBinding(Event::InitDone),
+        Update::Account(Event::InitApply(account)),
+        Update::Account(Event::InitDone),
+        Update::SpaceTemplate(Event::InitDone),
+        Update::Role(Event::InitDone),
+        Update::ClusterRoleBinding(Event::InitDone),
+    ];
+    for update in updates {
+        cache.apply(update);
+    }
+    cache
+}
+
+fn app(cache: Arc<Cache>) -> Arc<App> {
+    let client = kube::Client::new(tower::service_fn(kube), "default");
+    let authorizer = Arc::new(crate::authz::Authorizer::new(client.clone()));
+    let registry_metrics = prometheus::Registry::new();
+    Arc::new(App {
+        registry: crate::spaces::Registry::new(cache.clone()),
+        reviewer: None,
+        writer: crate::spaces::write::Writer::new(cache, client.clone(), authorizer.clone()),
+        authorizer,
+        tokens: crate::authn::token::TokenAuthenticator::new(client),
+        metrics: crate::metrics::RequestMetrics::register(&registry_metrics),
+        registry_metrics,
+    })
+}
+
+/// A connection from kube-apiserver's front proxy (its identity headers are trusted), or from anyone else.
+fn peer(front_proxy: bool) -> Arc<Peer> {
+    Arc::new(Peer {
+        identity: PeerIdentity {
+            proxy_common_name: front_proxy.then(|| "front-proxy-client".to_owned()),
+            x509_user: None,
+        },
+        request_header: Arc::new(RequestHeaderConfig {
+            ca_certificates: Vec::new(),
+            allowed_names: Vec::new(),
+            username_headers: vec!["X-Remote-User".into()],
+            uid_headers: Vec::new(),
+            group_headers: vec!["X-Remote-Group".into()],
+            extra_header_prefixes: vec!["X-Remote-Extra-".into()],
+            client_ca_certificates: Vec::new(),
+        }),
+    })
+}
+
+struct Answer {
+    code: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// A Status with this code and reason, as kube-apiserver sends errors.
+    fn status(&self, code: u16, reason: &str) -> Value {
+        let status = self.json();
+        assert_eq!(self.code.as_u16(), code, "{status}");
+        assert_eq!(status["kind"], "Status", "{status}");
+        assert_eq!(status["code"], code, "{status}");
+        assert_eq!(status["reason"], reason, "{status}");
+        status
+    }
+}
+
+struct Client {
+    app: Arc<App>,
+    peer: Arc<Peer>,
+    /// Identity headers the front proxy adds; none for anonymous callers.
+    user: Option<(&'static str, &'static str)>,
+}
+
+fn as_user(app: &Arc<App>, name: &'static str) -> Client {
+    Client {
+        app: app.clone(),
+        peer: peer(true),
+        user: Some((name, "system:authenticated")),
+    }
+}
+
+fn as_admin(app: &Arc<App>) -> Client {
+    Client {
+        app: app.clone(),
+        peer: peer(true),
+        user: Some(("admin", "system:masters")),
+    }
+}
+
+impl Client {
+    fn request(&self, method: Method, uri: &str) -> http::request::Builder {
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        if let Some((name, group)) = self.user {
+            builder = builder.header("X-Remote-User", name).header("X-Remote-Group", group);
+        }
+        builder
+    }
+
+    async fn send(&self, request: http::request::Builder, body: impl Into<Bytes>) -> Answer {
+        let request = request.body(Full::new(body.into())).expect("a request");
+        let response = stack(self.app.clone(), self.peer.clone())
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .expect("a whole body in time")
+            .expect("a body")
+            .to_bytes();
+        Answer {
+            code: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(self.request(Method::GET, uri), Bytes::new()).await
+    }
+
+    async fn get_as(&self, uri: &str, accept: &str) -> Answer {
+        self.send(
+            self.request(Method::GET, uri).header(header::ACCEPT, accept),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// The first `n` lines of a watch, then the stream is dropped.
+    async fn watch(&self, uri: &str, n: usize) -> (StatusCode, Vec<Value>) {
+        let request = self
+            .request(Method::GET, uri)
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let response = stack(self.app.clone(), self.peer.clone())
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let code = response.status();
+        let mut body = response.into_body();
+        let mut buffer = Vec::new();
+        while buffer.iter().filter(|b| **b == b'\n').count() < n {
+            match tokio::time::timeout(Duration::from_secs(5), body.frame()).await {
+                Ok(Some(Ok(frame))) => buffer.extend_from_slice(&frame.into_data().unwrap_or_default()),
+                _ => break,
+            }
+        }
+        let lines = buffer
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("a JSON event"))
+            .collect();
+        (code, lines)
+    }
+}
+
+fn names(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i["metadata"]["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+// --- routing and authentication ---
+
+#[tokio::test]
+async fn probes_answer_without_an_identity_and_readiness_follows_the_caches() {
+    let anonymous = Client {
+        app: app(cache()),
+        peer: peer(false),
+        user: None,
+    };
+    assert_eq!(anonymous.get("/healthz").await.code, StatusCode::OK);
+    assert_eq!(anonymous.get("/livez/").await.code, StatusCode::OK);
+    assert_eq!(anonymous.get("/readyz").await.code, StatusCode::OK);
+    let unsynced = Client {
+        app: app(Arc::new(Cache::new())),
+        peer: peer(false),
+        user: None,
+    };
+    let answer = unsynced.get("/readyz").await;
+    assert_eq!(answer.code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(String::from_utf8_lossy(&answer.body).contains("caches not synced"));
+}
+
+#[tokio::test]
+async fn identity_comes_from_a_trusted_front_proxy_or_a_reviewed_token_only() {
+    let app = app(cache());
+    // Identity headers on a connection that is not the front proxy's are ignored: 401.
+    let spoofing = Client {
+        app: app.clone(),
+        peer: peer(false),
+        user: Some(("alice", "system:masters")),
+    };
+    spoofing.get(SPACES).await.status(401, "Unauthorized");
+    spoofing.get("/apis").await.status(401, "Unauthorized");
+    // Unknown routes are not disclosed before authentication either.
+    spoofing
+        .send(spoofing.request(Method::POST, "/nope"), "")
+        .await
+        .status(401, "Unauthorized");
+
+    let token = |value: &'static str| {
+        Client {
+            app: app.clone(),
+            peer: peer(false),
+            user: None,
+        }
+        .request(Method::GET, SPACES)
+        .header(header::AUTHORIZATION, format!("Bearer {value}"))
+    };
+    let anonymous = Client {
+        app: app.clone(),
+        peer: peer(false),
+        user: None,
+    };
+    let alice = anonymous.send(token("alice-token"), "").await;
+    assert_eq!(alice.code, StatusCode::OK);
+    assert_eq!(names(&alice.json()), ["a"]);
+    anonymous.send(token("stolen"), "").await.status(401, "Unauthorized");
+}
+
+#[tokio::test]
+async fn discovery_is_open_to_every_authenticated_user_in_both_formats() {
+    let app = app(cache());
+    let user = as_user(&app, "denied-dave");
+    let groups = user.get("/apis").await;
+    assert_eq!(groups.code, StatusCode::OK);
+    assert_eq!(groups.json()["kind"], "APIGroupList");
+    let v2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let aggregated = user.get_as("/apis", v2).await;
+    assert_eq!(aggregated.json()["kind"], "APIGroupDiscoveryList");
+    let etag = aggregated.headers.get(header::ETAG).expect("an ETag").clone();
+    let cached = user
+        .send(
+            user.request(Method::GET, "/apis")
+                .header(header::ACCEPT, v2)
+                .header(header::IF_NONE_MATCH, etag),
+            "",
+        )
+        .await;
+    assert_eq!(cached.code, StatusCode::NOT_MODIFIED);
+    assert_eq!(user.get("/apis/tenancy.loft.sh").await.json()["kind"], "APIGroup");
+    let resources = user.get("/apis/tenancy.loft.sh/v1/").await.json();
+    assert_eq!(resources["kind"], "APIResourceList");
+    assert!(user.get("/version").await.json()["gitVersion"].is_string());
+}
+
+#[tokio::test]
+async fn paths_are_authorized_then_routed() {
+    let app = app(cache());
+    let admin = as_admin(&app);
+    let denied = as_user(&app, "denied-dave");
+    admin.get("/nope").await.status(404, "NotFound");
+    let forbidden = denied.get("/nope").await.status(403, "Forbidden");
+    assert_eq!(
+        forbidden["message"],
+        "forbidden: User \"denied-dave\" cannot get path \"/nope\""
+    );
+    denied.get("/metrics").await.status(403, "Forbidden");
+    let metrics = admin.get("/metrics").await;
+    assert_eq!(metrics.code, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&metrics.body).contains("tenancy"));
+    admin
+        .send(admin.request(Method::POST, "/nope"), "")
+        .await
+        .status(404, "NotFound");
+    admin
+        .send(admin.request(Method::DELETE, SPACES), "")
+        .await
+        .status(405, "MethodNotAllowed");
+    admin
+        .send(admin.request(Method::POST, "/apis/tenancy.loft.sh/v1/accounts"), "")
+        .await
+        .status(405, "MethodNotAllowed");
+    admin
+        .get(&format!("{SPACES}/a/status"))
+        .await
+        .status(405, "MethodNotAllowed");
+}
+
+#[tokio::test]
+async fn openapi_documents_are_cacheable_and_outdated_hashes_redirect() {
+    let app = app(cache());
+    let admin = as_admin(&app);
+    let v2 = admin.get("/openapi/v2").await;
+    assert_eq!(v2.code, StatusCode::OK);
+    assert!(v2.headers.contains_key(header::ETAG));
+    let root = admin.get("/openapi/v3").await.json();
+    let url = root["paths"]["apis/tenancy.loft.sh/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("the group's URL")
+        .to_owned();
+    let current = admin.get(&url).await;
+    assert_eq!(current.code, StatusCode::OK);
+    assert_eq!(current.headers[header::CACHE_CONTROL], "public, immutable");
+    let outdated = admin.get("/openapi/v3/apis/tenancy.loft.sh/v1?hash=old").await;
+    assert_eq!(outdated.code, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(outdated.headers[header::LOCATION], url.as_str());
+}
+
+// --- spaces: reads ---
+
+#[tokio::test]
+async fn list_shows_only_visible_spaces_in_every_representation() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let list = alice.get(SPACES).await;
+    assert_eq!(list.code, StatusCode::OK);
+    let list = list.json();
+    assert_eq!(list["kind"], "SpaceList");
+    assert_eq!(names(&list), ["a"]);
+    assert!(list["metadata"]["resourceVersion"].is_string());
+
+    let table = alice.get_as(SPACES, TABLE).await.json();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"].as_array().map(Vec::len), Some(1));
+    assert!(table["columnDefinitions"].as_array().is_some_and(|c| !c.is_empty()));
+
+    let metadata = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io";
+    let partial = alice.get_as(SPACES, metadata).await.json();
+    assert_eq!(partial["kind"], "PartialObjectMetadataList");
+    assert_eq!(names(&partial), ["a"]);
+
+    alice
+        .get_as(SPACES, "application/vnd.kubernetes.protobuf")
+        .await
+        .status(406, "NotAcceptable");
+    assert!(names(&as_user(&app, "bob").get(SPACES).await.json()).is_empty());
+}
+
+#[tokio::test]
+async fn list_refuses_bad_options_with_kube_apiservers_words() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    alice
+        .get(&format!("{SPACES}?labelSelector=a%20in"))
+        .await
+        .status(400, "BadRequest");
+    alice
+        .get(&format!("{SPACES}?fieldSelector=spec.x%3Dy"))
+        .await
+        .status(400, "BadRequest");
+    alice
+        .get(&format!("{SPACES}?limit=ten"))
+        .await
+        .status(400, "BadRequest");
+    alice
+        .get(&format!("{SPACES}?continue=garbage"))
+        .await
+        .status(400, "BadRequest");
+    let invalid = alice
+        .get(&format!("{SPACES}?sendInitialEvents=true"))
+        .await
+        .status(422, "Invalid");
+    assert!(invalid["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("sendInitialEvents is forbidden for list")));
+    alice
+        .get(&format!("{SPACES}?resourceVersion=abc"))
+        .await
+        .status(422, "Invalid");
+    alice
+        .get_as(&format!("{SPACES}?includeObject=All"), TABLE)
+        .await
+        .status(400, "BadRequest");
+    let denied = as_user(&app, "denied-dave").get(SPACES).await.status(403, "Forbidden");
+    assert_eq!(
+        denied["message"],
+        "spaces.tenancy.loft.sh is forbidden: User \"denied-dave\" cannot list resource \"spaces\" in API group \
+         \"tenancy.loft.sh\" at the cluster scope: as the test says"
+    );
+}
+
+#[tokio::test]
+async fn get_answers_a_visible_space_and_hides_the_rest_as_missing() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let space = alice.get(&format!("{SPACES}/a")).await;
+    assert_eq!(space.code, StatusCode::OK);
+    let space = space.json();
+    assert_eq!(
+        (space["kind"].as_str(), space["metadata"]["name"].as_str()),
+        (Some("Space"), Some("a"))
+    );
+    let row = alice.get_as(&format!("{SPACES}/a"), TABLE).await.json();
+    assert_eq!(row["rows"][0]["cells"][0], "a");
+
+    let hidden = alice.get(&format!("{SPACES}/b")).await.status(404, "NotFound");
+    let missing = alice.get(&format!("{SPACES}/zz")).await.status(404, "NotFound");
+    assert_eq!(hidden["message"], "spaces.tenancy.loft.sh \"b\" not found");
+    assert_eq!(missing["message"], "spaces.tenancy.loft.sh \"zz\" not found");
+}
+
+#[tokio::test]
+async fn watch_streams_visible_spaces_and_refuses_bad_options() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let uri = format!(
+        "{SPACES}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"
+    );
+    let (code, events) = alice.watch(&uri, 2).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "a");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // A resume from a position this process never gave out is told 410 on the established watch; client-go relists.
+    let (code, events) = alice.watch(&format!("{SPACES}?watch=1&resourceVersion=5"), 1).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        (events[0]["type"].as_str(), events[0]["object"]["code"].as_i64()),
+        (Some("ERROR"), Some(410))
+    );
+
+    alice
+        .get(&format!("{SPACES}?watch=1&resourceVersionMatch=NotOlderThan"))
+        .await
+        .status(422, "Invalid");
+    alice
+        .get(&format!(
+            "{SPACES}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+        ))
+        .await
+        .status(422, "Invalid");
+    as_user(&app, "denied-dave")
+        .get(&format!("{SPACES}?watch=1"))
+        .await
+        .status(403, "Forbidden");
+}
+
+// --- spaces: writes ---
+
+#[tokio::test]
+async fn create_validates_before_anything_is_written() {
+    let app = app(cache());
+    let carol = as_user(&app, "carol");
+    let post = |query: &str| carol.request(Method::POST, &format!("{SPACES}{query}"));
+    let created = carol
+        .send(
+            post("?dryRun=All"),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"new"}}"#,
+        )
+        .await;
+    assert_eq!(created.code, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.json()["metadata"]["name"], "new");
+    // YAML bodies are read too.
+    let yaml = carol
+        .send(
+            post("?dryRun=All"),
+            "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: from-yaml\n",
+        )
+        .await;
+    assert_eq!(yaml.code, StatusCode::CREATED, "{:?}", yaml.body);
+
+    let invalid = carol
+        .send(
+            post(""),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"Not_A_Name"}}"#,
+        )
+        .await
+        .status(422, "Invalid");
+    assert_eq!(invalid["details"]["causes"][0]["field"], "metadata.name");
+    carol.send(post(""), "{not json").await.status(400, "BadRequest");
+    carol
+        .send(
+            post("?dryRun=Some"),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"x"}}"#,
+        )
+        .await
+        .status(400, "BadRequest");
+    let strict = carol
+        .send(
+            post("?fieldValidation=Strict&dryRun=All"),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"x"},"spek":{}}"#,
+        )
+        .await
+        .status(400, "BadRequest");
+    assert!(strict["message"].as_str().is_some_and(|m| m.contains("spek")));
+    let warned = carol
+        .send(
+            post("?fieldValidation=Warn&dryRun=All"),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"x"},"spek":{}}"#,
+        )
+        .await;
+    assert_eq!(warned.code, StatusCode::CREATED);
+    assert!(warned.headers[header::WARNING]
+        .to_str()
+        .is_ok_and(|w| w.starts_with("299 - ") && w.contains("spek")));
+    let huge = vec![b' '; MAX_BODY + 1];
+    carol.send(post(""), huge).await.status(413, "RequestEntityTooLarge");
+    let foreign = carol
+        .send(
+            post("?dryRun=All"),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"x"},"spec":{"account":"team"}}"#,
+        )
+        .await
+        .status(403, "Forbidden");
+    assert!(foreign["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not a member of account \"team\"")));
+    let dave = as_user(&app, "denied-dave");
+    dave.send(dave.request(Method::POST, SPACES), "{}")
+        .await
+        .status(403, "Forbidden");
+}
+
+#[tokio::test]
+async fn update_and_patch_write_labels_of_the_current_space_only() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let put = alice.request(Method::PUT, &format!("{SPACES}/a"));
+    let current = r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"a","resourceVersion":"1","labels":{"team":"x"}}}"#;
+    let updated = alice.send(put, current).await;
+    assert_eq!(updated.code, StatusCode::OK, "{:?}", updated.body);
+    assert_eq!(updated.json()["metadata"]["labels"]["team"], "x");
+
+    let stale = r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"a","resourceVersion":"0"}}"#;
+    let conflict = alice
+        .send(alice.request(Method::PUT, &format!("{SPACES}/a")), stale)
+        .await
+        .status(409, "Conflict");
+    assert!(conflict["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("the object has been modified")));
+    alice
+        .send(
+            alice.request(Method::PUT, &format!("{SPACES}/a")),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"b","resourceVersion":"1"}}"#,
+        )
+        .await
+        .status(400, "BadRequest");
+    alice
+        .send(
+            alice.request(Method::PUT, &format!("{SPACES}/b")),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"b","resourceVersion":"2"}}"#,
+        )
+        .await
+        .status(404, "NotFound");
+
+    let patch = |content_type: &'static str| {
+        alice
+            .request(Method::PATCH, &format!("{SPACES}/a"))
+            .header(header::CONTENT_TYPE, content_type)
+    };
+    let merged = alice
+        .send(
+            patch("application/merge-patch+json"),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"labels":{"env":"dev"}}}"#,
+        )
+        .await;
+    assert_eq!(merged.code, StatusCode::OK, "{:?}", merged.body);
+    assert_eq!(merged.json()["metadata"]["labels"]["env"], "dev");
+    let json_patch = alice
+        .send(
+            patch("application/json-patch+json"),
+            r#"[{"op":"add","path":"/metadata/labels","value":{"tier":"1"}}]"#,
+        )
+        .await;
+    assert_eq!(json_patch.json()["metadata"]["labels"]["tier"], "1");
+    alice
+        .send(patch("application/json-patch+json"), "{}")
+        .await
+        .status(400, "BadRequest");
+    alice
+        .send(
+            patch("application/json-patch+json"),
+            r#"[{"op":"remove","path":"/nope"}]"#,
+        )
+        .await
+        .status(422, "UnprocessableEntity");
+    alice
+        .send(patch("application/json"), "{}")
+        .await
+        .status(415, "UnsupportedMediaType");
+    let dave = as_user(&app, "denied-dave");
+    let dave_patch = dave
+        .request(Method::PATCH, &format!("{SPACES}/a"))
+        .header(header::CONTENT_TYPE, "application/merge-patch+json");
+    dave.send(dave_patch, "{}").await.status(403, "Forbidden");
+}
+
+#[tokio::test]
+async fn delete_answers_the_terminating_space_and_checks_preconditions() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let delete = || alice.request(Method::DELETE, &format!("{SPACES}/a"));
+    let deleted = alice.send(delete(), "").await;
+    assert_eq!(deleted.code, StatusCode::OK, "{:?}", deleted.body);
+    let deleted = deleted.json();
+    assert_eq!(deleted["metadata"]["name"], "a");
+    assert!(deleted["metadata"]["deletionTimestamp"].is_string());
+
+    let wrong_uid = r#"{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"someone-else"}}"#;
+    alice.send(delete(), wrong_uid).await.status(409, "Conflict");
+    alice.send(delete(), "{").await.status(400, "BadRequest");
+    alice
+        .send(alice.request(Method::DELETE, &format!("{SPACES}/b")), "")
+        .await
+        .status(404, "NotFound");
+}
+
+// --- accounts ---
+
+#[tokio::test]
+async fn accounts_show_the_callers_own_in_every_verb() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let accounts = "/apis/tenancy.loft.sh/v1/accounts";
+    let list = alice.get(accounts).await.json();
+    assert_eq!(
+        (list["kind"].as_str(), names(&list)),
+        (Some("AccountList"), vec!["team"])
+    );
+    assert!(names(&as_user(&app, "bob").get(accounts).await.json()).is_empty());
+    let table = alice.get_as(accounts, TABLE).await.json();
+    assert_eq!(table["rows"][0]["cells"][0], "team");
+
+    assert_eq!(
+        alice.get(&format!("{accounts}/team")).await.json()["metadata"]["name"],
+        "team"
+    );
+    as_user(&app, "bob")
+        .get(&format!("{accounts}/team"))
+        .await
+        .status(404, "NotFound");
+
+    let (code, events) = alice.watch(&format!("{accounts}?watch=true"), 1).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        (
+            events[0]["type"].as_str(),
+            events[0]["object"]["metadata"]["name"].as_str()
+        ),
+        (Some("ADDED"), Some("team"))
+    );
+    let (_, expired) = alice
+        .watch(&format!("{accounts}?watch=true&resourceVersion=1"), 1)
+        .await;
+    assert_eq!(expired[0]["object"]["code"], 410);
+    alice.get_as(accounts, "text/html").await.status(406, "NotAcceptable");
+}
