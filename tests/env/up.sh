@@ -53,7 +53,10 @@ k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 log "building the server ($profile)"
 (cd "$repo" && cargo build --quiet "${cargo_profile_args[@]}" --bin tenancy-apiserver) || fail "cargo build failed"
-server_bin="$repo/target/$profile/tenancy-apiserver"
+# Where cargo put it: CARGO_TARGET_DIR (relative to the repo, where cargo ran) when set, as when checkouts share one.
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
+server_bin="$target_dir/$profile/tenancy-apiserver"
 
 serving="$STATE_DIR/serving"
 "$server_bin" certs --out-dir "$serving" --extra-san localhost --extra-san 127.0.0.1 >&2
