@@ -51,6 +51,9 @@ fail() {
 }
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
+# helm renders the chart for the install tests (tests/e2e/install.rs); cached by version like the control plane.
+helm_bin="$("$repo/tests/install/helm.sh" | tail -n 1)" || fail "building helm failed"
+
 log "building the server ($profile)"
 (cd "$repo" && cargo build --quiet "${cargo_profile_args[@]}" --bin tenancy-apiserver) || fail "cargo build failed"
 # Where cargo put it: CARGO_TARGET_DIR (relative to the repo, where cargo ran) when set, as when checkouts share one.
@@ -131,6 +134,7 @@ done
   q SERVER_CA_CERT "$serving/ca.crt"
   q SERVER_KUBECONFIG "$server_kubeconfig"
   q REPO_DIR "$repo"
+  q HELM "$helm_bin"
 } >>"$env_file"
 log "up in $((SECONDS - start))s (source $env_file)"
 echo "$env_file"
