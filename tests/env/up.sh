@@ -24,7 +24,8 @@ profile="${TENANCY_PROFILE:-debug}"
 case "$profile" in
   # Test builds carry the fault-injection hooks (the crash tests need them); optimized builds are for benchmarks.
   debug) cargo_profile_args=(--features fault-injection) ;;
-  release) cargo_profile_args=(--release) ;;
+  # --locked: the image's build (Dockerfile) is this same `cargo build --release --locked --bin tenancy-apiserver`.
+  release) cargo_profile_args=(--release --locked) ;;
   *)
     log "TENANCY_PROFILE must be debug or release, not '$profile'"
     exit 2
