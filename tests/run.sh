@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Owns: one whole test run, as CI runs it. Lints, builds the control plane (cached by version), starts one control
-# plane and server for the run, runs every test against it (unit and e2e), and tears it all down.
+# Owns: one whole test run, as CI runs it. Lints, builds the control plane and helm (cached by version), checks the
+# Helm chart against deploy/, starts one control plane and server for the run, runs every test against it (unit and
+# e2e), and tears it all down.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -13,6 +14,9 @@ cargo clippy --locked --all-targets --all-features --quiet -- -D warnings
 
 step "control plane binaries"
 tests/controlplane/build.sh >/dev/null
+
+step "install: helm lint, helm template, the chart's defaults are deploy/'s objects"
+tests/install/same-objects.sh
 
 step "build"
 cargo test --locked --features fault-injection --no-run --quiet

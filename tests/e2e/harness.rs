@@ -33,6 +33,16 @@ impl Env {
         }
     }
 
+    /// helm as tests/install/helm.sh built it, for rendering the chart (`helm template` talks to no cluster).
+    pub fn helm(&self, args: &[&str]) -> Run {
+        let output = Command::new(self.path("HELM"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("helm runs");
+        Run::from(format!("helm {}", args.join(" ")), output)
+    }
+
     /// kubectl as any user and groups, through the admin's impersonation: the aggregator forwards them as
     /// `X-Remote-User` / `X-Remote-Group` exactly as for a real login.
     pub fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {

@@ -24,7 +24,8 @@ profile="${TENANCY_PROFILE:-debug}"
 case "$profile" in
   # Test builds carry the fault-injection hooks (the crash tests need them); optimized builds are for benchmarks.
   debug) cargo_profile_args=(--features fault-injection) ;;
-  release) cargo_profile_args=(--release) ;;
+  # --locked: the image's build (Dockerfile) is this same `cargo build --release --locked --bin tenancy-apiserver`.
+  release) cargo_profile_args=(--release --locked) ;;
   *)
     log "TENANCY_PROFILE must be debug or release, not '$profile'"
     exit 2
@@ -51,9 +52,15 @@ fail() {
 }
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
+# helm renders the chart for the install tests (tests/e2e/install.rs); cached by version like the control plane.
+helm_bin="$("$repo/tests/install/helm.sh" | tail -n 1)" || fail "building helm failed"
+
 log "building the server ($profile)"
 (cd "$repo" && cargo build --quiet "${cargo_profile_args[@]}" --bin tenancy-apiserver) || fail "cargo build failed"
-server_bin="$repo/target/$profile/tenancy-apiserver"
+# Where cargo put it: CARGO_TARGET_DIR (relative to the repo, where cargo ran) when set, as when checkouts share one.
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
+server_bin="$target_dir/$profile/tenancy-apiserver"
 
 serving="$STATE_DIR/serving"
 "$server_bin" certs --out-dir "$serving" --extra-san localhost --extra-san 127.0.0.1 >&2
@@ -128,6 +135,7 @@ done
   q SERVER_CA_CERT "$serving/ca.crt"
   q SERVER_KUBECONFIG "$server_kubeconfig"
   q REPO_DIR "$repo"
+  q HELM "$helm_bin"
 } >>"$env_file"
 log "up in $((SECONDS - start))s (source $env_file)"
 echo "$env_file"
