@@ -37,8 +37,8 @@ pub enum Error {
     Selector(#[from] selector::Error),
     #[error(transparent)]
     Paging(#[from] paging::Error),
-    #[error("{0}")]
-    InvalidOptions(String),
+    #[error("invalid option {}", .0.field)]
+    InvalidOption(InvalidOption),
     #[error(transparent)]
     Watch(#[from] watch::Error),
     /// A continue token whose snapshot has left the change log.
@@ -66,8 +66,13 @@ pub enum Error {
     /// A patch that does not apply, or whose result is not a Space.
     #[error("{0}")]
     Unprocessable(String),
-    #[error("{0}")]
-    PreconditionFailed(String),
+    /// A delete's precondition (`UID` or `ResourceVersion`) that the space no longer meets.
+    #[error("precondition on {field} failed")]
+    PreconditionFailed {
+        field: &'static str,
+        wanted: String,
+        actual: String,
+    },
     #[error("space {0:?} was created but is not visible yet")]
     ReadAfterCreateTimeout(String),
     /// kube-apiserver refused the namespace write; told in its words.
@@ -96,6 +101,43 @@ pub enum Error {
         account: String,
         space: Option<String>,
     },
+}
+
+/// A list or watch option that cannot be honoured, as kube's field errors tell it: which option, what kind of
+/// problem, and the detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOption {
+    pub field: &'static str,
+    pub problem: Problem,
+    pub detail: String,
+}
+
+/// kube's field error types, for options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    Invalid,
+    Unsupported,
+    Forbidden,
+    Required,
+}
+
+// === impl InvalidOption ===
+
+impl InvalidOption {
+    #[must_use]
+    pub fn new(field: &'static str, problem: Problem, detail: impl Into<String>) -> Self {
+        InvalidOption {
+            field,
+            problem,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<InvalidOption> for Error {
+    fn from(option: InvalidOption) -> Self {
+        Error::InvalidOption(option)
+    }
 }
 
 // === impl Error ===
@@ -171,8 +213,9 @@ impl ListOptions {
 /// # Errors
 /// When it is not one this server writes.
 pub fn parse_resource_version(rv: &str) -> Result<Position, Error> {
-    Position::parse(rv)
-        .ok_or_else(|| Error::InvalidOptions(format!("resourceVersion: Invalid value: {rv:?}: must be a number")))
+    Position::parse(rv).ok_or_else(|| {
+        InvalidOption::new("resourceVersion", Problem::Invalid, format!("{rv:?}: must be a number")).into()
+    })
 }
 
 /// Spaces, served from the cache.
@@ -229,10 +272,14 @@ impl Registry {
             options.resource_version_match.as_deref(),
         ) {
             (Some(token), _, _) => token.position,
-            (None, None | Some(""), Some(_)) => return Err(Error::InvalidOptions(
-                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
-                    .to_owned(),
-            )),
+            (None, None | Some(""), Some(_)) => {
+                return Err(InvalidOption::new(
+                    "resourceVersionMatch",
+                    Problem::Forbidden,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                )
+                .into())
+            }
             (None, None | Some("" | "0"), None) => current,
             (None, Some(rv), Some("Exact")) => {
                 let position = parse_resource_version(rv)?;
@@ -251,9 +298,12 @@ impl Registry {
                 current
             }
             (None, Some(_), Some(other)) => {
-                return Err(Error::InvalidOptions(format!(
-                    "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
-                )))
+                return Err(InvalidOption::new(
+                    "resourceVersionMatch",
+                    Problem::Unsupported,
+                    format!("{other:?}: supported values: \"Exact\", \"NotOlderThan\""),
+                )
+                .into())
             }
         };
         let mut view = UserView::new(&state.index, self.cache.subjects(user));

@@ -64,12 +64,19 @@ pub fn status_of(error: &Error) -> Status {
         Error::Spaces(spaces::Error::AccountNotFound(name)) => status::not_found(spaces::accounts::RESOURCE, name),
         Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
         Error::Spaces(spaces::Error::Paging(cause)) => status::bad_request(cause.to_string()),
-        Error::Spaces(spaces::Error::InvalidOptions(message)) => status::failure(
-            422,
-            "Invalid",
-            format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
-            None,
-        ),
+        Error::Spaces(spaces::Error::InvalidOption(option)) => {
+            let problem = match option.problem {
+                spaces::Problem::Invalid => "Invalid value",
+                spaces::Problem::Unsupported => "Unsupported value",
+                spaces::Problem::Forbidden => "Forbidden",
+                spaces::Problem::Required => "Required value",
+            };
+            let message = format!(
+                "ListOptions.meta.k8s.io \"\" is invalid: {}: {problem}: {}",
+                option.field, option.detail
+            );
+            status::failure(422, "Invalid", message, None)
+        }
         Error::Spaces(spaces::Error::Watch(cause @ watch::Error::Expired { .. })) => {
             status::failure(410, "Expired", cause.to_string(), None)
         }
@@ -106,9 +113,12 @@ pub fn status_of(error: &Error) -> Status {
             format!("spaces.{GROUP} \"{name}\" already exists"),
             Some(status::details(space::RESOURCE, name)),
         ),
-        Error::Spaces(spaces::Error::PreconditionFailed(message)) => {
-            status::failure(409, "Conflict", message.clone(), None)
-        }
+        Error::Spaces(spaces::Error::PreconditionFailed { field, wanted, actual }) => status::failure(
+            409,
+            "Conflict",
+            format!("Precondition failed: {field} in precondition: {wanted}, {field} in object meta: {actual}"),
+            None,
+        ),
         Error::Spaces(spaces::Error::BadRequest(message)) => status::bad_request(message.clone()),
         Error::Spaces(spaces::Error::Unprocessable(message)) => status::failure(422, "UnprocessableEntity", message.clone(), None),
         Error::Spaces(spaces::Error::ReadAfterCreateTimeout(name)) => status::failure(

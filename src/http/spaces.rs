@@ -16,7 +16,7 @@ use crate::api::decode::FieldValidation;
 use crate::api::table::{IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table};
 use crate::api::{space, status, Space};
 use crate::backend::review::Hold;
-use crate::spaces::{self as registry, table, write};
+use crate::spaces::{self as registry, table, write, InvalidOption, Problem};
 use crate::watch;
 
 /// Events between the watcher task and the response body; small, since the watcher's own entry buffer absorbs bursts.
@@ -45,10 +45,10 @@ pub async fn serve(app: &App, call: Call) -> Result<Response, Error> {
 fn list(app: &App, call: &Call) -> Result<Response, Error> {
     let query = &call.info.query;
     if query.contains("sendInitialEvents") {
-        return Err(registry::Error::InvalidOptions(
-            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list".to_owned(),
-        )
-        .into());
+        let forbidden = "sendInitialEvents is forbidden for list";
+        return Err(
+            registry::Error::from(InvalidOption::new("sendInitialEvents", Problem::Forbidden, forbidden)).into(),
+        );
     }
     let output = negotiate(call.accept(), Target::List).ok_or(Error::NotAcceptable)?;
     let list = app.registry.list(&call.user, &options::list(query)?)?;
@@ -97,28 +97,38 @@ fn get(app: &App, call: &Call) -> Result<Response, Error> {
 
 fn watch(app: &App, call: &Call, hold: Option<Hold>) -> Result<Response, Error> {
     let query = &call.info.query;
-    let invalid = |message: &str| Error::from(registry::Error::InvalidOptions(message.to_owned()));
+    let invalid =
+        |field, problem, detail: &str| Error::from(registry::Error::from(InvalidOption::new(field, problem, detail)));
     let output = negotiate(call.accept(), Target::Watch).ok_or(Error::NotAcceptable)?;
     let include = options::include_object(query)?;
     let mut list_options = options::list(query)?;
     let send_initial_events = query.flag("sendInitialEvents");
     let bookmarks = query.flag("allowWatchBookmarks").unwrap_or(false);
-    match (send_initial_events, list_options.resource_version_match.take().as_deref()) {
+    match (
+        send_initial_events,
+        list_options.resource_version_match.take().as_deref(),
+    ) {
         (None, Some(_)) => {
             return Err(invalid(
-                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                "resourceVersionMatch",
+                Problem::Forbidden,
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
             ))
         }
         (Some(_), Some("NotOlderThan")) | (None, None) => {}
         (Some(_), _) => {
             return Err(invalid(
-                "resourceVersionMatch: Unsupported value: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                "resourceVersionMatch",
+                Problem::Unsupported,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
             ))
         }
     }
     if send_initial_events == Some(true) && !bookmarks {
         return Err(invalid(
-            "allowWatchBookmarks: Required value: sendInitialEvents requires allowWatchBookmarks=true",
+            "allowWatchBookmarks",
+            Problem::Required,
+            "sendInitialEvents requires allowWatchBookmarks=true",
         ));
     }
     let requested = match list_options.resource_version.as_deref() {

@@ -743,7 +743,11 @@ async fn delete_answers_the_terminating_space_and_checks_preconditions() {
     assert!(deleted["metadata"]["deletionTimestamp"].is_string());
 
     let wrong_uid = r#"{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"someone-else"}}"#;
-    alice.send(delete(), wrong_uid).await.status(409, "Conflict");
+    let conflict = alice.send(delete(), wrong_uid).await.status(409, "Conflict");
+    assert_eq!(
+        conflict["message"],
+        "Precondition failed: UID in precondition: someone-else, UID in object meta: uid-a"
+    );
     alice.send(delete(), "{").await.status(400, "BadRequest");
     alice
         .send(alice.request(Method::DELETE, &format!("{SPACES}/b")), "")

@@ -544,18 +544,20 @@ impl Writer {
         if let Some(wanted) = preconditions {
             if let Some(uid) = wanted.uid.filter(|u| !u.is_empty()) {
                 if Some(&uid) != current.metadata.uid.as_ref() {
-                    return Err(Error::PreconditionFailed(format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        current.metadata.uid.as_deref().unwrap_or_default()
-                    )));
+                    return Err(Error::PreconditionFailed {
+                        field: "UID",
+                        wanted: uid,
+                        actual: current.metadata.uid.clone().unwrap_or_default(),
+                    });
                 }
             }
             if let Some(rv) = wanted.resource_version.filter(|rv| !rv.is_empty()) {
                 if !self.is_current(&current, &rv) {
-                    return Err(Error::PreconditionFailed(format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        current.metadata.resource_version.as_deref().unwrap_or_default()
-                    )));
+                    return Err(Error::PreconditionFailed {
+                        field: "ResourceVersion",
+                        wanted: rv,
+                        actual: current.metadata.resource_version.clone().unwrap_or_default(),
+                    });
                 }
                 kube_preconditions.resource_version = current.metadata.resource_version.clone();
             }
