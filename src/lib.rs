@@ -10,6 +10,8 @@ pub mod backend;
 pub mod certs;
 pub mod config;
 pub mod controllers;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod metrics;
 pub mod spaces;

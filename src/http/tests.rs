@@ -10,9 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -20,6 +17,7 @@ use tower::ServiceExt;
 use super::stack::{stack, Peer, MAX_BODY};
 use super::App;
 use crate::authn::{PeerIdentity, RequestHeaderConfig};
+use crate::fixtures::{binding, namespace, namespace_role, user_subject};
 use crate::state::{Cache, Update};
 
 const SPACES: &str = "/apis/tenancy.loft.sh/v1/spaces";
@@ -87,48 +85,11 @@ async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Respon
     Ok(response)
 }
 
-fn meta(name: &str, namespace: Option<&str>, rv: u64) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: namespace.map(Into::into),
-        uid: Some(format!("uid-{name}")),
-        resource_version: Some(rv.to_string()),
-        ..ObjectMeta::default()
-    }
-}
-
 /// A synced state: namespaces `a` (alice may use it) and `b` (nobody may), and alice's account `team`.
 fn cache() -> Arc<Cache> {
     let cache = Arc::new(Cache::new());
-    let namespace = |name: &str, rv| Namespace {
-        metadata: meta(name, None, rv),
-        ..Namespace::default()
-    };
-    let role = ClusterRole {
-        metadata: meta("space-admin", None, 3),
-        rules: Some(vec![PolicyRule {
-            verbs: ["get", "list", "watch", "update", "patch", "delete"]
-                .map(String::from)
-                .to_vec(),
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["namespaces".into()]),
-            ..PolicyRule::default()
-        }]),
-        aggregation_rule: None,
-    };
-    let binding = RoleBinding {
-        metadata: meta("alice", Some("a"), 4),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: "space-admin".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "User".into(),
-            name: "alice".into(),
-            ..Subject::default()
-        }]),
-    };
+    let role = namespace_role("space-admin", &["get", "list", "watch", "update", "patch", "delete"], 3);
+    let binding = binding("a", "alice", "space-admin", vec![user_subject("alice")], 4);
     let account = serde_json::from_value(json!({
         "metadata": {"name": "team", "resourceVersion": "5"},
         "spec": {"subjects": [{"kind": "User", "name": "alice"}]}

@@ -14,7 +14,9 @@ pub const MANAGED_PREFIX: &str = "tenancy.loft.sh/";
 const RESERVED_NAMES: &[&str] = &["default"];
 const RESERVED_PREFIXES: &[&str] = &["kube-", "kubernetes-", "openshift-", "tenancy-system"];
 
-fn cause(reason: &str, field: &str, message: String) -> StatusCause {
+/// One field's cause, as kube's field errors give it.
+#[must_use]
+pub fn cause(reason: &str, field: &str, message: String) -> StatusCause {
     StatusCause {
         reason: Some(reason.to_owned()),
         field: Some(field.to_owned()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Preconditions, StatusCause};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Preconditions;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::Client;
 use serde_json::Value;
@@ -206,14 +206,14 @@ impl Writer {
                 }
                 _ => Err(Error::Invalid {
                     name: String::new(),
-                    causes: vec![StatusCause {
-                        reason: Some("FieldValueRequired".to_owned()),
-                        field: Some("spec.account".to_owned()),
-                        message: Some(format!(
+                    causes: vec![validation::cause(
+                        "FieldValueRequired",
+                        "spec.account",
+                        format!(
                             "Required value: you belong to several accounts ({}): name one",
                             mine.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-                        )),
-                    }],
+                        ),
+                    )],
                 }),
             },
         }
@@ -292,11 +292,11 @@ impl Writer {
         let Some(rv) = space.metadata.resource_version.clone().filter(|rv| !rv.is_empty()) else {
             return Err(Error::Invalid {
                 name: name.to_owned(),
-                causes: vec![StatusCause {
-                    reason: Some("FieldValueInvalid".to_owned()),
-                    field: Some("metadata.resourceVersion".to_owned()),
-                    message: Some("Invalid value: 0x0: must be specified for an update".to_owned()),
-                }],
+                causes: vec![validation::cause(
+                    "FieldValueInvalid",
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update".to_owned(),
+                )],
             });
         };
         self.replace(user, &current, space, &rv, options).await
@@ -490,11 +490,11 @@ impl Writer {
         let Some(to) = to else {
             return Err(Error::Invalid {
                 name: name.to_owned(),
-                causes: vec![StatusCause {
-                    reason: Some("FieldValueForbidden".to_owned()),
-                    field: Some("spec.account".to_owned()),
-                    message: Some("Forbidden: a space can move to another account, not leave its account".to_owned()),
-                }],
+                causes: vec![validation::cause(
+                    "FieldValueForbidden",
+                    "spec.account",
+                    "Forbidden: a space can move to another account, not leave its account".to_owned(),
+                )],
             });
         };
         let state = self.cache.read();

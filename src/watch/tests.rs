@@ -1,52 +1,12 @@
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, Subject};
 use kube::runtime::watcher::Event;
 
 use super::*;
+use crate::fixtures::{self, meta, namespace, namespace_role, user};
 use crate::state::Update;
 
-fn meta(namespace: Option<&str>, name: &str, rv: u64) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: namespace.map(Into::into),
-        resource_version: Some(rv.to_string()),
-        ..ObjectMeta::default()
-    }
-}
-
-fn namespace(name: &str, rv: u64) -> Namespace {
-    Namespace {
-        metadata: meta(None, name, rv),
-        ..Namespace::default()
-    }
-}
-
 fn binding(ns: &str, name: &str, user: &str, rv: u64) -> RoleBinding {
-    RoleBinding {
-        metadata: meta(Some(ns), name, rv),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: "view".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "User".into(),
-            name: user.into(),
-            ..Subject::default()
-        }]),
-    }
-}
-
-fn user(name: &str) -> User {
-    User {
-        name: name.into(),
-        uid: None,
-        groups: vec!["system:authenticated".into()],
-        extra: BTreeMap::new(),
-    }
+    fixtures::binding(ns, name, "view", vec![fixtures::user_subject(user)], rv)
 }
 
 /// A synced cache with namespaces `a`, `b` and a ClusterRole `view` that grants get on namespaces.
@@ -57,16 +17,11 @@ fn cache() -> Cache {
     cache.apply(Update::Namespace(Event::InitApply(namespace("b", 2))));
     cache.apply(Update::Namespace(Event::InitDone));
     cache.apply(Update::ClusterRole(Event::Init));
-    cache.apply(Update::ClusterRole(Event::InitApply(ClusterRole {
-        metadata: meta(None, "view", 3),
-        rules: Some(vec![PolicyRule {
-            verbs: vec!["get".into()],
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["namespaces".into()]),
-            ..PolicyRule::default()
-        }]),
-        aggregation_rule: None,
-    })));
+    cache.apply(Update::ClusterRole(Event::InitApply(namespace_role(
+        "view",
+        &["get"],
+        3,
+    ))));
     cache.apply(Update::ClusterRole(Event::InitDone));
     for update in [
         Update::Account(Event::InitDone),

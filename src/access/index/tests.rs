@@ -271,19 +271,7 @@ fn index_agrees_with_reference_rbac_evaluation_after_random_changes() {
 fn editing_a_binding_without_changing_its_effect_reports_nothing() {
     let mut index = Index::default();
     let mut changes = Vec::new();
-    index.apply_cluster_role(
-        &ClusterRole {
-            metadata: meta(None, "view"),
-            rules: Some(vec![PolicyRule {
-                verbs: vec!["get".into()],
-                api_groups: Some(vec![String::new()]),
-                resources: Some(vec!["namespaces".into()]),
-                ..PolicyRule::default()
-            }]),
-            aggregation_rule: None,
-        },
-        &mut changes,
-    );
+    index.apply_cluster_role(&crate::fixtures::namespace_role("view", &["get"], 0), &mut changes);
     let binding = |subjects: Vec<Subject>| RoleBinding {
         metadata: meta(Some("a"), "b"),
         role_ref: RoleRef {
