@@ -175,6 +175,22 @@ impl RequestInfo {
         }
     }
 
+    /// The verb as kube's audit log and RBAC name it: the resource verb, or the method for other paths.
+    #[must_use]
+    pub fn verb(&self) -> &'static str {
+        match &self.target {
+            Target::Resource { verb, .. } => verb.as_str(),
+            _ => match self.method {
+                Method::GET | Method::HEAD => "get",
+                Method::POST => "post",
+                Method::PUT => "put",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => "other",
+            },
+        }
+    }
+
     /// Who may make this request.
     #[must_use]
     pub fn access(&self) -> Access {

@@ -50,7 +50,13 @@ where
 {
     ServiceBuilder::new()
         .map_response(|response: http::Response<_>| response.map(BodyExt::boxed_unsync))
-        .layer(TraceLayer::new_for_http().make_span_with(span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
         .map_request(limit_body::<B>)
         .layer(step(app.clone(), observe))
         .map_response(|response: http::Response<_>| response.map(BodyExt::boxed_unsync))
@@ -65,12 +71,18 @@ where
 }
 
 /// One span per request; authentication records the user in it.
+/// One span per request, for the request's log line and everything logged while serving it (kube's client adds a span
+/// per call to kube-apiserver inside it). Request info records the verb, authentication the user; `Audit-ID` is the ID
+/// kube-apiserver gives the request in its audit log.
 fn span<B>(request: &http::Request<B>) -> tracing::Span {
-    tracing::debug_span!(
+    let audit_id = request.headers().get("Audit-ID").and_then(|v| v.to_str().ok());
+    tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        verb = tracing::field::Empty,
         user = tracing::field::Empty,
+        audit_id,
     )
 }
 
@@ -83,13 +95,20 @@ where
     request.map(|body| http_body_util::Limited::new(body, MAX_BODY).boxed())
 }
 
-/// Metrics: every answer counted, panics' 500s included.
+/// Metrics and the request's log line: every answer, panics' 500s included. Probes are logged at debug only (kubelet
+/// asks every few seconds). For a watch, the latency is the time to its headers.
 async fn observe(app: Arc<App>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = run(next, request).await;
-    app.metrics
-        .observe(&method, &path, response.status(), started.elapsed());
+    let (code, elapsed) = (response.status(), started.elapsed());
+    app.metrics.observe(&method, &path, code, elapsed);
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    if matches!(path.trim_end_matches('/'), "/healthz" | "/livez" | "/readyz") {
+        tracing::debug!(code = code.as_u16(), latency_ms, "Request");
+    } else {
+        tracing::info!(code = code.as_u16(), latency_ms, "Request");
+    }
     response
 }
 
@@ -107,6 +126,7 @@ async fn timeout((): (), request: Request, next: Next) -> Response {
 
 async fn request_info((): (), mut request: Request, next: Next) -> Response {
     let info = RequestInfo::new(request.method(), request.uri());
+    tracing::Span::current().record("verb", info.verb());
     request.extensions_mut().insert(info);
     run(next, request).await
 }
