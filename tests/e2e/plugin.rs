@@ -153,11 +153,17 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
     let flagged = run(
         &plugin_binary(),
         Path::new("/nonexistent"),
-        &["list", "--kubeconfig", kubeconfig.to_str().expect("utf-8 path")],
+        &[
+            "list",
+            "-o",
+            "name",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8 path"),
+        ],
         &[],
     )
     .ok();
-    assert_eq!(flagged, list);
+    assert_eq!(flagged, names);
 
     // use, on a copy: only the current context's namespace changes; kubectl without -n then works in the space.
     let copy = dir.path().join("copy.kubeconfig");
@@ -236,8 +242,14 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )
     .expect("a PATH");
-    let through_kubectl = run(&kubectl, &kubeconfig, &["space", "list"], &[("PATH", path.as_os_str())]).ok();
-    assert_eq!(through_kubectl, list);
+    let through_kubectl = run(
+        &kubectl,
+        &kubeconfig,
+        &["space", "list", "-o", "name"],
+        &[("PATH", path.as_os_str())],
+    )
+    .ok();
+    assert_eq!(through_kubectl, names);
     let help = run(
         &kubectl,
         &kubeconfig,
