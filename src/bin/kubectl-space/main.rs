@@ -1,0 +1,455 @@
+//! `kubectl space`: the tenant's kubectl plugin for `tenancy.loft.sh/v1` — list, create, use and delete spaces, list
+//! accounts — with the tenant's own kubeconfig, through kube-apiserver like any other client.
+//!
+//! Installed as `kubectl-space` on PATH, kubectl runs it for `kubectl space ...`. Tables are the server's own
+//! (`as=Table`), so the columns are those of `kubectl get spaces` / `kubectl get accounts`; errors are the server's
+//! Status message, as kubectl prints them, with a non-zero exit.
+
+mod kubeconfig;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use http::{header, Method, Request};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::Deserialize;
+use tenancy_apiserver::api::space::{SpaceSpec, KIND};
+use tenancy_apiserver::api::{Space, GROUP, GROUP_VERSION};
+
+/// Ask for the server's Table (the columns `kubectl get` prints), plain JSON if it had none.
+const ACCEPT_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+const SPACES: &str = "/apis/tenancy.loft.sh/v1/spaces";
+const ACCOUNTS: &str = "/apis/tenancy.loft.sh/v1/accounts";
+
+const TOP_HELP: &str = "\
+{about-with-newline}
+{before-help}
+
+Available Commands:
+{subcommands}
+
+Options:
+{options}
+
+Usage:
+  {usage}
+
+Use \"kubectl space <command> --help\" for more information about a given command.
+";
+
+const COMMAND_HELP: &str = "\
+{about-with-newline}
+{before-help}
+
+Options:
+{options}
+
+Usage:
+  {usage}
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl space",
+    bin_name = "kubectl space",
+    about = "Manage your spaces: the namespaces of a shared cluster that you may use.\n\n \
+Spaces (tenancy.loft.sh/v1) are served through kube-apiserver with your own kubeconfig; you see only the spaces\n \
+your access allows, and the accounts you belong to.",
+    before_help = "Examples:
+  # List your spaces
+  kubectl space list
+
+  # Create a space in account team-a, then work in it
+  kubectl space create team-a-dev --account team-a
+  kubectl space use team-a-dev
+
+  # List the accounts you belong to
+  kubectl space accounts
+
+  # Delete a space
+  kubectl space delete team-a-dev",
+    override_usage = "kubectl space [command] [options]",
+    help_template = TOP_HELP,
+    subcommand_help_heading = "Available Commands",
+    disable_help_subcommand = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The name of the kubeconfig context to use (default: its current-context).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the spaces you can see
+    #[command(
+        visible_alias = "ls",
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space list [-o wide|name] [options]",
+        before_help = "Examples:
+  # List your spaces, with the server's columns (NAME, ACCOUNT, PHASE, AGE)
+  kubectl space list
+
+  # With every column (CREATOR, SHARED)
+  kubectl space list -o wide"
+    )]
+    List {
+        /// Output format: wide (every column) or name (space.tenancy.loft.sh/NAME).
+        #[arg(short, long, value_enum, value_name = "FORMAT")]
+        output: Option<Output>,
+    },
+    /// Create a space
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space create NAME [--account ACCOUNT] [options]",
+        before_help = "Examples:
+  # Create a space in your only account
+  kubectl space create team-a-dev
+
+  # Create a space in a given account
+  kubectl space create team-a-dev --account team-a
+
+  # Check that it could be created, without creating it
+  kubectl space create team-a-dev --dry-run"
+    )]
+    Create {
+        /// Name of the new space (a DNS-1123 label; also its namespace's name).
+        name: String,
+        /// The Account that owns the space (default: your only account).
+        #[arg(long, value_name = "ACCOUNT")]
+        account: Option<String>,
+        /// Not supported: a space gets the SpaceTemplates its Account names (spec.space.templates).
+        #[arg(long, value_name = "TEMPLATE")]
+        template: Option<String>,
+        /// Validate on the server without creating anything (dryRun=All).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Make a space the namespace of the current context
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space use NAME [options]",
+        before_help = "Examples:
+  # Work in team-a-dev from now on (kubectl commands without -n use it)
+  kubectl space use team-a-dev
+
+  # Set it on another context of the kubeconfig
+  kubectl space use team-a-dev --context staging"
+    )]
+    Use {
+        /// The space to use; it must exist and be visible to you.
+        name: String,
+    },
+    /// Delete a space and everything in it
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space delete NAME [--wait=false] [options]",
+        before_help = "Examples:
+  # Delete a space and wait until it is gone
+  kubectl space delete team-a-dev
+
+  # Return as soon as the deletion has started
+  kubectl space delete team-a-dev --wait=false"
+    )]
+    Delete {
+        /// The space to delete.
+        name: String,
+        /// Wait until the space is gone.
+        #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+              require_equals = true, action = clap::ArgAction::Set)]
+        wait: bool,
+        /// How long to wait for the space to go.
+        #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+        timeout: u64,
+    },
+    /// List the accounts you belong to
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space accounts [options]",
+        before_help = "Examples:
+  # Your accounts, with their space count and limit
+  kubectl space accounts"
+    )]
+    Accounts,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Wide,
+    Name,
+}
+
+/// What makes a command fail; printed to stderr, and the exit code is 1.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    /// kube-apiserver's (or the server's) Status, in kubectl's words.
+    #[error("Error from server{}: {message}", if reason.is_empty() { String::new() } else { format!(" ({reason})") })]
+    Server { reason: String, message: String },
+    #[error("error: {0}")]
+    Client(#[source] kube::Error),
+    #[error("error: loading the kubeconfig: {0}")]
+    Config(String),
+    #[error("error: {0}")]
+    Kubeconfig(#[from] kubeconfig::Error),
+    #[error("error: unexpected answer from the server: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("error: {0}")]
+    Usage(String),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(status) => Error::Server {
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            },
+            other => Error::Client(other),
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    // Refused before anything is sent: the API has no field for it (a Space's templates are its Account's).
+    if let Command::Create {
+        template: Some(template),
+        ..
+    } = &cli.command
+    {
+        return Err(Error::Usage(format!(
+            "--template {template}: a space cannot choose its templates; it gets the SpaceTemplates its Account names \
+             (spec.space.templates, set by a cluster admin). Create the space in an account that names {template:?}."
+        )));
+    }
+    let client = client(&cli).await?;
+    match cli.command {
+        Command::List { output } => print_table(&client, SPACES, output, "spaces").await,
+        Command::Accounts => print_table(&client, ACCOUNTS, None, "accounts").await,
+        Command::Create {
+            name, account, dry_run, ..
+        } => create(&client, name, account, dry_run).await,
+        Command::Use { name } => {
+            // The space must be there (and visible) before the kubeconfig changes.
+            client.request::<Space>(get(&format!("{SPACES}/{name}"))).await?;
+            let files = kubeconfig::files(cli.kubeconfig.as_deref())?;
+            let (context, _) = kubeconfig::set_namespace(&files, cli.context.as_deref(), &name)?;
+            println!("Now using space \"{name}\" in context \"{context}\".");
+            Ok(())
+        }
+        Command::Delete { name, wait, timeout } => delete(&client, &name, wait, Duration::from_secs(timeout)).await,
+    }
+}
+
+/// A client from the kubeconfig kubectl would use, with `--kubeconfig` and `--context` applied.
+async fn client(cli: &Cli) -> Result<Client, Error> {
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &cli.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| Error::Config(e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?
+        }
+        None if cli.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+        // $KUBECONFIG, ~/.kube/config, then a pod's own service account.
+        None => Config::infer().await.map_err(|e| Error::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(Error::Client)
+}
+
+fn get(path: &str) -> Request<Vec<u8>> {
+    Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .expect("a GET request from a path")
+}
+
+async fn create(client: &Client, name: String, account: Option<String>, dry_run: bool) -> Result<(), Error> {
+    let space = Space {
+        api_version: GROUP_VERSION.to_owned(),
+        kind: KIND.to_owned(),
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: SpaceSpec {
+            account,
+            finalizers: Vec::new(),
+        },
+        status: Default::default(),
+    };
+    let query = if dry_run {
+        "?fieldManager=kubectl-space&dryRun=All"
+    } else {
+        "?fieldManager=kubectl-space"
+    };
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{SPACES}{query}"))
+        .header(header::ACCEPT, "application/json")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&space)?)
+        .expect("a POST request from a path");
+    let created: Space = client.request(request).await?;
+    let suffix = if dry_run { " (server dry run)" } else { "" };
+    println!("space.{GROUP}/{} created{suffix}", created.name());
+    Ok(())
+}
+
+async fn delete(client: &Client, name: &str, wait: bool, timeout: Duration) -> Result<(), Error> {
+    let path = format!("{SPACES}/{name}");
+    let request = Request::builder()
+        .method(Method::DELETE)
+        .uri(&path)
+        .header(header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .expect("a DELETE request from a path");
+    client.request_text(request).await?;
+    println!("space.{GROUP} \"{name}\" deleted");
+    if !wait {
+        return Ok(());
+    }
+    // Gone means NotFound: the namespace has been removed, or the caller's access to it went first.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match client.request_text(get(&path)).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(e) => return Err(e.into()),
+            Ok(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Usage(format!(
+                    "timed out after {}s waiting for space {name:?} to be deleted",
+                    timeout.as_secs()
+                )))
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The parts of a `meta.k8s.io/v1` Table this tool prints.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Table {
+    #[serde(default)]
+    column_definitions: Vec<Column>,
+    #[serde(default)]
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Column {
+    name: String,
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    priority: i32,
+}
+
+#[derive(Debug, Deserialize)]
+struct Row {
+    #[serde(default)]
+    cells: Vec<serde_json::Value>,
+}
+
+async fn print_table(client: &Client, path: &str, output: Option<Output>, resource: &str) -> Result<(), Error> {
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("{path}?includeObject=None"))
+        .header(header::ACCEPT, ACCEPT_TABLE)
+        .body(Vec::new())
+        .expect("a GET request from a path");
+    let table: Table = client.request(request).await?;
+    if table.rows.is_empty() {
+        eprintln!("No resources found");
+        return Ok(());
+    }
+    print!("{}", render(&table, output, &format!("{resource}.{GROUP}")));
+    Ok(())
+}
+
+/// The table as kubectl prints it: upper-case headers, columns padded to their widest cell plus three spaces, priority
+/// columns only when wide. `name` prints `resource/NAME` lines (the singular resource name, as kubectl does).
+fn render(table: &Table, output: Option<Output>, resource: &str) -> String {
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "<none>".to_owned(),
+        other => other.to_string(),
+    };
+    if output == Some(Output::Name) {
+        let at = table
+            .column_definitions
+            .iter()
+            .position(|c| c.format == "name")
+            .unwrap_or(0);
+        let singular = resource
+            .replacen("spaces.", "space.", 1)
+            .replacen("accounts.", "account.", 1);
+        return table
+            .rows
+            .iter()
+            .filter_map(|r| r.cells.get(at))
+            .map(|v| format!("{singular}/{}\n", cell(v)))
+            .collect();
+    }
+    let shown: Vec<usize> = (0..table.column_definitions.len())
+        .filter(|&i| output == Some(Output::Wide) || table.column_definitions[i].priority == 0)
+        .collect();
+    let mut lines: Vec<Vec<String>> = vec![shown
+        .iter()
+        .map(|&i| table.column_definitions[i].name.to_uppercase())
+        .collect()];
+    lines.extend(table.rows.iter().map(|r| {
+        shown
+            .iter()
+            .map(|&i| r.cells.get(i).map(cell).unwrap_or_default())
+            .collect()
+    }));
+    let widths: Vec<usize> = (0..shown.len())
+        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (c, value) in line.iter().enumerate() {
+            text.push_str(value);
+            if c + 1 < line.len() {
+                text.push_str(&" ".repeat(widths[c] - value.chars().count() + 3));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
