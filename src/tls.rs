@@ -427,7 +427,10 @@ mod tests {
         assert_eq!(proxy(&Arc::new(both)).as_deref(), Some("front-proxy-client"));
 
         // Equal settings in a new object (a ConfigMap resync) keep the judgement.
-        assert_eq!(proxy(&Arc::new(request_header(ca))).as_deref(), Some("front-proxy-client"));
+        assert_eq!(
+            proxy(&Arc::new(request_header(ca))).as_deref(),
+            Some("front-proxy-client")
+        );
 
         // A chain from the client CA only is an x509 user, not a proxy.
         let (client_ca, client_leaf) = client_chain("jane");
