@@ -152,7 +152,9 @@ async fn serve(config: config::Config) -> Result<(), Error> {
             }
             match acceptor.update(settings) {
                 Ok(()) => {
-                    tracing::info!("Request-header settings changed; new connections use them")
+                    tracing::info!(
+                        "Request-header settings changed; the next request on every connection is judged by them"
+                    )
                 }
                 Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
             }
