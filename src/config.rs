@@ -75,6 +75,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A duration as [`parse_duration`] reads it, where `0s` is allowed (nothing to wait for).
 fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    // kube's parser takes "" for zero; Go's flags refuse it, and a number without a unit.
+    if text.is_empty() || text.ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a duration like 30s, 2m or 1h: a unit is missing"
+        ));
+    }
     let parsed: kube::core::Duration = text
         .parse()
         .map_err(|e| format!("{text:?} is not a duration like 30s, 2m or 1h: {e}"))?;
