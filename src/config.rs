@@ -39,6 +39,15 @@ pub struct Options {
     /// (RBAC changes and new namespaces are reviewed at once; a webhook's own changes wait for this).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub access_review_refresh: Duration,
+    /// On SIGTERM: how long the whole shutdown may take, from the signal to the exit (readiness fails at once, then
+    /// `--shutdown-delay`, then the listener closes, open watches end and requests in flight finish). The default
+    /// leaves room within Kubernetes' default `terminationGracePeriodSeconds` of 30.
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace_period: Duration,
+    /// On SIGTERM: how long to keep serving, unready, before the listener closes, so endpoints and load balancers stop
+    /// sending new connections first (kube-apiserver's `--shutdown-delay-duration`). `0s` closes at once.
+    #[arg(long, default_value = "3s", value_parser = parse_duration_or_zero)]
+    pub shutdown_delay: Duration,
 }
 
 /// Validated settings.
@@ -50,22 +59,35 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     pub access_mode: AccessMode,
     pub access_review_refresh: Duration,
+    pub shutdown_grace_period: Duration,
+    pub shutdown_delay: Duration,
 }
 
 /// A duration as Kubernetes flags write them (Go's syntax, read by kube's parser: `30s`, `2m`, `1h30m`, `1.5s`), at
 /// least a second.
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(duration)
+}
+
+/// A duration as [`parse_duration`] reads it, where `0s` is allowed (nothing to wait for).
+fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    // kube's parser takes "" for zero; Go's flags refuse it, and a number without a unit.
+    if text.is_empty() || text.ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is not a duration like 30s, 2m or 1h: a unit is missing"
+        ));
+    }
     let parsed: kube::core::Duration = text
         .parse()
         .map_err(|e| format!("{text:?} is not a duration like 30s, 2m or 1h: {e}"))?;
     if parsed.is_negative() {
         return Err(format!("{text:?} is negative"));
     }
-    let duration = Duration::from(parsed);
-    if duration < Duration::from_secs(1) {
-        return Err("must be at least 1s".to_owned());
-    }
-    Ok(duration)
+    Ok(Duration::from(parsed))
 }
 
 // === impl Options ===
@@ -102,6 +124,9 @@ impl Options {
             kubeconfig: self.kubeconfig,
             access_mode: self.access_mode,
             access_review_refresh: self.access_review_refresh,
+            shutdown_grace_period: self.shutdown_grace_period,
+            // The delay is part of the grace period, never longer.
+            shutdown_delay: self.shutdown_delay.min(self.shutdown_grace_period),
         })
     }
 }
@@ -119,6 +144,16 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         for bad in ["", "s", "30", "0s", "-1s", "500ms", "1d", "30 s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_delay_may_be_zero_but_not_negative() {
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration_or_zero("3s"), Ok(Duration::from_secs(3)));
+        for bad in ["", "3", "-1s", "1d"] {
+            assert!(parse_duration_or_zero(bad).is_err(), "{bad:?} was accepted");
         }
     }
 }

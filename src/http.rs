@@ -25,6 +25,8 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::authn::{self, User};
 use crate::authz::Authorizer;
@@ -56,15 +58,55 @@ pub struct App {
     pub tokens: authn::token::TokenAuthenticator,
     pub metrics: RequestMetrics,
     pub registry_metrics: prometheus::Registry,
+    pub shutdown: Shutdown,
 }
 
-/// Accepts connections until the listener fails; each connection is served on its own task.
+/// The server's shutdown, in two steps: draining (readiness fails, everything is still served), then closing (the
+/// listener closes, open watches end between two events, connections finish what they have in flight and close).
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    draining: CancellationToken,
+    closing: CancellationToken,
+}
+
+// === impl Shutdown ===
+
+impl Shutdown {
+    pub fn drain(&self) {
+        self.draining.cancel();
+    }
+
+    pub fn close(&self) {
+        self.draining.cancel();
+        self.closing.cancel();
+    }
+
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// Completes once the server closes.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.closing.clone().cancelled_owned()
+    }
+}
+
+/// Accepts connections until the server closes ([`Shutdown::close`]), each served on its own task; then stops
+/// accepting, tells every connection to finish (HTTP/1.1: after its response in flight; HTTP/2: GOAWAY, then its open
+/// streams) and returns once all have.
 ///
 /// # Errors
 /// When accepting fails fatally.
 pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>) -> std::io::Result<()> {
+    let connections = TaskTracker::new();
+    let closing = app.shutdown.closing.clone();
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            () = closing.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Per-connection errors (e.g. too many open files) must not stop the server.
@@ -74,8 +116,8 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
             }
         };
         let settings = acceptor.current();
-        let app = app.clone();
-        tokio::spawn(async move {
+        let (app, acceptor, closing) = (app.clone(), acceptor.clone(), closing.clone());
+        connections.spawn(async move {
             let tls = tokio_rustls::TlsAcceptor::from(settings.server_config.clone());
             let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
@@ -88,18 +130,33 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
                     return;
                 }
             };
-            let peer = Arc::new(stack::Peer {
-                identity: tls::peer_identity(stream.get_ref().1, &settings.request_header),
-                request_header: settings.request_header.clone(),
-            });
+            let certificates = tls::PeerCertificates::of(stream.get_ref().1, &settings.request_header);
+            let peer = Arc::new(stack::Peer::accepted(certificates, acceptor));
             let service = TowerToHyperService::new(stack::stack(app, peer));
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-            if let Err(error) = builder.serve_connection(TokioIo::new(stream), service).await {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%remote, %error, "Connection ended with an error");
             }
         });
     }
+    drop(listener);
+    connections.close();
+    tracing::info!(
+        open = connections.len(),
+        "Listener closed; waiting for open connections to finish"
+    );
+    connections.wait().await;
+    Ok(())
 }
 
 /// A request that passed authentication and authorization, as a resource's handlers receive it.

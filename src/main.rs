@@ -152,7 +152,9 @@ async fn serve(config: config::Config) -> Result<(), Error> {
             }
             match acceptor.update(settings) {
                 Ok(()) => {
-                    tracing::info!("Request-header settings changed; new connections use them")
+                    tracing::info!(
+                        "Request-header settings changed; the next request on every connection is judged by them"
+                    )
                 }
                 Err(error) => tracing::warn!(%error, "Keeping the old TLS settings"),
             }
@@ -179,6 +181,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         tokens: authn::token::TokenAuthenticator::new(client.clone()),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
+        shutdown: http::Shutdown::default(),
     });
     tokio::spawn(controllers::reconcile::run(
         app.registry.cache().clone(),
@@ -191,12 +194,36 @@ async fn serve(config: config::Config) -> Result<(), Error> {
             source,
         })?;
     tracing::info!(addr = %config.listen, "Serving");
+    tokio::spawn(acceptor.clone().watch_files());
+    let mut server = tokio::spawn(http::serve(listener, acceptor, app.clone()));
     tokio::select! {
-        result = http::serve(listener, acceptor, app) => result.map_err(Error::Serve),
-        () = shutdown_signal() => {
-            tracing::info!("Shutting down");
-            Ok(())
-        }
+        result = &mut server => return result.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve),
+        () = shutdown_signal() => {}
+    }
+    shutdown(&app.shutdown, server, &config).await;
+    Ok(())
+}
+
+/// Graceful shutdown, all within `--shutdown-grace-period` of the signal: readiness fails at once; after
+/// `--shutdown-delay` (endpoints stop sending new connections) the listener closes and open watches end cleanly, so
+/// their clients resume elsewhere; requests in flight finish. Whatever is still open when the period is over is cut.
+async fn shutdown(
+    shutdown: &http::Shutdown,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    config: &config::Config,
+) {
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace_period;
+    tracing::info!(
+        delay = ?config.shutdown_delay,
+        grace_period = ?config.shutdown_grace_period,
+        "Shutting down: not ready; the listener closes after the delay"
+    );
+    shutdown.drain();
+    tokio::time::sleep(config.shutdown_delay).await;
+    shutdown.close();
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(_) => tracing::info!("Shut down: every connection finished"),
+        Err(_) => tracing::warn!("Grace period over: exiting with connections still open"),
     }
 }
 

@@ -11,6 +11,12 @@ use crate::api::openapi;
 pub fn probe(app: &App, probe: Probe) -> Response {
     match probe {
         Probe::Live => response::bytes(StatusCode::OK, "text/plain", "ok"),
+        // First thing on SIGTERM: endpoints stop sending new requests while this replica still serves them.
+        Probe::Ready if app.shutdown.is_draining() => response::bytes(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "[-]shutdown: shutting down\nreadyz check failed",
+        ),
         Probe::Ready if app.registry.cache().is_ready() => response::bytes(StatusCode::OK, "text/plain", "ok"),
         Probe::Ready => response::bytes(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,10 +18,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use super::error::Error;
-use super::request_info::{Access, RequestInfo, Resource, Target};
+use super::request_info::{Access, RequestInfo, Resource, Target, Verb};
 use super::{accounts, discovery, ops, response, spaces, App, BoxError, Call, Request, Response};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::Decision;
+use crate::tls::{Acceptor, PeerCertificates};
 
 /// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -29,11 +30,40 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// then streams for its own timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Who is on the other end of a connection: what its TLS handshake proved, and the front-proxy settings it was accepted
-/// under.
+/// Who is on the other end of a connection: its client certificates, judged per request under the front-proxy settings
+/// in force then (not those the connection was accepted under).
 pub struct Peer {
-    pub identity: PeerIdentity,
-    pub request_header: Arc<RequestHeaderConfig>,
+    certificates: PeerCertificates,
+    settings: Box<dyn Fn() -> Arc<RequestHeaderConfig> + Send + Sync>,
+}
+
+// === impl Peer ===
+
+impl Peer {
+    /// A connection accepted by `acceptor`, whose current settings judge each request.
+    #[must_use]
+    pub fn accepted(certificates: PeerCertificates, acceptor: Arc<Acceptor>) -> Self {
+        Peer {
+            certificates,
+            settings: Box::new(move || acceptor.current().request_header.clone()),
+        }
+    }
+
+    /// A peer that proved `identity` under settings that never change (in-process tests).
+    #[must_use]
+    pub fn fixed(identity: PeerIdentity, request_header: Arc<RequestHeaderConfig>) -> Self {
+        Peer {
+            certificates: PeerCertificates::assumed(identity, request_header.clone()),
+            settings: Box::new(move || request_header.clone()),
+        }
+    }
+
+    /// The settings in force and what this peer proves under them.
+    fn now(&self) -> (Arc<RequestHeaderConfig>, PeerIdentity) {
+        let settings = (self.settings)();
+        let identity = self.certificates.identity(&settings);
+        (settings, identity)
+    }
 }
 
 /// The rest of the stack, as a step sees it.
@@ -63,6 +93,7 @@ where
         .layer(CatchPanicLayer::custom(panicked))
         .layer(step((), timeout))
         .layer(step((), request_info))
+        .layer(step(app.clone(), until_shutdown))
         .layer(step((app.clone(), peer), authenticate))
         .layer(step(app.clone(), authorize))
         .service(tower::service_fn(move |request| {
@@ -131,6 +162,43 @@ async fn request_info((): (), mut request: Request, next: Next) -> Response {
     run(next, request).await
 }
 
+/// Shutdown: a watch ends when the server closes, between two events, as a normal end of its stream (never a reset), so
+/// its client resumes — on another replica, behind a Service.
+async fn until_shutdown(app: Arc<App>, request: Request, next: Next) -> Response {
+    let watch = matches!(
+        request.extensions().get::<RequestInfo>().map(|info| &info.target),
+        Some(Target::Resource { verb: Verb::Watch, .. })
+    );
+    let response = run(next, request).await;
+    if !watch {
+        return response;
+    }
+    let closing = Box::pin(app.shutdown.closing());
+    response.map(|body| EndsOnClose { body, closing }.boxed_unsync())
+}
+
+/// A response body that ends, at a frame boundary, once `closing` completes.
+struct EndsOnClose<F> {
+    body: super::Body,
+    closing: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future<Output = ()>> http_body::Body for EndsOnClose<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.closing.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        std::pin::Pin::new(&mut this.body).poll_frame(cx)
+    }
+}
+
 /// Authentication: a verified front proxy's headers, an x509 user, or a bearer token reviewed by kube-apiserver.
 async fn authenticate((app, peer): (Arc<App>, Arc<Peer>), mut request: Request, next: Next) -> Response {
     let public = matches!(
@@ -140,7 +208,8 @@ async fn authenticate((app, peer): (Arc<App>, Arc<Peer>), mut request: Request, 
     if public {
         return run(next, request).await;
     }
-    let proxied = authn::authenticate(&peer.request_header, &peer.identity, request.headers());
+    let (settings, identity) = peer.now();
+    let proxied = authn::authenticate(&settings, &identity, request.headers());
     let token = authn::bearer_token(request.headers()).map(str::to_owned);
     let user = match (proxied, token) {
         (Ok(Some(user)), _) => Ok(user),

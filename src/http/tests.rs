@@ -127,17 +127,18 @@ fn app(cache: Arc<Cache>) -> Arc<App> {
         tokens: crate::authn::token::TokenAuthenticator::new(client),
         metrics: crate::metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
+        shutdown: super::Shutdown::default(),
     })
 }
 
 /// A connection from kube-apiserver's front proxy (its identity headers are trusted), or from anyone else.
 fn peer(front_proxy: bool) -> Arc<Peer> {
-    Arc::new(Peer {
-        identity: PeerIdentity {
+    Arc::new(Peer::fixed(
+        PeerIdentity {
             proxy_common_name: front_proxy.then(|| "front-proxy-client".to_owned()),
             x509_user: None,
         },
-        request_header: Arc::new(RequestHeaderConfig {
+        Arc::new(RequestHeaderConfig {
             ca_certificates: Vec::new(),
             allowed_names: Vec::new(),
             username_headers: vec!["X-Remote-User".into()],
@@ -146,7 +147,7 @@ fn peer(front_proxy: bool) -> Arc<Peer> {
             extra_header_prefixes: vec!["X-Remote-Extra-".into()],
             client_ca_certificates: Vec::new(),
         }),
-    })
+    ))
 }
 
 struct Answer {

@@ -538,17 +538,29 @@ impl Drop for Streaming {
 pub struct Replica {
     child: std::process::Child,
     pub url: String,
+    /// Its stderr (the server's log).
+    pub log: PathBuf,
 }
 
 impl Replica {
     pub fn start(extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with(extra_env, None, &[])
+    }
+
+    /// A replica serving the certificate in `serving` (`ca.crt`, `tls.crt`, `tls.key`; `None`: the run's server's),
+    /// with more flags of `serve`.
+    pub fn start_with(extra_env: &[(&str, &str)], serving: Option<&Path>, args: &[&str]) -> Self {
         let env = env();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("free port")
             .local_addr()
             .expect("addr")
             .port();
-        let serving = env.path("SERVER_CA_CERT").parent().expect("serving dir").to_owned();
+        let serving = serving.map_or_else(
+            || env.path("SERVER_CA_CERT").parent().expect("serving dir").to_owned(),
+            Path::to_owned,
+        );
+        let log = std::env::temp_dir().join(format!("tenancy-e2e-replica-{}-{port}.log", std::process::id()));
         let child = Command::new(env.var("SERVER_BIN"))
             .args([
                 "serve",
@@ -564,22 +576,54 @@ impl Replica {
             .arg("--kubeconfig")
             .arg(env.var("SERVER_KUBECONFIG"))
             .args(["--access-mode", env.var("SERVER_ACCESS_MODE")])
+            .args(args)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("replica log"))
             .spawn()
             .expect("replica starts");
         let url = format!("https://127.0.0.1:{port}");
-        let ca = env.var("SERVER_CA_CERT");
+        let ca = serving.join("ca.crt");
         eventually(Duration::from_secs(30), || {
-            let (code, body) = curl(&format!("{url}/readyz"), &["--cacert", ca]);
+            let (code, body) = curl(&format!("{url}/readyz"), &["--cacert", &ca.display().to_string()]);
             if code == 200 {
                 Ok(())
             } else {
                 Err((code, body))
             }
         });
-        Replica { child, url }
+        Replica { child, url, log }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
+    /// Sends SIGTERM, as the kubelet does to a terminating pod.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, once the process has exited within `timeout`.
+    pub fn exited(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A request straight to this replica as `user` in `groups`; `path` starts with `/`.
@@ -615,6 +659,7 @@ impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

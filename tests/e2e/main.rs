@@ -12,6 +12,7 @@ mod discovery;
 mod install;
 mod isolation;
 mod kubectl;
+mod lifecycle;
 mod plugin;
 mod positions;
 mod tenancy;

@@ -1,0 +1,306 @@
+//! The server's life on a node: serving certificates rotated under it, and SIGTERM. Each case runs its own replica
+//! (the run's server is never touched) and reaches it straight, as kube-apiserver's proxy does.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{curl, env, eventually, front_proxy, namespace, unique, Replica};
+
+const SETTLE: Duration = Duration::from_secs(20);
+const ADMIN: (&str, &[&str]) = ("lifecycle-admin", &["system:masters"]);
+
+/// A raw watch with curl, its events arriving on a channel; killed when dropped.
+struct CurlWatch {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl CurlWatch {
+    fn open(url: &str, ca: &Path, extra: &[&str]) -> Self {
+        let mut args = front_proxy(ADMIN.0, ADMIN.1);
+        // front_proxy trusts the run's serving CA; this replica may serve another.
+        let at = args.iter().position(|a| a == "--cacert").expect("--cacert") + 1;
+        args[at] = ca.display().to_string();
+        let mut child = Command::new("curl")
+            .args(["-sS", "-N", "--max-time", "300"])
+            .args(&args)
+            .args(extra)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        CurlWatch { child, lines, stderr }
+    }
+
+    /// Waits for an event `kind` of `name`, passing over others.
+    #[track_caller]
+    fn expect(&self, kind: &str, name: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else { break };
+            let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not an event ({e}): {line}"));
+            if event["type"] == kind && event["object"]["metadata"]["name"] == name {
+                return;
+            }
+            seen.push(line);
+        }
+        panic!("no {kind} {name} within {timeout:?}; saw {seen:?}");
+    }
+
+    /// curl's exit status and stderr once it has exited within `timeout`.
+    fn ended(mut self, timeout: Duration) -> Option<(ExitStatus, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
+                return Some((status, stderr.join().unwrap_or_default()));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for CurlWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn watch_url(replica: &Replica, name: &str) -> String {
+    format!(
+        "{}/apis/tenancy.loft.sh/v1/spaces?watch=1&fieldSelector=metadata.name%3D{name}",
+        replica.url
+    )
+}
+
+/// SHA-256 fingerprint of a PEM certificate file.
+fn file_fingerprint(cert: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl runs");
+    assert!(output.status.success(), "openssl x509 failed on {}", cert.display());
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// SHA-256 fingerprint of the certificate a new TLS connection to `port` is served.
+fn served_fingerprint(port: u16) -> String {
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+    );
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn write_certificates(dir: &Path) {
+    let output = Command::new(env().var("SERVER_BIN"))
+        .args([
+            "certs",
+            "--extra-san",
+            "localhost",
+            "--extra-san",
+            "127.0.0.1",
+            "--out-dir",
+        ])
+        .arg(dir)
+        .output()
+        .expect("tenancy-apiserver certs runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    fn create(&mut self, name: &str) {
+        env().kubectl("admin").apply(&namespace(name));
+        self.0.push(name.to_owned());
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = env()
+                .kubectl("admin")
+                .run(&["delete", "namespace", name, "--wait=false"]);
+        }
+    }
+}
+
+#[test]
+fn a_rotated_serving_certificate_reaches_new_connections_while_open_watches_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_certificates(dir.path());
+    let mut replica = Replica::start_with(&[], Some(dir.path()), &[]);
+    let old = file_fingerprint(&dir.path().join("tls.crt"));
+    assert_eq!(served_fingerprint(replica.port()), old);
+
+    let mut namespaces = Namespaces(Vec::new());
+    let (before, after) = (unique("rot-before"), unique("rot-after"));
+    // One watch per HTTP version, both on connections made with the old certificate.
+    let watches: Vec<(CurlWatch, &String)> = [(&before, "--http1.1"), (&after, "--http2")]
+        .into_iter()
+        .map(|(name, version)| {
+            let ca = dir.path().join("ca.crt");
+            (CurlWatch::open(&watch_url(&replica, name), &ca, &[version]), name)
+        })
+        .collect();
+    namespaces.create(&before);
+    watches[0].0.expect("ADDED", &before, SETTLE);
+
+    // A new CA and certificate, written file by file as `certs` does (the key after its certificate).
+    let old_ca = std::fs::read(dir.path().join("ca.crt")).expect("old CA");
+    write_certificates(dir.path());
+    let new = file_fingerprint(&dir.path().join("tls.crt"));
+    assert_ne!(new, old);
+    eventually(SETTLE, || {
+        let served = served_fingerprint(replica.port());
+        if served == new {
+            Ok(())
+        } else {
+            Err(served)
+        }
+    });
+    let (code, body) = curl(
+        &format!("{}/readyz", replica.url),
+        &["--cacert", &dir.path().join("ca.crt").display().to_string()],
+    );
+    assert_eq!(code, 200, "a client trusting only the new CA: {body}");
+    let old_ca_file = dir.path().join("old-ca.crt");
+    std::fs::write(&old_ca_file, old_ca).expect("written");
+    let (code, _) = curl(
+        &format!("{}/readyz", replica.url),
+        &["--cacert", &old_ca_file.display().to_string()],
+    );
+    assert_eq!(code, 0, "a new connection must not get the old certificate");
+
+    // The watches opened before still deliver.
+    namespaces.create(&after);
+    watches[1].0.expect("ADDED", &after, SETTLE);
+    env()
+        .kubectl("admin")
+        .run(&["label", "namespace", &before, "rotated=yes"])
+        .ok();
+    watches[0].0.expect("MODIFIED", &before, SETTLE);
+    assert!(replica.exited(Duration::ZERO).is_none(), "the replica kept running");
+}
+
+#[test]
+fn sigterm_fails_readiness_ends_watches_cleanly_finishes_requests_in_flight_and_exits_zero() {
+    let grace = Duration::from_secs(20);
+    let mut replica = Replica::start_with(&[], None, &["--shutdown-delay", "3s", "--shutdown-grace-period", "20s"]);
+    let ca = env().path("SERVER_CA_CERT");
+    let mut namespaces = Namespaces(Vec::new());
+    let watched = unique("term-watched");
+    let watches: Vec<(CurlWatch, &str)> = [("--http1.1", "HTTP/1.1"), ("--http2", "HTTP/2")]
+        .into_iter()
+        .map(|(flag, version)| (CurlWatch::open(&watch_url(&replica, &watched), &ca, &[flag]), version))
+        .collect();
+    namespaces.create(&watched);
+    for (watch, _) in &watches {
+        watch.expect("ADDED", &watched, SETTLE);
+    }
+
+    // A create whose body is still arriving when the signal comes (about 5 s of upload at 2 KB/s).
+    let created = unique("term-inflight");
+    let body = format!(
+        r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{created}","annotations":{{"padding":"{}"}}}}}}"#,
+        "x".repeat(10_000)
+    );
+    let mut args = front_proxy(ADMIN.0, ADMIN.1);
+    args.extend(
+        [
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--limit-rate",
+            "2K",
+            "--data",
+            &body,
+        ]
+        .map(str::to_owned),
+    );
+    let url = format!("{}/apis/tenancy.loft.sh/v1/spaces", replica.url);
+    let in_flight = std::thread::spawn(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let answer = curl(&url, &refs);
+        (answer, Instant::now())
+    });
+    namespaces.0.push(created.clone());
+    std::thread::sleep(Duration::from_secs(1));
+
+    let signalled = Instant::now();
+    replica.terminate();
+    // Unready during the delay, while still serving.
+    let (code, body) = curl(
+        &format!("{}/readyz", replica.url),
+        &["--cacert", &ca.display().to_string()],
+    );
+    assert_eq!(code, 500, "readyz right after SIGTERM: {body}");
+    assert!(body.contains("shutdown"), "{body}");
+    assert!(signalled.elapsed() < Duration::from_secs(3), "checked within the delay");
+
+    for (watch, version) in watches {
+        let (status, stderr) = watch
+            .ended(grace)
+            .unwrap_or_else(|| panic!("the {version} watch still open after the grace period"));
+        assert!(
+            status.success(),
+            "the {version} watch must end as a normal end of stream: {status}, curl said {stderr:?}"
+        );
+    }
+    let ((code, body), answered) = in_flight.join().expect("the create's thread");
+    assert_eq!(code, 201, "the request in flight at SIGTERM: {body}");
+    assert!(
+        answered.duration_since(signalled) > Duration::from_secs(3),
+        "answered {:?} after SIGTERM: still in flight when the listener closed?",
+        answered.duration_since(signalled)
+    );
+
+    let status = replica.exited(grace).expect("exited within the grace period");
+    assert!(
+        status.success(),
+        "exit status {status}; log: {}",
+        std::fs::read_to_string(&replica.log).unwrap_or_default()
+    );
+    assert!(signalled.elapsed() < grace, "took {:?}", signalled.elapsed());
+    let (code, _) = curl(
+        &format!("{}/readyz", replica.url),
+        &["--cacert", &ca.display().to_string()],
+    );
+    assert_eq!(code, 0, "nothing listens any more");
+}
