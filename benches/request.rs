@@ -45,16 +45,17 @@ fn app(registry: Registry) -> Arc<App> {
         tokens: tenancy_apiserver::authn::token::TokenAuthenticator::new(client),
         metrics: tenancy_apiserver::metrics::RequestMetrics::register(&metrics),
         registry_metrics: metrics,
+        shutdown: tenancy_apiserver::http::Shutdown::default(),
     })
 }
 
 fn front_proxy() -> Arc<Peer> {
-    Arc::new(Peer {
-        identity: PeerIdentity {
+    Arc::new(Peer::fixed(
+        PeerIdentity {
             proxy_common_name: Some("front-proxy-client".to_owned()),
             x509_user: None,
         },
-        request_header: Arc::new(RequestHeaderConfig {
+        Arc::new(RequestHeaderConfig {
             ca_certificates: Vec::new(),
             allowed_names: Vec::new(),
             username_headers: vec!["X-Remote-User".to_owned()],
@@ -63,7 +64,7 @@ fn front_proxy() -> Arc<Peer> {
             extra_header_prefixes: Vec::new(),
             client_ca_certificates: Vec::new(),
         }),
-    })
+    ))
 }
 
 /// One list through the stack; the body's length, so that it is encoded and read whole.
