@@ -43,11 +43,26 @@ pub enum Error {
     AuthConfig(#[source] kube::Error),
 }
 
-/// A kube client from `--kubeconfig`, else in-cluster config, else `$KUBECONFIG` / `~/.kube/config`.
+/// The two kube clients: one for the reflectors' long watches (kube's defaults: no read timeout, its own generous
+/// retries), one for calls on a request's path.
+pub struct Clients {
+    pub watch: Client,
+    /// TokenReview, SubjectAccessReview and writes: each answer within [`CALL_TIMEOUT`], and 429/503/504 retried at
+    /// most [`CALL_RETRIES`] times (0.1 s doubling to 1 s, or as `Retry-After` says), so a request never waits on
+    /// kube-apiserver for long.
+    pub call: Client,
+}
+
+/// How long one call on a request's path may wait for kube-apiserver's answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retries of one call on a request's path, for kube-apiserver's "try again" answers.
+pub const CALL_RETRIES: u32 = 3;
+
+/// Kube clients from `--kubeconfig`, else in-cluster config, else `$KUBECONFIG` / `~/.kube/config`.
 ///
 /// # Errors
 /// When no usable configuration is found.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
+pub async fn clients(kubeconfig: Option<&Path>) -> Result<Clients, Error> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
@@ -66,7 +81,22 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
             Err(_) => kube::Config::infer().await.map_err(Error::InferConfig)?,
         },
     };
-    Client::try_from(config).map_err(Error::Client)
+    let watch = Client::try_from(config.clone()).map_err(Error::Client)?;
+    let mut call = config;
+    call.default_retry = false;
+    call.read_timeout = Some(CALL_TIMEOUT);
+    // The timeout then counts from the request, not from when its pooled connection went idle.
+    call.reset_reader_on_write = true;
+    let retries =
+        kube::client::retry::RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(1), CALL_RETRIES, true)
+            .map_err(|e| Error::Client(kube::Error::Service(e.into())))?;
+    let call = kube::client::ClientBuilder::try_from(call)
+        .map_err(Error::Client)?
+        // A retry resends a clone of the request through a clone of the service: the buffer makes it clonable.
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(retries))
+        .build();
+    Ok(Clients { watch, call })
 }
 
 /// How often kube-apiserver is probed for [`BackendMetrics`]' staleness.

@@ -117,7 +117,7 @@ fn main() -> std::process::ExitCode {
 async fn serve(config: config::Config) -> Result<(), Error> {
     // kube and rustls both build on ring; one process-wide provider keeps them from disagreeing.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = backend::client(config.kubeconfig.as_deref()).await?;
+    let backend::Clients { watch: client, call } = backend::clients(config.kubeconfig.as_deref()).await?;
 
     // The front-proxy CA must be known before the first connection is accepted, or no proxied request could be
     // authenticated; kube-apiserver may still be publishing it, so wait for it.
@@ -161,7 +161,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         }));
     }
 
-    let authorizer = Arc::new(authz::Authorizer::new(client.clone()));
+    let authorizer = Arc::new(authz::Authorizer::new(call.clone()));
     let reviewer = (config.access_mode == access::AccessMode::Sar).then(|| {
         let reviewer = backend::review::Reviewer::new(
             authorizer.clone(),
@@ -176,9 +176,9 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),
-        writer: spaces::write::Writer::new(cache, client.clone(), authorizer.clone()),
+        writer: spaces::write::Writer::new(cache, call.clone(), authorizer.clone()),
         authorizer,
-        tokens: authn::token::TokenAuthenticator::new(client.clone()),
+        tokens: authn::token::TokenAuthenticator::new(call),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
         shutdown: http::Shutdown::default(),

@@ -1,6 +1,9 @@
 //! `spaces`: each verb's request read into the registry's or the writer's terms, and its answer written in the
 //! representation asked for (JSON, Table, PartialObjectMetadata; watch streams of the same).
 
+use std::future::Future;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
@@ -15,6 +18,7 @@ use super::{options, response, App, Call, Response};
 use crate::api::decode::FieldValidation;
 use crate::api::table::{IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table};
 use crate::api::{space, status, Space};
+use crate::authn::User;
 use crate::backend::review::Hold;
 use crate::spaces::{self as registry, table, write, InvalidOption, Problem};
 use crate::watch;
@@ -24,7 +28,7 @@ const WATCH_FRAMES: usize = 64;
 
 /// # Errors
 /// Whatever the registry or the writer refuses, bad options or bodies, or a representation this server cannot give.
-pub async fn serve(app: &App, call: Call) -> Result<Response, Error> {
+pub async fn serve(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     // Under SubjectAccessReview visibility, the caller's answers are in the index before its spaces are read.
     let hold = match &app.reviewer {
         Some(reviewer) => Some(reviewer.hold(&call.user).await?),
@@ -275,23 +279,48 @@ fn written(code: StatusCode, space: &Space, warnings: &[String], call: &Call) ->
     Ok(response)
 }
 
-async fn create(app: &App, call: Call) -> Result<Response, Error> {
+/// Runs a write to its end on a task of its own, whatever happens to the request: a client that disconnects, or a
+/// request that times out, would otherwise drop it between a namespace and its owner binding, or with the account's
+/// Lease held.
+async fn to_the_end<T, F>(app: &Arc<App>, user: &User, write: impl FnOnce(Arc<App>, User) -> F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, registry::Error>> + Send + 'static,
+{
+    let task = tokio::spawn(write(app.clone(), user.clone()));
+    match task.await {
+        Ok(result) => Ok(result?),
+        Err(error) => {
+            tracing::error!(%error, "A write's task failed");
+            Err(Error::Internal)
+        }
+    }
+}
+
+async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let (call, bytes) = body(call).await?;
     let options = options::write(&call.info.query)?;
     let (space, warnings) = decode_space(&bytes, options.field_validation)?;
-    let created = app.writer.create(&call.user, space, &options).await?;
+    let created = to_the_end(app, &call.user, |app, user| async move {
+        app.writer.create(&user, space, &options).await
+    })
+    .await?;
     written(StatusCode::CREATED, &created, &warnings, &call)
 }
 
-async fn update(app: &App, call: Call) -> Result<Response, Error> {
+async fn update(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let (call, bytes) = body(call).await?;
     let options = options::write(&call.info.query)?;
     let (space, warnings) = decode_space(&bytes, options.field_validation)?;
-    let updated = app.writer.update(&call.user, call.name(), space, &options).await?;
+    let name = call.name().to_owned();
+    let updated = to_the_end(app, &call.user, |app, user| async move {
+        app.writer.update(&user, &name, space, &options).await
+    })
+    .await?;
     written(StatusCode::OK, &updated, &warnings, &call)
 }
 
-async fn patch(app: &App, call: Call) -> Result<Response, Error> {
+async fn patch(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let content_type = call
         .headers
         .get(header::CONTENT_TYPE)
@@ -308,14 +337,15 @@ async fn patch(app: &App, call: Call) -> Result<Response, Error> {
     };
     let (call, bytes) = body(call).await?;
     let options = options::write(&call.info.query)?;
-    let (patched, warnings) = app
-        .writer
-        .patch(&call.user, call.name(), patch_type, &bytes, &options)
-        .await?;
+    let name = call.name().to_owned();
+    let (patched, warnings) = to_the_end(app, &call.user, |app, user| async move {
+        app.writer.patch(&user, &name, patch_type, &bytes, &options).await
+    })
+    .await?;
     written(StatusCode::OK, &patched, &warnings, &call)
 }
 
-async fn delete(app: &App, call: Call) -> Result<Response, Error> {
+async fn delete(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let (call, bytes) = body(call).await?;
     let mut options = options::write(&call.info.query)?;
     let delete: DeleteOptions = if bytes.is_empty() {
@@ -330,11 +360,14 @@ async fn delete(app: &App, call: Call) -> Result<Response, Error> {
         .propagation_policy
         .clone()
         .or_else(|| call.info.query.get("propagationPolicy").map(str::to_owned));
-    match app
-        .writer
-        .delete(&call.user, call.name(), delete.preconditions, propagation, &options)
-        .await?
-    {
+    let name = call.name().to_owned();
+    let deleted = to_the_end(app, &call.user, |app, user| async move {
+        app.writer
+            .delete(&user, &name, delete.preconditions, propagation, &options)
+            .await
+    })
+    .await?;
+    match deleted {
         write::Deleted::Terminating(space) => written(StatusCode::OK, &space, &[], &call),
         write::Deleted::Gone { name, uid } => {
             let mut details = status::details(space::RESOURCE, &name);

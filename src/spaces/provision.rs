@@ -35,6 +35,9 @@ pub const CREATING_ANNOTATION: &str = "tenancy.loft.sh/creating";
 pub const LEASE_NAMESPACE: &str = "tenancy-system";
 /// How long a lease holder may take before others may break its lease (a crashed replica).
 const LEASE_SECONDS: i32 = 15;
+/// Milliseconds a create pauses while it holds its account's Lease (test builds only).
+#[cfg(feature = "fault-injection")]
+pub const PAUSE_HOLDING_LEASE: &str = "TENANCY_FAULT_PAUSE_HOLDING_LEASE_MS";
 /// How long a create waits for its account's lease.
 const LEASE_WAIT: Duration = Duration::from_secs(20);
 
@@ -150,6 +153,11 @@ impl Provisioner {
                     account: account.name().to_owned(),
                     limit,
                 });
+            }
+            // Fault injection for the disconnect test: a create that holds the Lease for a while.
+            #[cfg(feature = "fault-injection")]
+            if let Some(pause) = std::env::var(PAUSE_HOLDING_LEASE).ok().and_then(|ms| ms.parse().ok()) {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             add.await
         }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::harness::{
-    account, assert_default_space_objects, create_space, env, eventually, eventually_holds, label_account, namespace,
-    space, unique, Replica,
+    account, assert_default_space_objects, create_space, curl, env, eventually, eventually_holds, front_proxy,
+    label_account, namespace, space, unique, Replica,
 };
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -315,6 +315,65 @@ fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_re
     });
     let member = env.kubectl_as(&unique("member"), &[&group]);
     assert_eq!(member.space_names(&[]), [name]);
+}
+
+#[test]
+fn a_client_that_disconnects_mid_create_leaves_a_whole_space_and_no_lease_held() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, group, member) = (unique("hasty"), unique("team"), unique("member"));
+    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    let name = unique("abandoned");
+    let slow = Replica::start(&[("TENANCY_FAULT_PAUSE_HOLDING_LEASE_MS", "4000")]);
+    eventually(SETTLE, || {
+        match slow.request_as(
+            &member,
+            &[&group],
+            "GET",
+            &format!("/apis/tenancy.loft.sh/v1/accounts/{acc}"),
+            None,
+        ) {
+            (200, _) => Ok(()),
+            other => Err(other),
+        }
+    });
+    // The client gives up after a second, while the create holds the account's Lease.
+    let mut args = front_proxy(&member, &[&group]);
+    let body = format!(r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{name}"}}}}"#);
+    args.extend(
+        [
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+            "--max-time",
+            "1",
+        ]
+        .map(str::to_owned),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, answer) = curl(&format!("{}/apis/tenancy.loft.sh/v1/spaces", slow.url), &refs);
+    assert_eq!(code, 0, "the client should have given up first: {answer}");
+    // The create goes on without it: the space is made whole, and the Lease is released, not left to expire.
+    eventually_holds(
+        &name,
+        "rolebinding",
+        &["rolebinding.rbac.authorization.k8s.io/tenancy-owner"],
+        Duration::from_secs(20),
+    );
+    eventually(Duration::from_secs(10), || {
+        let lease = admin.run(&["get", "lease", "-n", "tenancy-system", &format!("account-{acc}")]);
+        if !lease.success && lease.stderr.contains("NotFound") {
+            Ok(())
+        } else {
+            Err(format!(
+                "the account's Lease is still held: {}{}",
+                lease.stdout, lease.stderr
+            ))
+        }
+    });
 }
 
 #[test]
