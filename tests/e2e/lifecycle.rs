@@ -1,5 +1,5 @@
-//! The server's life on a node: serving certificates rotated under it, and SIGTERM. Each case runs its own replica
-//! (the run's server is never touched) and reaches it straight, as kube-apiserver's proxy does.
+//! The server's life on a node: serving certificates rotated under it, SIGTERM, and its logs. Each case runs its own
+//! replica (the run's server is never touched) and reaches it straight, as kube-apiserver's proxy does.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -303,4 +303,37 @@ fn sigterm_fails_readiness_ends_watches_cleanly_finishes_requests_in_flight_and_
         &["--cacert", &ca.display().to_string()],
     );
     assert_eq!(code, 0, "nothing listens any more");
+}
+
+#[test]
+fn json_logs_give_one_line_per_request_with_verb_user_code_latency_and_audit_id() {
+    let replica = Replica::start_with(&[], None, &["--log-format", "json"]);
+    let user = unique("logged");
+    let audit_id = unique("audit");
+    let mut args = front_proxy(&user, &["system:authenticated"]);
+    args.extend(["-H".to_owned(), format!("Audit-ID: {audit_id}")]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let url = format!("{}/apis/tenancy.loft.sh/v1/spaces?limit=1", replica.url);
+    eventually(SETTLE, || match curl(&url, &refs) {
+        (200, _) => Ok(()),
+        other => Err(other),
+    });
+    let line: Value = eventually(SETTLE, || {
+        let log = std::fs::read_to_string(&replica.log).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["span"]["audit_id"] == audit_id.as_str() && line["fields"]["code"] == 200)
+            .ok_or_else(|| log.lines().rev().take(3).collect::<Vec<_>>().join("\n"))
+    });
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["fields"]["message"], "Request", "{line}");
+    assert!(
+        line["fields"]["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+    let span = &line["span"];
+    assert_eq!(span["verb"], "list", "{line}");
+    assert_eq!(span["user"], user.as_str(), "{line}");
+    assert_eq!(span["path"], "/apis/tenancy.loft.sh/v1/spaces", "{line}");
+    assert_eq!(span["method"], "GET", "{line}");
 }
