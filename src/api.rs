@@ -7,6 +7,7 @@ pub mod account;
 pub mod decode;
 pub mod discovery;
 pub mod openapi;
+pub mod quantity;
 pub mod space;
 pub mod status;
 pub mod table;

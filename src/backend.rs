@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::state::{Cache, Update};
 
-use crate::api::account::{Account, SpaceTemplate};
+use crate::api::account::{Account, AccountQuota, SpaceTemplate};
 
 use crate::authn::{RequestHeaderConfig, AUTH_CONFIGMAP_NAME, AUTH_CONFIGMAP_NAMESPACE};
 use crate::metrics::BackendMetrics;
@@ -108,6 +108,7 @@ pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
     let streams = vec![
         watch(Api::<Account>::all(client.clone()), Update::Account, errors),
         watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate, errors),
+        watch(Api::<AccountQuota>::all(client.clone()), Update::AccountQuota, errors),
         watch(Api::<Namespace>::all(client.clone()), Update::Namespace, errors),
         watch(Api::<Role>::all(client.clone()), Update::Role, errors),
         watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole, errors),

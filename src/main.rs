@@ -207,6 +207,10 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         app.registry.cache().clone(),
         app.writer.provisioner(),
     ));
+    tokio::spawn(controllers::quota::run(
+        app.registry.cache().clone(),
+        app.writer.provisioner(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use self::log::{Change, Entry, Log, Namespaces};
 use crate::access::index::{subjects_of, AccessChange, Index, Scope, SubjectKey};
 use crate::access::AccessMode;
-use crate::api::account::{Account, SpaceTemplate};
+use crate::api::account::{Account, AccountQuota, SpaceTemplate};
 use crate::authn::User;
 
 /// RoleBindings the server makes and tracks: a space's owners, and the readers of a shared space.
@@ -33,6 +33,8 @@ pub const WATCH_BUFFER: usize = 4096;
 pub enum Update {
     Account(Event<Account>),
     SpaceTemplate(Event<SpaceTemplate>),
+    /// Not needed for readiness: an account's usage is shown once known.
+    AccountQuota(Event<AccountQuota>),
     Namespace(Event<Namespace>),
     Role(Event<Role>),
     ClusterRole(Event<ClusterRole>),
@@ -48,7 +50,15 @@ pub enum Update {
 }
 
 /// The kinds whose first list must be complete before the server is ready.
-pub const KINDS: usize = 7;
+const REQUIRED: [&str; 7] = [
+    "accounts",
+    "spacetemplates",
+    "namespaces",
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
+];
 
 pub struct State {
     pub index: Index,
@@ -60,6 +70,8 @@ pub struct State {
     /// so it has a position of its own that only account changes move).
     pub accounts_revision: u64,
     pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
+    /// AccountQuotas by name.
+    pub quotas: BTreeMap<String, Arc<AccountQuota>>,
     /// The server's RoleBindings (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then namespace.
     pub server_bindings: BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>,
     /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
@@ -76,6 +88,7 @@ struct Relist {
     cluster_role_bindings: Vec<ClusterRoleBinding>,
     accounts: Vec<Account>,
     templates: Vec<SpaceTemplate>,
+    quotas: Vec<AccountQuota>,
 }
 
 pub struct Cache {
@@ -113,6 +126,7 @@ impl Cache {
                 accounts: BTreeMap::new(),
                 accounts_revision: 0,
                 templates: BTreeMap::new(),
+                quotas: BTreeMap::new(),
                 server_bindings: BTreeMap::new(),
                 relist: Relist::default(),
                 synced: HashSet::new(),
@@ -168,7 +182,7 @@ impl Cache {
         let mut changes = Vec::new();
         state.apply(update, &mut changes);
         self.generation.send_modify(|g| *g += 1);
-        if state.synced.len() == KINDS && !self.ready.swap(true, Ordering::AcqRel) {
+        if REQUIRED.iter().all(|kind| state.synced.contains(kind)) && !self.ready.swap(true, Ordering::AcqRel) {
             tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
         }
         if changes.is_empty() {
@@ -202,6 +216,9 @@ impl State {
             }
             Update::SpaceTemplate(event) => {
                 self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates);
+            }
+            Update::AccountQuota(event) => {
+                self.config_event(event, "accountquotas", |s| &mut s.quotas, |r| &mut r.quotas);
             }
             Update::RoleBinding(event) => {
                 self.track_server_bindings(&event);

@@ -1,10 +1,11 @@
-//! The stored configuration (`config.tenancy.loft.sh/v1` CRDs shipped in deploy/): Accounts and SpaceTemplates, and
-//! the read-only `tenancy.loft.sh/v1` Account view of them.
+//! The stored configuration (`config.tenancy.loft.sh/v1` CRDs shipped in deploy/): Accounts, SpaceTemplates and
+//! AccountQuotas, and the read-only `tenancy.loft.sh/v1` Account view of them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::rbac::v1::Subject;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,9 @@ pub struct AccountStatus {
     pub spaces: Vec<String>,
     #[serde(default)]
     pub space_count: i64,
+    /// The account's AccountQuota totals, shown in the `tenancy.loft.sh` view only (never stored on the Account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Usage>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -91,6 +95,65 @@ pub struct SpaceTemplate {
 pub struct SpaceTemplateSpec {
     #[serde(default)]
     pub objects: Vec<serde_json::Value>,
+}
+
+/// What an account may use across all its spaces (kiosk's shape): enforced by a share of it in each space, a
+/// ResourceQuota kube-apiserver itself enforces (see `controllers/quota`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountQuota {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: AccountQuotaSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AccountQuotaStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountQuotaSpec {
+    /// The Account's name.
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub quota: Hard,
+}
+
+/// A ResourceQuota's `hard`: resource name to quantity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hard {
+    #[serde(default)]
+    pub hard: BTreeMap<String, Quantity>,
+}
+
+/// Totals, and each space's share: `hard` is what the space's ResourceQuota may hold at most (the ledger the shares
+/// are moved by: their sum never exceeds the account's `hard`), `used` what kube-apiserver counts in it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountQuotaStatus {
+    #[serde(default)]
+    pub total: Usage,
+    #[serde(default)]
+    pub spaces: Vec<SpaceShare>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub hard: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub used: BTreeMap<String, Quantity>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpaceShare {
+    pub name: String,
+    #[serde(default)]
+    pub hard: BTreeMap<String, Quantity>,
+    #[serde(default)]
+    pub used: BTreeMap<String, Quantity>,
 }
 
 macro_rules! config_resource {
@@ -126,6 +189,7 @@ macro_rules! config_resource {
 
 config_resource!(Account, "Account", "accounts");
 config_resource!(SpaceTemplate, "SpaceTemplate", "spacetemplates");
+config_resource!(AccountQuota, "AccountQuota", "accountquotas");
 
 // === impl Account ===
 

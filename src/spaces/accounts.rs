@@ -11,7 +11,7 @@ use crate::api::account::Account;
 use crate::api::table::{age, ColumnDefinition, IncludeObject, PartialObjectMetadata, TableRow};
 use crate::api::GROUP_VERSION;
 use crate::authn::User;
-use crate::state::Cache;
+use crate::state::{Cache, State};
 
 pub const RESOURCE: &str = "accounts";
 pub const KIND: &str = "Account";
@@ -23,7 +23,7 @@ pub fn view(account: &Account) -> Value {
     metadata.managed_fields = None;
     metadata.finalizers = None;
     let status = account.status.clone().unwrap_or_default();
-    json!({
+    let mut view = json!({
         "apiVersion": GROUP_VERSION,
         "kind": KIND,
         "metadata": metadata,
@@ -32,7 +32,41 @@ pub fn view(account: &Account) -> Value {
             "space": {"limit": account.spec.space.limit, "clusterRole": account.owner_role(), "templates": account.templates().0},
         },
         "status": {"spaces": status.spaces, "spaceCount": status.space_count},
-    })
+    });
+    if let Some(quota) = status.quota {
+        view["status"]["quota"] = json!(quota);
+    }
+    view
+}
+
+/// `account` as its members see it: with its AccountQuota's totals, if it has one.
+fn with_quota(state: &State, account: &Account) -> Account {
+    let mut account = account.clone();
+    let usage = state
+        .quotas
+        .values()
+        .find(|q| q.spec.account == account.name())
+        .map(|q| q.status.clone().unwrap_or_default().total);
+    if let Some(usage) = usage {
+        account.status.get_or_insert_with(Default::default).quota = Some(usage);
+    }
+    account
+}
+
+/// "pods 1/4, requests.cpu 500m/2": used of hard, per resource.
+fn quota_cell(account: &Account) -> String {
+    let Some(usage) = account.status.as_ref().and_then(|s| s.quota.as_ref()) else {
+        return "<none>".to_owned();
+    };
+    usage
+        .hard
+        .iter()
+        .map(|(key, hard)| {
+            let used = usage.used.get(key).map_or("0", |q| q.0.as_str());
+            format!("{key} {used}/{}", hard.0)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The accounts `user` belongs to, by name.
@@ -43,7 +77,7 @@ pub fn list(cache: &Cache, user: &User) -> (Vec<Account>, ListMeta) {
         .accounts
         .values()
         .filter(|a| is_subject(&a.spec.subjects, user))
-        .map(|a| (**a).clone())
+        .map(|a| with_quota(&state, a))
         .collect();
     let metadata = ListMeta {
         resource_version: Some(state.accounts_revision.to_string()),
@@ -57,12 +91,12 @@ pub fn list(cache: &Cache, user: &User) -> (Vec<Account>, ListMeta) {
 /// # Errors
 /// [`Error::NotFound`] when it does not exist or `user` is not a member.
 pub fn get(cache: &Cache, user: &User, name: &str) -> Result<Account, Error> {
-    cache
-        .read()
+    let state = cache.read();
+    state
         .accounts
         .get(name)
         .filter(|a| is_subject(&a.spec.subjects, user))
-        .map(|a| (**a).clone())
+        .map(|a| with_quota(&state, a))
         .ok_or_else(|| Error::AccountNotFound(name.to_owned()))
 }
 
@@ -91,6 +125,13 @@ pub fn columns() -> Vec<ColumnDefinition> {
             priority: 0,
         },
         ColumnDefinition {
+            name: "Quota",
+            type_: "string",
+            format: "",
+            description: "Used of the AccountQuota's hard limit, per resource, across all the account's spaces.",
+            priority: 0,
+        },
+        ColumnDefinition {
             name: "Age",
             type_: "string",
             format: "",
@@ -116,6 +157,7 @@ pub fn rows(accounts: &[Account], include: IncludeObject, version: &str) -> Vec<
                 json!(account.name()),
                 json!(status.space_count),
                 json!(limit),
+                json!(quota_cell(account)),
                 json!(age(account.metadata.creation_timestamp.as_ref().map(|t| t.0), now)),
             ];
             let object = match include {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -23,10 +23,15 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::Error;
-use crate::api::account::{Account, SpaceTemplate, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE};
+use crate::api::account::{Account, AccountQuota, SpaceTemplate, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL};
 use crate::backend::enforced::Enforced;
+use crate::state::Cache;
 
+/// The ResourceQuota holding a space's share of its account's AccountQuota.
+pub const SHARE_QUOTA: &str = "account-quota";
+/// Names the AccountQuota a share belongs to.
+pub const SHARE_LABEL: &str = "tenancy.loft.sh/account-quota";
 /// The RoleBinding that makes a space's owners its admins.
 pub const OWNER_BINDING: &str = "tenancy-owner";
 /// Marks a namespace whose space is not finished yet.
@@ -61,6 +66,8 @@ pub struct Plan {
 
 pub struct Provisioner {
     client: Client,
+    /// For the account's AccountQuota, whose share a new space gets before its owners get rights in it.
+    cache: Arc<Cache>,
     identity: String,
     kinds: Mutex<HashMap<String, ApiResource>>,
     enforced: Enforced,
@@ -70,7 +77,7 @@ pub struct Provisioner {
 
 impl Provisioner {
     #[must_use]
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, cache: Arc<Cache>) -> Self {
         let identity = format!(
             "tenancy-apiserver-{}-{}",
             std::process::id(),
@@ -79,6 +86,7 @@ impl Provisioner {
         Provisioner {
             enforced: Enforced::new(client.clone()),
             client,
+            cache,
             identity,
             kinds: Mutex::new(HashMap::new()),
         }
@@ -145,8 +153,7 @@ impl Provisioner {
         let Some(limit) = account.spec.space.limit else {
             return add.await;
         };
-        let lease = self.acquire(&format!("account-{}", account.name())).await?;
-        let result = async {
+        self.holding(&format!("account-{}", account.name()), async {
             let count = self.count_spaces(account.name()).await?;
             if count >= limit {
                 return Err(Error::LimitReached {
@@ -160,10 +167,8 @@ impl Provisioner {
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             add.await
-        }
-        .await;
-        self.release(lease).await;
-        result
+        })
+        .await
     }
 
     /// Moves a space's owner binding to `plan`'s owner: the old binding goes, the new one comes.
@@ -204,6 +209,19 @@ impl Provisioner {
     /// # Errors
     /// When a step fails; the caller rolls back.
     pub async fn finish(&self, plan: &Plan) -> Result<Namespace, Error> {
+        // The quota share first: once the owners have rights in the space, everything they make counts.
+        if let Owner::Account(account) = &plan.owner {
+            let quota = self
+                .cache
+                .read()
+                .quotas
+                .values()
+                .find(|q| q.spec.account == account.name())
+                .cloned();
+            if let Some(quota) = quota {
+                self.create_share(&quota, &plan.name).await?;
+            }
+        }
         let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
         match bindings.create(&PostParams::default(), &owner_binding(plan)).await {
             Ok(_) => {}
@@ -218,6 +236,36 @@ impl Provisioner {
             .patch(&plan.name, &PatchParams::default(), &Patch::Merge(unmark))
             .await
             .map_err(|e| Error::from_kube(e, &plan.name))
+    }
+
+    /// The space's share of `quota`: nothing until the quota controller moves headroom to it. One that exists is left as
+    /// it is.
+    ///
+    /// # Errors
+    /// When kube-apiserver refuses.
+    pub async fn create_share(&self, quota: &AccountQuota, space: &str) -> Result<(), Error> {
+        let shares: Api<ResourceQuota> = Api::namespaced(self.client.clone(), space);
+        match shares.create(&PostParams::default(), &share_quota(quota, space)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) => Err(Error::from_kube(error, space)),
+        }
+    }
+
+    /// Runs `work` holding the Lease `name` in [`LEASE_NAMESPACE`], so that no other replica runs work under the same
+    /// Lease meanwhile (it is broken only once [`LEASE_SECONDS`] old: a crashed holder).
+    ///
+    /// # Errors
+    /// The Lease cannot be had, or `work` fails.
+    pub async fn holding<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let lease = self.acquire(name).await?;
+        let result = work.await;
+        self.release(lease).await;
+        result
     }
 
     /// Deletes a half-made space's namespace (its objects go with it).
@@ -373,6 +421,36 @@ impl Provisioner {
         if let Err(error) = leases.delete(&name, &params).await {
             tracing::warn!(lease = %name, %error, "Releasing a lease failed; it expires by itself");
         }
+    }
+}
+
+/// The ResourceQuota holding a space's share of an AccountQuota: every resource of the quota at zero, labelled so
+/// that tenants cannot change it (deploy/admission.yaml) and the quota controller finds it.
+#[must_use]
+pub fn share_quota(quota: &AccountQuota, space: &str) -> ResourceQuota {
+    let mut labels = enforced_label();
+    labels.insert(SHARE_LABEL.to_owned(), quota.metadata.name.clone().unwrap_or_default());
+    let zero = k8s_openapi::apimachinery::pkg::api::resource::Quantity("0".to_owned());
+    ResourceQuota {
+        metadata: ObjectMeta {
+            name: Some(SHARE_QUOTA.to_owned()),
+            namespace: Some(space.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(
+                quota
+                    .spec
+                    .quota
+                    .hard
+                    .keys()
+                    .map(|k| (k.clone(), zero.clone()))
+                    .collect(),
+            ),
+            ..ResourceQuotaSpec::default()
+        }),
+        status: None,
     }
 }
 

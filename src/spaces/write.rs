@@ -65,8 +65,8 @@ impl Writer {
     #[must_use]
     pub fn new(cache: Arc<Cache>, client: Client, authorizer: Arc<Authorizer>) -> Self {
         Writer {
+            provisioner: Arc::new(Provisioner::new(client.clone(), cache.clone())),
             cache,
-            provisioner: Arc::new(Provisioner::new(client.clone())),
             client,
             authorizer,
         }

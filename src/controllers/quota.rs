@@ -1,0 +1,406 @@
+//! Account quotas: what an account may use across all its spaces, enforced by kube-apiserver itself. Each space of the
+//! account holds a share, the ResourceQuota `account-quota` (made with the space, before its owners have rights
+//! there); this controller moves headroom between the shares as their usage changes. The shares never add up to more
+//! than the account's `hard`, and nothing of this server is in the admission path: with it down, tenants go on within
+//! the shares they hold, and the rest of the cluster does not notice.
+//!
+//! Why the shares cannot overflow: a pass holds the quota's Lease (one pass at a time, across replicas), reads the
+//! shares fresh from kube-apiserver, lowers shares before it raises any, and makes every write conditional on the
+//! share's resourceVersion as read. A pod admitted in between changes the share's `status.used`, so its
+//! resourceVersion, so the write fails and the next pass starts again from what is. A pass raises nothing once it has
+//! held its Lease for [`RAISE_DEADLINE`], well inside the Lease's life, so a stalled pass cannot overlap the next one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::api::account::AccountQuota;
+use crate::api::quantity::{from_milli, milli};
+use crate::api::ACCOUNT_LABEL;
+use crate::spaces::provision::{Provisioner, SHARE_LABEL, SHARE_QUOTA};
+use crate::spaces::Error;
+use crate::state::Cache;
+
+/// How often every AccountQuota is looked at, besides after each change of the state.
+const PASS_INTERVAL: Duration = Duration::from_secs(1);
+/// A pass raises no share after holding its Lease this long (the Lease may be broken after 15 s; each call may take
+/// up to 10 s).
+const RAISE_DEADLINE: Duration = Duration::from_secs(4);
+
+/// One space's share as read: its current `hard`, what is `used` (thousandths), and whether it may grow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    pub space: String,
+    pub hard: BTreeMap<String, i128>,
+    pub used: BTreeMap<String, i128>,
+    /// A terminating space gets no headroom.
+    pub closing: bool,
+}
+
+/// Keeps every AccountQuota's shares moving with usage, forever.
+pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
+    let mut changes = cache.changes();
+    loop {
+        if cache.is_ready() {
+            let quotas: Vec<Arc<AccountQuota>> = cache.read().quotas.values().cloned().collect();
+            for quota in quotas {
+                match pass(&cache, &provisioner, &quota).await {
+                    Ok(()) => {}
+                    // A share changed under the pass (a pod admitted): expected, and the next pass starts from it.
+                    Err(Error::Backend(kube::Error::Api(status))) if status.code == 409 => {
+                        tracing::debug!(quota = ?quota.metadata.name, "A share changed during the quota pass");
+                    }
+                    Err(error) => {
+                        tracing::warn!(quota = ?quota.metadata.name, %error, source = ?std::error::Error::source(&error), "Quota pass failed; the next one starts again");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PASS_INTERVAL) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
+
+/// One pass over one AccountQuota: shares made where missing, moved with usage, status written.
+async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) -> Result<(), Error> {
+    let name = quota.metadata.name.clone().unwrap_or_default();
+    let total: BTreeMap<String, i128> = quota
+        .spec
+        .quota
+        .hard
+        .iter()
+        .filter_map(|(key, q)| milli(q).map(|m| (key.clone(), m)))
+        .collect();
+    let spaces: BTreeMap<String, bool> = {
+        let state = cache.read();
+        state
+            .namespaces
+            .iter()
+            .filter(|(_, ns)| {
+                ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL)) == Some(&quota.spec.account)
+            })
+            .map(|(space, ns)| (space.clone(), ns.metadata.deletion_timestamp.is_some()))
+            .collect()
+    };
+    let client = provisioner.client().clone();
+    provisioner
+        .holding(&format!("quota-{name}"), async {
+            let started = Instant::now();
+            let all: Api<ResourceQuota> = Api::all(client.clone());
+            let listed = all
+                .list(&ListParams::default().labels(&format!("{SHARE_LABEL}={name}")))
+                .await
+                .map_err(Error::Backend)?;
+            let mut read = BTreeMap::new();
+            for rq in listed.items {
+                let space = rq.metadata.namespace.clone().unwrap_or_default();
+                if spaces.contains_key(&space) {
+                    read.insert(space, rq);
+                } else {
+                    // The space left the account: its share goes back.
+                    Api::<ResourceQuota>::namespaced(client.clone(), &space)
+                        .delete(SHARE_QUOTA, &DeleteParams::default())
+                        .await
+                        .map_err(Error::Backend)?;
+                }
+            }
+            for space in spaces.keys().filter(|s| !read.contains_key(*s)) {
+                provisioner.create_share(quota, space).await?;
+            }
+            let shares: Vec<Share> = read
+                .iter()
+                .map(|(space, rq)| Share {
+                    space: space.clone(),
+                    hard: quantities(rq.spec.as_ref().and_then(|s| s.hard.as_ref())),
+                    used: quantities(rq.status.as_ref().and_then(|s| s.used.as_ref())),
+                    closing: spaces.get(space).copied().unwrap_or(true),
+                })
+                .collect();
+            let planned = plan(&total, &shares);
+            let mut versions: BTreeMap<&str, String> = read
+                .iter()
+                .map(|(space, rq)| (space.as_str(), rq.metadata.resource_version.clone().unwrap_or_default()))
+                .collect();
+            // Lower first, then raise: at no moment do the shares add up to more than the total.
+            let lowered: Vec<BTreeMap<String, i128>> = shares
+                .iter()
+                .zip(&planned)
+                .map(|(share, new)| {
+                    new.iter()
+                        .map(|(key, n)| (key.clone(), (*n).min(share.hard.get(key).copied().unwrap_or(0))))
+                        .collect()
+                })
+                .collect();
+            for (share, lowered) in shares.iter().zip(&lowered) {
+                if *lowered != share.hard {
+                    let rv = versions[share.space.as_str()].clone();
+                    let rv = write_share(&client, &share.space, &rv, lowered, &share.hard).await?;
+                    versions.insert(&share.space, rv);
+                }
+            }
+            if planned == lowered {
+                return write_status(&client, &name, &total, &shares, &planned).await;
+            }
+            // kube-apiserver admits against a quota's status.hard, which kube-controller-manager copies from spec.hard:
+            // nothing is raised before every share's status shows its lowered hard.
+            for ((share, lowered), rq) in shares.iter().zip(&lowered).zip(read.values()) {
+                let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
+                let behind = *lowered != share.hard || !within(&status, lowered);
+                if behind && !in_force(&client, &share.space, lowered, started).await? {
+                    return Ok(());
+                }
+            }
+            for ((share, new), lowered) in shares.iter().zip(&planned).zip(&lowered) {
+                if new != lowered {
+                    let rv = versions[share.space.as_str()].clone();
+                    write_share(&client, &share.space, &rv, new, &share.hard).await?;
+                }
+            }
+            write_status(&client, &name, &total, &shares, &planned).await
+        })
+        .await
+}
+
+/// The new shares: each space keeps what it uses, and the rest of the total is split evenly in whole units (thousandths
+/// for CPU), the odd units going first to the spaces that use least (so an idle space can always start something
+/// while there is anything left), then by name. A total already overrun
+/// (objects older than the quota) is handed out to the users in name order, so the shares still add up to no more.
+#[must_use]
+pub fn plan(total: &BTreeMap<String, i128>, shares: &[Share]) -> Vec<BTreeMap<String, i128>> {
+    let mut planned = vec![BTreeMap::new(); shares.len()];
+    for (key, &limit) in total {
+        let used = |s: &Share| s.used.get(key).copied().unwrap_or(0).max(0);
+        let unit = if key.contains("cpu") || limit % 1000 != 0 {
+            1
+        } else {
+            1000
+        };
+        let sum_used: i128 = shares.iter().map(used).sum();
+        if sum_used >= limit {
+            let mut left = limit.max(0);
+            for (share, new) in shares.iter().zip(&mut planned) {
+                let take = used(share).min(left);
+                new.insert(key.clone(), take);
+                left -= take;
+            }
+            continue;
+        }
+        let open: Vec<usize> = (0..shares.len()).filter(|i| !shares[*i].closing).collect();
+        let units = (limit - sum_used) / unit;
+        let count = i128::try_from(open.len()).unwrap_or(i128::MAX).max(1);
+        let (each, mut odd) = (units / count, units % count);
+        let mut order = open.clone();
+        // Least used first, then by name (the shares come sorted, and the sort is stable).
+        order.sort_by_key(|i| used(&shares[*i]));
+        let mut extra = vec![0_i128; shares.len()];
+        for i in order {
+            if odd == 0 {
+                break;
+            }
+            extra[i] = 1;
+            odd -= 1;
+        }
+        for (i, (share, new)) in shares.iter().zip(&mut planned).enumerate() {
+            let slack = if share.closing { 0 } else { (each + extra[i]) * unit };
+            new.insert(key.clone(), used(share) + slack);
+        }
+    }
+    planned
+}
+
+fn quantities(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, i128> {
+    map.into_iter()
+        .flatten()
+        .filter_map(|(key, q)| milli(q).map(|m| (key.clone(), m)))
+        .collect()
+}
+
+fn quantity_map(map: &BTreeMap<String, i128>) -> Value {
+    map.iter()
+        .map(|(key, m)| (key.clone(), json!(from_milli(*m).0)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Sets a share's `hard` to `new` if its resourceVersion is still `rv` (keys no longer in the quota are removed); the
+/// new resourceVersion.
+async fn write_share(
+    client: &kube::Client,
+    space: &str,
+    rv: &str,
+    new: &BTreeMap<String, i128>,
+    old: &BTreeMap<String, i128>,
+) -> Result<String, Error> {
+    let mut hard = quantity_map(new);
+    for key in old.keys().filter(|k| !new.contains_key(*k)) {
+        hard[key] = Value::Null;
+    }
+    let patch = json!({"metadata": {"resourceVersion": rv}, "spec": {"hard": hard}});
+    let written = Api::<ResourceQuota>::namespaced(client.clone(), space)
+        .patch(SHARE_QUOTA, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::Backend)?;
+    Ok(written.metadata.resource_version.unwrap_or_default())
+}
+
+/// Whether every limit in `status` (a share's status.hard) is at most the one in `limits`, and none is missing.
+fn within(status: &BTreeMap<String, i128>, limits: &BTreeMap<String, i128>) -> bool {
+    limits
+        .iter()
+        .all(|(key, limit)| status.get(key).is_some_and(|s| s <= limit))
+}
+
+/// Whether a share's `status.hard` (what admission checks) is at most `limits`, waiting for kube-controller-manager
+/// until [`RAISE_DEADLINE`].
+async fn in_force(
+    client: &kube::Client,
+    space: &str,
+    limits: &BTreeMap<String, i128>,
+    started: Instant,
+) -> Result<bool, Error> {
+    let shares: Api<ResourceQuota> = Api::namespaced(client.clone(), space);
+    loop {
+        let share = shares.get(SHARE_QUOTA).await.map_err(Error::Backend)?;
+        if within(&quantities(share.status.as_ref().and_then(|s| s.hard.as_ref())), limits) {
+            return Ok(true);
+        }
+        if started.elapsed() > RAISE_DEADLINE {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The quota's status: the totals and each space's share and use.
+async fn write_status(
+    client: &kube::Client,
+    name: &str,
+    total: &BTreeMap<String, i128>,
+    shares: &[Share],
+    planned: &[BTreeMap<String, i128>],
+) -> Result<(), Error> {
+    let mut used_total: BTreeMap<String, i128> = total.keys().map(|k| (k.clone(), 0)).collect();
+    for share in shares {
+        for (key, used) in &share.used {
+            if let Some(sum) = used_total.get_mut(key) {
+                *sum += used;
+            }
+        }
+    }
+    let spaces: Vec<Value> = shares
+        .iter()
+        .zip(planned)
+        .map(
+            |(share, hard)| json!({"name": share.space, "hard": quantity_map(hard), "used": quantity_map(&share.used)}),
+        )
+        .collect();
+    let status = json!({"status": {
+        "total": {"hard": quantity_map(total), "used": quantity_map(&used_total)},
+        "spaces": spaces,
+    }});
+    Api::<AccountQuota>::all(client.clone())
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .map_err(Error::Backend)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(space: &str, hard: &[(&str, i128)], used: &[(&str, i128)]) -> Share {
+        let map = |pairs: &[(&str, i128)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        Share {
+            space: space.to_owned(),
+            hard: map(hard),
+            used: map(used),
+            closing: false,
+        }
+    }
+
+    fn total(pairs: &[(&str, i128)]) -> BTreeMap<String, i128> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    fn sum(planned: &[BTreeMap<String, i128>], key: &str) -> i128 {
+        planned.iter().map(|p| p[key]).sum()
+    }
+
+    #[test]
+    fn idle_spaces_split_the_total_evenly_in_whole_units() {
+        let shares = [share("a", &[], &[]), share("b", &[], &[]), share("c", &[], &[])];
+        let planned = plan(&total(&[("pods", 4000), ("requests.cpu", 2000)]), &shares);
+        let pods: Vec<i128> = planned.iter().map(|p| p["pods"]).collect();
+        assert_eq!(pods, [2000, 1000, 1000]);
+        let cpu: Vec<i128> = planned.iter().map(|p| p["requests.cpu"]).collect();
+        assert_eq!(cpu, [667, 667, 666]);
+    }
+
+    #[test]
+    fn headroom_moves_to_the_idle_spaces_first() {
+        // a runs two pods; b and c are idle: each of them may start one.
+        let shares = [
+            share("a", &[("pods", 2000)], &[("pods", 2000)]),
+            share("b", &[("pods", 1000)], &[]),
+            share("c", &[("pods", 1000)], &[]),
+        ];
+        let planned = plan(&total(&[("pods", 4000)]), &shares);
+        assert_eq!(
+            planned.iter().map(|p| p["pods"]).collect::<Vec<_>>(),
+            [2000, 1000, 1000]
+        );
+        // a's pods are gone and c runs one: the two free pods go to the idle a and b.
+        let shares = [
+            share("a", &[("pods", 2000)], &[]),
+            share("b", &[("pods", 1000)], &[]),
+            share("c", &[("pods", 1000)], &[("pods", 1000)]),
+        ];
+        let planned = plan(&total(&[("pods", 4000)]), &shares);
+        assert_eq!(
+            planned.iter().map(|p| p["pods"]).collect::<Vec<_>>(),
+            [1000, 1000, 2000]
+        );
+    }
+
+    #[test]
+    fn shares_never_add_up_to_more_than_the_total_and_never_below_use() {
+        let cases = [
+            vec![share("a", &[], &[("pods", 3000)]), share("b", &[], &[("pods", 1000)])],
+            vec![share("a", &[], &[("pods", 5000)]), share("b", &[], &[("pods", 1000)])],
+            vec![
+                share("a", &[], &[]),
+                share("b", &[], &[("pods", 4000)]),
+                share("c", &[], &[]),
+            ],
+        ];
+        for shares in cases {
+            let planned = plan(&total(&[("pods", 4000)]), &shares);
+            assert!(sum(&planned, "pods") <= 4000, "{planned:?}");
+            for (share, new) in shares.iter().zip(&planned) {
+                let used = share.used.get("pods").copied().unwrap_or(0);
+                assert!(
+                    new["pods"] >= used.min(4000 - (sum(&planned, "pods") - new["pods"])),
+                    "{planned:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_closing_space_gets_no_headroom() {
+        let mut closing = share("a", &[("pods", 2000)], &[("pods", 1000)]);
+        closing.closing = true;
+        let planned = plan(&total(&[("pods", 4000)]), &[closing, share("b", &[], &[])]);
+        assert_eq!(planned.iter().map(|p| p["pods"]).collect::<Vec<_>>(), [1000, 3000]);
+    }
+}
