@@ -1,3 +1,4 @@
 //! Controllers: loops that bring what the server owns in the cluster to what its state says it should be.
 
 pub mod reconcile;
+pub mod templates;
