@@ -15,6 +15,7 @@ mod kubectl;
 mod lifecycle;
 mod plugin;
 mod positions;
+mod templates;
 mod tenancy;
 mod visibility;
 mod watch;
