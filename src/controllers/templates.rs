@@ -40,8 +40,8 @@ pub async fn sync(
     if syncing.is_empty() {
         return;
     }
-    // (a retry, the space's name): spaces behind a template come before retries of failures.
-    let mut due: Vec<(bool, &Arc<Namespace>, &Arc<Account>, Vec<Arc<SpaceTemplate>>)> = Vec::new();
+    // Spaces behind a template come before retries of failures, each group in name order.
+    let mut due: Vec<Due<'_>> = Vec::new();
     for ns in namespaces {
         let meta = &ns.metadata;
         let annotations = meta.annotations.as_ref();
@@ -62,28 +62,42 @@ pub async fn sync(
             .into_iter()
             .filter(
                 |t| match behind(t, records.iter().find(|r| Some(&r.name) == t.metadata.name.as_ref())) {
-                    Due::No => false,
-                    Due::Behind => {
+                    Need::No => false,
+                    Need::Behind => {
                         retry = false;
                         true
                     }
-                    Due::Retry => true,
+                    Need::Retry => true,
                 },
             )
             .collect();
         if !stale.is_empty() {
-            due.push((retry, ns, account, stale));
+            due.push(Due {
+                retry,
+                ns,
+                account,
+                stale,
+            });
         }
     }
-    due.sort_by(|a, b| (a.0, &a.1.metadata.name).cmp(&(b.0, &b.1.metadata.name)));
-    for (_, ns, account, stale) in due.into_iter().take(SPACES_PER_PASS) {
-        sync_space(provisioner, ns, account, &stale).await;
+    due.sort_by(|a, b| (a.retry, &a.ns.metadata.name).cmp(&(b.retry, &b.ns.metadata.name)));
+    for space in due.into_iter().take(SPACES_PER_PASS) {
+        sync_space(provisioner, space.ns, space.account, &space.stale).await;
     }
+}
+
+/// A space with templates to apply.
+struct Due<'a> {
+    /// Only retries of failures, nothing behind.
+    retry: bool,
+    ns: &'a Namespace,
+    account: &'a Arc<Account>,
+    stale: Vec<Arc<SpaceTemplate>>,
 }
 
 /// Whether a space's record of a template calls for applying it.
 #[derive(Debug, PartialEq, Eq)]
-enum Due {
+enum Need {
     No,
     /// The template moved past the record (or there is none yet).
     Behind,
@@ -91,14 +105,14 @@ enum Due {
     Retry,
 }
 
-fn behind(template: &SpaceTemplate, record: Option<&AppliedTemplate>) -> Due {
+fn behind(template: &SpaceTemplate, record: Option<&AppliedTemplate>) -> Need {
     let generation = template.metadata.generation.unwrap_or_default();
     match record {
-        None => Due::Behind,
-        Some(r) if r.generation < generation => Due::Behind,
-        Some(r) if r.generation == generation && r.status == FAILED => Due::Retry,
+        None => Need::Behind,
+        Some(r) if r.generation < generation => Need::Behind,
+        Some(r) if r.generation == generation && r.status == FAILED => Need::Retry,
         // The same generation applied, or a newer one another replica saw first: nothing to do here.
-        Some(_) => Due::No,
+        Some(_) => Need::No,
     }
 }
 
@@ -189,12 +203,12 @@ mod tests {
 
     #[test]
     fn a_space_syncs_only_forward() {
-        assert_eq!(behind(&template(2), None), Due::Behind);
-        assert_eq!(behind(&template(2), Some(&record(1, "Applied"))), Due::Behind);
-        assert_eq!(behind(&template(2), Some(&record(2, "Applied"))), Due::No);
-        assert_eq!(behind(&template(2), Some(&record(2, "Failed"))), Due::Retry);
+        assert_eq!(behind(&template(2), None), Need::Behind);
+        assert_eq!(behind(&template(2), Some(&record(1, "Applied"))), Need::Behind);
+        assert_eq!(behind(&template(2), Some(&record(2, "Applied"))), Need::No);
+        assert_eq!(behind(&template(2), Some(&record(2, "Failed"))), Need::Retry);
         // A replica whose cache is behind another's never takes the space back.
-        assert_eq!(behind(&template(2), Some(&record(3, "Applied"))), Due::No);
-        assert_eq!(behind(&template(2), Some(&record(3, "Failed"))), Due::No);
+        assert_eq!(behind(&template(2), Some(&record(3, "Applied"))), Need::No);
+        assert_eq!(behind(&template(2), Some(&record(3, "Failed"))), Need::No);
     }
 }
