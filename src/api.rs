@@ -29,6 +29,14 @@ pub const SHARED_LABEL: &str = "tenancy.loft.sh/shared";
 /// Annotation on a namespace naming the SpaceTemplates its space was made from (comma-separated), so the repair pass
 /// knows which enforced objects belong there.
 pub const TEMPLATES_ANNOTATION: &str = "tenancy.loft.sh/templates";
+/// Annotation on a namespace holding the values its creator gave the templates' parameters (`spec.templateParameters`
+/// of its Space, as a JSON object), so that repairs and syncs fill the templates in as the create did.
+pub const TEMPLATE_PARAMETERS_ANNOTATION: &str = "tenancy.loft.sh/template-parameters";
+/// Annotation on a namespace recording what each of its templates did there (a JSON list: name, generation,
+/// parameters, Applied or Failed with the reason, the objects made), shown as the Space's `status.templates`.
+pub const TEMPLATE_STATUS_ANNOTATION: &str = "tenancy.loft.sh/template-status";
+/// Label on an object a template made, naming that template.
+pub const TEMPLATE_LABEL: &str = "tenancy.loft.sh/template";
 /// Label (value `true`) on an object in a space that the platform keeps there: owners may read it but neither change
 /// nor delete it (deploy/admission.yaml), and the repair pass restores it if it goes.
 pub const ENFORCED_LABEL: &str = "tenancy.loft.sh/enforced";

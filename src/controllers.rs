@@ -2,3 +2,4 @@
 
 pub mod quota;
 pub mod reconcile;
+pub mod templates;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod paging;
+pub mod parameters;
 pub mod provision;
 pub mod selector;
 pub mod table;

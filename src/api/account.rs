@@ -57,6 +57,10 @@ pub struct AccountSpaces {
     pub templates: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<ForcedMetadata>,
+    /// `true`: the account's spaces follow their templates when those change (objects created, updated and removed);
+    /// unset or `false`: templates are applied once, at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -93,6 +97,9 @@ pub struct SpaceTemplate {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpaceTemplateSpec {
+    /// Parameters the objects use as `${name}`, given per space in its `spec.templateParameters`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<TemplateParameter>,
     #[serde(default)]
     pub objects: Vec<serde_json::Value>,
 }
@@ -156,6 +163,23 @@ pub struct SpaceShare {
     pub used: BTreeMap<String, Quantity>,
 }
 
+/// One declared parameter of a SpaceTemplate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateParameter {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The value when the space gives none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// The value (given or defaulted) may not be empty.
+    #[serde(default)]
+    pub required: bool,
+    /// A regular expression a given value must match in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
+}
+
 macro_rules! config_resource {
     ($type:ty, $kind:literal, $plural:literal) => {
         impl kube::Resource for $type {
@@ -217,6 +241,12 @@ impl Account {
             Some(named) => (named.clone(), false),
             None => (vec![DEFAULT_TEMPLATE.to_owned()], true),
         }
+    }
+
+    /// Whether the account's spaces follow changes of their templates (`spec.space.sync`).
+    #[must_use]
+    pub fn syncs_templates(&self) -> bool {
+        self.spec.space.sync == Some(true)
     }
 
     /// Whether the account's spaces are deleted with it.

@@ -109,6 +109,7 @@ fn schemas(version: Version) -> Map<String, Value> {
                     "properties": {
                         "account": {"description": "The Account that owns the space (read-only: set by the server).", "type": "string"},
                         "finalizers": {"description": "Mirror of the namespace's spec.finalizers (read-only).", "type": "array", "items": {"type": "string", "default": ""}},
+                        "templateParameters": {"description": "Values of the parameters the space's SpaceTemplates declare (spec.parameters), substituted as ${name}. Checked at creation (required, validation pattern, known names); immutable afterwards.", "type": "object", "additionalProperties": {"type": "string", "default": ""}},
                     },
                 },
                 "status": {
@@ -116,6 +117,27 @@ fn schemas(version: Version) -> Map<String, Value> {
                     "type": "object",
                     "properties": {
                         "phase": {"description": "Active or Terminating, from the namespace.", "type": "string"},
+                        "templates": {
+                            "description": "What each SpaceTemplate did in the space (read-only, from the namespace's tenancy.loft.sh/template-status annotation).",
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"description": "The SpaceTemplate.", "type": "string", "default": ""},
+                                    "generation": {"description": "The SpaceTemplate's metadata.generation that was applied.", "type": "integer", "format": "int64"},
+                                    "parameters": {"description": "The values it was filled in with.", "type": "object", "additionalProperties": {"type": "string", "default": ""}},
+                                    "status": {"description": "Applied or Failed.", "type": "string"},
+                                    "reason": {"description": "Why it failed.", "type": "string"},
+                                    "objects": {
+                                        "description": "The objects it made in the space.",
+                                        "type": "array",
+                                        "items": {"type": "object", "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}}},
+                                    },
+                                },
+                            },
+                            "x-kubernetes-list-type": "atomic",
+                        },
                     },
                 },
             },

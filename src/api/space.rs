@@ -1,10 +1,12 @@
 //! `Space`: the tenant's view of one Namespace (same name, uid and resourceVersion).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
-use super::{ACCOUNT_LABEL, GROUP_VERSION};
+use super::{ACCOUNT_LABEL, GROUP_VERSION, TEMPLATE_PARAMETERS_ANNOTATION, TEMPLATE_STATUS_ANNOTATION};
 
 /// Kind of a single space.
 pub const KIND: &str = "Space";
@@ -34,6 +36,10 @@ pub struct SpaceSpec {
     /// Mirror of the namespace's `spec.finalizers` (read-only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
+    /// Values of the parameters its SpaceTemplates declare, given at creation (immutable afterwards); mirrored from
+    /// the namespace's `tenancy.loft.sh/template-parameters` annotation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_parameters: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +48,46 @@ pub struct SpaceStatus {
     /// `Active` or `Terminating`, from the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// What each SpaceTemplate did in the space, from the namespace's `tenancy.loft.sh/template-status` annotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<AppliedTemplate>,
+}
+
+/// The record of one SpaceTemplate in one space.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedTemplate {
+    /// The SpaceTemplate's name.
+    pub name: String,
+    /// The SpaceTemplate's `metadata.generation` that was applied (or tried).
+    #[serde(default)]
+    pub generation: i64,
+    /// The parameters it was filled in with (given or defaulted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    /// `Applied` or `Failed`.
+    #[serde(default)]
+    pub status: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The objects it made, so that a newer version that drops one can remove it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectReference>,
+}
+
+/// Status of a template that was applied whole.
+pub const APPLIED: &str = "Applied";
+/// Status of a template that could not be applied; `reason` says why.
+pub const FAILED: &str = "Failed";
+
+/// One object of a template, as applied in a space.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -92,9 +138,16 @@ impl Space {
         Space {
             api_version: GROUP_VERSION.to_owned(),
             kind: KIND.to_owned(),
+            spec: SpaceSpec {
+                account,
+                finalizers,
+                template_parameters: template_parameters(ns),
+            },
+            status: SpaceStatus {
+                phase,
+                templates: applied_templates(ns),
+            },
             metadata,
-            spec: SpaceSpec { account, finalizers },
-            status: SpaceStatus { phase },
         }
     }
 
@@ -102,6 +155,23 @@ impl Space {
     pub fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or_default()
     }
+}
+
+/// The template parameters recorded on `ns` (none when the annotation is absent or not a JSON map of strings).
+#[must_use]
+pub fn template_parameters(ns: &Namespace) -> BTreeMap<String, String> {
+    annotation_json(ns, TEMPLATE_PARAMETERS_ANNOTATION).unwrap_or_default()
+}
+
+/// The template records on `ns` (none when the annotation is absent or unreadable).
+#[must_use]
+pub fn applied_templates(ns: &Namespace) -> Vec<AppliedTemplate> {
+    annotation_json(ns, TEMPLATE_STATUS_ANNOTATION).unwrap_or_default()
+}
+
+fn annotation_json<T: serde::de::DeserializeOwned>(ns: &Namespace, key: &str) -> Option<T> {
+    let text = ns.metadata.annotations.as_ref()?.get(key)?;
+    serde_json::from_str(text).ok()
 }
 
 // === impl SpaceList ===

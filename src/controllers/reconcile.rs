@@ -5,6 +5,7 @@
 //!   space's owner binding on the account's current subjects and role;
 //! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
 //! - recreates a space's enforced template objects (label `tenancy.loft.sh/enforced=true`) when they go;
+//! - brings the spaces of accounts with `spec.space.sync: true` to their templates' new versions (`controllers::templates`);
 //! - keeps each Account's status (its spaces and their count) current;
 //! - carries out an Account's deletion policy, holding it with a finalizer until that is done.
 //!
@@ -25,8 +26,8 @@ use serde_json::json;
 use crate::api::account::{Account, SpaceTemplate, ACCOUNT_FINALIZER};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, SHARED_LABEL, TEMPLATES_ANNOTATION};
 use crate::spaces::provision::{
-    enforced_label, is_enforced, owner_binding, parameters, substitute, templates_for, type_of, Owner, Plan,
-    Provisioner, CREATING_ANNOTATION, OWNER_BINDING,
+    enforced_label, is_enforced, owner_binding, render, templates_for, type_of, Owner, Plan, Provisioner,
+    CREATING_ANNOTATION, OWNER_BINDING,
 };
 use crate::state::Cache;
 
@@ -143,17 +144,17 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
     for account in &snapshot.accounts {
         upkeep_account(provisioner, account, &snapshot.namespaces).await;
     }
+    super::templates::sync(
+        provisioner,
+        &snapshot.namespaces,
+        &snapshot.accounts,
+        &snapshot.templates,
+    )
+    .await;
 }
 
-fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<crate::api::account::SpaceTemplate>>) -> Plan {
-    Plan {
-        name: ns.metadata.name.clone().unwrap_or_default(),
-        creator: annotation(ns, CREATOR_ANNOTATION).unwrap_or_default().to_owned(),
-        owner,
-        labels: ns.metadata.labels.clone().unwrap_or_default(),
-        annotations: ns.metadata.annotations.clone().unwrap_or_default(),
-        templates,
-    }
+fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<SpaceTemplate>>) -> Plan {
+    Plan::for_namespace(ns, owner, templates)
 }
 
 /// The templates a space was made from, as its namespace records them.
@@ -195,8 +196,7 @@ async fn restore_enforced(
     let plan = plan_for(ns, owner, Vec::new());
     for template in templates {
         for object in template.spec.objects.iter().filter(|o| is_enforced(o)) {
-            let mut name = object["metadata"]["name"].clone();
-            substitute(&mut name, &parameters(&plan));
+            let name = render(&plan, &template, object)["metadata"]["name"].clone();
             let (api_version, kind) = type_of(object);
             let Ok(resource) = provisioner.resource(&api_version, &kind).await else {
                 continue;
@@ -207,7 +207,7 @@ async fn restore_enforced(
                 == Some(false)
             {
                 tracing::info!(space = %plan.name, %kind, name = %name, "Restoring an enforced template object");
-                if let Err(error) = provisioner.create_object(&plan, &template, object).await {
+                if let Err(error) = provisioner.apply_object(&plan, &template, object).await {
                     tracing::warn!(space = %plan.name, %error, "Restoring an enforced object failed; retrying later");
                 }
             }

@@ -22,9 +22,10 @@ use kube::Client;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::Error;
+use super::{parameters, Error};
 use crate::api::account::{Account, AccountQuota, SpaceTemplate, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE};
-use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL};
+use crate::api::space::{AppliedTemplate, ObjectReference, APPLIED, FAILED};
+use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, TEMPLATE_LABEL, TEMPLATE_STATUS_ANNOTATION};
 use crate::backend::enforced::Enforced;
 use crate::state::Cache;
 
@@ -45,6 +46,8 @@ const LEASE_SECONDS: i32 = 15;
 pub const PAUSE_HOLDING_LEASE: &str = "TENANCY_FAULT_PAUSE_HOLDING_LEASE_MS";
 /// How long a create waits for its account's lease.
 const LEASE_WAIT: Duration = Duration::from_secs(20);
+/// The field manager of the template objects the server applies (server-side apply), and so the owner of their fields.
+pub const FIELD_MANAGER: &str = "tenancy-apiserver";
 
 /// Who owns a new space.
 #[derive(Clone, Debug)]
@@ -62,6 +65,33 @@ pub struct Plan {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub templates: Vec<Arc<SpaceTemplate>>,
+    /// The values given to the templates' declared parameters (`spec.templateParameters`).
+    pub parameters: BTreeMap<String, String>,
+}
+
+// === impl Plan ===
+
+impl Plan {
+    /// The plan of the space `ns` already is: its name, creator, labels, annotations and template parameters as the
+    /// namespace records them.
+    #[must_use]
+    pub fn for_namespace(ns: &Namespace, owner: Owner, templates: Vec<Arc<SpaceTemplate>>) -> Self {
+        Plan {
+            name: ns.metadata.name.clone().unwrap_or_default(),
+            creator: ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CREATOR_ANNOTATION))
+                .cloned()
+                .unwrap_or_default(),
+            owner,
+            labels: ns.metadata.labels.clone().unwrap_or_default(),
+            annotations: ns.metadata.annotations.clone().unwrap_or_default(),
+            templates,
+            parameters: crate::api::space::template_parameters(ns),
+        }
+    }
 }
 
 pub struct Provisioner {
@@ -228,10 +258,19 @@ impl Provisioner {
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(error) => return Err(Error::from_kube(error, &plan.name)),
         }
+        let mut records = Vec::new();
         for template in &plan.templates {
-            self.apply_template(plan, template).await?;
+            let (record, error) = self.apply_template(plan, template).await;
+            if let Some(error) = error {
+                return Err(error);
+            }
+            records.push(record);
         }
-        let unmark = serde_json::json!({"metadata": {"annotations": {CREATING_ANNOTATION: null}}});
+        let mut annotations = serde_json::json!({CREATING_ANNOTATION: null});
+        if !records.is_empty() {
+            annotations[TEMPLATE_STATUS_ANNOTATION] = Value::String(records_json(&records));
+        }
+        let unmark = serde_json::json!({"metadata": {"annotations": annotations}});
         Api::<Namespace>::all(self.client.clone())
             .patch(&plan.name, &PatchParams::default(), &Patch::Merge(unmark))
             .await
@@ -278,23 +317,47 @@ impl Provisioner {
         }
     }
 
-    async fn apply_template(&self, plan: &Plan, template: &SpaceTemplate) -> Result<(), Error> {
+    /// Applies every object of `template` in `plan`'s space, stopping at the first that fails; the record of what was
+    /// done (Applied, or Failed with the reason) and the error, if any.
+    pub async fn apply_template(&self, plan: &Plan, template: &SpaceTemplate) -> (AppliedTemplate, Option<Error>) {
+        let mut record = AppliedTemplate {
+            name: template.metadata.name.clone().unwrap_or_default(),
+            generation: template.metadata.generation.unwrap_or_default(),
+            parameters: parameters::resolve(template, &plan.parameters),
+            status: APPLIED.to_owned(),
+            reason: None,
+            objects: Vec::new(),
+        };
         for object in &template.spec.objects {
-            self.create_object(plan, template, object).await?;
+            match self.apply_object(plan, template, object).await {
+                Ok(applied) => record.objects.push(applied),
+                Err(error) => {
+                    record.status = FAILED.to_owned();
+                    record.reason = Some(match &error {
+                        Error::Template { message, .. } => message.clone(),
+                        other => other.to_string(),
+                    });
+                    return (record, Some(error));
+                }
+            }
         }
-        Ok(())
+        record.objects.sort();
+        (record, None)
     }
 
-    /// Creates one object of `template` in `plan`'s space, with the parameters filled in; one that exists is left as
-    /// it is.
+    /// Applies one object of `template` in `plan`'s space (server-side apply, as [`FIELD_MANAGER`], forced: the
+    /// template's fields are the platform's), with the parameters filled in and labelled with the template's name.
     ///
     /// # Errors
     /// An unknown or cluster-scoped kind, or kube-apiserver refuses; the message is one line for the tenant.
-    pub async fn create_object(&self, plan: &Plan, template: &SpaceTemplate, object: &Value) -> Result<(), Error> {
+    pub async fn apply_object(
+        &self,
+        plan: &Plan,
+        template: &SpaceTemplate,
+        object: &Value,
+    ) -> Result<ObjectReference, Error> {
+        let object = render(plan, template, object);
         let template = template.metadata.name.clone().unwrap_or_default();
-        let mut object = object.clone();
-        substitute(&mut object, &parameters(plan));
-        object["metadata"]["namespace"] = Value::String(plan.name.clone());
         let (api_version, kind) = type_of(&object);
         let resource = self
             .resource(&api_version, &kind)
@@ -303,25 +366,54 @@ impl Provisioner {
                 template: template.clone(),
                 message,
             })?;
-        let object: DynamicObject = serde_json::from_value(object)
-            .map_err(|e| Error::BadRequest(format!("SpaceTemplate {template:?}: {e}")))?;
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        if name.is_empty() {
+            return Err(Error::Template {
+                template,
+                message: format!("a {kind} has no metadata.name"),
+            });
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);
-        match api.create(&PostParams::default(), &object).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        match api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+        {
+            Ok(_) => Ok(ObjectReference {
+                api_version,
+                kind,
+                name,
+            }),
             Err(error) => {
                 // The whole answer (the server's own permissions, for a refused binding) is for the platform team's
                 // log; the tenant is told what was refused and why in one line.
-                tracing::warn!(%template, %error, "A template object could not be created");
-                let object = format!("{kind} {:?}", object.metadata.name.unwrap_or_default());
+                tracing::warn!(%template, %error, "A template object could not be applied");
+                let object = format!("{kind} {name:?}");
                 let message = match error {
                     kube::Error::Api(status) => {
-                        format!("creating {object} was refused: {} ({})", status.reason, status.code)
+                        format!("applying {object} was refused: {} ({})", status.reason, status.code)
                     }
-                    _ => format!("creating {object} failed: kube-apiserver did not answer"),
+                    _ => format!("applying {object} failed: kube-apiserver did not answer"),
                 };
                 Err(Error::Template { template, message })
             }
+        }
+    }
+
+    /// Deletes an object a template made in `space` and no longer holds; one that is gone already is fine.
+    ///
+    /// # Errors
+    /// The kind is unknown, or kube-apiserver refuses.
+    pub async fn delete_object(&self, space: &str, object: &ObjectReference) -> Result<(), String> {
+        let resource = self.resource(&object.api_version, &object.kind).await?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), space, &resource);
+        match api.delete(&object.name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(format!("deleting {} {:?}: {error}", object.kind, object.name)),
         }
     }
 
@@ -518,18 +610,39 @@ pub fn type_of(object: &Value) -> (String, String) {
     (field("apiVersion"), field("kind"))
 }
 
-/// The parameters of `plan`'s templates: `${SPACE}`, `${ACCOUNT}` (empty without one) and `${CREATOR}`.
+/// The values `template` is filled in with in `plan`'s space: its declared parameters (given or defaulted), and
+/// `SPACE`, `ACCOUNT` (empty without one) and `CREATOR`, which a declaration cannot override.
 #[must_use]
-pub fn parameters(plan: &Plan) -> [(&'static str, &str); 3] {
+pub fn values(plan: &Plan, template: &SpaceTemplate) -> BTreeMap<String, String> {
     let account = match &plan.owner {
         Owner::Account(account) => account.name(),
         Owner::Creator => "",
     };
-    [
-        ("${SPACE}", &plan.name),
-        ("${ACCOUNT}", account),
-        ("${CREATOR}", &plan.creator),
-    ]
+    let mut values = parameters::resolve(template, &plan.parameters);
+    values.insert("SPACE".to_owned(), plan.name.clone());
+    values.insert("ACCOUNT".to_owned(), account.to_owned());
+    values.insert("CREATOR".to_owned(), plan.creator.clone());
+    values
+}
+
+/// One object of `template` as it goes into `plan`'s space: values filled in, the namespace set, and labelled with the
+/// template's name (so owners can find what a template made: `-l tenancy.loft.sh/template=NAME`).
+#[must_use]
+pub fn render(plan: &Plan, template: &SpaceTemplate, object: &Value) -> Value {
+    let mut object = object.clone();
+    parameters::substitute(&mut object, &values(plan, template));
+    object["metadata"]["namespace"] = Value::String(plan.name.clone());
+    if !object["metadata"]["labels"].is_object() {
+        object["metadata"]["labels"] = Value::Object(serde_json::Map::new());
+    }
+    object["metadata"]["labels"][TEMPLATE_LABEL] = Value::String(template.metadata.name.clone().unwrap_or_default());
+    object
+}
+
+/// The template records as the namespace annotation holds them.
+#[must_use]
+pub fn records_json(records: &[AppliedTemplate]) -> String {
+    serde_json::to_string(records).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// The SpaceTemplates of a new space of `owner`: the account's, the default one when it names none, and the default
@@ -564,41 +677,37 @@ pub fn templates_for(
     Ok(templates)
 }
 
-/// Replaces template parameters in every string of a manifest.
-pub fn substitute(value: &mut Value, parameters: &[(&str, &str)]) {
-    match value {
-        Value::String(s) => {
-            for (key, replacement) in parameters {
-                if s.contains(key) {
-                    *s = s.replace(key, replacement);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, parameters)),
-        Value::Object(map) => map.values_mut().for_each(|v| substitute(v, parameters)),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parameters_are_replaced_in_every_string() {
-        let mut manifest = serde_json::json!({
-            "metadata": {"name": "${SPACE}-cm", "labels": {"account": "${ACCOUNT}"}},
-            "data": {"who": "made by ${CREATOR} for ${ACCOUNT}", "n": 3, "list": ["${SPACE}"]},
+    fn objects_are_filled_in_and_labelled_with_their_template() {
+        let template: SpaceTemplate = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "base"},
+            "spec": {"parameters": [{"name": "team", "default": "none"}, {"name": "SPACE", "default": "x"}]}
+        }))
+        .expect("a template");
+        let plan = Plan {
+            name: "dev".to_owned(),
+            creator: "alice".to_owned(),
+            owner: Owner::Creator,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            templates: Vec::new(),
+            parameters: BTreeMap::from([("team".to_owned(), "blue".to_owned())]),
+        };
+        let object = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "${SPACE}-cm"},
+            "data": {"who": "${CREATOR} of ${team} in ${SPACE} (${ACCOUNT})"},
         });
-        substitute(
-            &mut manifest,
-            &[("${SPACE}", "dev"), ("${ACCOUNT}", "team-a"), ("${CREATOR}", "alice")],
-        );
         assert_eq!(
-            manifest,
+            render(&plan, &template, &object),
             serde_json::json!({
-                "metadata": {"name": "dev-cm", "labels": {"account": "team-a"}},
-                "data": {"who": "made by alice for team-a", "n": 3, "list": ["dev"]},
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "dev-cm", "namespace": "dev", "labels": {"tenancy.loft.sh/template": "base"}},
+                "data": {"who": "alice of blue in dev ()"},
             })
         );
     }

@@ -127,6 +127,16 @@ pub fn space(sent: &Space, current: Option<&Space>) -> Vec<StatusCause> {
         sent.metadata.annotations.as_ref(),
         kept.and_then(|m| m.annotations.as_ref()),
     ));
+    // Parameters fill in the templates once given; the create flow checks them against what the templates declare.
+    if let Some(current) = current {
+        if sent.spec.template_parameters != current.spec.template_parameters {
+            causes.push(cause(
+                "FieldValueForbidden",
+                "spec.templateParameters",
+                "Forbidden: field is immutable: template parameters are given when a space is created".to_owned(),
+            ));
+        }
+    }
     // A new space may name its account (the create flow checks membership); an existing one keeps it.
     let account = current.and_then(|c| c.spec.account.as_ref());
     if current.is_some() && sent.spec.account.as_ref() != account {

@@ -12,7 +12,7 @@ use kube::Client;
 use serde_json::Value;
 
 use super::provision::{templates_for, Owner, Plan, Provisioner};
-use super::{validation, Error};
+use super::{parameters, validation, Error};
 use crate::access::index::is_subject;
 use crate::api::account::Account;
 use crate::api::decode::{self, FieldValidation};
@@ -219,7 +219,8 @@ impl Writer {
         }
     }
 
-    /// The labels, annotations and templates of a new space.
+    /// The labels, annotations and templates of a new space, with its template parameters checked against what the
+    /// templates declare.
     fn plan(&self, user: &User, space: &Space, owner: Owner) -> Result<Plan, Error> {
         let mut labels = space.metadata.labels.clone().unwrap_or_default();
         let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
@@ -231,9 +232,21 @@ impl Writer {
             labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
         }
         let templates = templates_for(&owner, &self.cache.read().templates)?;
+        let given = &space.spec.template_parameters;
+        let causes = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
+        if !causes.is_empty() {
+            return Err(Error::Invalid {
+                name: space.name().to_owned(),
+                causes,
+            });
+        }
         if !templates.is_empty() {
             let names: Vec<&str> = templates.iter().filter_map(|t| t.metadata.name.as_deref()).collect();
             annotations.insert(crate::api::TEMPLATES_ANNOTATION.to_owned(), names.join(","));
+        }
+        if !given.is_empty() {
+            let recorded = serde_json::to_string(given).map_err(|e| Error::BadRequest(e.to_string()))?;
+            annotations.insert(crate::api::TEMPLATE_PARAMETERS_ANNOTATION.to_owned(), recorded);
         }
         Ok(Plan {
             name: space.name().to_owned(),
@@ -242,6 +255,7 @@ impl Writer {
             labels,
             annotations,
             templates,
+            parameters: given.clone(),
         })
     }
 
@@ -376,6 +390,13 @@ impl Writer {
             space.metadata.annotations.as_ref(),
             None,
         ));
+        if !space.spec.template_parameters.is_empty() {
+            causes.extend(
+                validation::space(&space, Some(&ours))
+                    .into_iter()
+                    .filter(|c| c.field.as_deref() == Some("spec.templateParameters")),
+            );
+        }
         if space.spec.account.is_some() && space.spec.account != ours.spec.account {
             causes.extend(
                 validation::space(&space, Some(&ours))
@@ -461,6 +482,7 @@ impl Writer {
             labels: Default::default(),
             annotations: Default::default(),
             templates: Vec::new(),
+            parameters: Default::default(),
         };
         let moved = self
             .provisioner

@@ -16,6 +16,7 @@ mod lifecycle;
 mod plugin;
 mod positions;
 mod quota;
+mod templates;
 mod tenancy;
 mod visibility;
 mod watch;

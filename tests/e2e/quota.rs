@@ -106,7 +106,11 @@ fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_s
                 })
             })
             .collect();
-        tries.into_iter().map(|t| t.join().expect("a try")).filter(|ok| *ok).count()
+        tries
+            .into_iter()
+            .map(|t| t.join().expect("a try"))
+            .filter(|ok| *ok)
+            .count()
     });
     let total = |spaces: &[String]| spaces.iter().map(|s| pods_in(s)).sum::<usize>();
     assert!((1..=4).contains(&created), "{created} pods were admitted");

@@ -303,7 +303,7 @@ async fn create(client: &Client, name: String, account: Option<String>, dry_run:
         },
         spec: SpaceSpec {
             account,
-            finalizers: Vec::new(),
+            ..SpaceSpec::default()
         },
         status: Default::default(),
     };
