@@ -55,11 +55,11 @@ fn account_members_self_serve_spaces_with_templates_and_nobody_else_sees_them() 
         ])
         .ok();
     assert!(selector.contains(&acc), "{selector}");
-    // The account view: members see their account with its count; others do not.
+    // The account view: members see their account with its count (and no AccountQuota); others do not.
     eventually(SETTLE, || {
         let out = bob.run(&["get", "accounts", "--no-headers"]).ok();
         let cells: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
-        if cells.len() == 4 && cells[0] == acc && cells[1] == "1" && cells[2] == "3" {
+        if cells.len() == 5 && cells[0] == acc && cells[1] == "1" && cells[2] == "3" && cells[3] == "<none>" {
             Ok(())
         } else {
             Err(out)
