@@ -469,7 +469,7 @@ fn tokens_of_one_service_account_see_the_same_spaces_and_share_one_set_of_review
     assert_eq!(
         (one, still_one),
         (1.0, 1.0),
-        "identities reviewed after each token's list"
+        "identities reviewed after each token's list, for {identities:?}"
     );
     // Other tests' new namespaces are each asked about for this identity too, and every 30 s it is reviewed again
     // in full: only a second token's own full review, within that time, would make the second count as large.
