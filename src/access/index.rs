@@ -6,7 +6,7 @@
 //! last one goes. Updates add new grants before removing old ones, so a binding that is edited without changing its
 //! effect reports nothing.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
 
@@ -107,14 +107,28 @@ pub struct Index {
     cluster_role_bindings_by_cluster_role: HashMap<String, HashSet<String>>,
 }
 
+/// The `user.extra` keys that name one credential rather than who holds it: kube-apiserver adds
+/// `authentication.kubernetes.io/credential-id` (the token's `JTI=...`, or an x509 serial) to every token it
+/// authenticates, so each `kubectl create token` of one ServiceAccount would otherwise be an identity of its own.
+/// kube documents it as identifying the credential for audit, not for authorization. The pod and node extras of a
+/// bound token (`authentication.kubernetes.io/pod-name`, `pod-uid`, `node-name`, `node-uid`) are kept: they are the
+/// same for every token of one pod, and an authorizer may decide by them.
+pub const PER_CREDENTIAL_EXTRA: &[&str] = &["authentication.kubernetes.io/credential-id"];
+
 /// The index subject of `user`'s whole identity, under which `--access-mode=sar` keeps the answers of
-/// SubjectAccessReviews: name, uid, groups (as a set) and extra.
+/// SubjectAccessReviews: name, uid, groups (as a set) and extra without [`PER_CREDENTIAL_EXTRA`], so all the tokens of
+/// one account share one set of answers.
 #[must_use]
 pub fn identity_subject(user: &User) -> SubjectKey {
     let mut groups = user.groups.clone();
     groups.sort();
     groups.dedup();
-    SubjectKey::Reviewed(serde_json::json!([user.name, user.uid, groups, user.extra]).to_string())
+    let extra: BTreeMap<&String, &Vec<String>> = user
+        .extra
+        .iter()
+        .filter(|(key, _)| !PER_CREDENTIAL_EXTRA.contains(&key.as_str()))
+        .collect();
+    SubjectKey::Reviewed(serde_json::json!([user.name, user.uid, groups, extra]).to_string())
 }
 
 /// The subject keys a user matches: its name and each of its groups.

@@ -8,19 +8,29 @@
 //! there, and in full every refresh interval, because a webhook's decisions change without telling anyone. It is
 //! forgotten when unused for [`IDLE`] with no watch open. kube-apiserver has no batch review, so a batch is the set of
 //! questions of one review, asked [`CONCURRENCY`] at a time and applied as one change.
+//!
+//! Bounded under tenants who mint credentials:
+//! - Every token of one account is one identity: the per-credential extra kube-apiserver adds to each token
+//!   ([`PER_CREDENTIAL_EXTRA`]) is not part of it, nor of the reviews asked for it.
+//! - At most [`MAX_IDENTITIES`] identities are kept; a new one makes room by forgetting the least recently used one
+//!   that nothing holds (its answers leave the index). Identities held by an open watch, a request in flight or a
+//!   review under way are never forgotten, so the map exceeds the bound only by what is held.
+//! - Questions take turns ([`Turns`]): those of a request waiting for its identity's first review before any
+//!   refresh or follow-up, and among them one account after another (a ServiceAccount's account is its namespace),
+//!   so one tenant's hundred new identities get one share of kube-apiserver, like anyone else's first request.
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 
-use crate::access::index::{identity_subject, subjects_of, Scope, SubjectKey};
+use crate::access::index::{identity_subject, subjects_of, Scope, SubjectKey, PER_CREDENTIAL_EXTRA};
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision, Error};
 use crate::metrics::ReviewMetrics;
@@ -31,6 +41,9 @@ use crate::state::{Cache, Update};
 pub const CONCURRENCY: usize = 16;
 /// How long an identity with no request and no open watch stays reviewed.
 pub const IDLE: Duration = Duration::from_secs(300);
+/// Identities kept reviewed at most, beside those held: each costs a review per namespace every refresh (unless it
+/// may get all), and its answers in the index.
+pub const MAX_IDENTITIES: usize = 256;
 /// Waits before asking again when kube-apiserver's answer contradicts an RBAC change this server has already seen:
 /// its authorizer reads RBAC from its own informers, which may be a moment behind ours. 100 ms, doubling, five times
 /// (about 3 s in all).
@@ -43,8 +56,11 @@ fn catch_up() -> impl Iterator<Item = Duration> {
 
 /// One identity in use.
 pub struct Identity {
+    /// Who is asked about: the first caller of this identity, without [`PER_CREDENTIAL_EXTRA`].
     user: User,
     subject: SubjectKey,
+    /// Whose turn its questions take ([`account`]).
+    account: String,
     /// Its RBAC subjects, to match the changes the RBAC index reports.
     rbac_subjects: Vec<SubjectKey>,
     reviewed: AtomicBool,
@@ -67,12 +83,20 @@ struct Questions {
     rbac: BTreeSet<Scope>,
 }
 
+/// Which questions go first: those a request waits for, then the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    First = 0,
+    Later = 1,
+}
+
 pub struct Reviewer {
     authorizer: Arc<Authorizer>,
     cache: Arc<Cache>,
     refresh: Duration,
+    limit: usize,
     identities: Mutex<HashMap<SubjectKey, Hold>>,
-    asking: Semaphore,
+    turns: Turns,
     metrics: ReviewMetrics,
 }
 
@@ -81,12 +105,25 @@ pub struct Reviewer {
 impl Reviewer {
     #[must_use]
     pub fn new(authorizer: Arc<Authorizer>, cache: Arc<Cache>, refresh: Duration, metrics: ReviewMetrics) -> Arc<Self> {
+        Self::with_limit(authorizer, cache, refresh, metrics, MAX_IDENTITIES)
+    }
+
+    /// [`Reviewer::new`] keeping at most `limit` identities (beside those held).
+    #[must_use]
+    pub fn with_limit(
+        authorizer: Arc<Authorizer>,
+        cache: Arc<Cache>,
+        refresh: Duration,
+        metrics: ReviewMetrics,
+        limit: usize,
+    ) -> Arc<Self> {
         Arc::new(Reviewer {
             authorizer,
             cache,
             refresh,
+            limit: limit.max(1),
             identities: Mutex::new(HashMap::new()),
-            asking: Semaphore::new(CONCURRENCY),
+            turns: Turns::new(CONCURRENCY),
             metrics,
         })
     }
@@ -99,20 +136,26 @@ impl Reviewer {
         let identity = {
             let key = identity_subject(user);
             let mut identities = self.identities.lock();
-            let identity = identities
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    Arc::new(Identity {
-                        user: user.clone(),
-                        subject: key,
-                        rbac_subjects: subjects_of(user),
-                        reviewed: AtomicBool::new(false),
-                        refresh_queued: AtomicBool::new(false),
-                        reviewing: tokio::sync::Mutex::new(()),
-                        last_used: Mutex::new(Instant::now()),
-                    })
-                })
-                .clone();
+            let identity = if let Some(identity) = identities.get(&key) {
+                identity.clone()
+            } else {
+                self.make_room(&mut identities);
+                let mut user = user.clone();
+                user.extra
+                    .retain(|key, _| !PER_CREDENTIAL_EXTRA.contains(&key.as_str()));
+                let identity = Arc::new(Identity {
+                    account: account(&user),
+                    rbac_subjects: subjects_of(&user),
+                    user,
+                    subject: key.clone(),
+                    reviewed: AtomicBool::new(false),
+                    refresh_queued: AtomicBool::new(false),
+                    reviewing: tokio::sync::Mutex::new(()),
+                    last_used: Mutex::new(Instant::now()),
+                });
+                identities.insert(key, identity.clone());
+                identity
+            };
             self.metrics
                 .identities
                 .set(i64::try_from(identities.len()).unwrap_or(i64::MAX));
@@ -128,6 +171,7 @@ impl Reviewer {
                         whole: true,
                         ..Questions::default()
                     },
+                    Class::First,
                 )
                 .await?;
                 identity.reviewed.store(true, Ordering::Release);
@@ -239,7 +283,7 @@ impl Reviewer {
             if questions.whole {
                 identity.refresh_queued.store(false, Ordering::Release);
             }
-            if let Err(error) = reviewer.review(&identity, &questions).await {
+            if let Err(error) = reviewer.review(&identity, &questions, Class::Later).await {
                 tracing::warn!(%error, user = %identity.user.name, "Keeping the previous answers for this user");
             }
         });
@@ -248,11 +292,11 @@ impl Reviewer {
     /// Asks `questions` for `identity` and applies the answers. Answers about scopes an RBAC change touched that
     /// contradict what the RBAC index now says for the identity's RBAC subjects are asked again after each of
     /// [`CATCH_UP`]'s waits, for kube-apiserver's authorizer to catch up.
-    async fn review(&self, identity: &Identity, questions: &Questions) -> Result<(), Error> {
+    async fn review(&self, identity: &Identity, questions: &Questions, class: Class) -> Result<(), Error> {
         let mut answers = if questions.whole {
-            self.whole(identity).await?
+            self.whole(identity, class).await?
         } else {
-            self.ask_names(identity, questions.names.iter().cloned()).await?
+            self.ask_names(identity, questions.names.iter().cloned(), class).await?
         };
         let mut waits = catch_up();
         loop {
@@ -282,7 +326,7 @@ impl Reviewer {
             };
             tokio::time::sleep(wait).await;
             for scope in disputed {
-                let allowed = self.ask(identity, &scope).await?;
+                let allowed = self.ask(identity, &scope, class).await?;
                 answers.push((scope, allowed));
             }
         }
@@ -290,8 +334,8 @@ impl Reviewer {
 
     /// Every answer for `identity`: all namespaces at once when allowed, each existing one otherwise; grants of names
     /// that no longer exist are dropped.
-    async fn whole(&self, identity: &Identity) -> Result<Vec<(Scope, bool)>, Error> {
-        let all = self.ask(identity, &Scope::All).await?;
+    async fn whole(&self, identity: &Identity, class: Class) -> Result<Vec<(Scope, bool)>, Error> {
+        let all = self.ask(identity, &Scope::All, class).await?;
         let (existing, held): (Vec<String>, Vec<String>) = {
             let state = self.cache.read();
             let (_, held) = state.index.subject_view(&identity.subject);
@@ -301,7 +345,7 @@ impl Reviewer {
         let mut answers = vec![(Scope::All, all)];
         answers.extend(held.into_iter().map(|name| (Scope::One(name), false)));
         if !all {
-            answers.extend(self.ask_names(identity, existing.into_iter()).await?);
+            answers.extend(self.ask_names(identity, existing.into_iter(), class).await?);
         }
         Ok(answers)
     }
@@ -310,10 +354,11 @@ impl Reviewer {
         &self,
         identity: &Identity,
         names: impl Iterator<Item = String>,
+        class: Class,
     ) -> Result<Vec<(Scope, bool)>, Error> {
         futures::stream::iter(names.map(Scope::One))
             .map(|scope| async move {
-                let allowed = self.ask(identity, &scope).await?;
+                let allowed = self.ask(identity, &scope, class).await?;
                 Ok::<_, Error>((scope, allowed))
             })
             .buffer_unordered(CONCURRENCY)
@@ -322,8 +367,8 @@ impl Reviewer {
     }
 
     /// May `identity` get the namespace, or all namespaces?
-    async fn ask(&self, identity: &Identity, scope: &Scope) -> Result<bool, Error> {
-        let _permit = self.asking.acquire().await;
+    async fn ask(&self, identity: &Identity, scope: &Scope, class: Class) -> Result<bool, Error> {
+        let _turn = self.turns.take(&identity.account, class).await;
         let name = match scope {
             Scope::All => String::new(),
             Scope::One(name) => name.clone(),
@@ -342,33 +387,379 @@ impl Reviewer {
         Ok(answer? == Decision::Allow)
     }
 
-    /// Forgets identities nobody has used for [`IDLE`] and no watch holds.
+    /// Forgets identities nobody has used for [`IDLE`] and nothing holds.
     fn forget_idle(&self) {
-        let forgotten: Vec<SubjectKey> = {
-            let mut identities = self.identities.lock();
-            let idle: Vec<SubjectKey> = identities
+        let mut identities = self.identities.lock();
+        let idle: Vec<SubjectKey> = identities
+            .iter()
+            .filter(|(_, identity)| unheld(identity) && identity.last_used.lock().elapsed() > IDLE)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in idle {
+            self.forget(&mut identities, key);
+        }
+        self.metrics
+            .identities
+            .set(i64::try_from(identities.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Forgets the least recently used identities nothing holds until a new one fits in [`Reviewer::limit`].
+    fn make_room(&self, identities: &mut HashMap<SubjectKey, Hold>) {
+        while identities.len() >= self.limit {
+            let Some(oldest) = identities
                 .iter()
-                .filter(|(_, identity)| Arc::strong_count(identity) == 1 && identity.last_used.lock().elapsed() > IDLE)
+                .filter(|(_, identity)| unheld(identity))
+                .min_by_key(|(_, identity)| *identity.last_used.lock())
                 .map(|(key, _)| key.clone())
-                .collect();
-            for key in &idle {
-                identities.remove(key);
+            else {
+                return;
+            };
+            self.forget(identities, oldest);
+        }
+    }
+
+    /// Drops an identity and its answers. Under the identities' lock, so that the same identity asked for again starts
+    /// afresh after its old answers are gone.
+    fn forget(&self, identities: &mut HashMap<SubjectKey, Hold>, subject: SubjectKey) {
+        identities.remove(&subject);
+        self.cache.apply(Update::Forget(subject));
+    }
+}
+
+/// Nothing but the identities' map holds it: no watch, no request in flight, no review under way. Checked under the
+/// map's lock, which every new holder takes to get it.
+fn unheld(identity: &Hold) -> bool {
+    Arc::strong_count(identity) == 1
+}
+
+/// Whose turn an identity's questions take: a ServiceAccount's namespace (a tenant who may create ServiceAccounts
+/// there can mint any number of identities), otherwise the user's name.
+fn account(user: &User) -> String {
+    match user.name.strip_prefix("system:serviceaccount:") {
+        Some(rest) => format!("system:serviceaccount:{}", rest.split(':').next().unwrap_or_default()),
+        None => user.name.clone(),
+    }
+}
+
+/// [`CONCURRENCY`] questions in flight, handed out fairly: a question a request waits for before any other, and within
+/// each class one account after another (round robin; an account's own questions in the order asked). An account
+/// with a hundred identities in their first review thus gets as many turns as one with a single identity.
+struct Turns {
+    shared: Arc<TurnsShared>,
+}
+
+struct TurnsShared {
+    queues: Mutex<Queues>,
+}
+
+struct Queues {
+    free: usize,
+    /// By [`Class`].
+    classes: [Accounts; 2],
+}
+
+/// Waiting questions of one class, by account; `order` holds each account with waiting questions once.
+#[derive(Default)]
+struct Accounts {
+    order: VecDeque<String>,
+    waiting: HashMap<String, VecDeque<oneshot::Sender<Turn>>>,
+}
+
+/// One question's turn; the next waiting question gets it when dropped.
+struct Turn {
+    shared: Option<Arc<TurnsShared>>,
+}
+
+impl Turns {
+    fn new(concurrency: usize) -> Self {
+        Turns {
+            shared: Arc::new(TurnsShared {
+                queues: Mutex::new(Queues {
+                    free: concurrency,
+                    classes: [Accounts::default(), Accounts::default()],
+                }),
+            }),
+        }
+    }
+
+    async fn take(&self, account: &str, class: Class) -> Turn {
+        let waiting = {
+            let mut queues = self.shared.queues.lock();
+            // Free turns exist only while nobody waits: a returned turn goes to a waiting question first.
+            if queues.free > 0 {
+                queues.free -= 1;
+                return Turn {
+                    shared: Some(self.shared.clone()),
+                };
             }
-            self.metrics
-                .identities
-                .set(i64::try_from(identities.len()).unwrap_or(i64::MAX));
-            idle
+            let (sender, receiver) = oneshot::channel();
+            queues.classes[class as usize].push(account, sender);
+            receiver
         };
-        for subject in forgotten {
-            self.cache.apply(Update::Forget(subject));
+        // The sender is only ever dropped after its receiver (`TurnsShared::pass` sends or finds it gone), and both
+        // live in `self`, borrowed for this wait; a turn that cannot arrive is none to give back.
+        waiting.await.unwrap_or(Turn { shared: None })
+    }
+}
+
+impl TurnsShared {
+    /// Hands a returned turn to the next waiting question still waiting, or frees it.
+    fn pass(self: Arc<Self>) {
+        let mut queues = self.queues.lock();
+        while let Some(waiter) = queues.next() {
+            match waiter.send(Turn {
+                shared: Some(self.clone()),
+            }) {
+                Ok(()) => return,
+                // Its request went away; the turn is not dropped here, or it would be passed again.
+                Err(mut turn) => turn.shared = None,
+            }
+        }
+        queues.free += 1;
+    }
+}
+
+impl Queues {
+    fn next(&mut self) -> Option<oneshot::Sender<Turn>> {
+        self.classes.iter_mut().find_map(Accounts::next)
+    }
+}
+
+impl Accounts {
+    fn push(&mut self, account: &str, waiter: oneshot::Sender<Turn>) {
+        if let Some(queue) = self.waiting.get_mut(account) {
+            queue.push_back(waiter);
+        } else {
+            self.waiting.insert(account.to_owned(), VecDeque::from([waiter]));
+            self.order.push_back(account.to_owned());
+        }
+    }
+
+    /// The first waiter of the account whose turn it is; that account goes last.
+    fn next(&mut self) -> Option<oneshot::Sender<Turn>> {
+        let account = self.order.pop_front()?;
+        let queue = self.waiting.get_mut(&account)?;
+        let waiter = queue.pop_front();
+        if queue.is_empty() {
+            self.waiting.remove(&account);
+        } else {
+            self.order.push_back(account);
+        }
+        waiter
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.pass();
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::pin::pin;
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+    use futures::poll;
+    use http_body_util::{BodyExt, Full};
+    use kube::runtime::watcher::Event;
+
     use super::*;
     use crate::access::index::{AccessChange, Index};
+    use crate::fixtures::namespace;
+
+    const CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
+
+    fn with_extra(mut user: User, key: &str, value: &str) -> User {
+        user.extra.insert(key.to_owned(), vec![value.to_owned()]);
+        user
+    }
+
+    /// A reviewer over a cache of `namespaces` namespaces, whose authorizer allows each namespace by name but not all
+    /// at once, and counts the reviews it answers.
+    fn reviewer(namespaces: usize, limit: usize) -> (Arc<Reviewer>, Arc<Cache>, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let client = kube::Client::new(
+            tower::service_fn(move |request: http::Request<kube::client::Body>| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let sent: serde_json::Value =
+                        serde_json::from_slice(&request.into_body().collect().await.expect("body").to_bytes())
+                            .expect("a review");
+                    let mut review = sent.clone();
+                    let named = sent["spec"]["resourceAttributes"]["name"].as_str().is_some();
+                    review["status"] = serde_json::json!({ "allowed": named });
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(review.to_string()))))
+                }
+            }),
+            "default",
+        );
+        let cache = Arc::new(Cache::new());
+        for i in 0..namespaces {
+            cache.apply(Update::Namespace(Event::Apply(namespace(&format!("ns-{i}"), 1))));
+        }
+        let reviewer = Reviewer::with_limit(
+            Arc::new(Authorizer::new(client)),
+            cache.clone(),
+            Duration::from_secs(30),
+            ReviewMetrics::register(&prometheus::Registry::new()),
+            limit,
+        );
+        (reviewer, cache, asked)
+    }
+
+    fn granted(cache: &Cache, user: &User) -> usize {
+        cache.read().index.subject_view(&identity_subject(user)).1.len()
+    }
+
+    #[test]
+    fn tokens_of_one_account_are_one_identity_but_its_pod_is_part_of_it() {
+        let sa = user("system:serviceaccount:team:robot", &["system:serviceaccounts"]);
+        let one = with_extra(sa.clone(), CREDENTIAL_ID, "JTI=1");
+        let two = with_extra(sa.clone(), CREDENTIAL_ID, "JTI=2");
+        assert_eq!(identity_subject(&one), identity_subject(&two));
+        assert_eq!(identity_subject(&one), identity_subject(&sa));
+        let in_pod = with_extra(one.clone(), "authentication.kubernetes.io/pod-name", "p");
+        assert_ne!(identity_subject(&in_pod), identity_subject(&one));
+        assert_eq!(
+            identity_subject(&in_pod),
+            identity_subject(&with_extra(
+                with_extra(sa, "authentication.kubernetes.io/pod-name", "p"),
+                CREDENTIAL_ID,
+                "JTI=3"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_service_accounts_turns_are_its_namespaces() {
+        assert_eq!(
+            account(&user("system:serviceaccount:team:robot", &[])),
+            "system:serviceaccount:team"
+        );
+        assert_eq!(account(&user("alice", &[])), "alice");
+    }
+
+    #[tokio::test]
+    async fn many_tokens_of_one_account_cause_one_set_of_reviews() {
+        let (reviewer, cache, asked) = reviewer(10, 8);
+        let sa = user("system:serviceaccount:team:robot", &[]);
+        let holds = futures::future::join_all(
+            (0..100)
+                .map(|i| with_extra(sa.clone(), CREDENTIAL_ID, &format!("JTI={i}")))
+                .map(|token| {
+                    let reviewer = reviewer.clone();
+                    async move { reviewer.hold(&token).await.expect("reviewed") }
+                }),
+        )
+        .await;
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            11,
+            "one for all namespaces, one per namespace"
+        );
+        assert_eq!(reviewer.identities.lock().len(), 1);
+        assert!(
+            holds[0].user.extra.is_empty(),
+            "asked without a token's id: {:?}",
+            holds[0].user
+        );
+        assert_eq!(granted(&cache, &sa), 10);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_identity_nothing_holds_is_forgotten_first() {
+        let (reviewer, cache, asked) = reviewer(3, 2);
+        let [a, b, c] = [user("a", &[]), user("b", &[]), user("c", &[])];
+        drop(reviewer.hold(&a).await.expect("reviewed"));
+        drop(reviewer.hold(&b).await.expect("reviewed"));
+        drop(reviewer.hold(&a).await.expect("reviewed"));
+        assert_eq!(asked.load(Ordering::Relaxed), 8, "a and b once each");
+        // b was used least recently: c takes its place, and b's answers leave the index.
+        drop(reviewer.hold(&c).await.expect("reviewed"));
+        assert_eq!(
+            (granted(&cache, &a), granted(&cache, &b), granted(&cache, &c)),
+            (3, 0, 3)
+        );
+        assert!(!reviewer.identities.lock().contains_key(&identity_subject(&b)));
+
+        // A held identity (an open watch) stays, even when it is the oldest and the map is full.
+        let watching = reviewer.hold(&a).await.expect("reviewed");
+        drop(reviewer.hold(&c).await.expect("reviewed"));
+        drop(reviewer.hold(&b).await.expect("reviewed"));
+        assert_eq!(
+            (granted(&cache, &a), granted(&cache, &b), granted(&cache, &c)),
+            (3, 3, 0)
+        );
+        let d = user("d", &[]);
+        let also_held = reviewer.hold(&b).await.expect("reviewed");
+        drop(reviewer.hold(&d).await.expect("reviewed"));
+        assert_eq!(
+            reviewer.identities.lock().len(),
+            3,
+            "over the limit only by what is held"
+        );
+        drop((watching, also_held));
+        drop(reviewer.hold(&c).await.expect("reviewed"));
+        assert_eq!(reviewer.identities.lock().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_go_first_and_accounts_take_turns() {
+        let turns = Turns::new(1);
+        let held = turns.take("x", Class::Later).await;
+        let mut later = pin!(turns.take("a", Class::Later));
+        let mut a1 = pin!(turns.take("a", Class::First));
+        let mut a2 = pin!(turns.take("a", Class::First));
+        let mut a3 = pin!(turns.take("a", Class::First));
+        let mut b1 = pin!(turns.take("b", Class::First));
+        let gone = turns.take("c", Class::First);
+        for waiting in [
+            poll!(later.as_mut()),
+            poll!(a1.as_mut()),
+            poll!(a2.as_mut()),
+            poll!(a3.as_mut()),
+            poll!(b1.as_mut()),
+        ] {
+            assert!(waiting.is_pending());
+        }
+        {
+            let mut gone = pin!(gone);
+            assert!(poll!(gone.as_mut()).is_pending());
+        }
+        drop(held);
+        // The order: a1, b1 (the accounts alternate), a2, a3, then the refresh; c's request went away.
+        let std::task::Poll::Ready(turn) = poll!(a1.as_mut()) else {
+            panic!("a's first question goes first")
+        };
+        assert!(poll!(b1.as_mut()).is_pending());
+        drop(turn);
+        assert!(poll!(a2.as_mut()).is_pending(), "b's turn");
+        let std::task::Poll::Ready(turn) = poll!(b1.as_mut()) else {
+            panic!("b goes second")
+        };
+        drop(turn);
+        let std::task::Poll::Ready(turn) = poll!(a2.as_mut()) else {
+            panic!("then a again")
+        };
+        drop(turn);
+        let std::task::Poll::Ready(turn) = poll!(a3.as_mut()) else {
+            panic!("and a")
+        };
+        assert!(poll!(later.as_mut()).is_pending());
+        drop(turn);
+        let std::task::Poll::Ready(turn) = poll!(later.as_mut()) else {
+            panic!("the refresh last")
+        };
+        drop(turn);
+        assert_eq!(turns.shared.queues.lock().free, 1, "the skipped turn was given back");
+    }
 
     fn user(name: &str, groups: &[&str]) -> User {
         User {
@@ -388,7 +779,7 @@ mod tests {
     }
 
     #[test]
-    fn an_identity_is_its_name_uid_group_set_and_extra() {
+    fn an_identity_is_its_name_uid_group_set_and_extra_but_a_tokens_id() {
         assert_eq!(
             identity_subject(&user("u", &["a", "b"])),
             identity_subject(&user("u", &["b", "a", "a"]))

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{env, eventually, namespace, role_binding, unique};
+use crate::harness::{curl, env, eventually, front_proxy, namespace, role_binding, unique, Replica};
 
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -374,4 +374,109 @@ fn a_webhook_authorizers_grants_are_spaces_exactly_when_visibility_comes_from_su
 
     let everything = env.kubectl_as(&unique("webhook-all"), &[]);
     assert!(everything.space_names(&[]).contains(&other));
+}
+
+/// kube-apiserver gives every token its own `authentication.kubernetes.io/credential-id` extra. Two tokens of one
+/// ServiceAccount see the same spaces; under SubjectAccessReview visibility they are one identity, reviewed once. The
+/// reviews are counted on a server of this test's own (the run's server serves every test at once), sent each token's
+/// identity exactly as kube-apiserver's `kubectl auth whoami` reports it.
+#[test]
+fn tokens_of_one_service_account_see_the_same_spaces_and_share_one_set_of_reviews() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (home, granted) = (unique("tokens-home"), unique("tokens-granted"));
+    admin.apply(&[namespace(&home), namespace(&granted)].concat());
+    admin.run(&["create", "serviceaccount", "robot", "-n", &home]).ok();
+    admin.apply(&role_binding(
+        &granted,
+        "robot",
+        "ClusterRole/view",
+        &[&format!("ServiceAccount:{home}/robot")],
+    ));
+    let robots: Vec<_> = (0..2)
+        .map(|_| env.kubectl_token(admin.run(&["create", "token", "robot", "-n", &home]).ok().trim()))
+        .collect();
+    for robot in &robots {
+        eventually(SETTLE, || {
+            let names = robot.space_names(&[]);
+            if names == [granted.clone()] {
+                Ok(())
+            } else {
+                Err(names)
+            }
+        });
+    }
+    if env.var("SERVER_ACCESS_MODE") != "sar" {
+        return;
+    }
+
+    let identities: Vec<serde_json::Value> = robots
+        .iter()
+        .map(|robot| {
+            let who = robot.run(&["auth", "whoami", "-o", "json"]).ok();
+            serde_json::from_str::<serde_json::Value>(&who).expect("a SelfSubjectReview")["status"]["userInfo"].clone()
+        })
+        .collect();
+    let credential = |info: &serde_json::Value| info["extra"]["authentication.kubernetes.io/credential-id"].clone();
+    assert_ne!(credential(&identities[0]), credential(&identities[1]), "{identities:?}");
+    assert!(credential(&identities[0]).is_array(), "{identities:?}");
+
+    let replica = Replica::start(&[]);
+    let started = std::time::Instant::now();
+    let list_as = |info: &serde_json::Value| {
+        let groups: Vec<&str> = info["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .filter_map(|g| g.as_str())
+            .collect();
+        let mut args = front_proxy(info["username"].as_str().expect("a name"), &groups);
+        for (key, values) in info["extra"].as_object().into_iter().flatten() {
+            for value in values.as_array().into_iter().flatten() {
+                args.push("-H".to_owned());
+                args.push(format!(
+                    "X-Remote-Extra-{}: {}",
+                    key.replace('%', "%25").replace('/', "%2f"),
+                    value.as_str().expect("a value")
+                ));
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, body) = curl(&format!("{}/apis/tenancy.loft.sh/v1/spaces", replica.url), &args);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains(&format!("\"name\":\"{granted}\"")), "{body}");
+    };
+    let reviews = || {
+        let (code, text) = replica.request_as("admin", &["system:masters"], "GET", "/metrics", None);
+        assert_eq!(code, 200, "{text}");
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .filter(|line| line.starts_with(name))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        (
+            value("tenancy_apiserver_access_reviews_total"),
+            value("tenancy_apiserver_access_reviewed_identities"),
+        )
+    };
+
+    let (none, _) = reviews();
+    list_as(&identities[0]);
+    let (first, one) = reviews();
+    list_as(&identities[1]);
+    let (second, still_one) = reviews();
+    assert_eq!(
+        (one, still_one),
+        (1.0, 1.0),
+        "identities reviewed after each token's list, for {identities:?}"
+    );
+    // Other tests' new namespaces are each asked about for this identity too, and every 30 s it is reviewed again
+    // in full: only a second token's own full review, within that time, would make the second count as large.
+    if started.elapsed() < Duration::from_secs(25) {
+        assert!(
+            second - first < first - none,
+            "reviews: {none} before, {first} after the first token's list, {second} after the second's"
+        );
+    }
 }
