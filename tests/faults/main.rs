@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tenancy_apiserver::state::log::Position;
 
-use harness::{curl, env, eventually, front_proxy, namespace, role_binding, unique};
+use harness::{account, create_space, curl, env, eventually, front_proxy, namespace, role_binding, unique};
 
 /// How long the control plane may take to be fully back (ready, APIService Available, spaces served).
 const HEAL: Duration = Duration::from_secs(120);
@@ -1074,4 +1074,101 @@ fn fifty_watches_dropped_mid_stream_leave_the_server_healthy() {
         "RSS grew from {rss_before} to {rss_after} bytes"
     );
     tenant.expect_spaces(&[mine], Duration::ZERO);
+}
+
+// ---------------------------------------------------------------------------------------------- quotas without us
+
+/// The server stopped (SIGSTOP: it hangs rather than refuses, the harder case) until dropped; then continued and the
+/// environment waited on, even when an assertion failed.
+struct Frozen(u32);
+
+impl Frozen {
+    fn begin(pid: u32) -> Self {
+        let status = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -STOP {pid}");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+        if let Err(e) = environment_healthy(HEAL) {
+            eprintln!("could not restore the environment after stopping the server: {e}");
+        }
+    }
+}
+
+/// `kubectl create --raw` of a pod in `ns` as `user`: straight to kube-apiserver, no discovery (the aggregated group is
+/// unavailable while the server is stopped).
+fn create_pod_raw(user: &harness::Kubectl, ns: &str, name: &str) -> Result<(), String> {
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"automountServiceAccountToken": false, "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]}
+    });
+    let path = format!("/api/v1/namespaces/{ns}/pods");
+    let run = user.run_with_stdin(
+        &["--request-timeout", "20s", "create", "--raw", &path, "-f", "-"],
+        Some(&pod.to_string()),
+    );
+    if run.success {
+        Ok(())
+    } else {
+        Err(run.stderr)
+    }
+}
+
+#[test]
+fn with_the_server_stopped_tenants_create_pods_within_their_quota_shares_and_nothing_else_notices() {
+    let _serial = serial();
+    assert_environment_healthy();
+    let admin = env().kubectl("admin");
+    let (acc, group, quota) = (unique("frozen"), unique("team"), unique("aq"));
+    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    admin.apply(&format!(
+        "apiVersion: config.tenancy.loft.sh/v1\nkind: AccountQuota\nmetadata:\n  name: {quota}\nspec:\n  account: {acc}\n  \
+quota:\n    hard: {{pods: \"2\"}}\n"
+    ));
+    let member = env().kubectl_as(&unique("member"), &[&group]);
+    let spaces = [unique("fz"), unique("fz")];
+    for space in &spaces {
+        create_space(&member, space);
+    }
+    let _cleanup = Namespaces(spaces.to_vec());
+    // One pod each, in force (status.hard is what kube-apiserver admits against).
+    for space in &spaces {
+        eventually(Duration::from_secs(60), || {
+            let hard = admin
+                .run(&[
+                    "get",
+                    "resourcequota",
+                    "account-quota",
+                    "-n",
+                    space,
+                    "-o",
+                    "jsonpath={.status.hard.pods}",
+                ])
+                .stdout;
+            if hard.trim() == "1" {
+                Ok(())
+            } else {
+                Err(hard)
+            }
+        });
+    }
+    let frozen = Frozen::begin(component_running("tenancy-apiserver").expect("the server's pid"));
+    // kube-apiserver alone admits what each share allows and refuses the rest.
+    eventually(Duration::from_secs(30), || create_pod_raw(&member, &spaces[0], "first"));
+    let refused = create_pod_raw(&member, &spaces[0], "second").expect_err("a pod beyond the share");
+    assert!(refused.contains("exceeded quota"), "{refused}");
+    create_pod_raw(&member, &spaces[1], "first").expect("the other space's share");
+    // Nothing else in the cluster notices: an admin makes a namespace and a pod in it.
+    let elsewhere = Namespaces::create("fz-other", 1);
+    eventually(Duration::from_secs(30), || {
+        create_pod_raw(&admin, &elsewhere[0], "unbound")
+    });
+    drop(frozen);
 }
