@@ -55,15 +55,7 @@ fn front_proxy() -> Arc<Peer> {
             proxy_common_name: Some("front-proxy-client".to_owned()),
             x509_user: None,
         },
-        Arc::new(RequestHeaderConfig {
-            ca_certificates: Vec::new(),
-            allowed_names: Vec::new(),
-            username_headers: vec!["X-Remote-User".to_owned()],
-            uid_headers: Vec::new(),
-            group_headers: vec!["X-Remote-Group".to_owned()],
-            extra_header_prefixes: Vec::new(),
-            client_ca_certificates: Vec::new(),
-        }),
+        Arc::new(RequestHeaderConfig::front_proxy(Vec::new())),
     ))
 }
 

@@ -60,6 +60,21 @@ pub struct RequestHeaderConfig {
 // === impl RequestHeaderConfig ===
 
 impl RequestHeaderConfig {
+    /// Trust in front proxies whose certificates chain to `ca_certificates` (any CN), reading kube-apiserver's usual
+    /// headers (`X-Remote-User`, `X-Remote-Group`, `X-Remote-Extra-*`); no client CA.
+    #[must_use]
+    pub fn front_proxy(ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>) -> Self {
+        RequestHeaderConfig {
+            ca_certificates,
+            allowed_names: Vec::new(),
+            username_headers: vec!["X-Remote-User".to_owned()],
+            uid_headers: Vec::new(),
+            group_headers: vec!["X-Remote-Group".to_owned()],
+            extra_header_prefixes: vec!["X-Remote-Extra-".to_owned()],
+            client_ca_certificates: Vec::new(),
+        }
+    }
+
     /// Reads the settings from kube-apiserver's ConfigMap, with kube-apiserver's defaults for absent header names.
     ///
     /// # Errors

@@ -342,15 +342,7 @@ mod tests {
     };
 
     fn request_header(ca: CertificateDer<'static>) -> RequestHeaderConfig {
-        RequestHeaderConfig {
-            ca_certificates: vec![ca],
-            allowed_names: Vec::new(),
-            username_headers: vec!["X-Remote-User".into()],
-            uid_headers: Vec::new(),
-            group_headers: vec!["X-Remote-Group".into()],
-            extra_header_prefixes: vec!["X-Remote-Extra-".into()],
-            client_ca_certificates: Vec::new(),
-        }
+        RequestHeaderConfig::front_proxy(vec![ca])
     }
 
     /// A CA, and a client certificate with `common_name` it signed.

@@ -138,15 +138,7 @@ fn peer(front_proxy: bool) -> Arc<Peer> {
             proxy_common_name: front_proxy.then(|| "front-proxy-client".to_owned()),
             x509_user: None,
         },
-        Arc::new(RequestHeaderConfig {
-            ca_certificates: Vec::new(),
-            allowed_names: Vec::new(),
-            username_headers: vec!["X-Remote-User".into()],
-            uid_headers: Vec::new(),
-            group_headers: vec!["X-Remote-Group".into()],
-            extra_header_prefixes: vec!["X-Remote-Extra-".into()],
-            client_ca_certificates: Vec::new(),
-        }),
+        Arc::new(RequestHeaderConfig::front_proxy(Vec::new())),
     ))
 }
 
