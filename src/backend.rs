@@ -58,12 +58,12 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retries of one call on a request's path, for kube-apiserver's "try again" answers.
 pub const CALL_RETRIES: u32 = 3;
 
-/// Kube clients from `--kubeconfig`, else in-cluster config, else `$KUBECONFIG` / `~/.kube/config`.
+/// The kube configuration from `kubeconfig`, else in-cluster config, else `$KUBECONFIG` / `~/.kube/config`.
 ///
 /// # Errors
 /// When no usable configuration is found.
-pub async fn clients(kubeconfig: Option<&Path>) -> Result<Clients, Error> {
-    let config = match kubeconfig {
+pub async fn config(kubeconfig: Option<&Path>) -> Result<kube::Config, Error> {
+    match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
                 path: path.display().to_string(),
@@ -74,13 +74,21 @@ pub async fn clients(kubeconfig: Option<&Path>) -> Result<Clients, Error> {
                 .map_err(|source| Error::Kubeconfig {
                     path: path.display().to_string(),
                     source,
-                })?
+                })
         }
         None => match kube::Config::incluster() {
-            Ok(config) => config,
-            Err(_) => kube::Config::infer().await.map_err(Error::InferConfig)?,
+            Ok(config) => Ok(config),
+            Err(_) => kube::Config::infer().await.map_err(Error::InferConfig),
         },
-    };
+    }
+}
+
+/// Kube clients from [`config`]'s configuration.
+///
+/// # Errors
+/// When no usable configuration is found.
+pub async fn clients(kubeconfig: Option<&Path>) -> Result<Clients, Error> {
+    let config = config(kubeconfig).await?;
     let watch = Client::try_from(config.clone()).map_err(Error::Client)?;
     let mut call = config;
     call.default_retry = false;

@@ -1,5 +1,6 @@
 //! Controllers: loops that bring what the server owns in the cluster to what its state says it should be.
 
+pub mod clusters;
 pub mod quota;
 pub mod reconcile;
 pub mod templates;

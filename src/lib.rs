@@ -9,6 +9,7 @@ pub mod authz;
 pub mod backend;
 pub mod certs;
 pub mod config;
+pub mod connect;
 pub mod controllers;
 #[cfg(test)]
 mod fixtures;

@@ -1,6 +1,8 @@
 //! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates.
 
-use tenancy_apiserver::{access, authn, authz, backend, certs, config, controllers, http, metrics, spaces, state, tls};
+use tenancy_apiserver::{
+    access, authn, authz, backend, certs, config, connect, controllers, http, metrics, spaces, state, tls,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +34,11 @@ enum LogFormat {
 enum Command {
     /// Serve tenancy.loft.sh/v1 behind kube-apiserver's aggregation layer.
     Serve(config::Options),
+    /// Connect a cluster: the server's identity there (ServiceAccount, least RBAC, token), its kubeconfig Secret and
+    /// Cluster in the management cluster.
+    Connect(connect::Connect),
+    /// Disconnect a cluster: its Cluster and Secret, and with --kubeconfig the server's identity there.
+    Disconnect(connect::Disconnect),
     /// Write a new CA and a serving certificate for the in-cluster Service (ca.crt, tls.crt, tls.key).
     Certs {
         /// Directory to write the files into.
@@ -64,6 +71,8 @@ enum Error {
     Tls(#[from] tls::Error),
     #[error(transparent)]
     Certs(#[from] certs::Error),
+    #[error(transparent)]
+    Connect(#[from] connect::Error),
     #[error("listening on {addr}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -84,6 +93,19 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(options) => serve(options.complete()?).await,
+            Command::Connect(args) => {
+                connect::connect(&args).await?;
+                println!(
+                    "cluster {} connected (kubectl get cluster {} shows its status)",
+                    args.name, args.name
+                );
+                Ok(())
+            }
+            Command::Disconnect(args) => {
+                connect::disconnect(&args).await?;
+                println!("cluster {} disconnected", args.name);
+                Ok(())
+            }
             Command::Certs {
                 out_dir,
                 service,
@@ -198,7 +220,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         registry: spaces::Registry::new(cache.clone()),
         writer: spaces::write::Writer::new(cache, call.clone(), authorizer.clone()),
         authorizer,
-        tokens: authn::token::TokenAuthenticator::new(call),
+        tokens: authn::token::TokenAuthenticator::new(call.clone()),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
         registry_metrics,
         shutdown: http::Shutdown::default(),
@@ -206,6 +228,10 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     tokio::spawn(controllers::reconcile::run(
         app.registry.cache().clone(),
         app.writer.provisioner(),
+    ));
+    tokio::spawn(controllers::clusters::run(
+        call,
+        metrics::ClusterMetrics::register(&app.registry_metrics),
     ));
     tokio::spawn(controllers::quota::run(
         app.registry.cache().clone(),

@@ -166,3 +166,33 @@ impl ReviewMetrics {
         ReviewMetrics { reviews, identities }
     }
 }
+
+/// Connected clusters: whether each answered its last probe.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    up: prometheus::IntGaugeVec,
+}
+
+// === impl ClusterMetrics ===
+
+impl ClusterMetrics {
+    /// # Panics
+    /// At startup only, if the metric definitions are invalid or registered twice.
+    #[must_use]
+    pub fn register(registry: &Registry) -> Self {
+        let up = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tenancy_apiserver_cluster_up",
+                "1 when the connected cluster answered its last probe, else 0.",
+            ),
+            &["cluster"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(up.clone())).expect("registered once");
+        ClusterMetrics { up }
+    }
+
+    pub fn up(&self, cluster: &str, up: bool) {
+        self.up.with_label_values(&[cluster]).set(i64::from(up));
+    }
+}

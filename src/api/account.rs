@@ -1,5 +1,5 @@
-//! The stored configuration (`config.tenancy.loft.sh/v1` CRDs shipped in deploy/): Accounts, SpaceTemplates and
-//! AccountQuotas, and the read-only `tenancy.loft.sh/v1` Account view of them.
+//! The stored configuration (`config.tenancy.loft.sh/v1` CRDs shipped in deploy/): Accounts, SpaceTemplates,
+//! AccountQuotas and connected Clusters, and the read-only `tenancy.loft.sh/v1` Account view of Accounts.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -180,6 +180,48 @@ pub struct TemplateParameter {
     pub validation: Option<String>,
 }
 
+/// A connected cluster: where the server finds its credentials there (a kubeconfig in a Secret in tenancy-system),
+/// and how that cluster is doing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ClusterSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    #[serde(default)]
+    pub config: ClusterConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub secret_ref: SecretRef,
+}
+
+/// A key of a Secret in tenancy-system.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub name: String,
+    /// Default `kubeconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
 macro_rules! config_resource {
     ($type:ty, $kind:literal, $plural:literal) => {
         impl kube::Resource for $type {
@@ -214,6 +256,7 @@ macro_rules! config_resource {
 config_resource!(Account, "Account", "accounts");
 config_resource!(SpaceTemplate, "SpaceTemplate", "spacetemplates");
 config_resource!(AccountQuota, "AccountQuota", "accountquotas");
+config_resource!(Cluster, "Cluster", "clusters");
 
 // === impl Account ===
 

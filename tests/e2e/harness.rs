@@ -100,7 +100,7 @@ fn start_own_env() -> PathBuf {
     PathBuf::from(stdout.lines().last().expect("up.sh prints the env file").trim())
 }
 
-fn parse_env_file(file: &Path) -> Env {
+pub fn parse_env_file(file: &Path) -> Env {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
     // The file is bash `export NAME=value` lines with %q quoting; let bash itself expand them.
     let script = format!("set -a; source {}; env -0", file.display());

@@ -8,6 +8,7 @@
 mod harness;
 
 mod authn;
+mod clusters;
 mod discovery;
 mod install;
 mod isolation;

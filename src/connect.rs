@@ -1,0 +1,288 @@
+//! `tenancy-apiserver connect` and `disconnect`: what the server needs in a cluster it is to serve spaces of, made there
+//! with that cluster's admin kubeconfig (a ServiceAccount, the least RBAC, a token), and in the management cluster the
+//! Secret holding a kubeconfig for that identity and the `Cluster` naming it. Tenants never see either: the Secret is
+//! readable only by the server, and only cluster admins may create Clusters.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::json;
+
+use crate::api::account::Cluster;
+
+/// Where the server's identity lives, in the management cluster and in each connected one.
+pub const NAMESPACE: &str = "tenancy-system";
+/// The server's identity in a connected cluster, and its ClusterRole and binding there.
+pub const IDENTITY: &str = "tenancy-apiserver-connected";
+/// How long the token in the Secret lasts; `connect` again renews it.
+const TOKEN_SECONDS: i64 = 365 * 24 * 3600;
+const FIELD_MANAGER: &str = "tenancy-apiserver-connect";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading kubeconfig {path}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("kubeconfig {0}: its current context names no cluster server")]
+    NoServer(String),
+    #[error("reading the certificate authority {path}")]
+    CertificateAuthority {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{step}")]
+    Kube {
+        step: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("kube-apiserver issued no token for {IDENTITY}")]
+    NoToken,
+    #[error(transparent)]
+    Management(#[from] crate::backend::Error),
+}
+
+/// `connect`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct Connect {
+    /// The cluster's name in the management cluster (a DNS label: spaces there are named `<name>.<namespace>`).
+    #[arg(long)]
+    pub name: String,
+    /// A kubeconfig with cluster-admin rights in the cluster to connect (its current context).
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// The management cluster's kubeconfig (unset: in-cluster config, then `$KUBECONFIG`, then `~/.kube/config`).
+    #[arg(long)]
+    pub management_kubeconfig: Option<PathBuf>,
+    /// A name for people.
+    #[arg(long)]
+    pub display_name: Option<String>,
+}
+
+/// `disconnect`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct Disconnect {
+    #[arg(long)]
+    pub name: String,
+    /// The connected cluster's admin kubeconfig, to remove the server's identity there too (unset: left there).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    pub management_kubeconfig: Option<PathBuf>,
+}
+
+/// The name of the Secret holding a connected cluster's kubeconfig.
+#[must_use]
+pub fn secret_name(cluster: &str) -> String {
+    format!("cluster-{cluster}")
+}
+
+/// Connects the cluster: the server's identity there, then its Secret and Cluster here.
+///
+/// # Errors
+/// An unreadable kubeconfig, or a refusal by either kube-apiserver.
+pub async fn connect(args: &Connect) -> Result<(), Error> {
+    let (target, server, certificate_authority) = target(&args.kubeconfig).await?;
+    let management = client(args.management_kubeconfig.as_deref()).await?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let step = |what: &str| {
+        let what = what.to_owned();
+        move |source| Error::Kube { step: what, source }
+    };
+    Api::<Namespace>::all(target.clone())
+        .patch(
+            NAMESPACE,
+            &params,
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})),
+        )
+        .await
+        .map_err(step("creating namespace tenancy-system in the cluster"))?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(target.clone(), NAMESPACE);
+    accounts
+        .patch(IDENTITY, &params, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": IDENTITY, "namespace": NAMESPACE}})))
+        .await
+        .map_err(step("creating the ServiceAccount in the cluster"))?;
+    Api::<ClusterRole>::all(target.clone())
+        .patch(IDENTITY, &params, &Patch::Apply(connected_role()))
+        .await
+        .map_err(step("creating the ClusterRole in the cluster"))?;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": IDENTITY},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": IDENTITY},
+        "subjects": [{"kind": "ServiceAccount", "name": IDENTITY, "namespace": NAMESPACE}],
+    });
+    Api::<ClusterRoleBinding>::all(target.clone())
+        .patch(IDENTITY, &params, &Patch::Apply(binding))
+        .await
+        .map_err(step("creating the ClusterRoleBinding in the cluster"))?;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request(IDENTITY, &PostParams::default(), &request)
+        .await
+        .map_err(step("requesting a token in the cluster"))?
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::NoToken)?;
+
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": args.name,
+        "clusters": [{"name": args.name, "cluster": {"server": server, "certificate-authority-data": certificate_authority}}],
+        "users": [{"name": IDENTITY, "user": {"token": token}}],
+        "contexts": [{"name": args.name, "context": {"cluster": args.name, "user": IDENTITY}}],
+    });
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": secret_name(&args.name), "namespace": NAMESPACE, "labels": {"tenancy.loft.sh/cluster": args.name}},
+        "stringData": {"kubeconfig": kubeconfig.to_string()},
+    });
+    Api::<Secret>::namespaced(management.clone(), NAMESPACE)
+        .patch(&secret_name(&args.name), &params, &Patch::Apply(secret))
+        .await
+        .map_err(step("writing the kubeconfig Secret in the management cluster"))?;
+    let mut spec = json!({"config": {"secretRef": {"name": secret_name(&args.name), "key": "kubeconfig"}}});
+    if let Some(display) = &args.display_name {
+        spec["displayName"] = json!(display);
+    }
+    let cluster = json!({"apiVersion": "config.tenancy.loft.sh/v1", "kind": "Cluster", "metadata": {"name": args.name}, "spec": spec});
+    Api::<Cluster>::all(management)
+        .patch(&args.name, &params, &Patch::Apply(cluster))
+        .await
+        .map_err(step("creating the Cluster in the management cluster"))?;
+    Ok(())
+}
+
+/// Disconnects the cluster: its Cluster and Secret here, and with `--kubeconfig` the server's identity there.
+///
+/// # Errors
+/// An unreadable kubeconfig, or a refusal by either kube-apiserver (what is already gone is not an error).
+pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
+    let management = client(args.management_kubeconfig.as_deref()).await?;
+    let gone = |step: &'static str| {
+        move |result: Result<(), kube::Error>| match result {
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(Error::Kube {
+                step: step.to_owned(),
+                source,
+            }),
+            Ok(()) => Ok(()),
+        }
+    };
+    let delete = DeleteParams::default();
+    gone("deleting the Cluster")(
+        Api::<Cluster>::all(management.clone())
+            .delete(&args.name, &delete)
+            .await
+            .map(|_| ()),
+    )?;
+    gone("deleting the kubeconfig Secret")(
+        Api::<Secret>::namespaced(management, NAMESPACE)
+            .delete(&secret_name(&args.name), &delete)
+            .await
+            .map(|_| ()),
+    )?;
+    if let Some(kubeconfig) = &args.kubeconfig {
+        let (target, _, _) = target(kubeconfig).await?;
+        gone("deleting the ClusterRoleBinding in the cluster")(
+            Api::<ClusterRoleBinding>::all(target.clone())
+                .delete(IDENTITY, &delete)
+                .await
+                .map(|_| ()),
+        )?;
+        gone("deleting the ClusterRole in the cluster")(
+            Api::<ClusterRole>::all(target.clone())
+                .delete(IDENTITY, &delete)
+                .await
+                .map(|_| ()),
+        )?;
+        gone("deleting the ServiceAccount in the cluster")(
+            Api::<ServiceAccount>::namespaced(target, NAMESPACE)
+                .delete(IDENTITY, &delete)
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    Ok(())
+}
+
+/// The least the server needs in a connected cluster: read namespaces and RBAC (its index), make namespaces and owner
+/// bindings (spaces created there), and ask TokenReviews and SubjectAccessReviews.
+fn connected_role() -> serde_json::Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": IDENTITY},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles", "rolebindings", "clusterrolebindings"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create", "update", "patch", "delete"]},
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ],
+    })
+}
+
+/// A client for the cluster to connect, its server URL and its CA (base64 PEM) for the kubeconfig the server gets.
+async fn target(path: &Path) -> Result<(Client, String, String), Error> {
+    let display = path.display().to_string();
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+        path: display.clone(),
+        source,
+    })?;
+    let context = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == kubeconfig.current_context.as_ref())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_default();
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.cluster.clone())
+        .ok_or_else(|| Error::NoServer(display.clone()))?;
+    let server = cluster.server.clone().ok_or_else(|| Error::NoServer(display.clone()))?;
+    let certificate_authority = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
+        (Some(data), _) => data.clone(),
+        (None, Some(file)) => {
+            let file = path.parent().unwrap_or_else(|| Path::new(".")).join(file);
+            let pem = std::fs::read(&file).map_err(|source| Error::CertificateAuthority {
+                path: file.display().to_string(),
+                source,
+            })?;
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        }
+        (None, None) => String::new(),
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| Error::Kubeconfig { path: display, source })?;
+    let client = Client::try_from(config).map_err(|source| Error::Kube {
+        step: "building a client for the cluster".to_owned(),
+        source,
+    })?;
+    Ok((client, server, certificate_authority))
+}
+
+async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
+    let config = crate::backend::config(kubeconfig).await?;
+    Client::try_from(config).map_err(|source| Error::Kube {
+        step: "building a client for the management cluster".to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,223 @@
+//! Connected clusters, first part: `tenancy-apiserver connect` against a second local control plane makes the
+//! server's identity there with its least RBAC, and the kubeconfig Secret and Cluster in the management cluster; the
+//! server reports the cluster Ready, then Offline when it goes away, without losing its own readiness; `disconnect`
+//! removes it all. Tenants can neither read the kubeconfig nor make Clusters.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::harness::{env, eventually, parse_env_file, server_request_as, unique, Env};
+
+const SETTLE: Duration = Duration::from_secs(40);
+
+/// Another control plane on its own ports, stopped when dropped.
+struct SecondControlPlane {
+    state: PathBuf,
+    env: Env,
+    up: bool,
+}
+
+impl SecondControlPlane {
+    fn start() -> Self {
+        let state = std::env::temp_dir().join(unique("tenancy-second-cluster"));
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let output = Command::new("bash")
+            .arg(repo.join("tests/controlplane/up.sh"))
+            .arg(&state)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("tests/controlplane/up.sh runs");
+        assert!(output.status.success(), "the second control plane did not start");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let file = PathBuf::from(stdout.lines().last().expect("up.sh prints its env file").trim());
+        SecondControlPlane {
+            env: parse_env_file(&file),
+            state,
+            up: true,
+        }
+    }
+
+    fn admin_kubeconfig(&self) -> String {
+        self.env.var("KUBECONFIG_ADMIN").to_owned()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(self.env.var("KUBECTL"))
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    }
+
+    fn stop(&mut self) {
+        if self.up {
+            self.up = false;
+            let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let _ = Command::new("bash")
+                .arg(repo.join("tests/controlplane/down.sh"))
+                .arg(&self.state)
+                .output();
+        }
+    }
+}
+
+impl Drop for SecondControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn tenancy(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env().var("SERVER_BIN"))
+        .args(args)
+        .output()
+        .expect("the server binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let management = env.var("KUBECONFIG_ADMIN").to_owned();
+    let mut second = SecondControlPlane::start();
+    let name = unique("c2");
+    let (ok, out) = tenancy(&[
+        "connect",
+        "--name",
+        &name,
+        "--kubeconfig",
+        &second.admin_kubeconfig(),
+        "--management-kubeconfig",
+        &management,
+    ]);
+    assert!(ok, "connect: {out}");
+
+    // In the connected cluster: the server's identity, whose token may read namespaces and RBAC but not Secrets.
+    let (ok, out) = second.kubectl(&[
+        "get",
+        "serviceaccount",
+        "-n",
+        "tenancy-system",
+        "tenancy-apiserver-connected",
+    ]);
+    assert!(ok, "{out}");
+    let encoded = admin
+        .run(&[
+            "get",
+            "secret",
+            "-n",
+            "tenancy-system",
+            &format!("cluster-{name}"),
+            "-o",
+            "jsonpath={.data.kubeconfig}",
+        ])
+        .ok();
+    let kubeconfig = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .expect("base64");
+    let kubeconfig: serde_json::Value = serde_json::from_slice(&kubeconfig).expect("a JSON kubeconfig");
+    let token = kubeconfig["users"][0]["user"]["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let server = second.env.var("APISERVER_URL").to_owned();
+    let can = |verb: &str, resource: &str| {
+        let output = Command::new(second.env.var("KUBECTL"))
+            .args(["--server", &server, "--insecure-skip-tls-verify", "--token", &token])
+            .args(["auth", "can-i", verb, resource, "-A"])
+            .output()
+            .expect("kubectl runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(can("list", "namespaces"), "yes");
+    assert_eq!(can("watch", "rolebindings"), "yes");
+    assert_eq!(can("get", "secrets"), "no");
+    assert_eq!(can("delete", "clusterroles"), "no");
+
+    // Tenants can neither read the kubeconfig nor make Clusters.
+    let alice = env.kubectl("alice");
+    let read = alice.run(&["get", "secret", "-n", "tenancy-system", &format!("cluster-{name}")]);
+    assert!(!read.success && read.stderr.contains("Forbidden"), "{}", read.stderr);
+    let cluster =
+        format!("apiVersion: config.tenancy.loft.sh/v1\nkind: Cluster\nmetadata:\n  name: {name}-x\nspec: {{}}\n");
+    let made = alice.run_with_stdin(&["create", "-f", "-"], Some(&cluster));
+    assert!(!made.success && made.stderr.contains("Forbidden"), "{}", made.stderr);
+
+    // The server reports it Ready, with its version and namespaces, and counts it up.
+    eventually(SETTLE, || {
+        let status = admin
+            .run(&[
+                "get",
+                "cluster",
+                &name,
+                "-o",
+                "jsonpath={.status.phase} {.status.version} {.status.namespaces}",
+            ])
+            .ok();
+        let fields: Vec<&str> = status.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Ready", version, count] if version.starts_with("v1.37") && count.parse::<u32>().is_ok_and(|n| n >= 4) => {
+                Ok(())
+            }
+            _ => Err(status),
+        }
+    });
+    let up = |value: &str| {
+        let (_, metrics) = server_request_as(
+            env.var("SERVER_URL"),
+            "admin",
+            &["system:masters"],
+            "GET",
+            "/metrics",
+            None,
+        );
+        metrics.contains(&format!("tenancy_apiserver_cluster_up{{cluster=\"{name}\"}} {value}"))
+    };
+    eventually(SETTLE, || if up("1") { Ok(()) } else { Err("cluster_up not 1") });
+
+    // It goes away: Offline with the reason, while the server stays ready.
+    second.stop();
+    eventually(SETTLE, || {
+        let status = admin
+            .run(&[
+                "get",
+                "cluster",
+                &name,
+                "-o",
+                "jsonpath={.status.phase}: {.status.conditions[0].message}",
+            ])
+            .ok();
+        if status.starts_with("Offline: ") && status.len() > "Offline: ".len() {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    });
+    eventually(SETTLE, || if up("0") { Ok(()) } else { Err("cluster_up not 0") });
+    let (code, body) = server_request_as(
+        env.var("SERVER_URL"),
+        "admin",
+        &["system:masters"],
+        "GET",
+        "/readyz",
+        None,
+    );
+    assert_eq!((code, body.as_str()), (200, "ok"));
+
+    // disconnect removes the Cluster and its Secret.
+    let (ok, out) = tenancy(&["disconnect", "--name", &name, "--management-kubeconfig", &management]);
+    assert!(ok, "disconnect: {out}");
+    let gone = admin.run(&["get", "cluster", &name]);
+    assert!(!gone.success && gone.stderr.contains("NotFound"), "{}", gone.stderr);
+    let gone = admin.run(&["get", "secret", "-n", "tenancy-system", &format!("cluster-{name}")]);
+    assert!(!gone.success && gone.stderr.contains("NotFound"), "{}", gone.stderr);
+}
