@@ -10,7 +10,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::Client;
 use serde_json::json;
 
@@ -26,12 +26,6 @@ const FIELD_MANAGER: &str = "tenancy-apiserver-connect";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading kubeconfig {path}")]
-    Kubeconfig {
-        path: String,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
     #[error("kubeconfig {0}: its current context names no cluster server")]
     NoServer(String),
     #[error("reading the certificate authority {path}")]
@@ -48,8 +42,9 @@ pub enum Error {
     },
     #[error("kube-apiserver issued no token for {IDENTITY}")]
     NoToken,
+    /// A kubeconfig that cannot be read or used.
     #[error(transparent)]
-    Management(#[from] crate::backend::Error),
+    Config(#[from] crate::backend::Error),
 }
 
 /// `connect`'s arguments.
@@ -239,7 +234,7 @@ fn connected_role() -> serde_json::Value {
 /// A client for the cluster to connect, its server URL and its CA (base64 PEM) for the kubeconfig the server gets.
 async fn target(path: &Path) -> Result<(Client, String, String), Error> {
     let display = path.display().to_string();
-    let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|source| crate::backend::Error::Kubeconfig {
         path: display.clone(),
         source,
     })?;
@@ -269,10 +264,7 @@ async fn target(path: &Path) -> Result<(Client, String, String), Error> {
         }
         (None, None) => String::new(),
     };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|source| Error::Kubeconfig { path: display, source })?;
-    let client = Client::try_from(config).map_err(|source| Error::Kube {
+    let client = Client::try_from(crate::backend::config(Some(path)).await?).map_err(|source| Error::Kube {
         step: "building a client for the cluster".to_owned(),
         source,
     })?;
