@@ -83,7 +83,8 @@ struct Questions {
     rbac: BTreeSet<Scope>,
 }
 
-/// Which questions go first: those a request waits for, then the rest.
+/// Which questions go first: those a request or an open watch waits for (first reviews, the few questions of an RBAC
+/// change), then whole reviews (refreshes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Class {
     First = 0,
@@ -283,7 +284,9 @@ impl Reviewer {
             if questions.whole {
                 identity.refresh_queued.store(false, Ordering::Release);
             }
-            if let Err(error) = reviewer.review(&identity, &questions, Class::Later).await {
+            // A change's few questions are waited on by a watcher (within a second); a whole review is background.
+            let class = if questions.whole { Class::Later } else { Class::First };
+            if let Err(error) = reviewer.review(&identity, &questions, class).await {
                 tracing::warn!(%error, user = %identity.user.name, "Keeping the previous answers for this user");
             }
         });
