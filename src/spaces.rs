@@ -17,7 +17,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 
-use crate::access::view::UserView;
 use crate::api::{Space, SpaceList};
 use crate::authn::User;
 use crate::state::log::{Change, Lookup, Position};
@@ -247,7 +246,7 @@ impl Registry {
         let namespace = state
             .namespaces
             .get(name)
-            .filter(|_| state.index.may_get(&self.cache.subjects(user), name))
+            .filter(|_| state.may_get(&self.cache.subjects(user), name))
             .cloned();
         drop(state);
         namespace
@@ -307,7 +306,7 @@ impl Registry {
                 .into())
             }
         };
-        let mut view = UserView::new(&state.index, self.cache.subjects(user));
+        let mut view = state.view(self.cache.subjects(user));
         let namespaces = if requested == current {
             state.namespaces.clone()
         } else {
@@ -315,8 +314,10 @@ impl Registry {
                 Lookup::At { namespaces, later } => {
                     for entry in later.iter().rev() {
                         for change in entry.changes.iter().rev() {
-                            if let Change::Access(change) = change {
-                                view.undo(change);
+                            match change {
+                                Change::Access(change) => view.undo(change),
+                                Change::Connected { cluster, change } => view.undo_connected(cluster, change),
+                                Change::Namespace { .. } => {}
                             }
                         }
                     }
@@ -338,9 +339,14 @@ impl Registry {
         drop(state);
 
         let after = token.as_ref().map(|t| t.start.clone());
-        let candidates: Box<dyn Iterator<Item = Arc<Namespace>>> = if view.sees_all() {
+        let candidates: Box<dyn Iterator<Item = Arc<Namespace>>> = if view.sees_all_of_a_cluster() {
             let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-            Box::new(namespaces.range((lower, Bound::Unbounded)).map(|(_, ns)| ns.clone()))
+            Box::new(
+                namespaces
+                    .range((lower, Bound::Unbounded))
+                    .filter(|(name, _)| view.sees(name))
+                    .map(|(_, ns)| ns.clone()),
+            )
         } else {
             let mut names: Vec<&String> = view
                 .granted_names()

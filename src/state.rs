@@ -1,6 +1,10 @@
 //! The server's picture of the cluster: namespaces, the access index, the change log, Accounts and SpaceTemplates, and
 //! the server's own bindings, changed by one writer task in the order events arrive (fed by backend's reflectors and
 //! reviewer), read by every request under a short read lock (never held across an await).
+//!
+//! Connected clusters have their part here too (`connected`): their own access index and namespaces, fed by their own
+//! reflectors. Their spaces sit among this cluster's as `<cluster>.<namespace>`, and their changes go into the one
+//! change log, so a list, watch or resume across all clusters is exact exactly as for this cluster alone.
 
 pub mod log;
 
@@ -17,6 +21,7 @@ use tokio::sync::broadcast;
 
 use self::log::{Change, Entry, Log, Namespaces};
 use crate::access::index::{subjects_of, AccessChange, Index, Scope, SubjectKey};
+use crate::access::view::{connected_part, space_name, Subjects, UserView};
 use crate::access::AccessMode;
 use crate::api::account::{Account, AccountQuota, SpaceTemplate};
 use crate::authn::User;
@@ -47,7 +52,53 @@ pub enum Update {
     },
     /// A reviewed identity nobody uses any more.
     Forget(SubjectKey),
+    /// A Namespace or RBAC event of a connected cluster.
+    Connected {
+        cluster: String,
+        update: Box<Update>,
+    },
+    /// Whether a connected cluster's kube-apiserver answers (its spaces show phase `Unknown` while it does not).
+    Online {
+        cluster: String,
+        online: bool,
+    },
+    /// A connected cluster's Cluster is gone: its spaces and grants go with it.
+    Disconnected(String),
 }
+
+/// A connected cluster's part of the state.
+#[derive(Default)]
+pub struct Connected {
+    pub index: Index,
+    /// Its namespaces by their own names, as that cluster has them.
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// Whether its kube-apiserver answered when last asked.
+    pub online: bool,
+    relist: Relist,
+    synced: HashSet<&'static str>,
+}
+
+// === impl Connected ===
+
+impl Connected {
+    /// Whether its namespaces and RBAC have been listed once.
+    #[must_use]
+    pub fn is_synced(&self) -> bool {
+        CONNECTED_KINDS.iter().all(|kind| self.synced.contains(kind))
+    }
+}
+
+/// The kinds reflected from a connected cluster.
+const CONNECTED_KINDS: [&str; 5] = [
+    "namespaces",
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
+];
+
+/// The phase a space of a connected cluster shows while that cluster does not answer: neither dropped nor invented.
+pub const UNKNOWN_PHASE: &str = "Unknown";
 
 /// The kinds whose first list must be complete before the server is ready.
 const REQUIRED: [&str; 7] = [
@@ -74,6 +125,8 @@ pub struct State {
     pub quotas: BTreeMap<String, Arc<AccountQuota>>,
     /// The server's RoleBindings (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then namespace.
     pub server_bindings: BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>,
+    /// Connected clusters by name.
+    pub connected: BTreeMap<String, Connected>,
     /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
     relist: Relist,
     synced: HashSet<&'static str>,
@@ -128,6 +181,7 @@ impl Cache {
                 templates: BTreeMap::new(),
                 quotas: BTreeMap::new(),
                 server_bindings: BTreeMap::new(),
+                connected: BTreeMap::new(),
                 relist: Relist::default(),
                 synced: HashSet::new(),
             }),
@@ -142,14 +196,16 @@ impl Cache {
         self.mode
     }
 
-    /// The index subjects whose grants make up `user`'s view: its name and groups under RBAC, its whole identity
-    /// under SubjectAccessReview.
+    /// The index subjects whose grants make up `user`'s view: here its name and groups under RBAC, its whole
+    /// identity under SubjectAccessReview; in connected clusters its name and groups.
     #[must_use]
-    pub fn subjects(&self, user: &User) -> Vec<SubjectKey> {
-        match self.mode {
-            AccessMode::Rbac => subjects_of(user),
+    pub fn subjects(&self, user: &User) -> Subjects {
+        let connected = subjects_of(user);
+        let local = match self.mode {
+            AccessMode::Rbac => connected.clone(),
             AccessMode::Sar => vec![crate::access::index::identity_subject(user)],
-        }
+        };
+        Subjects { local, connected }
     }
 
     /// A receiver that wakes after each applied event.
@@ -202,6 +258,35 @@ fn revision_of(object: &impl ResourceExt) -> u64 {
 // === impl State ===
 
 impl State {
+    /// Whether `subjects` may get space `name` (in whichever cluster it is).
+    #[must_use]
+    pub fn may_get(&self, subjects: &Subjects, name: &str) -> bool {
+        match connected_part(name) {
+            None => self.index.may_get(&subjects.local, name),
+            Some((cluster, namespace)) => self
+                .connected
+                .get(cluster)
+                .is_some_and(|part| part.index.may_get(&subjects.connected, namespace)),
+        }
+    }
+
+    /// The current view of a user with `subjects`, across all clusters.
+    #[must_use]
+    pub fn view(&self, subjects: Subjects) -> UserView {
+        UserView::new(
+            &self.index,
+            self.connected.iter().map(|(name, part)| (name.as_str(), &part.index)),
+            subjects,
+        )
+    }
+
+    /// This cluster's namespaces (connected clusters' spaces left out): what the controllers look after.
+    pub fn local_namespaces(&self) -> impl Iterator<Item = (&String, &Arc<Namespace>)> {
+        self.namespaces
+            .iter()
+            .filter(|(name, _)| connected_part(name).is_none())
+    }
+
     /// Applies `update`, adding what it changed for watchers to `changes`.
     fn apply(&mut self, update: Update, changes: &mut Vec<Change>) {
         let mut access = Vec::new();
@@ -234,8 +319,121 @@ impl State {
                 }
             }
             Update::Forget(subject) => self.index.forget(&subject, &mut access),
+            Update::Connected { cluster, update } => self.connected_event(&cluster, *update, changes),
+            Update::Online { cluster, online } => {
+                let part = self.connected.entry(cluster.clone()).or_default();
+                if part.online != online {
+                    part.online = online;
+                    let names: Vec<String> = part.namespaces.keys().cloned().collect();
+                    for name in names {
+                        self.show_connected(&cluster, &name, changes);
+                    }
+                }
+            }
+            Update::Disconnected(cluster) => self.disconnect(&cluster, changes),
         }
         changes.extend(access.into_iter().map(Change::Access));
+    }
+
+    /// A connected cluster's Namespace or RBAC event; its access changes are logged as that cluster's.
+    fn connected_event(&mut self, cluster: &str, update: Update, changes: &mut Vec<Change>) {
+        let mut access = Vec::new();
+        let part = self.connected.entry(cluster.to_owned()).or_default();
+        let (index, relist, synced) = (&mut part.index, &mut part.relist, &mut part.synced);
+        match update {
+            Update::Namespace(event) => return self.connected_namespace_event(cluster, event, changes),
+            Update::Role(event) => rbac_event(index, relist, synced, event, "roles", &mut access),
+            Update::ClusterRole(event) => rbac_event(index, relist, synced, event, "clusterroles", &mut access),
+            Update::RoleBinding(event) => rbac_event(index, relist, synced, event, "rolebindings", &mut access),
+            Update::ClusterRoleBinding(event) => {
+                rbac_event(index, relist, synced, event, "clusterrolebindings", &mut access);
+            }
+            _ => {}
+        }
+        changes.extend(access.into_iter().map(|change| Change::Connected {
+            cluster: cluster.to_owned(),
+            change,
+        }));
+    }
+
+    fn connected_namespace_event(&mut self, cluster: &str, event: Event<Namespace>, changes: &mut Vec<Change>) {
+        let Some(part) = self.connected.get_mut(cluster) else {
+            return;
+        };
+        match event {
+            Event::Apply(ns) => {
+                let name = ns.name_any();
+                part.namespaces.insert(name.clone(), Arc::new(ns));
+                self.show_connected(cluster, &name, changes);
+            }
+            Event::Delete(ns) => {
+                let name = ns.name_any();
+                part.namespaces.remove(&name);
+                self.remove_namespace(space_name(cluster, &name), changes);
+            }
+            Event::Init => part.relist.namespaces.clear(),
+            Event::InitApply(ns) => part.relist.namespaces.push(ns),
+            Event::InitDone => {
+                let listed = std::mem::take(&mut part.relist.namespaces);
+                part.namespaces = listed.into_iter().map(|ns| (ns.name_any(), Arc::new(ns))).collect();
+                part.synced.insert("namespaces");
+                let names: Vec<String> = part.namespaces.keys().cloned().collect();
+                for name in &names {
+                    self.show_connected(cluster, name, changes);
+                }
+                let prefix = space_name(cluster, "");
+                let gone: Vec<String> = self
+                    .namespaces
+                    .range(prefix.clone()..)
+                    .take_while(|(space, _)| space.starts_with(&prefix))
+                    .filter(|(space, _)| names.binary_search(&space[prefix.len()..].to_owned()).is_err())
+                    .map(|(space, _)| space.clone())
+                    .collect();
+                for space in gone {
+                    self.remove_namespace(space, changes);
+                }
+            }
+        }
+    }
+
+    /// Puts connected cluster `cluster`'s namespace `name` among the spaces, as `<cluster>.<name>`, its phase
+    /// `Unknown` while that cluster does not answer.
+    fn show_connected(&mut self, cluster: &str, name: &str, changes: &mut Vec<Change>) {
+        let Some(part) = self.connected.get(cluster) else {
+            return;
+        };
+        let Some(ns) = part.namespaces.get(name) else {
+            return;
+        };
+        let mut shown = Namespace::clone(ns);
+        shown.metadata.name = Some(space_name(cluster, name));
+        if !part.online {
+            shown.status.get_or_insert_with(Default::default).phase = Some(UNKNOWN_PHASE.to_owned());
+        }
+        self.put_namespace(shown, changes);
+    }
+
+    /// A connected cluster gone: its spaces are deleted, and every grant it gave is taken back (so a cluster connected
+    /// again under the same name starts from nothing in every view).
+    fn disconnect(&mut self, cluster: &str, changes: &mut Vec<Change>) {
+        let Some(part) = self.connected.remove(cluster) else {
+            return;
+        };
+        for name in part.namespaces.keys() {
+            self.remove_namespace(space_name(cluster, name), changes);
+        }
+        for change in part.index.revoke_all() {
+            changes.push(Change::Connected {
+                cluster: cluster.to_owned(),
+                change,
+            });
+        }
+    }
+
+    fn remove_namespace(&mut self, name: String, changes: &mut Vec<Change>) {
+        if let Some(old) = self.namespaces.remove(&name) {
+            changes.push(Change::Namespace { name, old: Some(old) });
+        }
     }
 
     fn namespace_event(&mut self, event: Event<Namespace>, changes: &mut Vec<Change>) {
@@ -326,9 +524,10 @@ impl State {
     fn put_namespace(&mut self, ns: Namespace, changes: &mut Vec<Change>) {
         let name = ns.name_any();
         let old = self.namespaces.get(&name).cloned();
+        // The status too: a connected cluster's space shows phase Unknown while its cluster does not answer.
         if old
             .as_ref()
-            .is_some_and(|o| o.resource_version() == ns.resource_version())
+            .is_some_and(|o| o.resource_version() == ns.resource_version() && o.status == ns.status)
         {
             return;
         }
@@ -337,24 +536,43 @@ impl State {
     }
 
     fn rbac_event<K: Rbac>(&mut self, event: Event<K>, kind: &'static str, changes: &mut Vec<AccessChange>) {
-        match event {
-            Event::Apply(object) => object.apply_to(&mut self.index, changes),
-            Event::Delete(object) => object.delete_from(&mut self.index, changes),
-            Event::Init => K::relist_buffer(&mut self.relist).clear(),
-            Event::InitApply(object) => K::relist_buffer(&mut self.relist).push(object),
-            Event::InitDone => {
-                let listed = std::mem::take(K::relist_buffer(&mut self.relist));
-                let keys: HashSet<(String, String)> = listed.iter().map(Rbac::key).collect();
-                for object in &listed {
-                    object.apply_to(&mut self.index, changes);
-                }
-                for key in K::held(&self.index) {
-                    if !keys.contains(&key) {
-                        K::delete_key(&mut self.index, &key, changes);
-                    }
-                }
-                self.synced.insert(kind);
+        rbac_event(
+            &mut self.index,
+            &mut self.relist,
+            &mut self.synced,
+            event,
+            kind,
+            changes,
+        );
+    }
+}
+
+/// One RBAC event into `index` (this cluster's or a connected one's), relists buffered in `relist`.
+fn rbac_event<K: Rbac>(
+    index: &mut Index,
+    relist: &mut Relist,
+    synced: &mut HashSet<&'static str>,
+    event: Event<K>,
+    kind: &'static str,
+    changes: &mut Vec<AccessChange>,
+) {
+    match event {
+        Event::Apply(object) => object.apply_to(index, changes),
+        Event::Delete(object) => object.delete_from(index, changes),
+        Event::Init => K::relist_buffer(relist).clear(),
+        Event::InitApply(object) => K::relist_buffer(relist).push(object),
+        Event::InitDone => {
+            let listed = std::mem::take(K::relist_buffer(relist));
+            let keys: HashSet<(String, String)> = listed.iter().map(Rbac::key).collect();
+            for object in &listed {
+                object.apply_to(index, changes);
             }
+            for key in K::held(index) {
+                if !keys.contains(&key) {
+                    K::delete_key(index, &key, changes);
+                }
+            }
+            synced.insert(kind);
         }
     }
 }

@@ -154,7 +154,7 @@ impl Session {
 
     /// Takes `namespaces` as what the client already knows.
     fn seed(&mut self, namespaces: &Namespaces) {
-        let names: Vec<String> = if self.view.sees_all() {
+        let names: Vec<String> = if self.view.sees_all_of_a_cluster() {
             namespaces.keys().cloned().collect()
         } else {
             self.view.granted_names().cloned().collect()
@@ -176,13 +176,20 @@ impl Session {
         let mut last_known: HashMap<&str, &Arc<Namespace>> = HashMap::new();
         for change in &entry.changes {
             match change {
-                Change::Access(change) => match self.view.apply(change) {
-                    Effect::None => {}
-                    Effect::One(name) => {
-                        affected.insert(name);
+                Change::Access(_) | Change::Connected { .. } => {
+                    let effect = match change {
+                        Change::Connected { cluster, change } => self.view.apply_connected(cluster, change),
+                        Change::Access(change) => self.view.apply(change),
+                        Change::Namespace { .. } => Effect::None,
+                    };
+                    match effect {
+                        Effect::None => {}
+                        Effect::One(name) => {
+                            affected.insert(name);
+                        }
+                        Effect::All => everything = true,
                     }
-                    Effect::All => everything = true,
-                },
+                }
                 Change::Namespace { name, old, .. } => {
                     affected.insert(name.clone());
                     if let Some(old) = old {
@@ -244,7 +251,7 @@ impl Session {
 pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<Started, Error> {
     let state = cache.read();
     let entries = cache.subscribe(&state);
-    let mut view = UserView::new(&state.index, cache.subjects(user));
+    let mut view = state.view(cache.subjects(user));
     let position = state.log.position();
     let mut first = Vec::new();
     let session = match from {
@@ -274,8 +281,10 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
                 // The view now, taken back to the requested position, then replayed forward with the client.
                 for entry in later.iter().rev() {
                     for change in entry.changes.iter().rev() {
-                        if let Change::Access(change) = change {
-                            view.undo(change);
+                        match change {
+                            Change::Access(change) => view.undo(change),
+                            Change::Connected { cluster, change } => view.undo_connected(cluster, change),
+                            Change::Namespace { .. } => {}
                         }
                     }
                 }

@@ -215,6 +215,24 @@ impl Index {
         )
     }
 
+    /// Every grant the index holds, as losses: what dropping the whole index means to the views built from it.
+    #[must_use]
+    pub fn revoke_all(&self) -> Vec<AccessChange> {
+        let mut changes = Vec::new();
+        for (subject, grants) in &self.by_subject {
+            let lost = |scope| AccessChange {
+                subject: subject.clone(),
+                scope,
+                gained: false,
+            };
+            if grants.all > 0 {
+                changes.push(lost(Scope::All));
+            }
+            changes.extend(grants.names.keys().map(|name| lost(Scope::One(name.clone()))));
+        }
+        changes
+    }
+
     // --- updates ---
 
     pub fn apply_cluster_role(&mut self, role: &ClusterRole, changes: &mut Vec<AccessChange>) {

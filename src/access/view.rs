@@ -1,15 +1,25 @@
-//! One user's visibility, derived from the index and movable along the change log: forward (a watch applying new
-//! changes) and backward (a resume or a paged list looking at an older position).
+//! One user's visibility, derived from the index of each cluster and movable along the change log: forward (a watch
+//! applying new changes) and backward (a resume or a paged list looking at an older position). A connected cluster's
+//! grants count only for its own spaces (`<cluster>.<namespace>`), never for another cluster's.
 
 use std::collections::HashMap;
 
 use super::index::{AccessChange, Index, Scope, SubjectKey};
 
-/// How many of the user's subjects grant each namespace, and how many grant all.
+/// The index subjects a user matches: in this cluster (as the access mode says), and in connected clusters (its name
+/// and groups, which their RBAC decides on).
+#[derive(Clone, Debug, Default)]
+pub struct Subjects {
+    pub local: Vec<SubjectKey>,
+    pub connected: Vec<SubjectKey>,
+}
+
+/// How many of the user's subjects grant each space, and how many grant all of a cluster's.
 #[derive(Clone, Debug, Default)]
 pub struct UserView {
-    subjects: Vec<SubjectKey>,
+    subjects: Subjects,
     all: u32,
+    all_in: HashMap<String, u32>,
     names: HashMap<String, u32>,
 }
 
@@ -24,75 +34,129 @@ pub enum Effect {
     All,
 }
 
+/// The space name of namespace `namespace` in connected cluster `cluster`.
+#[must_use]
+pub fn space_name(cluster: &str, namespace: &str) -> String {
+    format!("{cluster}.{namespace}")
+}
+
+/// The connected cluster and namespace a space name stands for; `None` for this cluster's namespaces (namespace names
+/// are DNS labels: a dot always means another cluster).
+#[must_use]
+pub fn connected_part(space: &str) -> Option<(&str, &str)> {
+    space.split_once('.')
+}
+
 // === impl UserView ===
 
 impl UserView {
-    /// The view at the index's current position.
+    /// The view at the indexes' current positions: this cluster's, and each connected cluster's by name.
     #[must_use]
-    pub fn new(index: &Index, subjects: Vec<SubjectKey>) -> Self {
+    pub fn new<'a>(
+        index: &Index,
+        connected: impl IntoIterator<Item = (&'a str, &'a Index)>,
+        subjects: Subjects,
+    ) -> Self {
         let mut view = UserView {
             subjects,
-            all: 0,
-            names: HashMap::new(),
+            ..UserView::default()
         };
-        for subject in &view.subjects {
+        for subject in &view.subjects.local {
             let (all, names) = index.subject_view(subject);
             view.all += u32::from(all);
             for name in names {
                 *view.names.entry(name).or_default() += 1;
             }
         }
+        for (cluster, index) in connected {
+            for subject in &view.subjects.connected {
+                let (all, names) = index.subject_view(subject);
+                if all {
+                    *view.all_in.entry(cluster.to_owned()).or_default() += 1;
+                }
+                for name in names {
+                    *view.names.entry(space_name(cluster, &name)).or_default() += 1;
+                }
+            }
+        }
         view
     }
 
     #[must_use]
-    pub fn sees(&self, namespace: &str) -> bool {
-        self.all > 0 || self.names.contains_key(namespace)
+    pub fn sees(&self, space: &str) -> bool {
+        let all = match connected_part(space) {
+            None => self.all > 0,
+            Some((cluster, _)) => self.all_in.get(cluster).is_some_and(|n| *n > 0),
+        };
+        all || self.names.contains_key(space)
     }
 
+    /// Whether some cluster's every namespace is granted: then the candidates are all spaces, not the granted names.
     #[must_use]
-    pub fn sees_all(&self) -> bool {
-        self.all > 0
+    pub fn sees_all_of_a_cluster(&self) -> bool {
+        self.all > 0 || self.all_in.values().any(|n| *n > 0)
     }
 
-    /// Namespaces granted one by one (whether or not they exist), unordered.
+    /// Spaces granted one by one (whether or not they exist), unordered.
     pub fn granted_names(&self) -> impl Iterator<Item = &String> {
         self.names.keys()
     }
 
-    /// Applies a change going forward.
+    /// Applies a change of this cluster going forward.
     pub fn apply(&mut self, change: &AccessChange) -> Effect {
-        self.shift(change, change.gained)
+        self.shift(None, change, change.gained)
     }
 
-    /// Takes a change back, going backward in the log.
+    /// Takes a change of this cluster back, going backward in the log.
     pub fn undo(&mut self, change: &AccessChange) {
-        self.shift(change, !change.gained);
+        self.shift(None, change, !change.gained);
     }
 
-    fn shift(&mut self, change: &AccessChange, add: bool) -> Effect {
-        if !self.subjects.contains(&change.subject) {
+    /// Applies a change of connected cluster `cluster` going forward.
+    pub fn apply_connected(&mut self, cluster: &str, change: &AccessChange) -> Effect {
+        self.shift(Some(cluster), change, change.gained)
+    }
+
+    /// Takes a change of connected cluster `cluster` back.
+    pub fn undo_connected(&mut self, cluster: &str, change: &AccessChange) {
+        self.shift(Some(cluster), change, !change.gained);
+    }
+
+    fn shift(&mut self, cluster: Option<&str>, change: &AccessChange, add: bool) -> Effect {
+        let subjects = match cluster {
+            None => &self.subjects.local,
+            Some(_) => &self.subjects.connected,
+        };
+        if !subjects.contains(&change.subject) {
             return Effect::None;
         }
         match &change.scope {
             Scope::All => {
+                let count = match cluster {
+                    None => &mut self.all,
+                    Some(cluster) => self.all_in.entry(cluster.to_owned()).or_default(),
+                };
                 if add {
-                    self.all += 1;
+                    *count += 1;
                 } else {
-                    self.all = self.all.saturating_sub(1);
+                    *count = count.saturating_sub(1);
                 }
                 Effect::All
             }
             Scope::One(name) => {
+                let name = match cluster {
+                    None => name.clone(),
+                    Some(cluster) => space_name(cluster, name),
+                };
                 if add {
                     *self.names.entry(name.clone()).or_default() += 1;
-                } else if let Some(count) = self.names.get_mut(name) {
+                } else if let Some(count) = self.names.get_mut(&name) {
                     *count = count.saturating_sub(1);
                     if *count == 0 {
-                        self.names.remove(name);
+                        self.names.remove(&name);
                     }
                 }
-                Effect::One(name.clone())
+                Effect::One(name)
             }
         }
     }

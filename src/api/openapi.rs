@@ -108,6 +108,7 @@ fn schemas(version: Version) -> Map<String, Value> {
                     "type": "object",
                     "properties": {
                         "account": {"description": "The Account that owns the space (read-only: set by the server).", "type": "string"},
+                        "cluster": {"description": "The connected cluster the space's namespace is in (the space is then named <cluster>.<namespace>); empty for the management cluster's own. Set at creation; immutable.", "type": "string"},
                         "finalizers": {"description": "Mirror of the namespace's spec.finalizers (read-only).", "type": "array", "items": {"type": "string", "default": ""}},
                         "templateParameters": {"description": "Values of the parameters the space's SpaceTemplates declare (spec.parameters), substituted as ${name}. Checked at creation (required, validation pattern, known names); immutable afterwards.", "type": "object", "additionalProperties": {"type": "string", "default": ""}},
                     },

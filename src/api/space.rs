@@ -33,6 +33,10 @@ pub struct SpaceSpec {
     /// The owning Account, mirrored from the namespace's `tenancy.loft.sh/account` label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// The connected cluster the space's namespace is in (its name is then `<cluster>.<namespace>`); none for this
+    /// cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// Mirror of the namespace's `spec.finalizers` (read-only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
@@ -135,11 +139,17 @@ impl Space {
             .and_then(|spec| spec.finalizers.clone())
             .unwrap_or_default();
         let phase = ns.status.as_ref().and_then(|status| status.phase.clone());
+        let cluster = metadata
+            .name
+            .as_deref()
+            .and_then(crate::access::view::connected_part)
+            .map(|(cluster, _)| cluster.to_owned());
         Space {
             api_version: GROUP_VERSION.to_owned(),
             kind: KIND.to_owned(),
             spec: SpaceSpec {
                 account,
+                cluster,
                 finalizers,
                 template_parameters: template_parameters(ns),
             },

@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 
 use crate::access::index::{identity_subject, subjects_of, Scope, SubjectKey, PER_CREDENTIAL_EXTRA};
+use crate::access::view::connected_part;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision, Error};
 use crate::metrics::ReviewMetrics;
@@ -243,7 +244,10 @@ impl Reviewer {
         let mut questions: HashMap<SubjectKey, Questions> = HashMap::new();
         for change in &entry.changes {
             match change {
-                Change::Namespace { name, old: None } if entry.namespaces.contains_key(name) => {
+                // Connected clusters' spaces are decided by their RBAC, never by a review sent here.
+                Change::Namespace { name, old: None }
+                    if entry.namespaces.contains_key(name) && connected_part(name).is_none() =>
+                {
                     for identity in &named {
                         questions
                             .entry(identity.subject.clone())
@@ -252,7 +256,7 @@ impl Reviewer {
                             .insert(name.clone());
                     }
                 }
-                Change::Namespace { .. } => {}
+                Change::Namespace { .. } | Change::Connected { .. } => {}
                 Change::Access(access) => {
                     if matches!(access.subject, SubjectKey::Reviewed(_)) {
                         continue;
@@ -343,7 +347,10 @@ impl Reviewer {
             let state = self.cache.read();
             let (_, held) = state.index.subject_view(&identity.subject);
             let held = held.into_iter().filter(|n| all || !state.namespaces.contains_key(n));
-            (state.namespaces.keys().cloned().collect(), held.collect())
+            (
+                state.local_namespaces().map(|(name, _)| name.clone()).collect(),
+                held.collect(),
+            )
         };
         let mut answers = vec![(Scope::All, all)];
         answers.extend(held.into_iter().map(|name| (Scope::One(name), false)));

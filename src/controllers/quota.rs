@@ -80,9 +80,9 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         .collect();
     let spaces: BTreeMap<String, bool> = {
         let state = cache.read();
+        // Shares are this cluster's ResourceQuotas: connected clusters' spaces are left out (not yet covered).
         state
-            .namespaces
-            .iter()
+            .local_namespaces()
             .filter(|(_, ns)| {
                 ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL)) == Some(&quota.spec.account)
             })

@@ -72,7 +72,7 @@ fn snapshot(cache: &Cache) -> Snapshot {
     let state = cache.read();
     let bindings = |name: &str| state.server_bindings.get(name).cloned().unwrap_or_default();
     Snapshot {
-        namespaces: state.namespaces.values().cloned().collect(),
+        namespaces: state.local_namespaces().map(|(_, ns)| ns.clone()).collect(),
         accounts: state.accounts.values().cloned().collect(),
         templates: state.templates.clone(),
         owner_bindings: bindings(OWNER_BINDING),

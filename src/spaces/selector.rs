@@ -1,5 +1,5 @@
 //! Label selectors (the full grammar of apimachinery's `labels.Parse`) and the field selectors spaces support
-//! (`metadata.name`, `metadata.namespace` with `=`, `==`, `!=`).
+//! (`metadata.name`, `metadata.namespace`, `spec.cluster` with `=`, `==`, `!=`).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub enum Error {
     #[error("unable to parse requirement: {0}")]
     Label(String),
-    #[error("{0:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")]
+    #[error("{0:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\", \"spec.cluster\"")]
     UnknownField(String),
     #[error("invalid field selector: {0}")]
     Field(String),
@@ -306,13 +306,15 @@ pub struct FieldSelector {
 enum Field {
     Name,
     Namespace,
+    /// The connected cluster a space is in (empty for this cluster's), as its name says.
+    Cluster,
 }
 
 // === impl FieldSelector ===
 
 impl FieldSelector {
     /// # Errors
-    /// When a term is malformed or names a field other than `metadata.name` / `metadata.namespace`.
+    /// When a term is malformed or names a field other than `metadata.name` / `metadata.namespace` / `spec.cluster`.
     pub fn parse(input: &str) -> Result<Self, Error> {
         let mut terms = Vec::new();
         for term in split_unescaped(input, ',') {
@@ -331,6 +333,7 @@ impl FieldSelector {
             let field = match field.trim() {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
+                "spec.cluster" => Field::Cluster,
                 other => return Err(Error::UnknownField(other.to_owned())),
             };
             terms.push((field, unescape(value.trim()), equal));
@@ -344,6 +347,7 @@ impl FieldSelector {
             let actual = match field {
                 Field::Name => name,
                 Field::Namespace => "",
+                Field::Cluster => crate::access::view::connected_part(name).map_or("", |(cluster, _)| cluster),
             };
             (actual == value) == *equal
         })

@@ -22,13 +22,26 @@ const fn column(
     }
 }
 
-/// NAME, ACCOUNT, PHASE, AGE; with `-o wide` also CREATOR and SHARED.
+/// NAME, ACCOUNT, CLUSTER, PHASE, AGE; with `-o wide` also CREATOR and SHARED.
 #[must_use]
 pub fn columns() -> Vec<ColumnDefinition> {
     vec![
         column("Name", "string", "name", "Name of the space (and of its namespace).", 0),
         column("Account", "string", "", "The Account that owns the space.", 0),
-        column("Phase", "string", "", "Active or Terminating.", 0),
+        column(
+            "Cluster",
+            "string",
+            "",
+            "The connected cluster the space is in; empty for this cluster.",
+            0,
+        ),
+        column(
+            "Phase",
+            "string",
+            "",
+            "Active or Terminating; Unknown while its cluster does not answer.",
+            0,
+        ),
         column("Age", "string", "", "Time since the namespace was created.", 0),
         column("Creator", "string", "", "Who created the space through this server.", 1),
         column(
@@ -65,6 +78,7 @@ pub fn rows(spaces: &[Space], include: IncludeObject, version: &str, now: Timest
             let cells = vec![
                 json!(space.name()),
                 json!(space.spec.account.clone().unwrap_or_default()),
+                json!(space.spec.cluster.clone().unwrap_or_default()),
                 json!(space.status.phase.clone().unwrap_or_default()),
                 json!(age(space.metadata.creation_timestamp.as_ref().map(|t| t.0), now)),
                 json!(annotation(CREATOR_ANNOTATION)),

@@ -88,7 +88,7 @@ impl Writer {
         state
             .namespaces
             .get(name)
-            .filter(|_| state.index.may_get(&self.cache.subjects(user), name))
+            .filter(|_| state.may_get(&self.cache.subjects(user), name))
             .cloned()
             .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
@@ -276,7 +276,7 @@ impl Writer {
                         .unwrap_or(0)
                         >= revision
                 });
-                if caught_up && state.index.may_get(&subjects, name) {
+                if caught_up && state.may_get(&subjects, name) {
                     return Ok(());
                 }
                 self.cache.subscribe(&state)

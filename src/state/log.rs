@@ -39,6 +39,9 @@ pub enum Change {
     Namespace { name: String, old: Option<Arc<Namespace>> },
     /// A subject gained or lost access.
     Access(AccessChange),
+    /// A subject gained or lost access in a connected cluster, to a namespace there by its own name (the space is
+    /// `<cluster>.<namespace>`), or to all of that cluster's.
+    Connected { cluster: String, change: AccessChange },
 }
 
 #[derive(Debug)]

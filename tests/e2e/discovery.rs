@@ -102,12 +102,12 @@ fn table_prints_name_account_phase_age_and_wide_adds_creator_and_shared() {
     let admin = env.kubectl("admin");
     let out = admin.run(&["get", "spaces"]).ok();
     let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ACCOUNT", "PHASE", "AGE"], "{out}");
+    assert_eq!(header, ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE"], "{out}");
     let out = admin.run(&["get", "spaces", "-o", "wide"]).ok();
     let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "ACCOUNT", "PHASE", "AGE", "CREATOR", "SHARED"],
+        ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE", "CREATOR", "SHARED"],
         "{out}"
     );
     // A row object lets kubectl add labels client-side.

@@ -137,7 +137,7 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
     // list: her space with the server's columns; never a namespace she has no access to.
     let list = space(&kubeconfig, &["list"]).ok();
     let header: Vec<&str> = list.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(header, ["NAME", "ACCOUNT", "PHASE", "AGE"], "{list}");
+    assert_eq!(header, ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE"], "{list}");
     let row: Vec<&str> = list
         .lines()
         .find(|l| l.starts_with(&name))

@@ -305,7 +305,7 @@ fn table_and_metadata_watches_carry_their_own_shapes() {
     assert_eq!(header.len(), 2, "{header:?}");
     assert_eq!(
         header[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "ACCOUNT", "PHASE", "AGE"]
+        ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE"]
     );
     assert!(header[1].starts_with(&names[0]), "{header:?}");
     env.kubectl("admin")

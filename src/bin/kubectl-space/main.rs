@@ -97,7 +97,7 @@ enum Command {
         help_template = COMMAND_HELP,
         override_usage = "kubectl space list [-o wide|name] [options]",
         before_help = "Examples:
-  # List your spaces, with the server's columns (NAME, ACCOUNT, PHASE, AGE)
+  # List your spaces, with the server's columns (NAME, ACCOUNT, CLUSTER, PHASE, AGE)
   kubectl space list
 
   # With every column (CREATOR, SHARED)
