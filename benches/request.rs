@@ -38,6 +38,7 @@ fn app(registry: Registry) -> Arc<App> {
             registry.cache().clone(),
             client.clone(),
             authorizer.clone(),
+            Arc::default(),
         ),
         registry,
         reviewer: None,

@@ -2,6 +2,7 @@
 //! state every read is answered from, the watch on kube-apiserver's authentication ConfigMap, the SubjectAccessReview
 //! reviewer of `--access-mode=sar` (`review`) and the watch of enforced template objects (`enforced`).
 
+pub mod connected;
 pub mod enforced;
 pub mod review;
 

@@ -216,8 +216,8 @@ pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
     Ok(())
 }
 
-/// The least the server needs in a connected cluster: read namespaces and RBAC (its index), make namespaces and owner
-/// bindings (spaces created there), and ask TokenReviews and SubjectAccessReviews.
+/// The least the server needs in a connected cluster: read namespaces and RBAC (its index), make namespaces, owner
+/// bindings and template objects (spaces created there), and ask TokenReviews and SubjectAccessReviews.
 fn connected_role() -> serde_json::Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": IDENTITY},
@@ -225,6 +225,11 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles", "rolebindings", "clusterrolebindings"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create", "update", "patch", "delete"]},
+            // The owner binding names ClusterRole admin: binding it needs `bind`, not admin's rights themselves.
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"]},
+            // Template objects, as in this cluster (deploy/rbac.yaml).
+            {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "configmaps", "serviceaccounts"], "verbs": ["create", "list", "watch", "patch", "delete"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "list", "watch", "patch", "delete"]},
             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
         ],

@@ -215,10 +215,11 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         reviewer
     });
     tracing::info!(mode = ?config.access_mode, "Visibility");
+    let connections = Arc::new(backend::connected::Connections::default());
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),
-        writer: spaces::write::Writer::new(cache, call.clone(), authorizer.clone()),
+        writer: spaces::write::Writer::new(cache, call.clone(), authorizer.clone(), connections.clone()),
         authorizer,
         tokens: authn::token::TokenAuthenticator::new(call.clone()),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
@@ -229,10 +230,12 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         app.registry.cache().clone(),
         app.writer.provisioner(),
     ));
-    tokio::spawn(controllers::clusters::run(
-        call,
-        metrics::ClusterMetrics::register(&app.registry_metrics),
-    ));
+    tokio::spawn(controllers::clusters::run(controllers::clusters::Context {
+        client: call,
+        cache: app.registry.cache().clone(),
+        connections,
+        metrics: metrics::ClusterMetrics::register(&app.registry_metrics),
+    }));
     tokio::spawn(controllers::quota::run(
         app.registry.cache().clone(),
         app.writer.provisioner(),

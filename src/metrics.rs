@@ -171,6 +171,8 @@ impl ReviewMetrics {
 #[derive(Clone)]
 pub struct ClusterMetrics {
     up: prometheus::IntGaugeVec,
+    /// Watches of connected clusters that failed (and were retried), by kind.
+    pub watch_errors: IntCounterVec,
 }
 
 // === impl ClusterMetrics ===
@@ -189,10 +191,26 @@ impl ClusterMetrics {
         )
         .expect("valid metric");
         registry.register(Box::new(up.clone())).expect("registered once");
-        ClusterMetrics { up }
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "tenancy_apiserver_cluster_watch_errors_total",
+                "Watches of connected clusters' kube-apiservers that failed (and were retried), by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(watch_errors.clone()))
+            .expect("registered once");
+        ClusterMetrics { up, watch_errors }
     }
 
     pub fn up(&self, cluster: &str, up: bool) {
         self.up.with_label_values(&[cluster]).set(i64::from(up));
+    }
+
+    /// A disconnected cluster's series go.
+    pub fn forget(&self, cluster: &str) {
+        let _ = self.up.remove_label_values(&[cluster]);
     }
 }

@@ -75,6 +75,9 @@ pub enum Error {
     },
     #[error("space {0:?} was created but is not visible yet")]
     ReadAfterCreateTimeout(String),
+    /// The connected cluster a write is for does not answer now.
+    #[error("connected cluster {0:?} is unavailable")]
+    ClusterUnavailable(String),
     /// kube-apiserver refused the namespace write; told in its words.
     #[error("{message}")]
     Kube {

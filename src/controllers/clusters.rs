@@ -1,33 +1,62 @@
-//! Connected clusters' health: for each `Cluster`, the kubeconfig its Secret holds is used to ask that cluster's
-//! kube-apiserver for its version and its namespaces, and the answer becomes the Cluster's status (`Ready` with the
-//! version, the namespace count and the time, or `Offline` with the reason) and `tenancy_apiserver_cluster_up`. A
-//! cluster that goes away never affects the server's readiness; it recovers on the next pass, without a restart.
+//! Connected clusters: for each `Cluster`, the kubeconfig its Secret holds becomes that cluster's connection (client
+//! and reflectors, `backend::connected`), and what its kube-apiserver answers becomes the Cluster's status (`Ready`
+//! with the version, the namespace count and the time, or `Offline` with the reason), `tenancy_apiserver_cluster_up`,
+//! and whether its spaces show their phase or `Unknown`. A cluster that goes away never affects the server's
+//! readiness; it recovers on the next pass, without a restart. A Cluster deleted is disconnected: its spaces go.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::json;
 
 use crate::api::account::Cluster;
+use crate::backend::connected::Connections;
 use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
+use crate::state::{Cache, Update};
 
 /// How often each connected cluster is asked.
-const INTERVAL: Duration = Duration::from_secs(5);
+const INTERVAL: Duration = Duration::from_secs(3);
 /// How long one cluster may take to answer before it counts as offline.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Keeps every Cluster's status current, forever.
-pub async fn run(client: Client, metrics: ClusterMetrics) {
+/// What the clusters controller works with.
+pub struct Context {
+    pub client: Client,
+    pub cache: Arc<Cache>,
+    pub connections: Arc<Connections>,
+    pub metrics: ClusterMetrics,
+}
+
+/// Keeps every Cluster connected and its status current, forever.
+pub async fn run(context: Context) {
     loop {
-        match Api::<Cluster>::all(client.clone()).list(&ListParams::default()).await {
+        match Api::<Cluster>::all(context.client.clone())
+            .list(&ListParams::default())
+            .await
+        {
             Ok(clusters) => {
+                let mut names = BTreeSet::new();
                 for cluster in clusters.items {
-                    probe(&client, &metrics, &cluster).await;
+                    let name = cluster.metadata.name.clone().unwrap_or_default();
+                    // A space in it is `<cluster>.<namespace>`: a name with a dot would be ambiguous.
+                    if name.contains('.') {
+                        tracing::warn!(cluster = %name, "A Cluster's name must not contain a dot; ignored");
+                        continue;
+                    }
+                    probe(&context, &cluster, &name).await;
+                    names.insert(name);
+                }
+                for gone in context.connections.names().into_iter().filter(|n| !names.contains(n)) {
+                    context.connections.disconnect(&gone);
+                    context.cache.apply(Update::Disconnected(gone.clone()));
+                    context.metrics.forget(&gone);
+                    tracing::info!(cluster = %gone, "Disconnected");
                 }
             }
             Err(error) => tracing::debug!(%error, "Listing Clusters failed"),
@@ -36,10 +65,9 @@ pub async fn run(client: Client, metrics: ClusterMetrics) {
     }
 }
 
-/// What one cluster said, written to its status.
-async fn probe(client: &Client, metrics: &ClusterMetrics, cluster: &Cluster) {
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    let answer = tokio::time::timeout(PROBE_TIMEOUT, ask(client, cluster))
+/// Connects `cluster` (if not yet, or with new credentials), asks it, and writes what it said.
+async fn probe(context: &Context, cluster: &Cluster, name: &str) {
+    let answer = tokio::time::timeout(PROBE_TIMEOUT, ask(context, cluster, name))
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())));
     let now = Timestamp::now().to_string();
@@ -53,9 +81,13 @@ async fn probe(client: &Client, metrics: &ClusterMetrics, cluster: &Cluster) {
             "conditions": [{"type": "Ready", "status": "False", "reason": "Unreachable", "message": reason, "lastTransitionTime": now}],
         }),
     };
-    metrics.up(&name, answer.is_ok());
-    if let Err(error) = Api::<Cluster>::all(client.clone())
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+    context.metrics.up(name, answer.is_ok());
+    context.cache.apply(Update::Online {
+        cluster: name.to_owned(),
+        online: answer.is_ok(),
+    });
+    if let Err(error) = Api::<Cluster>::all(context.client.clone())
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
         .await
     {
         tracing::debug!(cluster = %name, %error, "Writing a Cluster's status failed");
@@ -63,9 +95,9 @@ async fn probe(client: &Client, metrics: &ClusterMetrics, cluster: &Cluster) {
 }
 
 /// The cluster's kube-apiserver version and namespace count, or why it could not be asked.
-async fn ask(client: &Client, cluster: &Cluster) -> Result<(String, usize), String> {
+async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String, usize), String> {
     let reference = &cluster.spec.config.secret_ref;
-    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+    let secret = Api::<Secret>::namespaced(context.client.clone(), NAMESPACE)
         .get(&reference.name)
         .await
         .map_err(|e| format!("reading Secret {NAMESPACE}/{}: {e}", reference.name))?;
@@ -76,15 +108,35 @@ async fn ask(client: &Client, cluster: &Cluster) -> Result<(String, usize), Stri
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
         .ok_or_else(|| format!("Secret {NAMESPACE}/{} has no key {key}", reference.name))?;
-    let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| format!("the kubeconfig in the Secret: {e}"))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| format!("the kubeconfig in the Secret: {e}"))?;
-    let remote = Client::try_from(config).map_err(|e| e.to_string())?;
+    let secret_version = secret.metadata.resource_version.clone().unwrap_or_default();
+    let remote = context
+        .connections
+        .connect(
+            &context.cache,
+            &context.metrics.watch_errors,
+            name,
+            &secret_version,
+            &text,
+        )
+        .await?;
     let version = remote.apiserver_version().await.map_err(|e| e.to_string())?;
-    let namespaces = Api::<Namespace>::all(remote)
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((version.git_version, namespaces.items.len()))
+    // Counted from what the reflectors hold once they have listed, rather than listing again every pass.
+    let namespaces = {
+        let state = context.cache.read();
+        state
+            .connected
+            .get(name)
+            .filter(|c| c.is_synced())
+            .map(|c| c.namespaces.len())
+    };
+    let namespaces = match namespaces {
+        Some(count) => count,
+        None => Api::<k8s_openapi::api::core::v1::Namespace>::all(remote)
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len(),
+    };
+    Ok((version.git_version, namespaces))
 }

@@ -127,6 +127,12 @@ pub fn status_of(error: &Error) -> Status {
             format!("spaces.{GROUP} \"{name}\" was created but is not visible yet; retry the get"),
             Some(status::details(space::RESOURCE, name)),
         ),
+        Error::Spaces(spaces::Error::ClusterUnavailable(cluster)) => status::failure(
+            503,
+            "ServiceUnavailable",
+            format!("connected cluster {cluster:?} is unavailable: its kube-apiserver does not answer; try again later"),
+            None,
+        ),
         Error::Spaces(spaces::Error::Kube { code, reason, message, causes }) => {
             let mut details = status::details(space::RESOURCE, "");
             details.causes = (!causes.is_empty()).then(|| causes.clone());

@@ -122,7 +122,7 @@ fn app(cache: Arc<Cache>) -> Arc<App> {
     Arc::new(App {
         registry: crate::spaces::Registry::new(cache.clone()),
         reviewer: None,
-        writer: crate::spaces::write::Writer::new(cache, client.clone(), authorizer.clone()),
+        writer: crate::spaces::write::Writer::new(cache, client.clone(), authorizer.clone(), Default::default()),
         authorizer,
         tokens: crate::authn::token::TokenAuthenticator::new(client),
         metrics: crate::metrics::RequestMetrics::register(&registry_metrics),

@@ -26,6 +26,7 @@ use super::{parameters, Error};
 use crate::api::account::{Account, AccountQuota, SpaceTemplate, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE};
 use crate::api::space::{AppliedTemplate, ObjectReference, APPLIED, FAILED};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, TEMPLATE_LABEL, TEMPLATE_STATUS_ANNOTATION};
+use crate::backend::connected::Connections;
 use crate::backend::enforced::Enforced;
 use crate::state::Cache;
 
@@ -46,6 +47,8 @@ const LEASE_SECONDS: i32 = 15;
 pub const PAUSE_HOLDING_LEASE: &str = "TENANCY_FAULT_PAUSE_HOLDING_LEASE_MS";
 /// How long a create waits for its account's lease.
 const LEASE_WAIT: Duration = Duration::from_secs(20);
+/// How long a connected cluster may take to count an account's spaces before its last known count is used.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The field manager of the template objects the server applies (server-side apply), and so the owner of their fields.
 pub const FIELD_MANAGER: &str = "tenancy-apiserver";
 
@@ -95,7 +98,14 @@ impl Plan {
 }
 
 pub struct Provisioner {
+    /// The cluster the spaces are made in.
     client: Client,
+    /// The management cluster: the Leases of account limits, and its own spaces counted.
+    management: Client,
+    /// Connected clusters, whose spaces count towards account limits too.
+    connections: Arc<Connections>,
+    /// Whether `client` is the management cluster's (AccountQuota shares are made only there).
+    local: bool,
     /// For the account's AccountQuota, whose share a new space gets before its owners get rights in it.
     cache: Arc<Cache>,
     identity: String,
@@ -115,9 +125,34 @@ impl Provisioner {
         );
         Provisioner {
             enforced: Enforced::new(client.clone()),
+            management: client.clone(),
+            connections: Arc::default(),
+            local: true,
             client,
             cache,
             identity,
+            kinds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same, counting connected clusters' spaces towards account limits.
+    #[must_use]
+    pub fn counting(mut self, connections: Arc<Connections>) -> Self {
+        self.connections = connections;
+        self
+    }
+
+    /// A provisioner that makes spaces in the connected cluster `client` talks to, under this one's Leases and limits.
+    #[must_use]
+    pub fn in_cluster(&self, client: Client) -> Self {
+        Provisioner {
+            enforced: Enforced::new(client.clone()),
+            management: self.management.clone(),
+            connections: self.connections.clone(),
+            local: false,
+            client,
+            cache: self.cache.clone(),
+            identity: self.identity.clone(),
             kinds: Mutex::new(HashMap::new()),
         }
     }
@@ -221,16 +256,44 @@ impl Provisioner {
 
     /// The account's spaces as kube-apiserver has them now (a consistent read, not the cache).
     async fn count_spaces(&self, account: &str) -> Result<i64, Error> {
-        let list = Api::<Namespace>::all(self.client.clone())
-            .list(&ListParams::default().labels(&format!("{ACCOUNT_LABEL}={account}")))
-            .await
-            .map_err(Error::Backend)?;
-        let live = list
-            .items
-            .iter()
-            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-            .count();
-        Ok(i64::try_from(live).unwrap_or(i64::MAX))
+        let selector = ListParams::default().labels(&format!("{ACCOUNT_LABEL}={account}"));
+        let live = |list: Vec<Namespace>| {
+            list.iter()
+                .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                .count()
+        };
+        let mut count = live(
+            Api::<Namespace>::all(self.management.clone())
+                .list(&selector)
+                .await
+                .map_err(Error::Backend)?
+                .items,
+        );
+        // Each connected cluster is asked too (under the Lease, so exact); one that does not answer counts with what
+        // the state last saw of it.
+        for cluster in self.connections.names() {
+            let Some(client) = self.connections.client(&cluster) else {
+                continue;
+            };
+            let asked = tokio::time::timeout(COUNT_TIMEOUT, Api::<Namespace>::all(client).list(&selector)).await;
+            count += match asked {
+                Ok(Ok(list)) => live(list.items),
+                _ => {
+                    let state = self.cache.read();
+                    state.connected.get(&cluster).map_or(0, |part| {
+                        part.namespaces
+                            .values()
+                            .filter(|ns| {
+                                ns.metadata.deletion_timestamp.is_none()
+                                    && ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL))
+                                        == Some(&account.to_owned())
+                            })
+                            .count()
+                    })
+                }
+            };
+        }
+        Ok(i64::try_from(count).unwrap_or(i64::MAX))
     }
 
     /// The owner binding and the templates, then the creating mark removed; the finished namespace. Idempotent: the
@@ -239,8 +302,9 @@ impl Provisioner {
     /// # Errors
     /// When a step fails; the caller rolls back.
     pub async fn finish(&self, plan: &Plan) -> Result<Namespace, Error> {
-        // The quota share first: once the owners have rights in the space, everything they make counts.
-        if let Owner::Account(account) = &plan.owner {
+        // The quota share first: once the owners have rights in the space, everything they make counts. (Connected
+        // clusters' spaces are not covered by AccountQuotas yet.)
+        if let (Owner::Account(account), true) = (&plan.owner, self.local) {
             let quota = self
                 .cache
                 .read()
@@ -444,7 +508,7 @@ impl Provisioner {
     // --- leases ---
 
     async fn acquire(&self, name: &str) -> Result<Lease, Error> {
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let leases: Api<Lease> = Api::namespaced(self.management.clone(), LEASE_NAMESPACE);
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         // 10 ms, doubling to 200 ms, until the deadline: creates of one account are short, so the lease comes soon.
         let mut pauses = ExponentialBuilder::default()
@@ -501,7 +565,7 @@ impl Provisioner {
     }
 
     async fn release(&self, lease: Lease) {
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let leases: Api<Lease> = Api::namespaced(self.management.clone(), LEASE_NAMESPACE);
         let name = lease.metadata.name.clone().unwrap_or_default();
         let params = DeleteParams {
             preconditions: Some(kube::api::Preconditions {

@@ -14,11 +14,13 @@ use serde_json::Value;
 use super::provision::{templates_for, Owner, Plan, Provisioner};
 use super::{parameters, validation, Error};
 use crate::access::index::is_subject;
+use crate::access::view::{connected_part, space_name};
 use crate::api::account::Account;
 use crate::api::decode::{self, FieldValidation};
 use crate::api::Space;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision};
+use crate::backend::connected::Connections;
 use crate::state::log::{Lookup, Position};
 use crate::state::Cache;
 
@@ -57,18 +59,21 @@ pub struct Writer {
     client: Client,
     authorizer: Arc<Authorizer>,
     provisioner: Arc<Provisioner>,
+    /// Connected clusters' clients: spaces there are written there.
+    connections: Arc<Connections>,
 }
 
 // === impl Writer ===
 
 impl Writer {
     #[must_use]
-    pub fn new(cache: Arc<Cache>, client: Client, authorizer: Arc<Authorizer>) -> Self {
+    pub fn new(cache: Arc<Cache>, client: Client, authorizer: Arc<Authorizer>, connections: Arc<Connections>) -> Self {
         Writer {
-            provisioner: Arc::new(Provisioner::new(client.clone(), cache.clone())),
+            provisioner: Arc::new(Provisioner::new(client.clone(), cache.clone()).counting(connections.clone())),
             cache,
             client,
             authorizer,
+            connections,
         }
     }
 
@@ -94,17 +99,114 @@ impl Writer {
     }
 
     async fn authorize(&self, user: &User, verb: &str, name: &str) -> Result<(), Error> {
-        let attributes = Attributes::Namespace {
-            verb: verb.to_owned(),
-            name: name.to_owned(),
+        authorize(&self.authorizer, user, verb, name, name).await
+    }
+
+    /// Changes to a connected cluster's space other than delete are made there, not through this server (yet).
+    fn local_only(&self, name: &str) -> Result<(), Error> {
+        match connected_part(name) {
+            None => Ok(()),
+            Some((cluster, namespace)) => Err(Error::Kube {
+                code: 405,
+                reason: "MethodNotAllowed".to_owned(),
+                message: format!(
+                    "space {name:?} is in connected cluster {cluster:?}: change namespace {namespace:?} there; through \
+                     this server it can be created, read, watched and deleted"
+                ),
+                causes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Where space `name` lives: this cluster (`None`), or a connected cluster that answers, with the client and the
+    /// namespace's name there.
+    ///
+    /// # Errors
+    /// An unknown cluster (422 on `spec.cluster`), or one that does not answer now (503).
+    fn place(&self, name: &str) -> Result<Option<Place>, Error> {
+        let Some((cluster, namespace)) = connected_part(name) else {
+            return Ok(None);
         };
-        match self.authorizer.authorize(user, &attributes).await? {
-            Decision::Allow => Ok(()),
-            Decision::Deny(reason) => Err(Error::Forbidden {
-                user: user.name.clone(),
-                verb: verb.to_owned(),
+        let Some(client) = self.connections.client(cluster) else {
+            return Err(Error::Invalid {
                 name: name.to_owned(),
-                reason,
+                causes: vec![validation::cause(
+                    "FieldValueNotFound",
+                    "spec.cluster",
+                    format!(
+                        "Not found: {cluster:?}: no connected cluster of that name (the name is <cluster>.<namespace>)"
+                    ),
+                )],
+            });
+        };
+        if !self.cache.read().connected.get(cluster).is_some_and(|c| c.online) {
+            return Err(Error::ClusterUnavailable(cluster.to_owned()));
+        }
+        Ok(Some(Place {
+            cluster: cluster.to_owned(),
+            namespace: namespace.to_owned(),
+            authorizer: Authorizer::new(client.clone()),
+            client,
+        }))
+    }
+
+    /// A space in a connected cluster: made there, under this server's account limits, for a caller that may create
+    /// namespaces there (by that cluster's SubjectAccessReview) or belongs to the account.
+    async fn create_connected(
+        &self,
+        user: &User,
+        space: Space,
+        place: Place,
+        options: &WriteOptions,
+    ) -> Result<Space, Error> {
+        let name = space.name().to_owned();
+        let owner = self
+            .owner(user, space.spec.account.as_deref(), &place.authorizer)
+            .await?;
+        let mut plan = self.plan(user, &space, owner)?;
+        plan.name.clone_from(&place.namespace);
+        let provisioner = self.provisioner.in_cluster(place.client.clone());
+        let created = provisioner.create_namespace(&plan, options.dry_run).await?;
+        if options.dry_run {
+            return Ok(shown(&place.cluster, &created));
+        }
+        let finished = match provisioner.finish(&plan).await {
+            Ok(finished) => finished,
+            Err(error) => {
+                tracing::warn!(space = %name, %error, "Creating a space in a connected cluster failed; rolling back");
+                provisioner.roll_back(&place.namespace).await;
+                return Err(error);
+            }
+        };
+        let revision = finished
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|rv| rv.parse().ok())
+            .unwrap_or(0);
+        self.wait_visible(user, &name, revision).await?;
+        Ok(shown(&place.cluster, &finished))
+    }
+
+    /// Deletes a space's namespace in its connected cluster, if that cluster lets the caller delete it.
+    async fn delete_connected(
+        &self,
+        user: &User,
+        name: &str,
+        place: Place,
+        params: &DeleteParams,
+        uid: Option<String>,
+    ) -> Result<Deleted, Error> {
+        authorize(&place.authorizer, user, "delete", &place.namespace, name).await?;
+        match Api::<Namespace>::all(place.client)
+            .delete(&place.namespace, params)
+            .await
+            .map_err(|e| Error::from_kube(e, name))?
+        {
+            either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(shown(&place.cluster, &namespace)))),
+            either::Either::Right(_) => Ok(Deleted::Gone {
+                name: name.to_owned(),
+                uid,
             }),
         }
     }
@@ -145,12 +247,35 @@ impl Writer {
             }
         }
         let name = space.name().to_owned();
-        let mut causes = validation::name(&name);
+        let cluster = connected_part(&name).map(|(cluster, _)| cluster);
+        let mut causes = validation::name(connected_part(&name).map_or(name.as_str(), |(_, namespace)| namespace));
+        if cluster.is_some_and(|c| !validation::name(c).is_empty()) {
+            causes.push(validation::cause(
+                "FieldValueInvalid",
+                "metadata.name",
+                format!("Invalid value: {name:?}: a space in a connected cluster is named <cluster>.<namespace>"),
+            ));
+        }
+        if space.spec.cluster.as_deref().is_some_and(|c| !c.is_empty()) && space.spec.cluster.as_deref() != cluster {
+            causes.push(validation::cause(
+                "FieldValueInvalid",
+                "spec.cluster",
+                format!(
+                    "Invalid value: {:?}: a space in a connected cluster is named <cluster>.<namespace>, with that cluster",
+                    space.spec.cluster.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
         causes.extend(validation::space(&space, None));
         if !causes.is_empty() {
             return Err(Error::Invalid { name, causes });
         }
-        let owner = self.owner(user, space.spec.account.as_deref()).await?;
+        if let Some(place) = self.place(&name)? {
+            return self.create_connected(user, space, place, options).await;
+        }
+        let owner = self
+            .owner(user, space.spec.account.as_deref(), &self.authorizer)
+            .await?;
         let plan = self.plan(user, &space, owner)?;
         let created = self.provisioner.create_namespace(&plan, options.dry_run).await?;
         if options.dry_run {
@@ -182,7 +307,7 @@ impl Writer {
 
     /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
     /// no account at all — the caller alone, if RBAC lets them create namespaces.
-    async fn owner(&self, user: &User, requested: Option<&str>) -> Result<Owner, Error> {
+    async fn owner(&self, user: &User, requested: Option<&str>, authorizer: &Authorizer) -> Result<Owner, Error> {
         let accounts: Vec<Arc<Account>> = self.cache.read().accounts.values().cloned().collect();
         let mine: Vec<Arc<Account>> = accounts
             .into_iter()
@@ -201,7 +326,7 @@ impl Writer {
             None => match mine.len() {
                 1 => Ok(Owner::Account(mine[0].clone())),
                 0 => {
-                    self.authorize(user, "create", "").await?;
+                    authorize(authorizer, user, "create", "", "").await?;
                     Ok(Owner::Creator)
                 }
                 _ => Err(Error::Invalid {
@@ -296,6 +421,7 @@ impl Writer {
     /// Not visible, not allowed, invalid, or stale.
     pub async fn update(&self, user: &User, name: &str, space: Space, options: &WriteOptions) -> Result<Space, Error> {
         let current = self.visible(user, name)?;
+        self.local_only(name)?;
         self.authorize(user, "update", name).await?;
         if space.name() != name {
             return Err(Error::BadRequest(format!(
@@ -331,6 +457,7 @@ impl Writer {
         options: &WriteOptions,
     ) -> Result<(Space, Vec<String>), Error> {
         let current = self.visible(user, name)?;
+        self.local_only(name)?;
         self.authorize(user, "patch", name).await?;
         let mut document =
             serde_json::to_value(Space::from_namespace(&current)).map_err(|e| Error::BadRequest(e.to_string()))?;
@@ -558,7 +685,10 @@ impl Writer {
         options: &WriteOptions,
     ) -> Result<Deleted, Error> {
         let current = self.visible(user, name)?;
-        self.authorize(user, "delete", name).await?;
+        let place = self.place(name)?;
+        if place.is_none() {
+            self.authorize(user, "delete", name).await?;
+        }
         let mut kube_preconditions = kube::api::Preconditions {
             uid: current.metadata.uid.clone(),
             resource_version: None,
@@ -595,6 +725,11 @@ impl Writer {
             },
             preconditions: Some(kube_preconditions),
         };
+        if let Some(place) = place {
+            return self
+                .delete_connected(user, name, place, &params, current.metadata.uid.clone())
+                .await;
+        }
         match self
             .namespaces()
             .delete(name, &params)
@@ -607,6 +742,50 @@ impl Writer {
                 uid: current.metadata.uid.clone(),
             }),
         }
+    }
+}
+
+/// A connected cluster a space's namespace is in, as a write needs it.
+struct Place {
+    cluster: String,
+    /// The namespace's name there.
+    namespace: String,
+    client: Client,
+    /// That cluster's SubjectAccessReviews.
+    authorizer: Authorizer,
+}
+
+/// A connected cluster's namespace as the space this server shows.
+fn shown(cluster: &str, namespace: &Namespace) -> Space {
+    let mut namespace = namespace.clone();
+    namespace.metadata.name = Some(space_name(
+        cluster,
+        namespace.metadata.name.as_deref().unwrap_or_default(),
+    ));
+    Space::from_namespace(&namespace)
+}
+
+/// Whether `authorizer` lets `user` `verb` namespace `namespace` (`""`: namespaces in general); refused in the words of
+/// space `space`.
+async fn authorize(
+    authorizer: &Authorizer,
+    user: &User,
+    verb: &str,
+    namespace: &str,
+    space: &str,
+) -> Result<(), Error> {
+    let attributes = Attributes::Namespace {
+        verb: verb.to_owned(),
+        name: namespace.to_owned(),
+    };
+    match authorizer.authorize(user, &attributes).await? {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(Error::Forbidden {
+            user: user.name.clone(),
+            verb: verb.to_owned(),
+            name: space.to_owned(),
+            reason,
+        }),
     }
 }
 
