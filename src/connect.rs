@@ -120,6 +120,13 @@ pub async fn connect(args: &Connect) -> Result<(), Error> {
         .patch(IDENTITY, &params, &Patch::Apply(binding))
         .await
         .map_err(step("creating the ClusterRoleBinding in the cluster"))?;
+    for role in tenant_roles() {
+        let name = role["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        Api::<ClusterRole>::all(target.clone())
+            .patch(&name, &params, &Patch::Apply(role))
+            .await
+            .map_err(step(&format!("creating ClusterRole {name} in the cluster")))?;
+    }
     let request = TokenRequest {
         spec: TokenRequestSpec {
             expiration_seconds: Some(TOKEN_SECONDS),
@@ -226,7 +233,7 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "clusterroles", "rolebindings", "clusterrolebindings"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create", "update", "patch", "delete"]},
             // The owner binding names ClusterRole admin: binding it needs `bind`, not admin's rights themselves.
-            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["tenancy-space-admin", "tenancy-shared-reader"]},
             // Template objects, as in this cluster (deploy/rbac.yaml).
             {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "configmaps", "serviceaccounts"], "verbs": ["create", "list", "watch", "patch", "delete"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "list", "watch", "patch", "delete"]},
@@ -234,6 +241,18 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
         ],
     })
+}
+
+/// The ClusterRoles that the bindings the server makes in each space name, as deploy/tenant-rbac.yaml ships them: a
+/// connected cluster gets them too, or an owner binding there would grant nothing.
+const TENANT_ROLES: [&str; 3] = ["tenancy-space-admin", "tenancy-space-admin-namespace", "tenancy-shared-reader"];
+
+fn tenant_roles() -> Vec<serde_json::Value> {
+    include_str!("../deploy/tenant-rbac.yaml")
+        .split("\n---\n")
+        .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
+        .filter(|doc| doc["kind"] == "ClusterRole" && TENANT_ROLES.iter().any(|name| doc["metadata"]["name"] == *name))
+        .collect()
 }
 
 /// A client for the cluster to connect, its server URL and its CA (base64 PEM) for the kubeconfig the server gets.
@@ -282,4 +301,17 @@ async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
         step: "building a client for the management cluster".to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connected_cluster_gets_every_role_the_servers_bindings_name() {
+        let roles = super::tenant_roles();
+        let names: Vec<&str> = roles.iter().filter_map(|r| r["metadata"]["name"].as_str()).collect();
+        assert_eq!(names.len(), super::TENANT_ROLES.len(), "{names:?}");
+        for name in super::TENANT_ROLES {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+    }
 }
