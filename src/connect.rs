@@ -245,7 +245,11 @@ fn connected_role() -> serde_json::Value {
 
 /// The ClusterRoles that the bindings the server makes in each space name, as deploy/tenant-rbac.yaml ships them: a
 /// connected cluster gets them too, or an owner binding there would grant nothing.
-const TENANT_ROLES: [&str; 3] = ["tenancy-space-admin", "tenancy-space-admin-namespace", "tenancy-shared-reader"];
+const TENANT_ROLES: [&str; 3] = [
+    "tenancy-space-admin",
+    "tenancy-space-admin-namespace",
+    "tenancy-shared-reader",
+];
 
 fn tenant_roles() -> Vec<serde_json::Value> {
     include_str!("../deploy/tenant-rbac.yaml")

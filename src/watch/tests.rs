@@ -1,4 +1,4 @@
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, Subject};
 use kube::runtime::watcher::Event;
 
 use super::*;
@@ -319,4 +319,136 @@ fn not_older_than_serves_own_past_positions_and_refuses_the_rest() {
             "{foreign}"
         );
     }
+}
+
+/// Connected cluster `c2`'s events, as its reflectors send them.
+fn connected(update: Update) -> Update {
+    Update::Connected {
+        cluster: "c2".to_owned(),
+        update: Box::new(update),
+    }
+}
+
+/// `cache()` with cluster `c2` connected and answering: namespaces `a` and `x`, the same `view` ClusterRole.
+fn with_connected_cluster() -> Cache {
+    let cache = cache();
+    cache.apply(Update::Online {
+        cluster: "c2".to_owned(),
+        online: true,
+    });
+    for update in [
+        Update::Namespace(Event::Init),
+        Update::Namespace(Event::InitApply(namespace("a", 1))),
+        Update::Namespace(Event::InitApply(namespace("x", 2))),
+        Update::Namespace(Event::InitDone),
+        Update::ClusterRole(Event::Apply(namespace_role("view", &["get"], 3))),
+    ] {
+        cache.apply(connected(update));
+    }
+    cache
+}
+
+#[test]
+fn a_connected_clusters_grants_show_only_its_own_spaces_and_go_with_it() {
+    let cache = with_connected_cluster();
+    let mut alice = start(&cache, &user("alice"), everything(), From::Now { initial_events: true }).expect("started");
+    assert!(alice.first.is_empty());
+    let before = alice.position;
+
+    // Granted `a` in c2: the space c2.a, never this cluster's `a`.
+    cache.apply(connected(Update::RoleBinding(Event::Apply(binding(
+        "a", "rb", "alice", 10,
+    )))));
+    assert_eq!(drain(&mut alice), [(EventType::Added, "c2.a".to_owned())]);
+    let state = cache.read();
+    let subjects = cache.subjects(&user("alice"));
+    assert!(state.may_get(&subjects, "c2.a") && !state.may_get(&subjects, "a") && !state.may_get(&subjects, "c2.x"));
+    drop(state);
+
+    // An all-namespaces grant in c2 shows all of c2's spaces and none of this cluster's.
+    let mut cluster_wide = binding("", "crb", "alice", 11);
+    cluster_wide.metadata.namespace = None;
+    let cluster_wide = ClusterRoleBinding {
+        metadata: cluster_wide.metadata,
+        role_ref: cluster_wide.role_ref,
+        subjects: cluster_wide.subjects,
+    };
+    cache.apply(connected(Update::ClusterRoleBinding(Event::Apply(cluster_wide))));
+    assert_eq!(drain(&mut alice), [(EventType::Added, "c2.x".to_owned())]);
+
+    // c2 stops answering: its spaces stay, phase Unknown; back again, their phase returns.
+    cache.apply(Update::Online {
+        cluster: "c2".to_owned(),
+        online: false,
+    });
+    let unknown: Vec<Option<String>> = {
+        let state = cache.read();
+        ["c2.a", "c2.x"]
+            .iter()
+            .map(|name| state.namespaces[*name].status.as_ref().and_then(|s| s.phase.clone()))
+            .collect()
+    };
+    assert_eq!(unknown, [Some("Unknown".to_owned()), Some("Unknown".to_owned())]);
+    assert_eq!(
+        drain(&mut alice),
+        [
+            (EventType::Modified, "c2.a".to_owned()),
+            (EventType::Modified, "c2.x".to_owned())
+        ]
+    );
+    cache.apply(Update::Online {
+        cluster: "c2".to_owned(),
+        online: true,
+    });
+    assert_eq!(
+        drain(&mut alice),
+        [
+            (EventType::Modified, "c2.a".to_owned()),
+            (EventType::Modified, "c2.x".to_owned())
+        ]
+    );
+    assert!(cache.read().namespaces["c2.a"].status.is_none());
+
+    // A resume from before the grants replays them exactly.
+    let resumed = start(
+        &cache,
+        &user("alice"),
+        everything(),
+        From::Position(Position::at(before)),
+    )
+    .expect("resumed");
+    let modified = |name: &str| (EventType::Modified, name.to_owned());
+    assert_eq!(
+        summary(&resumed.first),
+        [
+            (EventType::Added, "c2.a".to_owned()),
+            (EventType::Added, "c2.x".to_owned()),
+            modified("c2.a"),
+            modified("c2.x"),
+            modified("c2.a"),
+            modified("c2.x"),
+        ]
+    );
+
+    // Disconnected: its spaces are deleted, and connecting it again starts from nothing.
+    cache.apply(Update::Disconnected("c2".to_owned()));
+    assert_eq!(
+        drain(&mut alice),
+        [
+            (EventType::Deleted, "c2.a".to_owned()),
+            (EventType::Deleted, "c2.x".to_owned())
+        ]
+    );
+    let fresh = with_namespace_only(&cache);
+    assert!(!fresh, "a reconnected cluster must not inherit the old grants");
+}
+
+/// Connects c2 again with namespace `a` and no RBAC: whether alice sees c2.a.
+fn with_namespace_only(cache: &Cache) -> bool {
+    cache.apply(Update::Online {
+        cluster: "c2".to_owned(),
+        online: true,
+    });
+    cache.apply(connected(Update::Namespace(Event::Apply(namespace("a", 20)))));
+    cache.read().may_get(&cache.subjects(&user("alice")), "c2.a")
 }
