@@ -83,10 +83,6 @@ impl Writer {
         self.provisioner.clone()
     }
 
-    fn namespaces(&self) -> Api<Namespace> {
-        Api::all(self.client.clone())
-    }
-
     /// The namespace behind a space `user` may see.
     fn visible(&self, user: &User, name: &str) -> Result<Arc<Namespace>, Error> {
         let state = self.cache.read();
@@ -98,34 +94,19 @@ impl Writer {
             .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
 
-    async fn authorize(&self, user: &User, verb: &str, name: &str) -> Result<(), Error> {
-        authorize(&self.authorizer, user, verb, name, name).await
-    }
-
-    /// Changes to a connected cluster's space other than delete are made there, not through this server (yet).
-    fn local_only(&self, name: &str) -> Result<(), Error> {
-        match connected_part(name) {
-            None => Ok(()),
-            Some((cluster, namespace)) => Err(Error::Kube {
-                code: 405,
-                reason: "MethodNotAllowed".to_owned(),
-                message: format!(
-                    "space {name:?} is in connected cluster {cluster:?}: change namespace {namespace:?} there; through \
-                     this server it can be created, read, watched and deleted"
-                ),
-                causes: Vec::new(),
-            }),
-        }
-    }
-
-    /// Where space `name` lives: this cluster (`None`), or a connected cluster that answers, with the client and the
-    /// namespace's name there.
+    /// Where space `name`'s namespace is: this cluster, or a connected cluster that answers now.
     ///
     /// # Errors
     /// An unknown cluster (422 on `spec.cluster`), or one that does not answer now (503).
-    fn place(&self, name: &str) -> Result<Option<Place>, Error> {
+    fn place(&self, name: &str) -> Result<Place, Error> {
         let Some((cluster, namespace)) = connected_part(name) else {
-            return Ok(None);
+            return Ok(Place {
+                cluster: None,
+                namespace: name.to_owned(),
+                client: self.client.clone(),
+                authorizer: self.authorizer.clone(),
+                provisioner: self.provisioner.clone(),
+            });
         };
         let Some(client) = self.connections.client(cluster) else {
             return Err(Error::Invalid {
@@ -142,73 +123,13 @@ impl Writer {
         if !self.cache.read().connected.get(cluster).is_some_and(|c| c.online) {
             return Err(Error::ClusterUnavailable(cluster.to_owned()));
         }
-        Ok(Some(Place {
-            cluster: cluster.to_owned(),
+        Ok(Place {
+            cluster: Some(cluster.to_owned()),
             namespace: namespace.to_owned(),
-            authorizer: Authorizer::new(client.clone()),
+            authorizer: Arc::new(Authorizer::new(client.clone())),
+            provisioner: Arc::new(self.provisioner.in_cluster(client.clone())),
             client,
-        }))
-    }
-
-    /// A space in a connected cluster: made there, under this server's account limits, for a caller that may create
-    /// namespaces there (by that cluster's SubjectAccessReview) or belongs to the account.
-    async fn create_connected(
-        &self,
-        user: &User,
-        space: Space,
-        place: Place,
-        options: &WriteOptions,
-    ) -> Result<Space, Error> {
-        let name = space.name().to_owned();
-        let owner = self
-            .owner(user, space.spec.account.as_deref(), &place.authorizer)
-            .await?;
-        let mut plan = self.plan(user, &space, owner)?;
-        plan.name.clone_from(&place.namespace);
-        let provisioner = self.provisioner.in_cluster(place.client.clone());
-        let created = provisioner.create_namespace(&plan, options.dry_run).await?;
-        if options.dry_run {
-            return Ok(shown(&place.cluster, &created));
-        }
-        let finished = match provisioner.finish(&plan).await {
-            Ok(finished) => finished,
-            Err(error) => {
-                tracing::warn!(space = %name, %error, "Creating a space in a connected cluster failed; rolling back");
-                provisioner.roll_back(&place.namespace).await;
-                return Err(error);
-            }
-        };
-        let revision = finished
-            .metadata
-            .resource_version
-            .as_deref()
-            .and_then(|rv| rv.parse().ok())
-            .unwrap_or(0);
-        self.wait_visible(user, &name, revision).await?;
-        Ok(shown(&place.cluster, &finished))
-    }
-
-    /// Deletes a space's namespace in its connected cluster, if that cluster lets the caller delete it.
-    async fn delete_connected(
-        &self,
-        user: &User,
-        name: &str,
-        place: Place,
-        params: &DeleteParams,
-        uid: Option<String>,
-    ) -> Result<Deleted, Error> {
-        authorize(&place.authorizer, user, "delete", &place.namespace, name).await?;
-        match Api::<Namespace>::all(place.client)
-            .delete(&place.namespace, params)
-            .await
-            .map_err(|e| Error::from_kube(e, name))?
-        {
-            either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(shown(&place.cluster, &namespace)))),
-            either::Either::Right(_) => Ok(Deleted::Gone {
-                name: name.to_owned(),
-                uid,
-            }),
-        }
+        })
     }
 
     /// Whether `rv` — a namespace resourceVersion from a get or list, or a watch position — shows the namespace as it
@@ -270,16 +191,15 @@ impl Writer {
         if !causes.is_empty() {
             return Err(Error::Invalid { name, causes });
         }
-        if let Some(place) = self.place(&name)? {
-            return self.create_connected(user, space, place, options).await;
-        }
+        let place = self.place(&name)?;
         let owner = self
-            .owner(user, space.spec.account.as_deref(), &self.authorizer)
+            .owner(user, space.spec.account.as_deref(), &place.authorizer)
             .await?;
-        let plan = self.plan(user, &space, owner)?;
-        let created = self.provisioner.create_namespace(&plan, options.dry_run).await?;
+        let mut plan = self.plan(user, &space, owner)?;
+        plan.name.clone_from(&place.namespace);
+        let created = place.provisioner.create_namespace(&plan, options.dry_run).await?;
         if options.dry_run {
-            return Ok(Space::from_namespace(&created));
+            return Ok(place.show(&created));
         }
         // Fault injection for the crash-repair test: die exactly between the namespace and its owner binding.
         #[cfg(feature = "fault-injection")]
@@ -287,11 +207,11 @@ impl Writer {
             tracing::error!(space = %name, "{CRASH_AFTER_NAMESPACE} is set: aborting");
             std::process::abort();
         }
-        let finished = match self.provisioner.finish(&plan).await {
+        let finished = match place.provisioner.finish(&plan).await {
             Ok(finished) => finished,
             Err(error) => {
                 tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");
-                self.provisioner.roll_back(&name).await;
+                place.provisioner.roll_back(&place.namespace).await;
                 return Err(error);
             }
         };
@@ -302,7 +222,7 @@ impl Writer {
             .and_then(|rv| rv.parse().ok())
             .unwrap_or(0);
         self.wait_visible(user, &name, revision).await?;
-        Ok(Space::from_namespace(&finished))
+        Ok(place.show(&finished))
     }
 
     /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
@@ -421,8 +341,8 @@ impl Writer {
     /// Not visible, not allowed, invalid, or stale.
     pub async fn update(&self, user: &User, name: &str, space: Space, options: &WriteOptions) -> Result<Space, Error> {
         let current = self.visible(user, name)?;
-        self.local_only(name)?;
-        self.authorize(user, "update", name).await?;
+        let place = self.place(name)?;
+        place.authorize(user, "update", name).await?;
         if space.name() != name {
             return Err(Error::BadRequest(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -439,7 +359,7 @@ impl Writer {
                 )],
             });
         };
-        self.replace(user, &current, space, &rv, options).await
+        self.replace(user, &place, &current, space, &rv, options).await
     }
 
     /// Applies a merge or JSON patch to the space as it is, or a server-side apply to its namespace; the patched space
@@ -457,12 +377,12 @@ impl Writer {
         options: &WriteOptions,
     ) -> Result<(Space, Vec<String>), Error> {
         let current = self.visible(user, name)?;
-        self.local_only(name)?;
-        self.authorize(user, "patch", name).await?;
+        let place = self.place(name)?;
+        place.authorize(user, "patch", name).await?;
         let mut document =
             serde_json::to_value(Space::from_namespace(&current)).map_err(|e| Error::BadRequest(e.to_string()))?;
         match patch_type {
-            PatchType::Apply => return self.apply(&current, body, options).await,
+            PatchType::Apply => return self.apply(&place, &current, body, options).await,
             PatchType::Merge => {
                 let patch: Value =
                     serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
@@ -484,7 +404,7 @@ impl Writer {
             .clone()
             .or_else(|| current.metadata.resource_version.clone())
             .unwrap_or_default();
-        let patched = self.replace(user, &current, space, &rv, options).await?;
+        let patched = self.replace(user, &place, &current, space, &rv, options).await?;
         Ok((patched, warnings))
     }
 
@@ -492,6 +412,7 @@ impl Writer {
     /// ownership and conflicts are kube-apiserver's own, kept in the namespace's managedFields.
     async fn apply(
         &self,
+        place: &Place,
         current: &Namespace,
         body: &[u8],
         options: &WriteOptions,
@@ -534,7 +455,7 @@ impl Writer {
         if !causes.is_empty() {
             return Err(Error::Invalid { name, causes });
         }
-        let mut metadata = serde_json::json!({"name": name});
+        let mut metadata = serde_json::json!({"name": place.namespace});
         if let Some(labels) = sent.pointer("/metadata/labels") {
             metadata["labels"] = labels.clone();
         }
@@ -549,18 +470,19 @@ impl Writer {
         let mut params = PatchParams::apply(&manager);
         params.force = options.force;
         params.dry_run = options.dry_run;
-        let applied = self
+        let applied = place
             .namespaces()
-            .patch(&name, &params, &Patch::Apply(configuration))
+            .patch(&place.namespace, &params, &Patch::Apply(configuration))
             .await
             .map_err(|e| Error::from_kube(e, &name))?;
-        Ok((Space::from_namespace(&applied), warnings))
+        Ok((place.show(&applied), warnings))
     }
 
     /// Writes `space`'s labels and annotations onto `current` if `rv` still shows it.
     async fn replace(
         &self,
         user: &User,
+        place: &Place,
         current: &Namespace,
         mut space: Space,
         rv: &str,
@@ -581,6 +503,7 @@ impl Writer {
             return Err(Error::Invalid { name, causes });
         }
         let mut namespace = current.clone();
+        namespace.metadata.name = Some(place.namespace.clone());
         namespace.metadata.labels = space.metadata.labels;
         namespace.metadata.annotations = space.metadata.annotations;
         namespace.metadata.managed_fields = None;
@@ -589,12 +512,12 @@ impl Writer {
             field_manager: options.field_manager.clone(),
         };
         if !moving {
-            let replaced = self
+            let replaced = place
                 .namespaces()
-                .replace(&name, &params, &namespace)
+                .replace(&place.namespace, &params, &namespace)
                 .await
                 .map_err(|e| Error::from_kube(e, &name))?;
-            return Ok(Space::from_namespace(&replaced));
+            return Ok(place.show(&replaced));
         }
         let account = self.move_target(user, &name, ours.spec.account.as_deref(), target.as_deref())?;
         namespace
@@ -603,7 +526,7 @@ impl Writer {
             .get_or_insert_with(Default::default)
             .insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
         let plan = Plan {
-            name: name.clone(),
+            name: place.namespace.clone(),
             creator: user.name.clone(),
             owner: Owner::Account(account.clone()),
             labels: Default::default(),
@@ -611,21 +534,21 @@ impl Writer {
             templates: Vec::new(),
             parameters: Default::default(),
         };
-        let moved = self
+        let moved = place
             .provisioner
             .within_limit(&account, async {
-                let replaced = self
+                let replaced = place
                     .namespaces()
-                    .replace(&name, &params, &namespace)
+                    .replace(&place.namespace, &params, &namespace)
                     .await
                     .map_err(|e| Error::from_kube(e, &name))?;
                 if !options.dry_run {
-                    self.provisioner.rebind(&plan).await?;
+                    place.provisioner.rebind(&plan).await?;
                 }
                 Ok(replaced)
             })
             .await?;
-        Ok(Space::from_namespace(&moved))
+        Ok(place.show(&moved))
     }
 
     /// The account a space may move to: the caller must belong to it, and to the account it leaves.
@@ -686,9 +609,7 @@ impl Writer {
     ) -> Result<Deleted, Error> {
         let current = self.visible(user, name)?;
         let place = self.place(name)?;
-        if place.is_none() {
-            self.authorize(user, "delete", name).await?;
-        }
+        place.authorize(user, "delete", name).await?;
         let mut kube_preconditions = kube::api::Preconditions {
             uid: current.metadata.uid.clone(),
             resource_version: None,
@@ -725,18 +646,13 @@ impl Writer {
             },
             preconditions: Some(kube_preconditions),
         };
-        if let Some(place) = place {
-            return self
-                .delete_connected(user, name, place, &params, current.metadata.uid.clone())
-                .await;
-        }
-        match self
+        match place
             .namespaces()
-            .delete(name, &params)
+            .delete(&place.namespace, &params)
             .await
             .map_err(|e| Error::from_kube(e, name))?
         {
-            either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(Space::from_namespace(&namespace)))),
+            either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(place.show(&namespace)))),
             either::Either::Right(_) => Ok(Deleted::Gone {
                 name: name.to_owned(),
                 uid: current.metadata.uid.clone(),
@@ -745,24 +661,45 @@ impl Writer {
     }
 }
 
-/// A connected cluster a space's namespace is in, as a write needs it.
+/// Where a space's namespace is, as a write needs it: this cluster, or a connected one.
 struct Place {
-    cluster: String,
+    /// The connected cluster; `None` for this one.
+    cluster: Option<String>,
     /// The namespace's name there.
     namespace: String,
     client: Client,
     /// That cluster's SubjectAccessReviews.
-    authorizer: Authorizer,
+    authorizer: Arc<Authorizer>,
+    /// Makes spaces there, under this server's Leases and account limits.
+    provisioner: Arc<Provisioner>,
 }
 
-/// A connected cluster's namespace as the space this server shows.
-fn shown(cluster: &str, namespace: &Namespace) -> Space {
-    let mut namespace = namespace.clone();
-    namespace.metadata.name = Some(space_name(
-        cluster,
-        namespace.metadata.name.as_deref().unwrap_or_default(),
-    ));
-    Space::from_namespace(&namespace)
+// === impl Place ===
+
+impl Place {
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    /// A namespace there as the space this server shows.
+    fn show(&self, namespace: &Namespace) -> Space {
+        match &self.cluster {
+            None => Space::from_namespace(namespace),
+            Some(cluster) => {
+                let mut namespace = namespace.clone();
+                namespace.metadata.name = Some(space_name(
+                    cluster,
+                    namespace.metadata.name.as_deref().unwrap_or_default(),
+                ));
+                Space::from_namespace(&namespace)
+            }
+        }
+    }
+
+    /// Whether that cluster lets `user` `verb` the namespace; refused in the words of space `space`.
+    async fn authorize(&self, user: &User, verb: &str, space: &str) -> Result<(), Error> {
+        authorize(&self.authorizer, user, verb, &self.namespace, space).await
+    }
 }
 
 /// Whether `authorizer` lets `user` `verb` namespace `namespace` (`""`: namespaces in general); refused in the words of
