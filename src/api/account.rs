@@ -48,8 +48,12 @@ pub struct AccountSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountSpaces {
+    /// Most spaces the account may own, in all clusters together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
+    /// The connected clusters its members may create spaces in, besides this one; unset: every connected cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_role: Option<String>,
     /// Unset: [`DEFAULT_TEMPLATE`]; an explicit list, even an empty one, is used as it is (`[]` opts out).

@@ -1,6 +1,7 @@
 //! Connected clusters: for each `Cluster`, the kubeconfig its Secret holds becomes that cluster's connection (client
-//! and reflectors, `backend::connected`), and what its kube-apiserver answers becomes the Cluster's status (`Ready`
-//! with the version, the namespace count and the time, or `Offline` with the reason), `tenancy_apiserver_cluster_up`,
+//! and reflectors, `backend::connected`), and what its kube-apiserver answers becomes the Cluster's status
+//! (`Connecting` until its namespaces and RBAC are listed, then `Ready` with the version, the namespace count and the
+//! time, or `Offline` with the reason), `tenancy_apiserver_cluster_up`,
 //! and whether its spaces show their phase or `Unknown`. A cluster that goes away never affects the server's
 //! readiness; it recovers on the next pass, without a restart. A Cluster deleted is disconnected: its spaces go.
 
@@ -18,7 +19,7 @@ use crate::api::account::Cluster;
 use crate::backend::connected::Connections;
 use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
-use crate::state::{Cache, Update};
+use crate::state::{Cache, Connected, Update};
 
 /// How often each connected cluster is asked.
 const INTERVAL: Duration = Duration::from_secs(3);
@@ -71,7 +72,18 @@ async fn probe(context: &Context, cluster: &Cluster, name: &str) {
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())));
     let now = Timestamp::now().to_string();
+    // Answering, but its spaces are not all known yet until its reflectors have listed once.
+    let synced = context
+        .cache
+        .read()
+        .connected
+        .get(name)
+        .is_some_and(Connected::is_synced);
     let status = match &answer {
+        Ok((version, namespaces)) if !synced => json!({
+            "phase": "Connecting", "version": version, "namespaces": namespaces,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "Syncing", "message": "listing its namespaces and RBAC", "lastTransitionTime": now}],
+        }),
         Ok((version, namespaces)) => json!({
             "phase": "Ready", "version": version, "namespaces": namespaces, "lastSync": now,
             "conditions": [{"type": "Ready", "status": "True", "reason": "Connected", "message": "", "lastTransitionTime": now}],

@@ -195,6 +195,25 @@ impl Writer {
         let owner = self
             .owner(user, space.spec.account.as_deref(), &place.authorizer)
             .await?;
+        if let (Owner::Account(account), Some(cluster)) = (&owner, &place.cluster) {
+            if account
+                .spec
+                .space
+                .clusters
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(cluster))
+            {
+                return Err(Error::Forbidden {
+                    user: user.name.clone(),
+                    verb: "create".to_owned(),
+                    name,
+                    reason: format!(
+                        "account {:?} may not create spaces in cluster {cluster:?}",
+                        account.name()
+                    ),
+                });
+            }
+        }
         let mut plan = self.plan(user, &space, owner)?;
         plan.name.clone_from(&place.namespace);
         let created = place.provisioner.create_namespace(&plan, options.dry_run).await?;
