@@ -53,7 +53,10 @@ pub async fn run(context: Context) {
                     probe(&context, &cluster, &name).await;
                     names.insert(name);
                 }
-                for gone in context.connections.names().into_iter().filter(|n| !names.contains(n)) {
+                // Connected, or only known to the state (a Cluster whose Secret never gave a client).
+                let mut known: BTreeSet<String> = context.connections.names().into_iter().collect();
+                known.extend(context.cache.read().connected.keys().cloned());
+                for gone in known.into_iter().filter(|n| !names.contains(n)) {
                     context.connections.disconnect(&gone);
                     context.cache.apply(Update::Disconnected(gone.clone()));
                     context.metrics.forget(&gone);
