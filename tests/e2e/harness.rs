@@ -432,6 +432,32 @@ users:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:
     }
 }
 
+impl Env {
+    /// A request through kube-apiserver as its admin impersonating `user` in `groups` (kube-apiserver adds
+    /// `system:authenticated`), as a tenant's client would send it; `path` starts with `/`. Returns (HTTP code, body).
+    pub fn apiserver_request_as(
+        &self,
+        user: &str,
+        groups: &[&str],
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut args = self.apiserver_as(user, groups);
+        args.extend(["-X".to_owned(), method.to_owned()]);
+        if let Some(body) = body {
+            args.extend([
+                "-H".to_owned(),
+                "Content-Type: application/json".to_owned(),
+                "--data".to_owned(),
+                body.to_owned(),
+            ]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&format!("{}{path}", self.var("APISERVER_URL")), &refs)
+    }
+}
+
 /// A long-running kubectl (e.g. `get -w`) whose stdout lines arrive on a channel; killed when dropped.
 pub struct Streaming {
     child: std::process::Child,
@@ -484,7 +510,38 @@ impl Kubectl {
     }
 }
 
+impl Kubectl {
+    /// `kubectl get <resource> -w`, one `TYPE name` line per event followed by `fields`, a jsonpath template of the
+    /// event (e.g. `" {.object.status.phase}"`).
+    pub fn watch_events_with(&self, resource: &str, fields: &str) -> Streaming {
+        self.spawn(&[
+            "get",
+            resource,
+            "-w",
+            "--output-watch-events",
+            "-o",
+            &format!("jsonpath={{.type}} {{.object.metadata.name}}{fields}{{\"\\n\"}}"),
+        ])
+    }
+}
+
 impl Streaming {
+    /// The next `count` lines, each within `timeout` (they stay in `seen` too).
+    #[track_caller]
+    pub fn next_lines(&mut self, count: usize, timeout: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        while lines.len() < count {
+            match self.lines.recv_timeout(timeout) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    lines.push(line);
+                }
+                Err(_) => panic!("wanted {count} lines, got only {lines:?} (no more within {timeout:?})"),
+            }
+        }
+        lines
+    }
+
     /// Waits up to `timeout` for the next line, which must be `want`.
     #[track_caller]
     pub fn expect_next(&mut self, want: &str, timeout: Duration) {
