@@ -1,17 +1,22 @@
 //! Connected clusters, first part: `tenancy-apiserver connect` against a second local control plane makes the
 //! server's identity there with its least RBAC, and the kubeconfig Secret and Cluster in the management cluster; the
 //! server reports the cluster Ready, then Offline when it goes away, without losing its own readiness; `disconnect`
-//! removes it all. Tenants can neither read the kubeconfig nor make Clusters.
+//! removes it all. Tenants can neither read the kubeconfig nor make Clusters. The second part, what tenants see of a
+//! connected cluster's spaces, is in `spaces`.
+
+mod spaces;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::harness::{env, eventually, parse_env_file, server_request_as, unique, Env};
+use crate::harness::{env, eventually, parse_env_file, server_request_as, unique, Env, Kubectl};
 
 const SETTLE: Duration = Duration::from_secs(40);
+/// SIGTERM grace before restart.sh kills a component (kube-apiserver holds open watches until its grace runs out).
+const STOP_GRACE: &str = "5";
 
 /// Another control plane on its own ports, stopped when dropped.
 struct SecondControlPlane {
@@ -53,6 +58,72 @@ impl SecondControlPlane {
             .expect("kubectl runs");
         let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
+    }
+
+    /// kubectl as this control plane's admin.
+    fn admin(&self) -> Kubectl {
+        self.env.kubectl("admin")
+    }
+
+    /// kubectl here as `user` in `groups` (the admin impersonating them): how this cluster's RBAC sees that user.
+    fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {
+        self.env.kubectl_as(user, groups)
+    }
+
+    /// `tests/controlplane/restart.sh STATE component action` on this control plane (`action`: stop, start or
+    /// restart; start and restart return once the component is healthy again), or what it said when it failed.
+    fn restart(&self, component: &str, action: &str) -> Result<(), String> {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let started = Instant::now();
+        let output = Command::new("bash")
+            .arg(repo.join("tests/controlplane/restart.sh"))
+            .arg(&self.state)
+            .args([component, action])
+            .env("CONTROLPLANE_STOP_GRACE", STOP_GRACE)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tests/controlplane/restart.sh runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!(
+            "second control plane: restart.sh {component} {action} ({:.1}s): {}",
+            started.elapsed().as_secs_f64(),
+            stderr.trim()
+        );
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "restart.sh {component} {action} on the second control plane failed: {stderr}"
+            ))
+        }
+    }
+
+    /// For a control plane that is never dropped (one in a `static`): once this test process has exited, a detached
+    /// watchdog disconnects `cluster` from the management cluster, stops this control plane and removes its state.
+    fn clean_up_after_exit(&self, cluster: &str) {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; \
+timeout 30 '{bin}' disconnect --name '{cluster}' --management-kubeconfig '{management}' >/dev/null 2>&1; \
+bash '{down}' '{state}' >/dev/null 2>&1; rm -rf '{state}'",
+            pid = std::process::id(),
+            bin = env().var("SERVER_BIN"),
+            management = env().var("KUBECONFIG_ADMIN"),
+            down = repo.join("tests/controlplane/down.sh").display(),
+            state = self.state.display(),
+        );
+        // Detached and never waited on: it must outlive this process to clean up after it.
+        #[allow(
+            clippy::zombie_processes,
+            reason = "the watchdog outlives the test process by design"
+        )]
+        Command::new("setsid")
+            .args(["bash", "-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watchdog starts");
     }
 
     fn stop(&mut self) {
