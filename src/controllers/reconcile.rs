@@ -1,6 +1,7 @@
 //! The repair and upkeep pass: after any change in the state, and at least every [`INTERVAL`], it brings what the server
 //! owns in the cluster to what it should be:
-//! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone;
+//! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone
+//!   (in connected clusters too: of them, nothing else is looked after yet);
 //! - adopts namespaces an admin labelled with an account (their owner binding appears), and keeps every account
 //!   space's owner binding on the account's current subjects and role;
 //! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
@@ -151,6 +152,34 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
         &snapshot.templates,
     )
     .await;
+    repair_connected(cache, provisioner, &snapshot).await;
+}
+
+/// Spaces a crash left half-made in connected clusters that answer: finished there, or removed, as here.
+async fn repair_connected(cache: &Cache, provisioner: &Provisioner, snapshot: &Snapshot) {
+    let half_made: Vec<(String, Arc<Namespace>)> = {
+        let state = cache.read();
+        state
+            .connected
+            .iter()
+            .filter(|(_, part)| part.online)
+            .flat_map(|(cluster, part)| {
+                part.namespaces
+                    .values()
+                    .filter(|ns| {
+                        ns.metadata.deletion_timestamp.is_none() && annotation(ns, CREATING_ANNOTATION).is_some()
+                    })
+                    .map(move |ns| (cluster.clone(), ns.clone()))
+            })
+            .collect()
+    };
+    for (cluster, ns) in half_made.into_iter().filter(|(_, ns)| age(ns) >= ABANDONED_AFTER) {
+        let Some(there) = provisioner.for_connected(&cluster) else {
+            continue;
+        };
+        let account = label(&ns, ACCOUNT_LABEL).map(|a| snapshot.accounts.iter().find(|acc| acc.name() == a).cloned());
+        repair(&there, &ns, account, &snapshot.templates).await;
+    }
 }
 
 fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<SpaceTemplate>>) -> Plan {

@@ -142,6 +142,12 @@ impl Provisioner {
         self
     }
 
+    /// A provisioner for connected cluster `cluster`, if it is connected.
+    #[must_use]
+    pub fn for_connected(&self, cluster: &str) -> Option<Self> {
+        self.connections.client(cluster).map(|client| self.in_cluster(client))
+    }
+
     /// A provisioner that makes spaces in the connected cluster `client` talks to, under this one's Leases and limits.
     #[must_use]
     pub fn in_cluster(&self, client: Client) -> Self {
