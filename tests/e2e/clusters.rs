@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::harness::{env, eventually, parse_env_file, server_request_as, unique, Env, Kubectl};
+use crate::harness::{
+    after_exit, env, eventually, parse_env_file, server_readyz, server_request_as, unique, Env, Kubectl,
+};
 
 const SETTLE: Duration = Duration::from_secs(40);
 /// SIGTERM grace before restart.sh kills a component (kube-apiserver holds open watches until its grace runs out).
@@ -102,28 +104,14 @@ impl SecondControlPlane {
     /// watchdog disconnects `cluster` from the management cluster, stops this control plane and removes its state.
     fn clean_up_after_exit(&self, cluster: &str) {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; \
-timeout 30 '{bin}' disconnect --name '{cluster}' --management-kubeconfig '{management}' >/dev/null 2>&1; \
+        after_exit(&format!(
+            "timeout 30 '{bin}' disconnect --name '{cluster}' --management-kubeconfig '{management}' >/dev/null 2>&1; \
 bash '{down}' '{state}' >/dev/null 2>&1; rm -rf '{state}'",
-            pid = std::process::id(),
             bin = env().var("SERVER_BIN"),
             management = env().var("KUBECONFIG_ADMIN"),
             down = repo.join("tests/controlplane/down.sh").display(),
             state = self.state.display(),
-        );
-        // Detached and never waited on: it must outlive this process to clean up after it.
-        #[allow(
-            clippy::zombie_processes,
-            reason = "the watchdog outlives the test process by design"
-        )]
-        Command::new("setsid")
-            .args(["bash", "-c", &watchdog])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("watchdog starts");
+        ));
     }
 
     fn stop(&mut self) {
@@ -274,14 +262,7 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
         }
     });
     eventually(SETTLE, || if up("0") { Ok(()) } else { Err("cluster_up not 0") });
-    let (code, body) = server_request_as(
-        env.var("SERVER_URL"),
-        "admin",
-        &["system:masters"],
-        "GET",
-        "/readyz",
-        None,
-    );
+    let (code, body) = server_readyz();
     assert_eq!((code, body.as_str()), (200, "ok"));
 
     // disconnect removes the Cluster and its Secret.

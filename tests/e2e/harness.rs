@@ -78,24 +78,11 @@ fn start_own_env() -> PathBuf {
         .output()
         .expect("tests/env/up.sh runs");
     assert!(output.status.success(), "tests/env/up.sh failed");
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash {down} {dir} >/dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
+    after_exit(&format!(
+        "bash {down} {dir} >/dev/null 2>&1; rm -rf {dir}",
         down = repo().join("tests/controlplane/down.sh").display(),
         dir = dir.display(),
-    );
-    // Detached and never waited on: it must outlive this process to clean up after it.
-    #[allow(
-        clippy::zombie_processes,
-        reason = "the watchdog outlives the test process by design"
-    )]
-    Command::new("setsid")
-        .args(["bash", "-c", &watchdog])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("watchdog starts");
+    ));
     let stdout = String::from_utf8_lossy(&output.stdout);
     PathBuf::from(stdout.lines().last().expect("up.sh prints the env file").trim())
 }
@@ -443,18 +430,8 @@ impl Env {
         path: &str,
         body: Option<&str>,
     ) -> (u16, String) {
-        let mut args = self.apiserver_as(user, groups);
-        args.extend(["-X".to_owned(), method.to_owned()]);
-        if let Some(body) = body {
-            args.extend([
-                "-H".to_owned(),
-                "Content-Type: application/json".to_owned(),
-                "--data".to_owned(),
-                body.to_owned(),
-            ]);
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(&format!("{}{path}", self.var("APISERVER_URL")), &refs)
+        let url = format!("{}{path}", self.var("APISERVER_URL"));
+        curl_json(&url, self.apiserver_as(user, groups), method, body)
     }
 }
 
@@ -700,6 +677,19 @@ impl Replica {
         self.post_as(user, group, name, "")
     }
 
+    /// Creates `name` as a new member of `group`, again until this replica answers 201 or dies mid-create (code 0):
+    /// a replica still syncing, or not yet connected to the space's cluster, refuses.
+    pub fn create_until_answered(&self, group: &str, name: &str, timeout: Duration) -> (u16, String) {
+        eventually(timeout, || {
+            let (code, body) = self.create_as(&unique("member"), group, name);
+            if code == 0 || code == 201 {
+                Ok((code, body))
+            } else {
+                Err((code, body))
+            }
+        })
+    }
+
     pub fn post_as(&self, user: &str, group: &str, name: &str, query: &str) -> (u16, String) {
         let body = format!(r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{name}"}}}}"#);
         self.request_as(
@@ -730,7 +720,23 @@ pub fn server_request_as(
     path: &str,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut args = front_proxy(user, groups);
+    curl_json(&format!("{url}{path}"), front_proxy(user, groups), method, body)
+}
+
+/// The server's own `/readyz` answer, asked as an admin through the front proxy.
+pub fn server_readyz() -> (u16, String) {
+    server_request_as(
+        env().var("SERVER_URL"),
+        "admin",
+        &["system:masters"],
+        "GET",
+        "/readyz",
+        None,
+    )
+}
+
+/// `curl -X method url` with `args` (how to authenticate), and `body` as JSON if there is one: (HTTP code, body).
+fn curl_json(url: &str, mut args: Vec<String>, method: &str, body: Option<&str>) -> (u16, String) {
     args.extend(["-X".to_owned(), method.to_owned()]);
     if let Some(body) = body {
         args.extend([
@@ -741,7 +747,7 @@ pub fn server_request_as(
         ]);
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    curl(&format!("{url}{path}"), &refs)
+    curl(url, &refs)
 }
 
 /// curl arguments for a server's own port with kube-apiserver's front-proxy certificate, asserting `user`/`groups`.
@@ -765,4 +771,25 @@ pub fn front_proxy(user: &str, groups: &[&str]) -> Vec<String> {
         args.push(format!("X-Remote-Group: {group}"));
     }
     args
+}
+
+/// Runs the shell `script` once this test process has exited, however it exits: a detached watchdog cleans up what a
+/// static (never dropped) started.
+pub fn after_exit(script: &str) {
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; {script}",
+        pid = std::process::id()
+    );
+    // Detached and never waited on: it must outlive this process to clean up after it.
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the watchdog outlives the test process by design"
+    )]
+    Command::new("setsid")
+        .args(["bash", "-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watchdog starts");
 }

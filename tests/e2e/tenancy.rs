@@ -266,15 +266,8 @@ fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_re
     let (acc, group) = (unique("crashy"), unique("team"));
     admin.apply(&account(&acc, &group, 5, Some(&["default"]), ""));
     let name = unique("half-made");
-    let doomed = Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]);
-    let (code, body) = eventually(SETTLE, || {
-        let (code, body) = doomed.create_as(&unique("member"), &group, &name);
-        if code == 0 || code == 201 {
-            Ok((code, body))
-        } else {
-            Err((code, body))
-        }
-    });
+    let (code, body) =
+        Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]).create_until_answered(&group, &name, SETTLE);
     assert_eq!(code, 0, "the replica should have died mid-create: {body}");
     // Right after the crash: a namespace without its owner binding, marked as being created.
     let marked = admin

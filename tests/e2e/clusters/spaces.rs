@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::{tenancy, SecondControlPlane};
 use crate::harness::{
-    account, create_space, env, eventually, namespace, role_binding, server_request_as, space, unique, Kubectl,
-    Replica, DEFAULT_SPACE_OBJECTS,
+    account, create_space, env, eventually, namespace, role_binding, server_readyz, space, unique, Kubectl, Replica,
+    DEFAULT_SPACE_OBJECTS,
 };
 
 /// How long a list may take to show what was just granted (both clusters' caches and the RBAC there).
@@ -832,14 +832,7 @@ fn a_connected_cluster_that_goes_away_shows_unknown_refuses_writes_with_503_and_
         Ok("Active".to_owned()),
         "the local space while X is down"
     );
-    let (code, body) = server_request_as(
-        env.var("SERVER_URL"),
-        "admin",
-        &["system:masters"],
-        "GET",
-        "/readyz",
-        None,
-    );
+    let (code, body) = server_readyz();
     assert_eq!(
         (code, body.as_str()),
         (200, "ok"),
@@ -1004,15 +997,8 @@ fn a_server_killed_between_namespace_and_owner_binding_in_a_connected_cluster_le
     let ns = unique("xhalf");
     let name = x.space(&ns);
     // A replica that dies right after making the namespace; it creates once it has X connected and answering.
-    let doomed = Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]);
-    let (code, body) = eventually(SETTLE, || {
-        let (code, body) = doomed.create_as(&unique("member"), &group, &name);
-        if code == 0 || code == 201 {
-            Ok((code, body))
-        } else {
-            Err((code, body))
-        }
-    });
+    let (code, body) =
+        Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]).create_until_answered(&group, &name, SETTLE);
     assert_eq!(code, 0, "the replica should have died mid-create of {name}: {body}");
     let x_admin = x.admin();
     let marked = x_admin
