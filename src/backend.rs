@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -118,6 +118,12 @@ pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
         watch(Api::<Account>::all(client.clone()), Update::Account, errors),
         watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate, errors),
         watch(Api::<AccountQuota>::all(client.clone()), Update::AccountQuota, errors),
+        watch_selected(
+            Api::<ResourceQuota>::all(client.clone()),
+            watcher::Config::default().labels(crate::api::account::SHARE_LABEL),
+            Update::Share,
+            errors,
+        ),
         watch(Api::<Namespace>::all(client.clone()), Update::Namespace, errors),
         watch(Api::<Role>::all(client.clone()), Update::Role, errors),
         watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole, errors),
@@ -144,9 +150,22 @@ fn watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
+    watch_selected(api, watcher::Config::default(), wrap, errors)
+}
+
+/// [`watch`] of the objects `config` selects.
+fn watch_selected<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: fn(Event<K>) -> Update,
+    errors: &IntCounterVec,
+) -> futures::stream::BoxStream<'static, Update>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let kind = K::kind(&()).into_owned();
     let errors = errors.with_label_values(&[kind.as_str()]);
-    watcher::watcher(api, watcher::Config::default())
+    watcher::watcher(api, config)
         .default_backoff()
         .filter_map(move |event| {
             let update = match event {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
@@ -40,6 +40,8 @@ pub enum Update {
     SpaceTemplate(Event<SpaceTemplate>),
     /// Not needed for readiness: an account's usage is shown once known.
     AccountQuota(Event<AccountQuota>),
+    /// A space's share of its AccountQuota (the ResourceQuota `account-quota`): its usage moves the quota's shares.
+    Share(Event<ResourceQuota>),
     Namespace(Event<Namespace>),
     Role(Event<Role>),
     ClusterRole(Event<ClusterRole>),
@@ -123,6 +125,8 @@ pub struct State {
     pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
     /// AccountQuotas by name.
     pub quotas: BTreeMap<String, Arc<AccountQuota>>,
+    /// The AccountQuota shares (ResourceQuotas `account-quota`), by namespace.
+    pub shares: BTreeMap<String, Arc<ResourceQuota>>,
     /// The server's RoleBindings (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then namespace.
     pub server_bindings: BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>,
     /// Connected clusters by name.
@@ -142,6 +146,7 @@ struct Relist {
     accounts: Vec<Account>,
     templates: Vec<SpaceTemplate>,
     quotas: Vec<AccountQuota>,
+    shares: Vec<ResourceQuota>,
 }
 
 pub struct Cache {
@@ -180,6 +185,7 @@ impl Cache {
                 accounts_revision: 0,
                 templates: BTreeMap::new(),
                 quotas: BTreeMap::new(),
+                shares: BTreeMap::new(),
                 server_bindings: BTreeMap::new(),
                 connected: BTreeMap::new(),
                 relist: Relist::default(),
@@ -302,6 +308,7 @@ impl State {
             Update::SpaceTemplate(event) => {
                 self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates);
             }
+            Update::Share(event) => self.share_event(event),
             Update::AccountQuota(event) => {
                 self.config_event(event, "accountquotas", |s| &mut s.quotas, |r| &mut r.quotas);
             }
@@ -490,6 +497,25 @@ impl State {
                 let listed = std::mem::take(buffer(&mut self.relist));
                 *map(self) = listed.into_iter().map(|o| (o.name_any(), Arc::new(o))).collect();
                 self.synced.insert(kind);
+            }
+        }
+    }
+
+    /// Shares by namespace (each is named `account-quota`), no access effect.
+    fn share_event(&mut self, event: Event<ResourceQuota>) {
+        let namespace = |rq: &ResourceQuota| rq.namespace().unwrap_or_default();
+        match event {
+            Event::Apply(rq) => {
+                self.shares.insert(namespace(&rq), Arc::new(rq));
+            }
+            Event::Delete(rq) => {
+                self.shares.remove(&namespace(&rq));
+            }
+            Event::Init => self.relist.shares.clear(),
+            Event::InitApply(rq) => self.relist.shares.push(rq),
+            Event::InitDone => {
+                let listed = std::mem::take(&mut self.relist.shares);
+                self.shares = listed.into_iter().map(|rq| (namespace(&rq), Arc::new(rq))).collect();
             }
         }
     }

@@ -19,6 +19,8 @@ pub const ACCOUNT_FINALIZER: &str = "tenancy.loft.sh/spaces";
 /// The SpaceTemplate applied to new spaces whose Account names none, and to spaces without an account: secure by
 /// default (deploy/ ships it with a quota and network policies that keep accounts apart).
 pub const DEFAULT_TEMPLATE: &str = "default";
+/// Names the AccountQuota a space's share (its ResourceQuota `account-quota`) belongs to.
+pub const SHARE_LABEL: &str = "tenancy.loft.sh/account-quota";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

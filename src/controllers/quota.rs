@@ -26,8 +26,11 @@ use crate::spaces::provision::{Provisioner, SHARE_LABEL, SHARE_QUOTA};
 use crate::spaces::Error;
 use crate::state::Cache;
 
-/// How often every AccountQuota is looked at, besides after each change of the state.
+/// How often the AccountQuotas are looked at, besides after each change of the state: one whose inputs changed (or
+/// whose last pass failed) gets a pass.
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often every AccountQuota gets a pass whatever its inputs say (a missed event cannot stall it for longer).
+const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 /// A pass raises no share after holding its Lease this long (the Lease may be broken after 15 s; each call may take
 /// up to 10 s).
 const RAISE_DEADLINE: Duration = Duration::from_secs(4);
@@ -42,15 +45,74 @@ pub struct Share {
     pub closing: bool,
 }
 
+/// What a pass over one AccountQuota starts from, as the state shows it: the quota's version, the account's spaces
+/// (and which are closing), and each share's version (which moves with its `status.used`). A pass runs when it
+/// changed since the last good one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Inputs {
+    quota: Option<String>,
+    spaces: BTreeMap<String, bool>,
+    shares: BTreeMap<String, Option<String>>,
+}
+
+fn inputs(cache: &Cache, quota: &AccountQuota) -> Inputs {
+    let state = cache.read();
+    let spaces = account_spaces(&state, quota);
+    let name = quota.metadata.name.as_deref().unwrap_or_default();
+    let shares = state
+        .shares
+        .iter()
+        .filter(|(_, rq)| {
+            rq.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SHARE_LABEL))
+                .map(String::as_str)
+                == Some(name)
+        })
+        .map(|(space, rq)| (space.clone(), rq.metadata.resource_version.clone()))
+        .collect();
+    Inputs {
+        quota: quota.metadata.resource_version.clone(),
+        spaces,
+        shares,
+    }
+}
+
+/// The account's spaces in this cluster (connected clusters' are not covered), and whether each is closing.
+fn account_spaces(state: &crate::state::State, quota: &AccountQuota) -> BTreeMap<String, bool> {
+    state
+        .local_namespaces()
+        .filter(|(_, ns)| ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL)) == Some(&quota.spec.account))
+        .map(|(space, ns)| (space.clone(), ns.metadata.deletion_timestamp.is_some()))
+        .collect()
+}
+
 /// Keeps every AccountQuota's shares moving with usage, forever.
 pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
     let mut changes = cache.changes();
+    let mut done: BTreeMap<String, Inputs> = BTreeMap::new();
+    let mut full_pass = Instant::now();
     loop {
+        if full_pass.elapsed() >= FULL_PASS_INTERVAL {
+            done.clear();
+            full_pass = Instant::now();
+        }
         if cache.is_ready() {
             let quotas: Vec<Arc<AccountQuota>> = cache.read().quotas.values().cloned().collect();
+            done.retain(|name, _| quotas.iter().any(|q| q.metadata.name.as_ref() == Some(name)));
             for quota in quotas {
+                let name = quota.metadata.name.clone().unwrap_or_default();
+                let before = inputs(&cache, &quota);
+                if done.get(&name) == Some(&before) {
+                    continue;
+                }
+                done.remove(&name);
                 match pass(&cache, &provisioner, &quota).await {
-                    Ok(()) => {}
+                    // What the pass wrote comes back as new inputs, and one more pass finds nothing to do.
+                    Ok(()) => {
+                        done.insert(name, before);
+                    }
                     // A share changed under the pass (a pod admitted): expected, and the next pass starts from it.
                     Err(Error::Backend(kube::Error::Api(status))) if status.code == 409 => {
                         tracing::debug!(quota = ?quota.metadata.name, "A share changed during the quota pass");
@@ -78,17 +140,7 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         .iter()
         .filter_map(|(key, q)| milli(q).map(|m| (key.clone(), m)))
         .collect();
-    let spaces: BTreeMap<String, bool> = {
-        let state = cache.read();
-        // Shares are this cluster's ResourceQuotas: connected clusters' spaces are left out (not yet covered).
-        state
-            .local_namespaces()
-            .filter(|(_, ns)| {
-                ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL)) == Some(&quota.spec.account)
-            })
-            .map(|(space, ns)| (space.clone(), ns.metadata.deletion_timestamp.is_some()))
-            .collect()
-    };
+    let spaces = account_spaces(&cache.read(), quota);
     let client = provisioner.client().clone();
     provisioner
         .holding(&format!("quota-{name}"), async {

@@ -32,8 +32,7 @@ use crate::state::Cache;
 
 /// The ResourceQuota holding a space's share of its account's AccountQuota.
 pub const SHARE_QUOTA: &str = "account-quota";
-/// Names the AccountQuota a share belongs to.
-pub const SHARE_LABEL: &str = "tenancy.loft.sh/account-quota";
+pub use crate::api::account::SHARE_LABEL;
 /// The RoleBinding that makes a space's owners its admins.
 pub const OWNER_BINDING: &str = "tenancy-owner";
 /// Marks a namespace whose space is not finished yet.
