@@ -1,12 +1,15 @@
 //! The shared environment of an e2e run, and helpers to act in it as a given user.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// Variables of the env file written by tests/env/up.sh.
 pub struct Env {
@@ -723,15 +726,12 @@ pub fn server_request_as(
     curl_json(&format!("{url}{path}"), front_proxy(user, groups), method, body)
 }
 
-/// The server's own `/readyz` answer, asked as an admin through the front proxy.
+/// The server's own `/readyz`, straight at its port (probes need no identity).
 pub fn server_readyz() -> (u16, String) {
-    server_request_as(
-        env().var("SERVER_URL"),
-        "admin",
-        &["system:masters"],
-        "GET",
-        "/readyz",
-        None,
+    let env = env();
+    curl(
+        &format!("{}/readyz", env.var("SERVER_URL")),
+        &["--cacert", env.var("SERVER_CA_CERT"), "--max-time", "3"],
     )
 }
 
@@ -792,4 +792,131 @@ pub fn after_exit(script: &str) {
         .stderr(Stdio::null())
         .spawn()
         .expect("watchdog starts");
+}
+
+/// A raw watch with curl; its newline-delimited events arrive on a channel. Killed when dropped.
+pub struct RawWatch {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    /// Every event received, in order.
+    pub events: Vec<Value>,
+    /// Lines that were not events.
+    pub other: Vec<String>,
+}
+
+impl RawWatch {
+    pub fn open(url: &str, args: &[String]) -> Self {
+        let mut child = Command::new("curl")
+            .args(["-sS", "-N", "--max-time", "600"])
+            .args(args)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr_pipe.read_to_string(&mut text);
+            *sink.lock().unwrap_or_else(PoisonError::into_inner) = text;
+        });
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        RawWatch {
+            child,
+            lines,
+            stderr,
+            events: Vec::new(),
+            other: Vec::new(),
+        }
+    }
+
+    /// Reads until `done(events)` holds, the stream ends, or `timeout`; whether `done` held.
+    pub fn read_until(&mut self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.events) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.take(line),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return done(&self.events),
+            }
+        }
+        true
+    }
+
+    /// Every event arriving within `quiet` of the previous one.
+    pub fn rest(&mut self, quiet: Duration) -> Vec<Value> {
+        let before = self.events.len();
+        while let Ok(line) = self.lines.recv_timeout(quiet) {
+            self.take(line);
+        }
+        self.events[before..].to_vec()
+    }
+
+    fn take(&mut self, line: String) {
+        match serde_json::from_str::<Value>(&line) {
+            Ok(event) if event.get("type").is_some() => self.events.push(event),
+            _ if line.trim().is_empty() => {}
+            _ => self.other.push(line),
+        }
+    }
+
+    /// Waits for curl to exit: its status and stderr.
+    pub fn ended(&mut self, timeout: Duration) -> Option<(ExitStatus, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Drain what arrived before the end.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.take(line);
+                }
+                let stderr = self.stderr.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                return Some((status, stderr));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn summary(&self) -> Vec<String> {
+        summary(&self.events)
+    }
+}
+
+impl Drop for RawWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `TYPE name` of each event (`ERROR <code>` for errors).
+pub fn summary(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e["type"].as_str() {
+            Some("ERROR") => format!("ERROR {}", e["object"]["code"]),
+            kind => format!(
+                "{} {}",
+                kind.unwrap_or("?"),
+                e["object"]["metadata"]["name"].as_str().unwrap_or("")
+            ),
+        })
+        .collect()
 }

@@ -1,98 +1,41 @@
 //! The server's life on a node: serving certificates rotated under it, SIGTERM, and its logs. Each case runs its own
 //! replica (the run's server is never touched) and reaches it straight, as kube-apiserver's proxy does.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{curl, env, eventually, front_proxy, namespace, unique, Replica};
+use crate::harness::{curl, env, eventually, front_proxy, namespace, unique, RawWatch, Replica};
 
 const SETTLE: Duration = Duration::from_secs(20);
 const ADMIN: (&str, &[&str]) = ("lifecycle-admin", &["system:masters"]);
 
 /// A raw watch with curl, its events arriving on a channel; killed when dropped.
-struct CurlWatch {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
+/// A watch of `url` on a replica that may serve with another CA than the run's.
+fn curl_watch(url: &str, ca: &Path, extra: &[&str]) -> RawWatch {
+    let mut args = front_proxy(ADMIN.0, ADMIN.1);
+    // front_proxy trusts the run's serving CA; this replica may serve another.
+    let at = args.iter().position(|a| a == "--cacert").expect("--cacert") + 1;
+    args[at] = ca.display().to_string();
+    args.extend(extra.iter().map(|e| (*e).to_owned()));
+    RawWatch::open(url, &args)
 }
 
-impl CurlWatch {
-    fn open(url: &str, ca: &Path, extra: &[&str]) -> Self {
-        let mut args = front_proxy(ADMIN.0, ADMIN.1);
-        // front_proxy trusts the run's serving CA; this replica may serve another.
-        let at = args.iter().position(|a| a == "--cacert").expect("--cacert") + 1;
-        args[at] = ca.display().to_string();
-        let mut child = Command::new("curl")
-            .args(["-sS", "-N", "--max-time", "300"])
-            .args(&args)
-            .args(extra)
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("curl starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        CurlWatch { child, lines, stderr }
-    }
-
-    /// Waits for an event `kind` of `name`, passing over others.
-    #[track_caller]
-    fn expect(&self, kind: &str, name: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.lines.recv_timeout(left) else { break };
-            let event: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not an event ({e}): {line}"));
-            if event["type"] == kind && event["object"]["metadata"]["name"] == name {
-                return;
-            }
-            seen.push(line);
-        }
-        panic!("no {kind} {name} within {timeout:?}; saw {seen:?}");
-    }
-
-    /// curl's exit status and stderr once it has exited within `timeout`.
-    fn ended(mut self, timeout: Duration) -> Option<(ExitStatus, String)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
-                return Some((status, stderr.join().unwrap_or_default()));
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for CurlWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for an event `kind` of `name` on `watch`.
+#[track_caller]
+fn expect(watch: &mut RawWatch, kind: &str, name: &str, timeout: Duration) {
+    let seen = |events: &[Value]| {
+        events
+            .iter()
+            .any(|e| e["type"] == kind && e["object"]["metadata"]["name"] == name)
+    };
+    assert!(
+        watch.read_until(timeout, seen),
+        "no {kind} {name} within {timeout:?}; saw {:?}",
+        watch.summary()
+    );
 }
 
 fn watch_url(replica: &Replica, name: &str) -> String {
@@ -171,15 +114,15 @@ fn a_rotated_serving_certificate_reaches_new_connections_while_open_watches_go_o
     let mut namespaces = Namespaces(Vec::new());
     let (before, after) = (unique("rot-before"), unique("rot-after"));
     // One watch per HTTP version, both on connections made with the old certificate.
-    let watches: Vec<(CurlWatch, &String)> = [(&before, "--http1.1"), (&after, "--http2")]
+    let mut watches: Vec<(RawWatch, &String)> = [(&before, "--http1.1"), (&after, "--http2")]
         .into_iter()
         .map(|(name, version)| {
             let ca = dir.path().join("ca.crt");
-            (CurlWatch::open(&watch_url(&replica, name), &ca, &[version]), name)
+            (curl_watch(&watch_url(&replica, name), &ca, &[version]), name)
         })
         .collect();
     namespaces.create(&before);
-    watches[0].0.expect("ADDED", &before, SETTLE);
+    expect(&mut watches[0].0, "ADDED", &before, SETTLE);
 
     // A new CA and certificate, written file by file as `certs` does (the key after its certificate).
     let old_ca = std::fs::read(dir.path().join("ca.crt")).expect("old CA");
@@ -209,12 +152,12 @@ fn a_rotated_serving_certificate_reaches_new_connections_while_open_watches_go_o
 
     // The watches opened before still deliver.
     namespaces.create(&after);
-    watches[1].0.expect("ADDED", &after, SETTLE);
+    expect(&mut watches[1].0, "ADDED", &after, SETTLE);
     env()
         .kubectl("admin")
         .run(&["label", "namespace", &before, "rotated=yes"])
         .ok();
-    watches[0].0.expect("MODIFIED", &before, SETTLE);
+    expect(&mut watches[0].0, "MODIFIED", &before, SETTLE);
     assert!(replica.exited(Duration::ZERO).is_none(), "the replica kept running");
 }
 
@@ -225,13 +168,13 @@ fn sigterm_fails_readiness_ends_watches_cleanly_finishes_requests_in_flight_and_
     let ca = env().path("SERVER_CA_CERT");
     let mut namespaces = Namespaces(Vec::new());
     let watched = unique("term-watched");
-    let watches: Vec<(CurlWatch, &str)> = [("--http1.1", "HTTP/1.1"), ("--http2", "HTTP/2")]
+    let mut watches: Vec<(RawWatch, &str)> = [("--http1.1", "HTTP/1.1"), ("--http2", "HTTP/2")]
         .into_iter()
-        .map(|(flag, version)| (CurlWatch::open(&watch_url(&replica, &watched), &ca, &[flag]), version))
+        .map(|(flag, version)| (curl_watch(&watch_url(&replica, &watched), &ca, &[flag]), version))
         .collect();
     namespaces.create(&watched);
-    for (watch, _) in &watches {
-        watch.expect("ADDED", &watched, SETTLE);
+    for (watch, _) in &mut watches {
+        expect(watch, "ADDED", &watched, SETTLE);
     }
 
     // A create whose body is still arriving when the signal comes (about 5 s of upload at 2 KB/s).
@@ -274,7 +217,7 @@ fn sigterm_fails_readiness_ends_watches_cleanly_finishes_requests_in_flight_and_
     assert!(body.contains("shutdown"), "{body}");
     assert!(signalled.elapsed() < Duration::from_secs(3), "checked within the delay");
 
-    for (watch, version) in watches {
+    for (mut watch, version) in watches {
         let (status, stderr) = watch
             .ended(grace)
             .unwrap_or_else(|| panic!("the {version} watch still open after the grace period"));

@@ -16,11 +16,9 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,7 +26,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tenancy_apiserver::state::log::Position;
 
-use harness::{account, create_space, curl, env, eventually, front_proxy, namespace, role_binding, unique};
+use harness::{
+    account, create_space, curl, env, eventually, front_proxy, namespace, role_binding, server_readyz, summary, unique,
+    RawWatch,
+};
 
 /// How long the control plane may take to be fully back (ready, APIService Available, spaces served).
 const HEAL: Duration = Duration::from_secs(120);
@@ -107,15 +108,6 @@ fn apiserver_ready() -> Result<(), String> {
             run.stderr.trim()
         ))
     }
-}
-
-/// The server's own `/readyz`, straight at its port.
-fn server_readyz() -> (u16, String) {
-    let env = env();
-    curl(
-        &format!("{}/readyz", env.var("SERVER_URL")),
-        &["--cacert", env.var("SERVER_CA_CERT"), "--max-time", "3"],
-    )
 }
 
 /// Everything the suites after this one need: every component running, kube-apiserver ready, the APIService
@@ -464,135 +456,6 @@ impl Drop for ReadyzMonitor {
             let _ = handle.join();
         }
     }
-}
-
-// ----------------------------------------------------------------------------------------------------- raw watches
-
-/// A raw watch with curl; its newline-delimited events arrive on a channel. Killed when dropped.
-struct RawWatch {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    /// Every event received, in order.
-    events: Vec<Value>,
-    /// Lines that were not events.
-    other: Vec<String>,
-}
-
-impl RawWatch {
-    fn open(url: &str, args: &[String]) -> Self {
-        let mut child = Command::new("curl")
-            .args(["-sS", "-N", "--max-time", "600"])
-            .args(args)
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("curl starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr_pipe.read_to_string(&mut text);
-            *sink.lock().unwrap_or_else(PoisonError::into_inner) = text;
-        });
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        RawWatch {
-            child,
-            lines,
-            stderr,
-            events: Vec::new(),
-            other: Vec::new(),
-        }
-    }
-
-    /// Reads until `done(events)` holds, the stream ends, or `timeout`; whether `done` held.
-    fn read_until(&mut self, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.events) {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.take(line),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return done(&self.events),
-            }
-        }
-        true
-    }
-
-    /// Every event arriving within `quiet` of the previous one.
-    fn rest(&mut self, quiet: Duration) -> Vec<Value> {
-        let before = self.events.len();
-        while let Ok(line) = self.lines.recv_timeout(quiet) {
-            self.take(line);
-        }
-        self.events[before..].to_vec()
-    }
-
-    fn take(&mut self, line: String) {
-        match serde_json::from_str::<Value>(&line) {
-            Ok(event) if event.get("type").is_some() => self.events.push(event),
-            _ if line.trim().is_empty() => {}
-            _ => self.other.push(line),
-        }
-    }
-
-    /// Waits for curl to exit: its status and stderr.
-    fn ended(&mut self, timeout: Duration) -> Option<(ExitStatus, String)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Drain what arrived before the end.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.take(line);
-                }
-                let stderr = self.stderr.lock().unwrap_or_else(PoisonError::into_inner).clone();
-                return Some((status, stderr));
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn summary(&self) -> Vec<String> {
-        summary(&self.events)
-    }
-}
-
-impl Drop for RawWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `TYPE name` of each event (`ERROR <code>` for errors).
-fn summary(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| match e["type"].as_str() {
-            Some("ERROR") => format!("ERROR {}", e["object"]["code"]),
-            kind => format!(
-                "{} {}",
-                kind.unwrap_or("?"),
-                e["object"]["metadata"]["name"].as_str().unwrap_or("")
-            ),
-        })
-        .collect()
 }
 
 fn resource_version(event: &Value) -> Position {
