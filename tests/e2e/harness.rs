@@ -457,17 +457,7 @@ impl Kubectl {
             .stderr(Stdio::null())
             .spawn()
             .expect("kubectl starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("piped stdout"));
         Streaming {
             child,
             lines,
@@ -825,15 +815,7 @@ impl RawWatch {
             let _ = stderr_pipe.read_to_string(&mut text);
             *sink.lock().unwrap_or_else(PoisonError::into_inner) = text;
         });
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(stdout);
         RawWatch {
             child,
             lines,
@@ -919,4 +901,18 @@ pub fn summary(events: &[Value]) -> Vec<String> {
             ),
         })
         .collect()
+}
+
+/// The lines a child process writes to `stdout`, as they come, on a channel (closed at its end).
+fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
