@@ -67,6 +67,19 @@ pub struct AccountSpaces {
     /// unset or `false`: templates are applied once, at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<bool>,
+    /// The parameters its templates declare, so its members know what a new space may be given: shown in the
+    /// `tenancy.loft.sh` view only (never stored on the Account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<AccountParameter>>,
+}
+
+/// A parameter one of an account's SpaceTemplates declares, as the account's view shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountParameter {
+    /// The SpaceTemplate that declares it.
+    pub template: String,
+    #[serde(flatten)]
+    pub parameter: TemplateParameter,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -749,3 +749,55 @@ async fn accounts_show_the_callers_own_in_every_verb() {
     assert_eq!(expired[0]["object"]["code"], 410);
     alice.get_as(accounts, "text/html").await.status(406, "NotAcceptable");
 }
+
+#[tokio::test]
+async fn accounts_show_their_members_the_templates_parameters_and_the_clusters_to_create_in() {
+    let cache = cache();
+    let template = serde_json::from_value(json!({
+        "metadata": {"name": "with-tier", "resourceVersion": "6"},
+        "spec": {"parameters": [
+            {"name": "tier", "default": "dev", "required": true, "validation": "dev|prod", "description": "Where"},
+            {"name": "owner"},
+        ]}
+    }))
+    .expect("a SpaceTemplate");
+    let named = serde_json::from_value(json!({
+        "metadata": {"name": "data", "resourceVersion": "7"},
+        "spec": {"subjects": [{"kind": "User", "name": "alice"}],
+                 "space": {"templates": ["with-tier", "missing"], "clusters": ["east", "gone"]}}
+    }))
+    .expect("an Account");
+    cache.apply(Update::SpaceTemplate(Event::Apply(template)));
+    cache.apply(Update::Account(Event::Apply(named)));
+    for cluster in ["east", "west"] {
+        cache.apply(Update::Online {
+            cluster: cluster.to_owned(),
+            online: true,
+        });
+    }
+    let app = app(cache);
+    let alice = as_user(&app, "alice");
+    let accounts = "/apis/tenancy.loft.sh/v1/accounts";
+
+    let data = alice.get(&format!("{accounts}/data")).await.json();
+    assert_eq!(
+        data["spec"]["space"]["parameters"],
+        json!([
+            {"template": "with-tier", "name": "tier", "default": "dev", "required": true, "validation": "dev|prod",
+             "description": "Where"},
+            {"template": "with-tier", "name": "owner", "required": false},
+        ])
+    );
+    // The clusters it names that are connected; an account naming none may create in every connected cluster.
+    assert_eq!(data["spec"]["space"]["clusters"], json!(["east"]));
+    let team = alice.get(&format!("{accounts}/team")).await.json();
+    assert_eq!(team["spec"]["space"]["clusters"], json!(["east", "west"]));
+    assert_eq!(team["spec"]["space"]["parameters"], json!([]));
+    let list = alice.get(accounts).await.json();
+    assert_eq!(list["items"][0]["spec"]["space"]["parameters"][0]["name"], "tier");
+    // Nobody else learns them: the account answers as one that does not exist.
+    as_user(&app, "bob")
+        .get(&format!("{accounts}/data"))
+        .await
+        .status(404, "NotFound");
+}

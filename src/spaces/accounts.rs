@@ -1,13 +1,16 @@
 //! The read-only `accounts` view: each caller sees the Accounts they belong to (as a user, through a group, or as a
-//! ServiceAccount), with their spaces; any other account answers exactly like one that does not exist.
+//! ServiceAccount), with their spaces, their quota's totals, what a new space of theirs may be given (their templates'
+//! parameters) and where it may be made (the connected clusters they may create in); any other account answers
+//! exactly like one that does not exist.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 
+use super::parameters::BUILT_IN;
 use super::Error;
 use crate::access::index::is_subject;
-use crate::api::account::Account;
+use crate::api::account::{Account, AccountParameter};
 use crate::api::table::{age, ColumnDefinition, IncludeObject, PartialObjectMetadata, TableRow};
 use crate::api::GROUP_VERSION;
 use crate::authn::User;
@@ -29,7 +32,13 @@ pub fn view(account: &Account) -> Value {
         "metadata": metadata,
         "spec": {
             "subjects": account.spec.subjects,
-            "space": {"limit": account.spec.space.limit, "clusterRole": account.owner_role(), "templates": account.templates().0},
+            "space": {
+                "limit": account.spec.space.limit,
+                "clusterRole": account.owner_role(),
+                "templates": account.templates().0,
+                "parameters": account.spec.space.parameters.clone().unwrap_or_default(),
+                "clusters": account.spec.space.clusters.clone().unwrap_or_default(),
+            },
         },
         "status": {"spaces": status.spaces, "spaceCount": status.space_count},
     });
@@ -39,9 +48,39 @@ pub fn view(account: &Account) -> Value {
     view
 }
 
-/// `account` as its members see it: with its AccountQuota's totals, if it has one.
-fn with_quota(state: &State, account: &Account) -> Account {
+/// `account` as its members see it: with the parameters its templates declare, the connected clusters it may create
+/// spaces in (those it names, or every one when it names none; only connected ones, where a create can succeed), and its
+/// AccountQuota's totals, if it has one.
+fn as_members_see(state: &State, account: &Account) -> Account {
     let mut account = account.clone();
+    let parameters = account
+        .templates()
+        .0
+        .iter()
+        .filter_map(|name| state.templates.get(name))
+        .flat_map(|template| {
+            let name = template.metadata.name.clone().unwrap_or_default();
+            template
+                .spec
+                .parameters
+                .iter()
+                .filter(|p| !BUILT_IN.contains(&p.name.as_str()))
+                .map(move |p| AccountParameter {
+                    template: name.clone(),
+                    parameter: p.clone(),
+                })
+        })
+        .collect();
+    account.spec.space.parameters = Some(parameters);
+    let clusters = match &account.spec.space.clusters {
+        Some(named) => named
+            .iter()
+            .filter(|c| state.connected.contains_key(*c))
+            .cloned()
+            .collect(),
+        None => state.connected.keys().cloned().collect(),
+    };
+    account.spec.space.clusters = Some(clusters);
     let usage = state
         .quotas
         .values()
@@ -77,7 +116,7 @@ pub fn list(cache: &Cache, user: &User) -> (Vec<Account>, ListMeta) {
         .accounts
         .values()
         .filter(|a| is_subject(&a.spec.subjects, user))
-        .map(|a| with_quota(&state, a))
+        .map(|a| as_members_see(&state, a))
         .collect();
     let metadata = ListMeta {
         resource_version: Some(state.accounts_revision.to_string()),
@@ -96,7 +135,7 @@ pub fn get(cache: &Cache, user: &User, name: &str) -> Result<Account, Error> {
         .accounts
         .get(name)
         .filter(|a| is_subject(&a.spec.subjects, user))
-        .map(|a| with_quota(&state, a))
+        .map(|a| as_members_see(&state, a))
         .ok_or_else(|| Error::AccountNotFound(name.to_owned()))
 }
 
@@ -220,7 +259,9 @@ pub async fn watch(
         for (name, account) in &now {
             match seen.get(name) {
                 None => out.push(Change::Added(account.clone())),
-                Some(before) if before.metadata.resource_version != account.metadata.resource_version => {
+                // The whole view: its quota's use, its templates' parameters and the connected clusters change it
+                // too, and none of them moves the Account's resourceVersion.
+                Some(before) if before != account => {
                     out.push(Change::Modified(account.clone()));
                 }
                 Some(_) => {}
