@@ -20,6 +20,9 @@ pub const GROUP: &str = "tenancy.loft.sh";
 pub const VERSION: &str = "v1";
 /// `group/version`, as it appears in `apiVersion`.
 pub const GROUP_VERSION: &str = "tenancy.loft.sh/v1";
+/// The resource kube-apiserver names the web console's paths by (`/apis/tenancy.loft.sh/v1/console/...`) when it
+/// authorizes them; no API resource, and not in discovery.
+pub const CONSOLE_RESOURCE: &str = "console";
 /// Label on a namespace naming its owning Account.
 pub const ACCOUNT_LABEL: &str = "tenancy.loft.sh/account";
 /// Annotation on a namespace naming the user who created it through this server.

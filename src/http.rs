@@ -1,8 +1,9 @@
 //! The HTTP edge: accepts TLS connections and serves each request through the stack in [`stack`] (authentication,
-//! request info, authorization, then one dispatch to the handlers of discovery, spaces, accounts and the operators'
-//! endpoints). Errors become `metav1.Status` in [`error`], and nowhere else.
+//! request info, authorization, then one dispatch to the handlers of discovery, spaces, accounts, the web console and
+//! the operators' endpoints). Errors become `metav1.Status` in [`error`], and nowhere else.
 
 pub mod accounts;
+pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod negotiate;

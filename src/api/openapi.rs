@@ -27,7 +27,12 @@ pub struct Document {
 impl Document {
     #[must_use]
     pub fn new(value: &Value) -> Self {
-        let body = serde_json::to_vec(value).unwrap_or_default();
+        Self::of_bytes(serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    /// A document of any bytes (the console's files too).
+    #[must_use]
+    pub fn of_bytes(body: Vec<u8>) -> Self {
         let hash = body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         });

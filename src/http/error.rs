@@ -27,6 +27,9 @@ pub enum Error {
     },
     #[error("the server could not find the requested resource")]
     NoRoute,
+    /// A file the web console does not have.
+    #[error("console file {0:?} not found")]
+    ConsoleFileNotFound(String),
     #[error("method {0} is not supported")]
     MethodNotAllowed(Method),
     #[error("not acceptable")]
@@ -193,6 +196,7 @@ pub fn status_of(error: &Error) -> Status {
             Attributes::Namespace { verb, name } => status::forbidden(user, verb, "namespaces", name, reason),
         },
         Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
+        Error::ConsoleFileNotFound(name) => status::not_found(crate::api::CONSOLE_RESOURCE, name),
         Error::MethodNotAllowed(method) => status::failure(
             405,
             "MethodNotAllowed",

@@ -17,6 +17,9 @@ pub struct Query(HashMap<String, String>);
 pub enum Resource {
     Spaces,
     Accounts,
+    /// The web console's files (`console/` and `console/<file>`): not an API resource, but kube-apiserver authorizes
+    /// every path under `/apis/<group>/<version>` as one, so this server does too, with the same attributes.
+    Console,
 }
 
 /// kube's verbs, as RBAC names them.
@@ -138,6 +141,7 @@ impl Resource {
         match self {
             Resource::Spaces => crate::api::space::RESOURCE,
             Resource::Accounts => crate::spaces::accounts::RESOURCE,
+            Resource::Console => crate::api::CONSOLE_RESOURCE,
         }
     }
 }
@@ -244,7 +248,10 @@ fn target(method: &Method, path: &str, query: &Query) -> Target {
         },
         (["apis", GROUP, "v1", "accounts"], true) => resource(Resource::Accounts, collection, ""),
         (["apis", GROUP, "v1", "accounts", name], true) => resource(Resource::Accounts, Verb::Get, name),
-        (["apis", GROUP, "v1", "spaces" | "accounts", ..], _) => Target::MethodNotAllowed,
+        // kube-apiserver's RequestInfo: `console` (with or without its slash) is a list, `console/app.js` a get.
+        (["apis", GROUP, "v1", "console"], true) => resource(Resource::Console, collection, ""),
+        (["apis", GROUP, "v1", "console", name], true) => resource(Resource::Console, Verb::Get, name),
+        (["apis", GROUP, "v1", "spaces" | "accounts" | "console", ..], _) => Target::MethodNotAllowed,
         (["openapi", "v2"], true) => Target::Document(Document::OpenApiV2),
         (["openapi", "v3"], true) => Target::Document(Document::OpenApiV3Root),
         (["openapi", "v3", "apis", GROUP, "v1"], true) => Target::Document(Document::OpenApiV3Group),
@@ -321,6 +328,24 @@ mod tests {
             target_of(Method::POST, &format!("{base}/accounts")),
             Target::MethodNotAllowed
         );
+    }
+
+    #[test]
+    fn console_paths_are_authorized_as_kube_apiserver_does_list_for_the_folder_get_for_a_file() {
+        let console = |verb, name: &str| Target::Resource {
+            resource: Resource::Console,
+            verb,
+            name: name.to_owned(),
+        };
+        let base = "/apis/tenancy.loft.sh/v1/console";
+        assert_eq!(target_of(Method::GET, base), console(Verb::List, ""));
+        assert_eq!(target_of(Method::GET, &format!("{base}/")), console(Verb::List, ""));
+        assert_eq!(
+            target_of(Method::GET, &format!("{base}/app.js")),
+            console(Verb::Get, "app.js")
+        );
+        assert_eq!(target_of(Method::POST, base), Target::MethodNotAllowed);
+        assert_eq!(target_of(Method::GET, &format!("{base}/a/b")), Target::MethodNotAllowed);
     }
 
     #[test]

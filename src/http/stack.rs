@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 
 use super::error::Error;
 use super::request_info::{Access, RequestInfo, Resource, Target, Verb};
-use super::{accounts, discovery, ops, response, spaces, App, BoxError, Call, Request, Response};
+use super::{accounts, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::Decision;
 use crate::tls::{Acceptor, PeerCertificates};
@@ -262,6 +262,14 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
         (_, None) => Err(Error::Internal),
         (Target::Discovery(document), Some(_)) => discovery::serve(*document, &parts.headers),
         (Target::Document(document), Some(_)) => ops::document(&app, *document, &info, &parts.headers),
+        (
+            Target::Resource {
+                resource: Resource::Console,
+                name,
+                ..
+            },
+            Some(_),
+        ) => console::serve(name, &parts.uri, &parts.headers),
         (Target::Resource { resource, .. }, Some(user)) => {
             let resource = *resource;
             let call = Call {
@@ -273,6 +281,8 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
             match resource {
                 Resource::Spaces => spaces::serve(&app, call).await,
                 Resource::Accounts => accounts::serve(&app, &call),
+                // Served above, from the raw URI (whose trailing slash request info trims).
+                Resource::Console => Err(Error::Internal),
             }
         }
     };

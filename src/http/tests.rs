@@ -801,3 +801,121 @@ async fn accounts_show_their_members_the_templates_parameters_and_the_clusters_t
         .await
         .status(404, "NotFound");
 }
+
+// --- the web console ---
+
+const CONSOLE: &str = "/apis/tenancy.loft.sh/v1/console";
+
+#[tokio::test]
+async fn console_page_is_served_at_its_folder_with_a_strict_policy() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let page = alice.get(&format!("{CONSOLE}/")).await;
+    assert_eq!(page.code, StatusCode::OK);
+    assert_eq!(page.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let policy = page.headers[header::CONTENT_SECURITY_POLICY].to_str().expect("ASCII");
+    assert!(policy.starts_with("default-src 'self';"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(page.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-cache, private");
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains(r#"<script type="module" src="app.js"></script>"#),
+        "{html}"
+    );
+    // No inline script: every <script> names its file.
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script type=\"module\" src=").count()
+    );
+
+    // Without its slash, the folder sends the browser on to itself with one, so the page's relative URLs resolve
+    // under it: a page, not a redirect, which kube-apiserver's aggregator would refuse to pass on.
+    let bare = alice.get(CONSOLE).await;
+    assert_eq!(bare.code, StatusCode::OK);
+    assert_eq!(bare.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert!(bare.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .is_ok_and(|p| p.starts_with("default-src 'self';")));
+    let html = String::from_utf8_lossy(&bare.body);
+    assert!(
+        html.contains(r#"<meta http-equiv="refresh" content="0; url=console/">"#),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "{html}");
+    // index.html by its name too, and again from the client's cache.
+    let etag = page.headers[header::ETAG].clone();
+    let cached = alice
+        .send(
+            alice
+                .request(Method::GET, &format!("{CONSOLE}/index.html"))
+                .header(header::IF_NONE_MATCH, etag),
+            "",
+        )
+        .await;
+    assert_eq!(cached.code, StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn console_files_are_served_with_their_types_and_unknown_ones_are_a_not_found_status() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    for (file, content_type) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("api.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+    ] {
+        let answer = alice.get(&format!("{CONSOLE}/{file}")).await;
+        assert_eq!(answer.code, StatusCode::OK, "{file}");
+        assert_eq!(answer.headers[header::CONTENT_TYPE], content_type, "{file}");
+        assert_eq!(answer.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{file}");
+        assert!(!answer.body.is_empty(), "{file}");
+    }
+    let missing = alice.get(&format!("{CONSOLE}/nope.js")).await.status(404, "NotFound");
+    assert_eq!(missing["message"], "console.tenancy.loft.sh \"nope.js\" not found");
+    alice
+        .get(&format!("{CONSOLE}/app.js/more"))
+        .await
+        .status(405, "MethodNotAllowed");
+    alice
+        .send(alice.request(Method::POST, &format!("{CONSOLE}/")), "")
+        .await
+        .status(405, "MethodNotAllowed");
+}
+
+#[tokio::test]
+async fn console_is_authorized_as_kube_apiserver_authorizes_its_paths_and_is_not_discovered() {
+    let app = app(cache());
+    let denied = as_user(&app, "denied-dave");
+    let page = denied.get(&format!("{CONSOLE}/")).await.status(403, "Forbidden");
+    assert_eq!(
+        page["message"],
+        "console.tenancy.loft.sh is forbidden: User \"denied-dave\" cannot list resource \"console\" in API group \
+         \"tenancy.loft.sh\" at the cluster scope: as the test says"
+    );
+    let file = denied.get(&format!("{CONSOLE}/app.js")).await.status(403, "Forbidden");
+    assert_eq!(
+        file["message"],
+        "console.tenancy.loft.sh \"app.js\" is forbidden: User \"denied-dave\" cannot get resource \"console\" in API \
+         group \"tenancy.loft.sh\" at the cluster scope: as the test says"
+    );
+    // Nor is an unknown file disclosed before authorization.
+    denied.get(&format!("{CONSOLE}/nope.js")).await.status(403, "Forbidden");
+
+    let admin = as_admin(&app);
+    let resources = admin.get("/apis/tenancy.loft.sh/v1").await.json();
+    let names: Vec<&str> = resources["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["spaces", "accounts"]);
+    let v2 = admin
+        .get_as(
+            "/apis",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        )
+        .await;
+    assert!(!String::from_utf8_lossy(&v2.body).contains("console"));
+}

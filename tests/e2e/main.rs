@@ -9,6 +9,7 @@ mod harness;
 
 mod authn;
 mod clusters;
+mod console;
 mod discovery;
 mod install;
 mod isolation;
