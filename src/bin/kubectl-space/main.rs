@@ -1,10 +1,11 @@
 //! `kubectl space`: the tenant's kubectl plugin for `tenancy.loft.sh/v1` — list, create, use and delete spaces, list
-//! accounts — with the tenant's own kubeconfig, through kube-apiserver like any other client.
+//! accounts, open the web console — with the tenant's own kubeconfig, through kube-apiserver like any other client.
 //!
 //! Installed as `kubectl-space` on PATH, kubectl runs it for `kubectl space ...`. Tables are the server's own
 //! (`as=Table`), so the columns are those of `kubectl get spaces` / `kubectl get accounts`; errors are the server's
 //! Status message, as kubectl prints them, with a non-zero exit.
 
+mod console;
 mod kubeconfig;
 
 use std::path::PathBuf;
@@ -71,7 +72,10 @@ your access allows, and the accounts you belong to.",
   kubectl space accounts
 
   # Delete a space
-  kubectl space delete team-a-dev",
+  kubectl space delete team-a-dev
+
+  # Open the web console in a browser
+  kubectl space console",
     override_usage = "kubectl space [command] [options]",
     help_template = TOP_HELP,
     subcommand_help_heading = "Available Commands",
@@ -181,6 +185,25 @@ enum Command {
   kubectl space accounts"
     )]
     Accounts,
+    /// Open the web console in a browser, through kubectl proxy
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space console [--port PORT] [--no-browser] [options]",
+        before_help = "Examples:
+  # Serve the console on a free local port and open it in a browser; Ctrl-C stops it
+  kubectl space console
+
+  # On a given port, printing the URL only
+  kubectl space console --port 8001 --no-browser"
+    )]
+    Console {
+        /// Local port for kubectl proxy (0: a free one).
+        #[arg(long, value_name = "PORT", default_value_t = 0)]
+        port: u16,
+        /// Print the URL only; do not open a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -205,6 +228,8 @@ enum Error {
     Decode(#[from] serde_json::Error),
     #[error("error: {0}")]
     Usage(String),
+    #[error("error: {0}")]
+    Console(#[from] console::Error),
 }
 
 impl From<kube::Error> for Error {
@@ -243,6 +268,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
              (spec.space.templates, set by a cluster admin). Create the space in an account that names {template:?}."
         )));
     }
+    // The console needs no client here: kubectl proxy reads the kubeconfig itself.
+    if let Command::Console { port, no_browser } = &cli.command {
+        return Ok(console::run(cli.kubeconfig.as_deref(), cli.context.as_deref(), *port, !no_browser).await?);
+    }
     let client = client(&cli).await?;
     match cli.command {
         Command::List { output } => print_table(&client, SPACES, output, "spaces").await,
@@ -259,6 +288,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Delete { name, wait, timeout } => delete(&client, &name, wait, Duration::from_secs(timeout)).await,
+        // Served above, before a client is made.
+        Command::Console { .. } => Ok(()),
     }
 }
 
