@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Owns: one whole test run, as CI runs it. Lints, builds the control plane and helm (cached by version), checks the
-# Helm chart against deploy/, starts one control plane and server for the run, runs every test against it (unit and
-# e2e), and tears it all down.
+# Owns: one whole test run, as CI runs it. Lints, builds the control plane and helm (cached by version), installs what
+# the web console's browser tests need (tests/console/install.sh), checks the Helm chart against deploy/, starts one
+# control plane and server for the run, runs every test against it (unit, e2e, the console in Chromium, client-go),
+# and tears it all down.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -14,6 +15,9 @@ cargo clippy --locked --all-targets --all-features --quiet -- -D warnings
 
 step "control plane binaries"
 tests/controlplane/build.sh >/dev/null
+
+step "console test tools: Debian's Chromium, Node.js, playwright-core (tests/console/install.sh)"
+tests/console/install.sh
 
 step "install: helm lint, helm template, the chart's defaults are deploy/'s objects"
 tests/install/same-objects.sh
@@ -38,6 +42,20 @@ if ! TENANCY_E2E_ENV="$env_file" cargo test --locked --features fault-injection;
   tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
   exit 1
 fi
+
+step "web console in a browser (tests/console: Chromium through kubectl proxy, as alice and as admin)"
+# Screenshots outlive the run's state directory: beside the build, never committed.
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
+shots="$target_dir/console-screenshots"
+cargo build --locked --features fault-injection --quiet --bin kubectl-space
+if ! (cd tests/console && TENANCY_E2E_ENV="$env_file" CONSOLE_SCREENSHOTS="$shots" KUBECTL_SPACE="$target_dir/debug/kubectl-space" \
+  node --test --test-concurrency=1 --test-timeout=120000 console.test.mjs); then
+  echo "== server log (tail)" >&2
+  tail -n 60 "$state/logs/tenancy-apiserver.log" >&2 || true
+  exit 1
+fi
+echo "== console screenshots: $shots" >&2
 
 step "client-go tests"
 # ./restart restarts kube-apiserver, so it runs alone, after the other packages.
