@@ -30,24 +30,7 @@ async fn allowed(_: http::Request<kube::client::Body>) -> Result<http::Response<
 }
 
 fn app(registry: Registry) -> Arc<App> {
-    let client = kube::Client::new(tower::service_fn(allowed), "default");
-    let authorizer = Arc::new(tenancy_apiserver::authz::Authorizer::new(client.clone()));
-    let metrics = prometheus::Registry::new();
-    Arc::new(App {
-        writer: tenancy_apiserver::spaces::write::Writer::new(
-            registry.cache().clone(),
-            client.clone(),
-            authorizer.clone(),
-            Arc::default(),
-        ),
-        registry,
-        reviewer: None,
-        authorizer,
-        tokens: tenancy_apiserver::authn::token::TokenAuthenticator::new(client),
-        metrics: tenancy_apiserver::metrics::RequestMetrics::register(&metrics),
-        registry_metrics: metrics,
-        shutdown: tenancy_apiserver::http::Shutdown::default(),
-    })
+    App::standalone(registry, kube::Client::new(tower::service_fn(allowed), "default"))
 }
 
 fn front_proxy() -> Arc<Peer> {

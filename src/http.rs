@@ -62,6 +62,34 @@ pub struct App {
     pub shutdown: Shutdown,
 }
 
+// === impl App ===
+
+impl App {
+    /// An App over `registry` whose kube-apiserver is `client` and which connects no other cluster: for tests and
+    /// benches, which answer kube-apiserver's part in process.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn standalone(registry: Registry, client: kube::Client) -> Arc<Self> {
+        let authorizer = Arc::new(Authorizer::new(client.clone()));
+        let registry_metrics = prometheus::Registry::new();
+        Arc::new(App {
+            writer: crate::spaces::write::Writer::new(
+                registry.cache().clone(),
+                client.clone(),
+                authorizer.clone(),
+                Arc::default(),
+            ),
+            registry,
+            reviewer: None,
+            authorizer,
+            tokens: authn::token::TokenAuthenticator::new(client),
+            metrics: RequestMetrics::register(&registry_metrics),
+            registry_metrics,
+            shutdown: Shutdown::default(),
+        })
+    }
+}
+
 /// The server's shutdown, in two steps: draining (readiness fails, everything is still served), then closing (the
 /// listener closes, open watches end between two events, connections finish what they have in flight and close).
 #[derive(Clone, Debug, Default)]

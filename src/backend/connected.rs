@@ -1,5 +1,5 @@
 //! Connected clusters' kube I/O: one client per cluster (built from the kubeconfig in its Secret, rebuilt only when the
-//! Secret changes) and the reflectors that feed that cluster's part of the state (its Namespaces and RBAC), stopped
+//! Secret changes), its SubjectAccessReviews (TTL-cached as this cluster's are) and the reflectors that feed that cluster's part of the state (its Namespaces and RBAC), stopped
 //! when the cluster is disconnected or its credentials change.
 
 use std::collections::BTreeMap;
@@ -16,12 +16,14 @@ use prometheus::IntCounterVec;
 use tokio::task::AbortHandle;
 
 use super::watch;
+use crate::authz::Authorizer;
 use crate::state::{Cache, Update};
 
 /// One connected cluster: its client, for the Secret version it was built from, and its reflectors.
 struct Connection {
     secret_version: String,
     client: Client,
+    authorizer: Arc<Authorizer>,
     reflectors: AbortHandle,
 }
 
@@ -44,6 +46,15 @@ impl Connections {
     #[must_use]
     pub fn client(&self, cluster: &str) -> Option<Client> {
         self.clusters.lock().get(cluster).map(|c| c.client.clone())
+    }
+
+    /// The client and the authorizer (its SubjectAccessReviews) of connected cluster `cluster`, if it is connected.
+    #[must_use]
+    pub fn client_and_authorizer(&self, cluster: &str) -> Option<(Client, Arc<Authorizer>)> {
+        self.clusters
+            .lock()
+            .get(cluster)
+            .map(|c| (c.client.clone(), c.authorizer.clone()))
     }
 
     /// The names of the clusters connected now.
@@ -83,6 +94,7 @@ impl Connections {
         ));
         let connection = Connection {
             secret_version: secret_version.to_owned(),
+            authorizer: Arc::new(Authorizer::new(client.clone())),
             client: client.clone(),
             reflectors: reflectors.abort_handle(),
         };

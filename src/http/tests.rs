@@ -116,19 +116,10 @@ fn cache() -> Arc<Cache> {
 }
 
 fn app(cache: Arc<Cache>) -> Arc<App> {
-    let client = kube::Client::new(tower::service_fn(kube), "default");
-    let authorizer = Arc::new(crate::authz::Authorizer::new(client.clone()));
-    let registry_metrics = prometheus::Registry::new();
-    Arc::new(App {
-        registry: crate::spaces::Registry::new(cache.clone()),
-        reviewer: None,
-        writer: crate::spaces::write::Writer::new(cache, client.clone(), authorizer.clone(), Default::default()),
-        authorizer,
-        tokens: crate::authn::token::TokenAuthenticator::new(client),
-        metrics: crate::metrics::RequestMetrics::register(&registry_metrics),
-        registry_metrics,
-        shutdown: super::Shutdown::default(),
-    })
+    App::standalone(
+        crate::spaces::Registry::new(cache),
+        kube::Client::new(tower::service_fn(kube), "default"),
+    )
 }
 
 /// A connection from kube-apiserver's front proxy (its identity headers are trusted), or from anyone else.

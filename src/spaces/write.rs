@@ -108,7 +108,7 @@ impl Writer {
                 provisioner: self.provisioner.clone(),
             });
         };
-        let Some(client) = self.connections.client(cluster) else {
+        let Some((client, authorizer)) = self.connections.client_and_authorizer(cluster) else {
             return Err(Error::Invalid {
                 name: name.to_owned(),
                 causes: vec![validation::cause(
@@ -126,7 +126,7 @@ impl Writer {
         Ok(Place {
             cluster: Some(cluster.to_owned()),
             namespace: namespace.to_owned(),
-            authorizer: Arc::new(Authorizer::new(client.clone())),
+            authorizer,
             provisioner: Arc::new(self.provisioner.in_cluster(client.clone())),
             client,
         })
