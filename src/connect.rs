@@ -42,6 +42,9 @@ pub enum Error {
     },
     #[error("kube-apiserver issued no token for {IDENTITY}")]
     NoToken,
+    /// Not a DNS label: its spaces, `<name>.<namespace>`, could not be told apart.
+    #[error("--name {0:?}: a cluster's name must be a DNS label (lowercase letters, digits and '-', at most 63 characters, no dots)")]
+    InvalidName(String),
     /// A kubeconfig that cannot be read or used.
     #[error(transparent)]
     Config(#[from] crate::backend::Error),
@@ -87,6 +90,9 @@ pub fn secret_name(cluster: &str) -> String {
 /// # Errors
 /// An unreadable kubeconfig, or a refusal by either kube-apiserver.
 pub async fn connect(args: &Connect) -> Result<(), Error> {
+    if !crate::spaces::validation::name(&args.name).is_empty() {
+        return Err(Error::InvalidName(args.name.clone()));
+    }
     let (target, server, certificate_authority) = target(&args.kubeconfig).await?;
     let management = client(args.management_kubeconfig.as_deref()).await?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -309,6 +315,25 @@ async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    #[tokio::test]
+    async fn a_name_that_is_not_a_dns_label_is_refused_before_anything_is_made() {
+        for name in ["prod.eu", "Prod", "", "-x"] {
+            let args = super::Connect {
+                name: name.to_owned(),
+                kubeconfig: PathBuf::from("/nonexistent"),
+                management_kubeconfig: None,
+                display_name: None,
+            };
+            let refused = super::connect(&args).await;
+            assert!(
+                matches!(refused, Err(super::Error::InvalidName(_))),
+                "{name:?}: {refused:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_connected_cluster_gets_every_role_the_servers_bindings_name() {
         let roles = super::tenant_roles();
