@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 
 use crate::api::{Space, SpaceList};
 use crate::authn::User;
-use crate::state::log::{Change, Lookup, Position};
+use crate::state::log::{Lookup, Position};
 use crate::state::Cache;
 use crate::watch::{self, Filter};
 use paging::ContinueToken;
@@ -315,15 +315,7 @@ impl Registry {
         } else {
             match state.log.lookup(requested) {
                 Lookup::At { namespaces, later } => {
-                    for entry in later.iter().rev() {
-                        for change in entry.changes.iter().rev() {
-                            match change {
-                                Change::Access(change) => view.undo(change),
-                                Change::Connected { cluster, change } => view.undo_connected(cluster, change),
-                                Change::Namespace { .. } => {}
-                            }
-                        }
-                    }
+                    crate::state::log::undo(&mut view, &later);
                     namespaces
                 }
                 Lookup::Expired { .. } | Lookup::Foreign { .. } if token.is_some() => {

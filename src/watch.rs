@@ -175,26 +175,17 @@ impl Session {
         let mut everything = false;
         let mut last_known: HashMap<&str, &Arc<Namespace>> = HashMap::new();
         for change in &entry.changes {
-            match change {
-                Change::Access(_) | Change::Connected { .. } => {
-                    let effect = match change {
-                        Change::Connected { cluster, change } => self.view.apply_connected(cluster, change),
-                        Change::Access(change) => self.view.apply(change),
-                        Change::Namespace { .. } => Effect::None,
-                    };
-                    match effect {
-                        Effect::None => {}
-                        Effect::One(name) => {
-                            affected.insert(name);
-                        }
-                        Effect::All => everything = true,
-                    }
+            match change.apply_to(&mut self.view) {
+                Effect::None => {}
+                Effect::One(name) => {
+                    affected.insert(name);
                 }
-                Change::Namespace { name, old, .. } => {
-                    affected.insert(name.clone());
-                    if let Some(old) = old {
-                        last_known.entry(name).or_insert(old);
-                    }
+                Effect::All => everything = true,
+            }
+            if let Change::Namespace { name, old } = change {
+                affected.insert(name.clone());
+                if let Some(old) = old {
+                    last_known.entry(name).or_insert(old);
                 }
             }
         }
@@ -279,15 +270,7 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
             }
             Lookup::At { namespaces, later } => {
                 // The view now, taken back to the requested position, then replayed forward with the client.
-                for entry in later.iter().rev() {
-                    for change in entry.changes.iter().rev() {
-                        match change {
-                            Change::Access(change) => view.undo(change),
-                            Change::Connected { cluster, change } => view.undo_connected(cluster, change),
-                            Change::Namespace { .. } => {}
-                        }
-                    }
-                }
+                crate::state::log::undo(&mut view, &later);
                 let mut session = Session::new(view, filter);
                 session.seed(&namespaces);
                 let mut through = requested.through.as_deref();

@@ -24,6 +24,7 @@ use imbl::OrdMap;
 use k8s_openapi::api::core::v1::Namespace;
 
 use crate::access::index::AccessChange;
+use crate::access::view::{Effect, UserView};
 
 /// Namespaces by name, as of one position (cheap to clone: structurally shared).
 pub type Namespaces = OrdMap<String, Arc<Namespace>>;
@@ -42,6 +43,32 @@ pub enum Change {
     /// A subject gained or lost access in a connected cluster, to a namespace there by its own name (the space is
     /// `<cluster>.<namespace>`), or to all of that cluster's.
     Connected { cluster: String, change: AccessChange },
+}
+
+// === impl Change ===
+
+impl Change {
+    /// What this change does to one user's view, going forward (a namespace change does nothing to a view).
+    pub fn apply_to(&self, view: &mut UserView) -> Effect {
+        match self {
+            Change::Access(change) => view.apply(change),
+            Change::Connected { cluster, change } => view.apply_connected(cluster, change),
+            Change::Namespace { .. } => Effect::None,
+        }
+    }
+}
+
+/// Takes `later` (entries, oldest first) back from `view`, newest change first: the view as it was before them.
+pub fn undo(view: &mut UserView, later: &[&Arc<Entry>]) {
+    for entry in later.iter().rev() {
+        for change in entry.changes.iter().rev() {
+            match change {
+                Change::Access(change) => view.undo(change),
+                Change::Connected { cluster, change } => view.undo_connected(cluster, change),
+                Change::Namespace { .. } => {}
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
