@@ -21,7 +21,7 @@ use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
 use crate::state::{Cache, Connected, Update};
 
-/// How often each connected cluster is asked.
+/// How often each connected cluster is asked (all of them together).
 const INTERVAL: Duration = Duration::from_secs(3);
 /// How long one cluster may take to answer before it counts as offline.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,6 +36,7 @@ pub struct Context {
 
 /// Keeps every Cluster connected and its status current, forever.
 pub async fn run(context: Context) {
+    let context = &context;
     loop {
         match Api::<Cluster>::all(context.client.clone())
             .list(&ListParams::default())
@@ -43,16 +44,19 @@ pub async fn run(context: Context) {
         {
             Ok(clusters) => {
                 let mut names = BTreeSet::new();
-                for cluster in clusters.items {
+                let mut probes = Vec::new();
+                for cluster in &clusters.items {
                     let name = cluster.metadata.name.clone().unwrap_or_default();
                     // A space in it is `<cluster>.<namespace>`: a name with a dot would be ambiguous.
                     if name.contains('.') {
                         tracing::warn!(cluster = %name, "A Cluster's name must not contain a dot; ignored");
                         continue;
                     }
-                    probe(&context, &cluster, &name).await;
-                    names.insert(name);
+                    names.insert(name.clone());
+                    probes.push(async move { probe(context, cluster, &name).await });
                 }
+                // All at once: one cluster that does not answer must not hold back the others' connections.
+                futures::future::join_all(probes).await;
                 // Connected, or only known to the state (a Cluster whose Secret never gave a client).
                 let mut known: BTreeSet<String> = context.connections.names().into_iter().collect();
                 known.extend(context.cache.read().connected.keys().cloned());
