@@ -89,7 +89,14 @@ pub async fn config(kubeconfig: Option<&Path>) -> Result<kube::Config, Error> {
 /// # Errors
 /// When no usable configuration is found.
 pub async fn clients(kubeconfig: Option<&Path>) -> Result<Clients, Error> {
-    let config = config(kubeconfig).await?;
+    clients_from(config(kubeconfig).await?)
+}
+
+/// The two kube clients for one cluster's configuration (this cluster's, or a connected one's).
+///
+/// # Errors
+/// When the configuration cannot make a client.
+pub fn clients_from(config: kube::Config) -> Result<Clients, Error> {
     let watch = Client::try_from(config.clone()).map_err(Error::Client)?;
     let mut call = config;
     call.default_retry = false;
@@ -235,3 +242,6 @@ pub async fn watch_request_header_config(client: Client, apply: impl Fn(RequestH
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

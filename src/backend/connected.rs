@@ -1,6 +1,7 @@
-//! Connected clusters' kube I/O: one client per cluster (built from the kubeconfig in its Secret, rebuilt only when the
-//! Secret changes), its SubjectAccessReviews (TTL-cached as this cluster's are) and the reflectors that feed that cluster's part of the state (its Namespaces and RBAC), stopped
-//! when the cluster is disconnected or its credentials change.
+//! Connected clusters' kube I/O: each cluster's two clients (built from the kubeconfig in its Secret, rebuilt only when
+//! the Secret changes), its SubjectAccessReviews (TTL-cached as this cluster's are) and the reflectors that feed that
+//! cluster's part of the state (its Namespaces and RBAC), stopped when the cluster is disconnected or its credentials
+//! change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use parking_lot::Mutex;
 use prometheus::IntCounterVec;
 use tokio::task::AbortHandle;
 
-use super::watch;
+use super::{clients_from, watch, Clients};
 use crate::authz::Authorizer;
 use crate::state::{Cache, Update};
 
@@ -85,13 +86,9 @@ impl Connections {
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|e| format!("the kubeconfig in the Secret: {e}"))?;
-        let client = Client::try_from(config).map_err(|e| e.to_string())?;
-        let reflectors = tokio::spawn(reflect(
-            cluster.to_owned(),
-            client.clone(),
-            cache.clone(),
-            errors.clone(),
-        ));
+        // Writes, reviews and probes get the call client's timeout and bounded retries, as this cluster's do.
+        let Clients { watch, call: client } = clients_from(config).map_err(|e| e.to_string())?;
+        let reflectors = tokio::spawn(reflect(cluster.to_owned(), watch, cache.clone(), errors.clone()));
         let connection = Connection {
             secret_version: secret_version.to_owned(),
             authorizer: Arc::new(Authorizer::new(client.clone())),
