@@ -1,6 +1,8 @@
-//! Kube I/O: the client, the reflectors (watches of Namespaces, RBAC objects, Accounts and SpaceTemplates) feeding the
-//! state every read is answered from, the watch on kube-apiserver's authentication ConfigMap, the SubjectAccessReview
-//! reviewer of `--access-mode=sar` (`review`) and the watch of enforced template objects (`enforced`).
+//! Kube I/O: the two clients (long watches; calls on a request's path), the reflectors (watches of Namespaces, RBAC
+//! objects, Accounts, SpaceTemplates, AccountQuotas and their share ResourceQuotas) feeding the state every read is
+//! answered from, the watch on kube-apiserver's authentication ConfigMap, the SubjectAccessReview reviewer of
+//! `--access-mode=sar` (`review`), the watch of enforced template objects (`enforced`) and connected clusters'
+//! clients and reflectors (`connected`).
 
 pub mod connected;
 pub mod enforced;

@@ -1,4 +1,5 @@
-//! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates.
+//! `tenancy-apiserver`: the command line. `serve` runs the extension API server; `certs` makes serving certificates;
+//! `connect` and `disconnect` add a cluster to (or take it from) the ones whose spaces it serves.
 
 use tenancy_apiserver::{
     access, authn, authz, backend, certs, config, connect, controllers, http, metrics, spaces, state, tls,

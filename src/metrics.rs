@@ -1,4 +1,6 @@
-//! `/metrics`: the Prometheus text encoding of the process registry, and the request metrics the HTTP edge records.
+//! `/metrics`: the Prometheus text encoding of the process registry, and the metrics recorded into it: requests (the
+//! HTTP edge), kube-apiserver's reachability and the cache's staleness (backend), reviews (`--access-mode=sar`) and
+//! connected clusters.
 
 use std::time::Duration;
 

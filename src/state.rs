@@ -1,5 +1,5 @@
-//! The server's picture of the cluster: namespaces, the access index, the change log, Accounts and SpaceTemplates, and
-//! the server's own bindings, changed by one writer task in the order events arrive (fed by backend's reflectors and
+//! The server's picture of the cluster: namespaces, the access index, the change log, Accounts, SpaceTemplates,
+//! AccountQuotas and their shares, and the server's own bindings, changed by one writer task in the order events arrive (fed by backend's reflectors and
 //! reviewer), read by every request under a short read lock (never held across an await).
 //!
 //! Connected clusters have their part here too (`connected`): their own access index and namespaces, fed by their own

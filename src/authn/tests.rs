@@ -1,3 +1,5 @@
+//! Authentication decisions: which peers' identity headers are believed, how headers are read, and bearer tokens.
+
 use http::{HeaderMap, HeaderValue};
 
 use super::*;

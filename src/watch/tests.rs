@@ -1,3 +1,6 @@
+//! Watches over the change log: live grants and revocations, selectors, exact replay from a position, 410 for
+//! positions this process did not make, slow watchers, and connected clusters' changes.
+
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, Subject};
 use kube::runtime::watcher::Event;
 

@@ -1,3 +1,5 @@
+//! Label and field selectors against apimachinery's grammar and matching, including what it refuses.
+
 use std::collections::BTreeMap;
 
 use super::*;
