@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 // The dynamic client's CRUD cycle as a tenant whose only right beyond the defaults is `create namespaces`: create
@@ -33,8 +35,8 @@ func TestDynamicCRUD(t *testing.T) {
 	tn := e.newTenant("crud")
 	e.allowNamespaceCreate(t, tn)
 	cfg := tn.Config()
-	var rec recorder
-	rec.record(cfg)
+	var rec e2eenv.Recorder
+	rec.Record(cfg)
 	spaces := dynamicClient(t, cfg).Resource(spacesGVR)
 	spaceName := name("crud")
 	e.cleanupSpace(t, spaceName)
@@ -46,7 +48,7 @@ func TestDynamicCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create space %s as a tenant allowed to create namespaces: %v; requests:%s", spaceName, err, rec.String())
 	}
-	posts := rec.matching(func(x exchange) bool { return x.Method == "POST" && isSpacesRequest(x) })
+	posts := rec.Matching(func(x e2eenv.Exchange) bool { return x.Method == "POST" && x.IsSpaces() })
 	if len(posts) == 0 || posts[len(posts)-1].Status != 201 {
 		t.Errorf("the successful create was not answered 201; requests:%s", rec.String())
 	}

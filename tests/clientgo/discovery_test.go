@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 // findResource returns the APIResource named resource in the list for groupVersion, if any.
@@ -61,15 +63,15 @@ func TestDiscoveryAndRESTMapper(t *testing.T) {
 	// kube-apiserver refreshes what it knows of the group on its own schedule, so a fresh environment may need a
 	// moment: retry with a fresh client until the group is there.
 	var (
-		rec    *recorder
+		rec    *e2eenv.Recorder
 		dc     *discovery.DiscoveryClient
 		groups []*metav1.APIGroup
 		lists  []*metav1.APIResourceList
 	)
 	eventually(t, propagation, "aggregated discovery lists tenancy.loft.sh/v1 spaces", func() (bool, string) {
 		cfg := tn.Config()
-		rec = &recorder{}
-		rec.record(cfg)
+		rec = &e2eenv.Recorder{}
+		rec.Record(cfg)
 		var err error
 		if dc, err = discovery.NewDiscoveryClientForConfig(cfg); err != nil {
 			return false, err.Error()
@@ -81,12 +83,12 @@ func TestDiscoveryAndRESTMapper(t *testing.T) {
 		_, ok := findResource(lists, tenancyGV.String(), "spaces")
 		return ok, fmt.Sprintf("no spaces in tenancy.loft.sh/v1; requests:%s", rec.String())
 	})
-	apis := rec.matching(func(x exchange) bool { return x.Path == "/apis" })
+	apis := rec.Matching(func(x e2eenv.Exchange) bool { return x.Path == "/apis" })
 	if len(apis) == 0 || !strings.Contains(apis[0].ContentType, "as=APIGroupDiscoveryList") ||
 		!strings.Contains(apis[0].ContentType, "g=apidiscovery.k8s.io") || !strings.Contains(apis[0].ContentType, "v=v2") {
 		t.Errorf("GET /apis was not answered with aggregated discovery v2; requests:%s", rec.String())
 	}
-	if legacy := rec.matching(func(x exchange) bool { return strings.HasPrefix(x.Path, "/apis/tenancy.loft.sh") }); len(legacy) > 0 {
+	if legacy := rec.Matching(func(x e2eenv.Exchange) bool { return strings.HasPrefix(x.Path, "/apis/tenancy.loft.sh") }); len(legacy) > 0 {
 		t.Errorf("client-go fell back to legacy discovery for the group; requests:%s", rec.String())
 	}
 	t.Logf("discovery requests:%s", rec.String())
@@ -119,7 +121,7 @@ func TestDiscoveryAndRESTMapper(t *testing.T) {
 		t.Fatalf("legacy discovery: no spaces: %+v", legacyList)
 	}
 	checkSpacesResource(t, "legacy discovery", legacy)
-	sortedCopy := func(s []string) []string { return sorted(s...) }
+	sortedCopy := func(s []string) []string { return e2eenv.Sorted(s...) }
 	if legacy.Kind != aggregated.Kind || legacy.Namespaced != aggregated.Namespaced ||
 		legacy.SingularName != aggregated.SingularName ||
 		!slices.Equal(sortedCopy(legacy.Verbs), sortedCopy(aggregated.Verbs)) ||

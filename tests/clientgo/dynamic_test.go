@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 // names returns the sorted names of a dynamic list's items.
@@ -21,7 +23,7 @@ func unstructuredNames(list *unstructured.UnstructuredList) []string {
 	for _, item := range list.Items {
 		out = append(out, item.GetName())
 	}
-	return sorted(out...)
+	return e2eenv.Sorted(out...)
 }
 
 // The dynamic client as a tenant: the list is exactly the tenant's spaces (granted to the user and to its group),
@@ -46,7 +48,7 @@ func TestDynamicClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	spaces := client.Resource(spacesGVR)
-	want := sorted(byUser.Name, byGroup.Name)
+	want := e2eenv.Sorted(byUser.Name, byGroup.Name)
 
 	var list *unstructured.UnstructuredList
 	eventually(t, propagation, "the tenant's list shows exactly its two spaces", func() (bool, string) {

@@ -1,15 +1,12 @@
 package clientgo
 
 // The shared environment of a run and the helpers every case uses: the admin client, impersonated tenants, uniquely
-// named namespaces and RoleBindings (deleted when the test ends), deadlines and a request recorder.
+// named namespaces and RoleBindings (deleted when the test ends), deadlines. The request recorder is e2eenv's.
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/transport"
 
 	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
@@ -159,80 +155,4 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() (
 			t.Fatalf("%s: test ended while waiting; last saw: %s", what, seen)
 		}
 	}
-}
-
-// sorted returns a sorted copy of names.
-func sorted(names ...string) []string {
-	out := slices.Clone(names)
-	slices.Sort(out)
-	return out
-}
-
-// exchange is one HTTP request a client made, as the recorder saw it.
-type exchange struct {
-	Method, Path, Query string
-	Status              int
-	ContentType         string
-	Err                 error
-}
-
-func (x exchange) String() string {
-	s := fmt.Sprintf("%s %s", x.Method, x.Path)
-	if x.Query != "" {
-		s += "?" + x.Query
-	}
-	if x.Err != nil {
-		return s + " -> " + x.Err.Error()
-	}
-	return fmt.Sprintf("%s -> %d %s", s, x.Status, x.ContentType)
-}
-
-// recorder keeps every request made through a config it wrapped.
-type recorder struct {
-	mu        sync.Mutex
-	exchanges []exchange
-}
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// record makes cfg's clients report their requests to r.
-func (r *recorder) record(cfg *rest.Config) {
-	cfg.WrapTransport = transport.Wrappers(cfg.WrapTransport, func(next http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			resp, err := next.RoundTrip(req)
-			x := exchange{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Err: err}
-			if resp != nil {
-				x.Status = resp.StatusCode
-				x.ContentType = resp.Header.Get("Content-Type")
-			}
-			r.mu.Lock()
-			r.exchanges = append(r.exchanges, x)
-			r.mu.Unlock()
-			return resp, err
-		})
-	})
-}
-
-// matching returns the recorded exchanges for which keep is true.
-func (r *recorder) matching(keep func(exchange) bool) []exchange {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []exchange
-	for _, x := range r.exchanges {
-		if keep(x) {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-// String lists every recorded exchange, one a line, for failure messages.
-func (r *recorder) String() string {
-	var b strings.Builder
-	for _, x := range r.matching(func(exchange) bool { return true }) {
-		b.WriteString("\n  " + x.String())
-	}
-	return b.String()
 }

@@ -3,7 +3,6 @@ package clientgo
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 // rewatchSeconds is the watch timeout of the "dynamic-rewatch" informer, so that its reflector resumes its watch
@@ -101,13 +102,13 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	later := e.namespace(t, "inf-later", nil)
 	e.grant(t, first.Name, tn.UserSubject())
 	e.grant(t, second.Name, tn.GroupSubject())
-	want := sorted(first.Name, second.Name)
+	want := e2eenv.Sorted(first.Name, second.Name)
 	// Wait until the server shows the two grants, so the informer's initial state is known.
 	waitForList(t, tn, want)
 
 	cfg := tn.Config()
-	var rec recorder
-	rec.record(cfg)
+	var rec e2eenv.Recorder
+	rec.Record(cfg)
 	informer := kind.new(t, cfg).Informer()
 	var errsMu sync.Mutex
 	var errs []string
@@ -127,7 +128,7 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	defer stop()
 	go informer.RunWithContext(informerCtx)
 
-	storeNames := func() []string { return sorted(informer.GetStore().ListKeys()...) }
+	storeNames := func() []string { return e2eenv.Sorted(informer.GetStore().ListKeys()...) }
 	syncCtx, cancelSync := context.WithTimeout(ctx, propagation)
 	defer cancelSync()
 	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
@@ -141,9 +142,9 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	}
 
 	// Which protocol synced the informer.
-	lists := rec.matching(func(x exchange) bool { return isSpacesRequest(x) && !isWatch(x) })
-	watchLists := rec.matching(func(x exchange) bool {
-		return isSpacesRequest(x) && isWatch(x) && query(x).Get("sendInitialEvents") == "true"
+	lists := rec.Matching(func(x e2eenv.Exchange) bool { return x.IsSpaces() && !x.IsWatch() })
+	watchLists := rec.Matching(func(x e2eenv.Exchange) bool {
+		return x.IsSpaces() && x.IsWatch() && x.Values().Get("sendInitialEvents") == "true"
 	})
 	if watchList {
 		if len(lists) > 0 || len(watchLists) == 0 || watchLists[0].Status != 200 {
@@ -156,7 +157,7 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	}
 
 	watchCount := func() int {
-		return len(rec.matching(func(x exchange) bool { return isSpacesRequest(x) && isWatch(x) }))
+		return len(rec.Matching(func(x e2eenv.Exchange) bool { return x.IsSpaces() && x.IsWatch() }))
 	}
 	// awaitResume waits for the reflector to start another watch (from the last resourceVersion it saw).
 	awaitResume := func(what string) {
@@ -174,7 +175,7 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	// event (or a later bookmark).
 	awaitResume("after the initial sync")
 	binding := e.grant(t, later.Name, tn.UserSubject())
-	withLater := sorted(first.Name, second.Name, later.Name)
+	withLater := e2eenv.Sorted(first.Name, second.Name, later.Name)
 	eventually(t, propagation, "the grant appears in the informer's store", func() (bool, string) {
 		got := storeNames()
 		return slices.Equal(got, withLater), fmt.Sprintf("%q, want %q", got, withLater)
@@ -190,37 +191,25 @@ func runInformer(t *testing.T, e *env, watchList bool, kind informerKind) {
 	}
 	// Resumed watches start from a resourceVersion the informer has seen and never ask for initial events again;
 	// nothing made the reflector relist.
-	watches := rec.matching(func(x exchange) bool { return isSpacesRequest(x) && isWatch(x) })
+	watches := rec.Matching(func(x e2eenv.Exchange) bool { return x.IsSpaces() && x.IsWatch() })
 	for i, x := range watches {
 		if i == 0 && watchList {
 			continue
 		}
-		if rv := query(x).Get("resourceVersion"); rv == "" || rv == "0" || query(x).Has("sendInitialEvents") || x.Status != 200 {
+		if rv := x.Values().Get("resourceVersion"); rv == "" || rv == "0" || x.Values().Has("sendInitialEvents") || x.Status != 200 {
 			t.Errorf("watch %d should resume from a resourceVersion and be answered 200: %s; requests:%s", i, x, rec.String())
 		}
 	}
-	if lists := rec.matching(func(x exchange) bool { return isSpacesRequest(x) && !isWatch(x) }); len(lists) > 1 {
+	if lists := rec.Matching(func(x e2eenv.Exchange) bool { return x.IsSpaces() && !x.IsWatch() }); len(lists) > 1 {
 		t.Errorf("the reflector listed %d times; requests:%s", len(lists), rec.String())
 	}
-	if initial := rec.matching(func(x exchange) bool { return query(x).Has("sendInitialEvents") }); len(initial) > 1 {
+	if initial := rec.Matching(func(x e2eenv.Exchange) bool { return x.Values().Has("sendInitialEvents") }); len(initial) > 1 {
 		t.Errorf("the reflector asked for initial events %d times; requests:%s", len(initial), rec.String())
 	}
 	t.Logf("requests:%s", rec.String())
 	if errs := watchErrs(); len(errs) > 0 {
 		t.Errorf("the informer's reflector reported errors: %q; requests:%s", errs, rec.String())
 	}
-}
-
-func isSpacesRequest(x exchange) bool { return x.Path == "/apis/tenancy.loft.sh/v1/spaces" }
-
-func query(x exchange) url.Values {
-	v, _ := url.ParseQuery(x.Query)
-	return v
-}
-
-func isWatch(x exchange) bool {
-	w := query(x).Get("watch")
-	return w == "true" || w == "1"
 }
 
 // waitForList waits until the tenant's list of spaces is exactly want.
@@ -240,7 +229,7 @@ func waitForList(t *testing.T, tn *tenant, want []string) {
 		for _, item := range list.Items {
 			names = append(names, item.Name)
 		}
-		names = sorted(names...)
+		names = e2eenv.Sorted(names...)
 		return slices.Equal(names, want), fmt.Sprintf("%q, want %q", names, want)
 	})
 }

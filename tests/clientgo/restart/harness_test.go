@@ -2,22 +2,18 @@ package restart
 
 // What the restart case needs from the environment, kept in this package so that it runs on its own (tests/run.sh
 // runs it after every other client-go package, never beside them): the admin client, impersonated tenants, uniquely
-// named namespaces and RoleBindings, admin writes retried while kube-apiserver is down, a request recorder that also
-// sees when each watch stream ends, and the restart script.
+// named namespaces and RoleBindings, admin writes retried while kube-apiserver is down, a journal of timed lines, and
+// the restart script. The request recorder is e2eenv's.
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/transport"
 
 	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
@@ -157,127 +152,9 @@ func retry(ctx context.Context, timeout time.Duration, write func(context.Contex
 	}
 }
 
-// sorted returns a sorted copy of names.
-func sorted(names ...string) []string {
-	out := slices.Clone(names)
-	slices.Sort(out)
-	if out == nil {
-		out = []string{}
-	}
-	return out
-}
-
-// clock reports times relative to its start, for logs that line up.
-type clock struct{ start time.Time }
-
-func (c clock) since() time.Duration { return time.Since(c.start).Round(10 * time.Millisecond) }
-
-// exchange is one HTTP request a client made; for a watch, also when and how its stream ended.
-type exchange struct {
-	At                  time.Duration
-	Method, Path, Query string
-	// When the response's headers (or the error) came.
-	AnsweredAt time.Duration
-	Status     int
-	Err        error
-	// Watch streams: when the body ended and with what (io.EOF for a clean end).
-	EndedAt time.Duration
-	EndErr  error
-	Ended   bool
-}
-
-func (x exchange) String() string {
-	s := fmt.Sprintf("+%v %s %s", x.At, x.Method, x.Path)
-	if x.Query != "" {
-		s += "?" + x.Query
-	}
-	if x.Err != nil {
-		return fmt.Sprintf("%s -> +%v %v", s, x.AnsweredAt, x.Err)
-	}
-	s += fmt.Sprintf(" -> +%v %d", x.AnsweredAt, x.Status)
-	if x.Ended {
-		s += fmt.Sprintf(" (stream ended +%v: %v)", x.EndedAt, x.EndErr)
-	}
-	return s
-}
-
-// recorder keeps every request made through a config it wrapped.
-type recorder struct {
-	clock     clock
-	mu        sync.Mutex
-	exchanges []*exchange
-}
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// endWatcher notes the first error (io.EOF included) reading a response body, and a close before that.
-type endWatcher struct {
-	io.ReadCloser
-	once sync.Once
-	note func(error)
-}
-
-func (b *endWatcher) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.once.Do(func() { b.note(err) })
-	}
-	return n, err
-}
-
-func (b *endWatcher) Close() error {
-	b.once.Do(func() { b.note(errors.New("closed by the client")) })
-	return b.ReadCloser.Close()
-}
-
-func (r *recorder) record(cfg *rest.Config) {
-	cfg.WrapTransport = transport.Wrappers(cfg.WrapTransport, func(next http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			x := &exchange{At: r.clock.since(), Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery}
-			resp, err := next.RoundTrip(req)
-			r.mu.Lock()
-			x.AnsweredAt, x.Err = r.clock.since(), err
-			if resp != nil {
-				x.Status = resp.StatusCode
-				resp.Body = &endWatcher{ReadCloser: resp.Body, note: func(err error) {
-					r.mu.Lock()
-					defer r.mu.Unlock()
-					x.Ended, x.EndedAt, x.EndErr = true, r.clock.since(), err
-				}}
-			}
-			r.exchanges = append(r.exchanges, x)
-			r.mu.Unlock()
-			return resp, err
-		})
-	})
-}
-
-// matching returns copies of the recorded exchanges for which keep is true.
-func (r *recorder) matching(keep func(exchange) bool) []exchange {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []exchange
-	for _, x := range r.exchanges {
-		if keep(*x) {
-			out = append(out, *x)
-		}
-	}
-	return out
-}
-
-func (r *recorder) String() string {
-	var b strings.Builder
-	for _, x := range r.matching(func(exchange) bool { return true }) {
-		b.WriteString("\n  " + x.String())
-	}
-	return b.String()
-}
-
 // journal is a list of timestamped lines written from several goroutines.
 type journal struct {
-	clock clock
+	clock e2eenv.Clock
 	mu    sync.Mutex
 	lines []string
 }
@@ -285,7 +162,7 @@ type journal struct {
 func (j *journal) add(format string, args ...any) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.lines = append(j.lines, fmt.Sprintf("+%v ", j.clock.since())+fmt.Sprintf(format, args...))
+	j.lines = append(j.lines, fmt.Sprintf("+%v ", j.clock.Since())+fmt.Sprintf(format, args...))
 }
 
 func (j *journal) String() string {

@@ -10,7 +10,6 @@ package restart
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +24,8 @@ import (
 	clientfeaturestesting "k8s.io/client-go/features/testing"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 const (
@@ -67,7 +68,7 @@ func TestInformerStaysCorrectAcrossKubeApiserverRestart(t *testing.T) {
 func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	ctx, cancel := context.WithTimeout(t.Context(), caseTimeout)
 	defer cancel()
-	clk := clock{start: time.Now()}
+	clk := e2eenv.Clock{Start: time.Now()}
 
 	tn := e.newTenant("inf")
 	byUser, _ := e.namespaceWithGrant(t, ctx, "a", tn.UserSubject())
@@ -77,13 +78,13 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	// registered now, before the cleanup that brings kube-apiserver back, so that it runs after that one.
 	granted, grantedBinding := name("granted"), name("view")
 	e.deleteNamespaceWhenDone(t, granted)
-	before := sorted(byUser, byGroup, revoked)
-	after := sorted(byUser, byGroup, granted)
+	before := e2eenv.Sorted(byUser, byGroup, revoked)
+	after := e2eenv.Sorted(byUser, byGroup, granted)
 	waitForList(t, ctx, tn, before)
 
 	cfg := tn.Config()
-	rec := &recorder{clock: clk}
-	rec.record(cfg)
+	rec := &e2eenv.Recorder{Clock: clk}
+	rec.Record(cfg)
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +123,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 		stop()
 		informerDone.Wait()
 	}()
-	storeNames := func() []string { return sorted(informer.GetStore().ListKeys()...) }
+	storeNames := func() []string { return e2eenv.Sorted(informer.GetStore().ListKeys()...) }
 
 	syncCtx, cancelSync := context.WithTimeout(ctx, propagation)
 	defer cancelSync()
@@ -135,11 +136,11 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	}
 	// The restart should cut an established watch, not race the reflector's first one.
 	waitFor(t, ctx, 10*time.Second, "the reflector's watch is established", func() (bool, string) {
-		return len(rec.matching(func(x exchange) bool { return isSpacesRequest(x) && isWatch(x) && x.Status == 200 })) > 0, rec.String()
+		return len(rec.Matching(func(x e2eenv.Exchange) bool { return x.IsSpaces() && x.IsWatch() && x.Status == 200 })) > 0, rec.String()
 	})
 	syncedRV := informer.LastSyncResourceVersion()
-	requestsBefore := len(rec.matching(func(exchange) bool { return true }))
-	t.Logf("+%v synced at resourceVersion %s to %q with requests:%s", clk.since(), syncedRV, before, rec)
+	requestsBefore := len(rec.Matching(func(e2eenv.Exchange) bool { return true }))
+	t.Logf("+%v synced at resourceVersion %s to %q with requests:%s", clk.Since(), syncedRV, before, rec)
 
 	// Restart kube-apiserver. From here on, whatever happens, it is brought back before anything else is cleaned up:
 	// first the script is waited for (so two never run at once), then `restart.sh start` starts it if it is down and
@@ -158,7 +159,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 		t.Fatalf("running %s: %v", e.restartScript, err)
 	}
 	t.Cleanup(func() { ensureKubeApiserver(t, e, restarting) })
-	restartStarted := clk.since()
+	restartStarted := clk.Since()
 
 	select {
 	case <-stopped:
@@ -167,7 +168,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	case <-ctx.Done():
 		t.Fatalf("restart.sh did not stop kube-apiserver in time; output:%s", script)
 	}
-	stoppedAt := clk.since()
+	stoppedAt := clk.Since()
 
 	// The grant and the revocation, as soon as kube-apiserver takes writes again.
 	writes := &journal{clock: clk}
@@ -213,7 +214,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 		first = false
 		return err
 	})
-	writesDone := clk.since()
+	writesDone := clk.Since()
 
 	select {
 	case <-restarting.done:
@@ -223,7 +224,7 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 	if restarting.err != nil {
 		t.Fatalf("restart.sh failed: %v; output:%s", restarting.err, script)
 	}
-	healthyAt := clk.since()
+	healthyAt := clk.Since()
 	t.Logf("+%v restart.sh started; kube-apiserver stopped +%v; writes in +%v (%d attempts in all):%s\nrestart.sh done (healthy) +%v; output:%s",
 		restartStarted, stoppedAt, writesDone, attempts, writes, healthyAt, script)
 
@@ -245,28 +246,28 @@ func informerAcrossRestart(t *testing.T, e *env, watchList bool) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	exactAt := clk.since()
+	exactAt := clk.Since()
 	for end := time.Now().Add(settle); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if got := storeNames(); !slices.Equal(got, after) {
 			t.Fatalf("the store was exact (%q) at +%v but then held %q at +%v (lost: %q, phantom: %q)%s",
-				after, exactAt, got, clk.since(), missing(got, after), missing(after, got), diagnose())
+				after, exactAt, got, clk.Since(), missing(got, after), missing(after, got), diagnose())
 		}
 	}
 
 	// How the reflector got there: the requests it made from the restart on.
-	since := rec.matching(func(exchange) bool { return true })[requestsBefore:]
+	since := rec.Matching(func(e2eenv.Exchange) bool { return true })[requestsBefore:]
 	var relists, resumes, failed []string
 	for _, x := range since {
 		switch {
-		case !isSpacesRequest(x):
-		case !isWatch(x):
+		case !x.IsSpaces():
+		case !x.IsWatch():
 			relists = append(relists, "LIST "+x.String())
-		case query(x).Get("sendInitialEvents") == "true":
+		case x.Values().Get("sendInitialEvents") == "true":
 			relists = append(relists, "WatchList "+x.String())
 		case x.Err != nil || x.Status != 200:
 			failed = append(failed, x.String())
 		default:
-			resumes = append(resumes, fmt.Sprintf("from resourceVersion %s: %s", query(x).Get("resourceVersion"), x))
+			resumes = append(resumes, fmt.Sprintf("from resourceVersion %s: %s", x.Values().Get("resourceVersion"), x))
 		}
 	}
 	verdict := "resumed its watch without relisting"
@@ -288,7 +289,7 @@ func ensureKubeApiserver(t *testing.T, e *env, running *controlPlaneScript) {
 	case <-time.After(3 * time.Minute):
 		t.Errorf("restart.sh has not ended after 3 minutes; starting kube-apiserver anyway")
 	}
-	out := &journal{clock: clock{start: time.Now()}}
+	out := &journal{clock: e2eenv.Clock{Start: time.Now()}}
 	s, err := e.runRestartScript(func(line string) { out.add("%s", line) }, "start")
 	if err != nil {
 		t.Errorf("cleanup: running restart.sh start: %v", err)
@@ -325,7 +326,7 @@ func tenantList(ctx context.Context, tn *tenant) string {
 	for _, item := range list.Items {
 		names = append(names, item.Name)
 	}
-	return fmt.Sprintf("%q", sorted(names...))
+	return fmt.Sprintf("%q", e2eenv.Sorted(names...))
 }
 
 // waitFor polls check until it reports ok, or fails the test after timeout with what check saw last.
@@ -371,16 +372,4 @@ func rvOf(obj any) string {
 		return m.GetResourceVersion()
 	}
 	return "?"
-}
-
-func isSpacesRequest(x exchange) bool { return x.Path == "/apis/tenancy.loft.sh/v1/spaces" }
-
-func query(x exchange) url.Values {
-	v, _ := url.ParseQuery(x.Query)
-	return v
-}
-
-func isWatch(x exchange) bool {
-	w := query(x).Get("watch")
-	return w == "true" || w == "1"
 }

@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+
+	"tenancy-apiserver/tests/clientgo/internal/e2eenv"
 )
 
 // A tenant's dynamic informer on spaces, through kube-apiserver, ends with a store equal to the truth after a rolling
@@ -69,7 +71,7 @@ func TestInformerStaysCorrectAcrossARollingUpdateOfTheServer(t *testing.T) {
 	}
 	waitFor(t, ctx, propagation, "the informer to hold the first six spaces", func() (bool, string) {
 		got := store()
-		return slices.Equal(got, sorted(start...)), fmt.Sprint(got)
+		return slices.Equal(got, e2eenv.Sorted(start...)), fmt.Sprint(got)
 	})
 
 	// The stream, paced so that both rollovers fall inside it.

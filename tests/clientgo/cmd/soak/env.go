@@ -43,7 +43,7 @@ func (e *env) httpClient(user string, groups []string, counter *statusCounter) (
 	cfg := rest.CopyConfig(e.admin)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	cfg.WrapTransport = transport.Wrappers(cfg.WrapTransport, func(next http.RoundTripper) http.RoundTripper {
-		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		return e2eenv.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 			resp, err := next.RoundTrip(req)
 			if resp != nil {
 				counter.add(resp.StatusCode)
@@ -53,7 +53,3 @@ func (e *env) httpClient(user string, groups []string, counter *statusCounter) (
 	})
 	return rest.HTTPClientFor(cfg)
 }
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
