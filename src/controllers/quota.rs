@@ -9,6 +9,12 @@
 //! share's resourceVersion as read. A pod admitted in between changes the share's `status.used`, so its
 //! resourceVersion, so the write fails and the next pass starts again from what is. A pass raises nothing once it has
 //! held its Lease for [`RAISE_DEADLINE`], well inside the Lease's life, so a stalled pass cannot overlap the next one.
+//! Nor does it raise while a share is new or not enforced for every limit (its `status.used` does not count yet).
+//!
+//! One AccountQuota is in force per account, the oldest ([`quota_in_force`]); any other only says so in its status.
+//! Shares belong to their quota (label and owner reference): the one in force takes over shares in its spaces left by
+//! another, and shares no quota in force looks after (their quota deleted) are deleted here, not only by the garbage
+//! collector.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
