@@ -231,12 +231,14 @@ async fn superseded(client: &kube::Client, quota: &AccountQuota, covering: &str)
         "spaces": null,
         "conditions": [condition(quota, false, "Superseded", &message)],
     }});
+    patch_status(client, quota, &patch).await
+}
+
+/// Merges `status` (`{"status": ...}`) into the quota's status.
+async fn patch_status(client: &kube::Client, quota: &AccountQuota, status: &Value) -> Result<(), Error> {
+    let name = quota.metadata.name.as_deref().unwrap_or_default();
     Api::<AccountQuota>::all(client.clone())
-        .patch_status(
-            quota.metadata.name.as_deref().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await
         .map_err(Error::Backend)?;
     Ok(())
@@ -510,15 +512,7 @@ async fn write_status(
         "spaces": spaces,
         "conditions": [condition(quota, true, "Oldest", &message)],
     }});
-    Api::<AccountQuota>::all(client.clone())
-        .patch_status(
-            quota.metadata.name.as_deref().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(status),
-        )
-        .await
-        .map_err(Error::Backend)?;
-    Ok(())
+    patch_status(client, quota, &status).await
 }
 
 #[cfg(test)]

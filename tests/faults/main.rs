@@ -984,18 +984,24 @@ fn create_pod_raw(user: &harness::Kubectl, ns: &str, name: &str) -> Result<(), S
     }
 }
 
-#[test]
-fn with_the_server_stopped_tenants_create_pods_within_their_quota_shares_and_nothing_else_notices() {
-    let _serial = serial();
-    assert_environment_healthy();
+/// A member of a new account (its name starting with `prefix`) whose AccountQuota allows 2 pods.
+fn quota_member(prefix: &str) -> harness::Kubectl {
+    let (acc, group, quota) = (unique(prefix), unique("team"), unique("aq"));
     let admin = env().kubectl("admin");
-    let (acc, group, quota) = (unique("frozen"), unique("team"), unique("aq"));
     admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
     admin.apply(&format!(
         "apiVersion: config.tenancy.loft.sh/v1\nkind: AccountQuota\nmetadata:\n  name: {quota}\nspec:\n  account: {acc}\n  \
 quota:\n    hard: {{pods: \"2\"}}\n"
     ));
-    let member = env().kubectl_as(&unique("member"), &[&group]);
+    env().kubectl_as(&unique("member"), &[&group])
+}
+
+#[test]
+fn with_the_server_stopped_tenants_create_pods_within_their_quota_shares_and_nothing_else_notices() {
+    let _serial = serial();
+    assert_environment_healthy();
+    let admin = env().kubectl("admin");
+    let member = quota_member("frozen");
     let spaces = [unique("fz"), unique("fz")];
     for space in &spaces {
         create_space(&member, space);
@@ -1041,13 +1047,7 @@ fn a_space_whose_quota_share_kube_controller_manager_does_not_enforce_in_time_is
     let _serial = serial();
     assert_environment_healthy();
     let admin = env().kubectl("admin");
-    let (acc, group, quota) = (unique("unenforced"), unique("team"), unique("aq"));
-    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
-    admin.apply(&format!(
-        "apiVersion: config.tenancy.loft.sh/v1\nkind: AccountQuota\nmetadata:\n  name: {quota}\nspec:\n  account: {acc}\n  \
-quota:\n    hard: {{pods: \"2\"}}\n"
-    ));
-    let member = env().kubectl_as(&unique("member"), &[&group]);
+    let member = quota_member("unenforced");
     // The account is known (a first space made), so the create below fails only for its share.
     let first = unique("ue");
     create_space(&member, &first);
