@@ -92,6 +92,9 @@ pub enum Error {
     Authz(#[from] crate::authz::Error),
     #[error("account {account:?} has reached its limit of {limit} spaces")]
     LimitReached { account: String, limit: i64 },
+    /// A new space's share of its account's quota was not enforced (kube-controller-manager fills it in) in time.
+    #[error("the account quota's share in space {0:?} was not in force in time; try again")]
+    ShareNotInForce(String),
     /// Another create of the same account held its lock for too long.
     #[error("too many concurrent creates for {0}; try again")]
     Busy(String),

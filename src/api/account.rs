@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::rbac::v1::Subject;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::core::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,8 @@ pub const ACCOUNT_FINALIZER: &str = "tenancy.loft.sh/spaces";
 pub const DEFAULT_TEMPLATE: &str = "default";
 /// Names the AccountQuota a space's share (its ResourceQuota `account-quota`) belongs to.
 pub const SHARE_LABEL: &str = "tenancy.loft.sh/account-quota";
+/// The AccountQuota status condition saying whether the quota is the one in force for its account.
+pub const IN_FORCE: &str = "InForce";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -163,6 +165,26 @@ pub struct AccountQuotaStatus {
     pub total: Usage,
     #[serde(default)]
     pub spaces: Vec<SpaceShare>,
+    /// [`IN_FORCE`]: True for the quota that covers its account, False (naming the one that does) for any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The AccountQuota in force for `account` among `quotas`: the oldest (then the first by name), so every replica picks
+/// the same one and a newer quota never takes the account from an older one while it exists.
+pub fn quota_in_force<'a>(
+    quotas: impl IntoIterator<Item = &'a std::sync::Arc<AccountQuota>>,
+    account: &str,
+) -> Option<&'a std::sync::Arc<AccountQuota>> {
+    quotas
+        .into_iter()
+        .filter(|q| q.spec.account == account)
+        .min_by_key(|q| {
+            (
+                q.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                q.metadata.name.clone(),
+            )
+        })
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -9,20 +9,27 @@
 //! share's resourceVersion as read. A pod admitted in between changes the share's `status.used`, so its
 //! resourceVersion, so the write fails and the next pass starts again from what is. A pass raises nothing once it has
 //! held its Lease for [`RAISE_DEADLINE`], well inside the Lease's life, so a stalled pass cannot overlap the next one.
+//! Nor does it raise while a share is new or not enforced for every limit (its `status.used` does not count yet).
+//!
+//! One AccountQuota is in force per account, the oldest ([`quota_in_force`]); any other only says so in its status.
+//! Shares belong to their quota (label and owner reference): the one in force takes over shares in its spaces left by
+//! another, and shares no quota in force looks after (their quota deleted) are deleted here, not only by the garbage
+//! collector.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::api::account::AccountQuota;
+use crate::api::account::{quota_in_force, AccountQuota, IN_FORCE};
 use crate::api::quantity::{from_milli, milli};
 use crate::api::ACCOUNT_LABEL;
-use crate::spaces::provision::{Provisioner, SHARE_LABEL, SHARE_QUOTA};
+use crate::spaces::provision::{wait_for_share, Provisioner, SHARE_LABEL, SHARE_QUOTA};
 use crate::spaces::Error;
 use crate::state::Cache;
 
@@ -101,27 +108,43 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
         if cache.is_ready() {
             let quotas: Vec<Arc<AccountQuota>> = cache.read().quotas.values().cloned().collect();
             done.retain(|name, _| quotas.iter().any(|q| q.metadata.name.as_ref() == Some(name)));
-            for quota in quotas {
+            for quota in &quotas {
                 let name = quota.metadata.name.clone().unwrap_or_default();
-                let before = inputs(&cache, &quota);
+                // One quota per account is in force; any other only says which one is.
+                let covering = quota_in_force(&quotas, &quota.spec.account).and_then(|q| q.metadata.name.clone());
+                if covering.as_ref() != Some(&name) {
+                    done.remove(&name);
+                    let covering = covering.unwrap_or_default();
+                    if let Err(error) = superseded(provisioner.client(), quota, &covering).await {
+                        tracing::warn!(quota = %name, %error, "Writing a superseded quota's status failed");
+                    }
+                    continue;
+                }
+                let before = inputs(&cache, quota);
                 if done.get(&name) == Some(&before) {
                     continue;
                 }
                 done.remove(&name);
-                match pass(&cache, &provisioner, &quota).await {
+                match pass(&cache, &provisioner, quota).await {
                     // What the pass wrote comes back as new inputs, and one more pass finds nothing to do.
-                    Ok(()) => {
+                    Ok(true) => {
                         done.insert(name, before);
                     }
+                    // Stopped short (a share not enforced yet, or out of time): the next interval tries again.
+                    Ok(false) => {}
                     // A share changed under the pass (a pod admitted): expected, and the next pass starts from it.
                     Err(Error::Backend(kube::Error::Api(status))) if status.code == 409 => {
-                        tracing::debug!(quota = ?quota.metadata.name, "A share changed during the quota pass");
+                        tracing::debug!(quota = %name, "A share changed during the quota pass");
+                    }
+                    Err(Error::Conflict(_)) => {
+                        tracing::debug!(quota = %name, "A share changed during the quota pass");
                     }
                     Err(error) => {
-                        tracing::warn!(quota = ?quota.metadata.name, %error, source = ?std::error::Error::source(&error), "Quota pass failed; the next one starts again");
+                        tracing::warn!(quota = %name, %error, source = ?std::error::Error::source(&error), "Quota pass failed; the next one starts again");
                     }
                 }
             }
+            sweep(&cache, provisioner.client()).await;
         }
         tokio::select! {
             () = tokio::time::sleep(PASS_INTERVAL) => {}
@@ -130,8 +153,122 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
     }
 }
 
-/// One pass over one AccountQuota: shares made where missing, moved with usage, status written.
-async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) -> Result<(), Error> {
+/// Deletes the shares no AccountQuota in force will look after: their quota is gone (or no longer in force) and their
+/// space's account has no quota in force (one that has takes them over in its pass). kube-controller-manager's garbage
+/// collector deletes a deleted quota's shares too (their owner reference); this does not depend on it.
+async fn sweep(cache: &Cache, client: &kube::Client) {
+    let orphans: Vec<(String, String, Option<String>, bool)> = {
+        let state = cache.read();
+        let covered = |space: &String| {
+            state
+                .namespaces
+                .get(space)
+                .and_then(|ns| ns.metadata.labels.as_ref()?.get(ACCOUNT_LABEL))
+                .is_some_and(|account| quota_in_force(state.quotas.values(), account).is_some())
+        };
+        let looked_after = |owner: &String| {
+            state.quotas.get(owner).is_some_and(|q| {
+                quota_in_force(state.quotas.values(), &q.spec.account).and_then(|c| c.metadata.name.as_ref())
+                    == Some(owner)
+            })
+        };
+        state
+            .shares
+            .iter()
+            .filter_map(|(space, rq)| {
+                let owner = rq.metadata.labels.as_ref()?.get(SHARE_LABEL)?;
+                if covered(space) || looked_after(owner) {
+                    return None;
+                }
+                let known = state.quotas.contains_key(owner);
+                Some((space.clone(), owner.clone(), rq.metadata.uid.clone(), known))
+            })
+            .collect()
+    };
+    for (space, owner, uid, known) in orphans {
+        // A quota this replica has not seen yet may have made it: only one kube-apiserver says is gone counts.
+        if !known {
+            match Api::<AccountQuota>::all(client.clone()).get_opt(&owner).await {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(error) => {
+                    tracing::warn!(quota = %owner, %error, "Could not check whether a share's quota is gone");
+                    continue;
+                }
+            }
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match Api::<ResourceQuota>::namespaced(client.clone(), &space)
+            .delete(SHARE_QUOTA, &params)
+            .await
+        {
+            Ok(_) => tracing::info!(%space, quota = %owner, "Deleted a share whose AccountQuota is gone"),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(error) => tracing::warn!(%space, quota = %owner, %error, "Deleting an orphaned share failed"),
+        }
+    }
+}
+
+/// A quota that is not in force because `covering` (the oldest of its account) is: says so in its status, once.
+async fn superseded(client: &kube::Client, quota: &AccountQuota, covering: &str) -> Result<(), Error> {
+    let message = format!(
+        "not in force: AccountQuota {covering} covers account {} (the oldest AccountQuota of an account is the one in force)",
+        quota.spec.account
+    );
+    let status = quota.status.clone().unwrap_or_default();
+    let current = status.conditions.iter().find(|c| c.type_ == IN_FORCE);
+    if current.is_some_and(|c| c.status == "False" && c.message == message) && status.spaces.is_empty() {
+        return Ok(());
+    }
+    let patch = json!({"status": {
+        "total": null,
+        "spaces": null,
+        "conditions": [condition(quota, false, "Superseded", &message)],
+    }});
+    patch_status(client, quota, &patch).await
+}
+
+/// Merges `status` (`{"status": ...}`) into the quota's status.
+async fn patch_status(client: &kube::Client, quota: &AccountQuota, status: &Value) -> Result<(), Error> {
+    let name = quota.metadata.name.as_deref().unwrap_or_default();
+    Api::<AccountQuota>::all(client.clone())
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .map_err(Error::Backend)?;
+    Ok(())
+}
+
+/// The [`IN_FORCE`] condition, its transition time kept while its status stays (so rewriting it changes nothing).
+fn condition(quota: &AccountQuota, in_force: bool, reason: &str, message: &str) -> Value {
+    let status = if in_force { "True" } else { "False" };
+    let since = quota
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == IN_FORCE && c.status == status))
+        .map_or_else(
+            || Timestamp::from_second(Timestamp::now().as_second()).map_or_else(|_| String::new(), |t| t.to_string()),
+            |c| c.last_transition_time.0.to_string(),
+        );
+    json!({
+        "type": IN_FORCE,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": quota.metadata.generation,
+    })
+}
+
+/// One pass over one AccountQuota (the one in force for its account): shares made or taken over where missing, moved
+/// with usage, status written. True when the shares are where the plan wants them; false when the pass stopped short
+/// (a share kube-apiserver does not enforce yet, or out of time) and the next interval must try again.
+async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) -> Result<bool, Error> {
     let name = quota.metadata.name.clone().unwrap_or_default();
     let total: BTreeMap<String, i128> = quota
         .spec
@@ -142,8 +279,10 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         .collect();
     let spaces = account_spaces(&cache.read(), quota);
     let client = provisioner.client().clone();
+    // Per account, not per quota: a quota replacing another (or a replica that has not seen the change yet) never
+    // moves the same shares at the same time.
     provisioner
-        .holding(&format!("quota-{name}"), async {
+        .holding(&format!("quota-account-{}", quota.spec.account), async {
             let started = Instant::now();
             let all: Api<ResourceQuota> = Api::all(client.clone());
             let listed = all
@@ -163,9 +302,19 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
                         .map_err(Error::Backend)?;
                 }
             }
+            // A share made or taken over now is not in this plan (nor, yet, enforced): nothing is raised before the
+            // next pass counts it.
+            let mut raise = true;
             for space in spaces.keys().filter(|s| !read.contains_key(*s)) {
                 provisioner.create_share(quota, space).await?;
+                raise = false;
             }
+            // A share whose status.hard lacks a key is not enforced for it, so its status.used does not count what is
+            // there: planned as using nothing, its headroom would go to the others on top of what it holds.
+            raise &= read.values().all(|rq| {
+                let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
+                total.keys().all(|key| status.contains_key(key))
+            });
             let shares: Vec<Share> = read
                 .iter()
                 .map(|(space, rq)| Share {
@@ -198,7 +347,11 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
                 }
             }
             if planned == lowered {
-                return write_status(&client, &name, &total, &shares, &planned).await;
+                write_status(&client, quota, &total, &shares, &planned).await?;
+                return Ok(raise);
+            }
+            if !raise {
+                return Ok(false);
             }
             // kube-apiserver admits against a quota's status.hard, which kube-controller-manager copies from spec.hard:
             // nothing is raised before every share's status shows its lowered hard.
@@ -206,16 +359,21 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
                 let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
                 let behind = *lowered != share.hard || !within(&status, lowered);
                 if behind && !in_force(&client, &share.space, lowered, started).await? {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             for ((share, new), lowered) in shares.iter().zip(&planned).zip(&lowered) {
                 if new != lowered {
+                    // Every raise, not only the waits: a slow pass must not raise once its Lease may have lapsed.
+                    if started.elapsed() >= RAISE_DEADLINE {
+                        return Ok(false);
+                    }
                     let rv = versions[share.space.as_str()].clone();
                     write_share(&client, &share.space, &rv, new, &share.hard).await?;
                 }
             }
-            write_status(&client, &name, &total, &shares, &planned).await
+            write_status(&client, quota, &total, &shares, &planned).await?;
+            Ok(true)
         })
         .await
 }
@@ -319,23 +477,16 @@ async fn in_force(
     limits: &BTreeMap<String, i128>,
     started: Instant,
 ) -> Result<bool, Error> {
-    let shares: Api<ResourceQuota> = Api::namespaced(client.clone(), space);
-    loop {
-        let share = shares.get(SHARE_QUOTA).await.map_err(Error::Backend)?;
-        if within(&quantities(share.status.as_ref().and_then(|s| s.hard.as_ref())), limits) {
-            return Ok(true);
-        }
-        if started.elapsed() > RAISE_DEADLINE {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_share(client, space, started + RAISE_DEADLINE, |share| {
+        within(&quantities(share.status.as_ref().and_then(|s| s.hard.as_ref())), limits)
+    })
+    .await
 }
 
 /// The quota's status: the totals and each space's share and use.
 async fn write_status(
     client: &kube::Client,
-    name: &str,
+    quota: &AccountQuota,
     total: &BTreeMap<String, i128>,
     shares: &[Share],
     planned: &[BTreeMap<String, i128>],
@@ -355,15 +506,13 @@ async fn write_status(
             |(share, hard)| json!({"name": share.space, "hard": quantity_map(hard), "used": quantity_map(&share.used)}),
         )
         .collect();
+    let message = format!("the oldest AccountQuota of account {}", quota.spec.account);
     let status = json!({"status": {
         "total": {"hard": quantity_map(total), "used": quantity_map(&used_total)},
         "spaces": spaces,
+        "conditions": [condition(quota, true, "Oldest", &message)],
     }});
-    Api::<AccountQuota>::all(client.clone())
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .map_err(Error::Backend)?;
-    Ok(())
+    patch_status(client, quota, &status).await
 }
 
 #[cfg(test)]

@@ -168,6 +168,11 @@ pub fn status_of(error: &Error) -> Status {
             let name = named.as_deref().unwrap_or_default();
             status::failure(403, "Forbidden", message, Some(status::details(space::RESOURCE, name)))
         }
+        Error::Spaces(cause @ spaces::Error::ShareNotInForce(_)) => {
+            let mut details = status::details(space::RESOURCE, "");
+            details.retry_after_seconds = Some(1);
+            status::failure(503, "ServiceUnavailable", cause.to_string(), Some(details))
+        }
         Error::Spaces(cause @ spaces::Error::Busy(_)) => {
             let mut details = status::details(space::RESOURCE, "");
             details.retry_after_seconds = Some(1);

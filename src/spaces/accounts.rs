@@ -81,10 +81,7 @@ fn as_members_see(state: &State, account: &Account) -> Account {
         None => state.connected.keys().cloned().collect(),
     };
     account.spec.space.clusters = Some(clusters);
-    let usage = state
-        .quotas
-        .values()
-        .find(|q| q.spec.account == account.name())
+    let usage = crate::api::account::quota_in_force(state.quotas.values(), account.name())
         .map(|q| q.status.clone().unwrap_or_default().total);
     if let Some(usage) = usage {
         account.status.get_or_insert_with(Default::default).quota = Some(usage);

@@ -13,7 +13,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -23,7 +23,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{parameters, Error};
-use crate::api::account::{Account, AccountQuota, SpaceTemplate, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE};
+use crate::api::account::{
+    quota_in_force, Account, AccountQuota, SpaceTemplate, CONFIG_GROUP, DEFAULT_OWNER_ROLE, DEFAULT_TEMPLATE,
+};
 use crate::api::space::{AppliedTemplate, ObjectReference, APPLIED, FAILED};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, TEMPLATE_LABEL, TEMPLATE_STATUS_ANNOTATION};
 use crate::backend::connected::Connections;
@@ -46,6 +48,9 @@ const LEASE_SECONDS: i32 = 15;
 pub const PAUSE_HOLDING_LEASE: &str = "TENANCY_FAULT_PAUSE_HOLDING_LEASE_MS";
 /// How long a create waits for its account's lease.
 const LEASE_WAIT: Duration = Duration::from_secs(20);
+/// How long a new space's share may take to be enforced (kube-controller-manager fills its status.hard) before the
+/// create fails.
+const SHARE_WAIT: Duration = Duration::from_secs(10);
 /// How long a connected cluster may take to count an account's spaces before its last known count is used.
 const COUNT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The field manager of the template objects the server applies (server-side apply), and so the owner of their fields.
@@ -310,15 +315,15 @@ impl Provisioner {
         // The quota share first: once the owners have rights in the space, everything they make counts. (Connected
         // clusters' spaces are not covered by AccountQuotas yet.)
         if let (Owner::Account(account), true) = (&plan.owner, self.local) {
-            let quota = self
-                .cache
-                .read()
-                .quotas
-                .values()
-                .find(|q| q.spec.account == account.name())
-                .cloned();
+            let quota = quota_in_force(self.cache.read().quotas.values(), account.name()).cloned();
             if let Some(quota) = quota {
                 self.create_share(&quota, &plan.name).await?;
+                // kube-apiserver enforces a ResourceQuota only once kube-controller-manager has filled its
+                // status.hard: until then the owners get no rights here, or what they make in between is not counted.
+                let until = tokio::time::Instant::now() + SHARE_WAIT;
+                if !wait_for_share(&self.client, &plan.name, until, enforced).await? {
+                    return Err(Error::ShareNotInForce(plan.name.clone()));
+                }
             }
         }
         let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
@@ -347,17 +352,37 @@ impl Provisioner {
     }
 
     /// The space's share of `quota`: nothing until the quota controller moves headroom to it. One that exists is left as
-    /// it is.
+    /// it is, but taken over when it belongs to another AccountQuota (one deleted, or no longer in force): its label
+    /// and owner become `quota`'s.
     ///
     /// # Errors
     /// When kube-apiserver refuses.
     pub async fn create_share(&self, quota: &AccountQuota, space: &str) -> Result<(), Error> {
         let shares: Api<ResourceQuota> = Api::namespaced(self.client.clone(), space);
-        match shares.create(&PostParams::default(), &share_quota(quota, space)).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            Err(error) => Err(Error::from_kube(error, space)),
+        let wanted = share_quota(quota, space);
+        match shares.create(&PostParams::default(), &wanted).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(Error::from_kube(error, space)),
         }
+        let existing = shares.get(SHARE_QUOTA).await.map_err(|e| Error::from_kube(e, space))?;
+        if existing.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL))
+            == wanted.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL))
+            && existing.metadata.owner_references == wanted.metadata.owner_references
+        {
+            return Ok(());
+        }
+        // Its hard stays as it is (within the old quota's plan) until the next pass of `quota` moves it.
+        let adopt = serde_json::json!({"metadata": {
+            "resourceVersion": existing.metadata.resource_version,
+            "labels": wanted.metadata.labels,
+            "ownerReferences": wanted.metadata.owner_references,
+        }});
+        shares
+            .patch(SHARE_QUOTA, &PatchParams::default(), &Patch::Merge(adopt))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_kube(e, space))
     }
 
     /// Runs `work` holding the Lease `name` in [`LEASE_NAMESPACE`], so that no other replica runs work under the same
@@ -597,6 +622,17 @@ pub fn share_quota(quota: &AccountQuota, space: &str) -> ResourceQuota {
             name: Some(SHARE_QUOTA.to_owned()),
             namespace: Some(space.to_owned()),
             labels: Some(labels),
+            // kube-controller-manager's garbage collector deletes the share with its quota (the quota controller does
+            // too, so it does not depend on that alone). No blockOwnerDeletion: that needs rights on the quota's
+            // finalizers, and nothing waits for the shares to go.
+            owner_references: Some(vec![OwnerReference {
+                api_version: format!("{CONFIG_GROUP}/v1"),
+                kind: "AccountQuota".to_owned(),
+                name: quota.metadata.name.clone().unwrap_or_default(),
+                uid: quota.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
             ..ObjectMeta::default()
         },
         spec: Some(ResourceQuotaSpec {
@@ -612,6 +648,42 @@ pub fn share_quota(quota: &AccountQuota, space: &str) -> ResourceQuota {
             ..ResourceQuotaSpec::default()
         }),
         status: None,
+    }
+}
+
+/// Whether kube-apiserver enforces the share `rq`: kube-controller-manager has set its status.hard for every key of its
+/// spec.hard (until then admission lets everything in, uncounted).
+#[must_use]
+pub fn enforced(rq: &ResourceQuota) -> bool {
+    let status = rq.status.as_ref().and_then(|s| s.hard.as_ref());
+    rq.spec
+        .as_ref()
+        .and_then(|s| s.hard.as_ref())
+        .into_iter()
+        .flatten()
+        .all(|(key, _)| status.is_some_and(|s| s.contains_key(key)))
+}
+
+/// Reads the share of `space` until `ready` says yes (true) or `until` is past (false).
+///
+/// # Errors
+/// When kube-apiserver refuses a read.
+pub async fn wait_for_share(
+    client: &Client,
+    space: &str,
+    until: tokio::time::Instant,
+    ready: impl Fn(&ResourceQuota) -> bool,
+) -> Result<bool, Error> {
+    let shares: Api<ResourceQuota> = Api::namespaced(client.clone(), space);
+    loop {
+        let share = shares.get(SHARE_QUOTA).await.map_err(|e| Error::from_kube(e, space))?;
+        if ready(&share) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -749,6 +821,52 @@ pub fn templates_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn quota(name: &str, account: &str, created: i64) -> Arc<AccountQuota> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "uid": format!("uid-{name}"),
+                             "creationTimestamp": Timestamp::from_second(created).expect("a time").to_string()},
+                "spec": {"account": account, "quota": {"hard": {"pods": "4", "requests.cpu": "2"}}},
+            }))
+            .expect("a quota"),
+        )
+    }
+
+    #[test]
+    fn the_oldest_account_quota_of_an_account_is_in_force() {
+        let quotas = [
+            quota("b", "blue", 100),
+            quota("a", "blue", 200),
+            quota("c", "blue", 100),
+            quota("d", "red", 50),
+        ];
+        let name = |account| quota_in_force(&quotas, account).and_then(|q| q.metadata.name.clone());
+        // Oldest first, then by name.
+        assert_eq!(name("blue").as_deref(), Some("b"));
+        assert_eq!(name("red").as_deref(), Some("d"));
+        assert_eq!(name("green"), None);
+    }
+
+    #[test]
+    fn a_share_is_owned_by_its_quota_and_enforced_once_its_status_has_every_limit() {
+        let share = share_quota(&quota("q", "blue", 100), "dev");
+        let owner = &share.metadata.owner_references.as_ref().expect("an owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("AccountQuota", "q", "uid-q")
+        );
+        assert_eq!(owner.api_version, "config.tenancy.loft.sh/v1");
+        assert_eq!(share.metadata.labels.as_ref().expect("labels")[SHARE_LABEL], "q");
+        assert!(!enforced(&share), "no status yet");
+        let mut partly = share.clone();
+        partly.status = serde_json::from_value(serde_json::json!({"hard": {"pods": "0"}})).expect("a status");
+        assert!(!enforced(&partly), "requests.cpu is not enforced yet");
+        let mut whole = share;
+        whole.status =
+            serde_json::from_value(serde_json::json!({"hard": {"pods": "0", "requests.cpu": "0"}})).expect("a status");
+        assert!(enforced(&whole));
+    }
 
     #[test]
     fn objects_are_filled_in_and_labelled_with_their_template() {

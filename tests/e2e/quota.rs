@@ -11,10 +11,35 @@ use crate::harness::{account, create_space, env, eventually, unique, Kubectl};
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn account_quota(name: &str, account: &str) -> String {
+    account_quota_of(name, account, 4)
+}
+
+fn account_quota_of(name: &str, account: &str, pods: u32) -> String {
     format!(
         "apiVersion: config.tenancy.loft.sh/v1\nkind: AccountQuota\nmetadata:\n  name: {name}\nspec:\n  account: {account}\n  \
-quota:\n    hard: {{pods: \"4\", requests.cpu: \"2\"}}\n"
+quota:\n    hard: {{pods: \"{pods}\", requests.cpu: \"2\"}}\n"
     )
+}
+
+/// The share of `space` as JSON, or Null when there is none.
+fn share(space: &str) -> Value {
+    let run = env()
+        .kubectl("admin")
+        .run(&["get", "resourcequota", "account-quota", "-n", space, "-o", "json"]);
+    serde_json::from_str(&run.stdout).unwrap_or_default()
+}
+
+/// The quota's InForce condition: its status and message.
+fn in_force(quota: &str) -> (String, String) {
+    let conditions = status(quota)["conditions"].as_array().cloned().unwrap_or_default();
+    conditions
+        .iter()
+        .find(|c| c["type"] == "InForce")
+        .map(|c| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (text(&c["status"]), text(&c["message"]))
+        })
+        .unwrap_or_default()
 }
 
 /// A pod that never runs here (no kubelet), but counts against quotas like any other.
@@ -96,8 +121,17 @@ fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_s
     let spaces: Vec<String> = (0..3).map(|_| unique("qs")).collect();
     for space in &spaces {
         create_space(&member, space);
+        // The create returns once kube-apiserver enforces the share (kube-controller-manager has filled its
+        // status.hard), so nothing the owners make from then on escapes it.
+        let share = share(space);
+        let hard = &share["status"]["hard"];
+        assert!(
+            hard["pods"].is_string() && hard["requests.cpu"].is_string(),
+            "space {space}: its share is not enforced when the create returns: {share}"
+        );
     }
     shares_settle(&quota, &spaces, 4);
+    assert_eq!(in_force(&quota).0, "True", "{}", status(&quota));
 
     // Twenty creates at once across the three spaces: never more than four pods in all.
     let created = std::thread::scope(|scope| {
@@ -162,7 +196,41 @@ fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_s
     eventually(SETTLE, || create_pod(&member, idle, "i2"));
     assert!(total(&spaces) <= 4, "{} pods in all", total(&spaces));
 
-    // The shares are the space's own: its owners can neither change nor delete them.
+    // The shares are the space's own: its owners can neither change nor delete them, even when their RBAC lets them
+    // write ResourceQuotas (and their status): the admission policy refuses, not RBAC.
+    admin.apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: quota-writer, namespace: {busy}}}\n\
+rules:\n- apiGroups: [\"\"]\n  resources: [resourcequotas, resourcequotas/status]\n  \
+verbs: [get, list, create, update, patch, delete]\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: quota-writer, namespace: {busy}}}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: quota-writer}}\n\
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {group}}}]\n"
+    ));
+    // RBAC does let them: a quota of their own they create and raise.
+    eventually(SETTLE, || {
+        let run = member.run_with_stdin(
+            &["create", "-n", busy, "-f", "-"],
+            Some("apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: mine}\nspec: {hard: {pods: \"1\"}}\n"),
+        );
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    member
+        .run(&[
+            "patch",
+            "resourcequota",
+            "mine",
+            "-n",
+            busy,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"hard":{"pods":"2"}}}"#,
+        ])
+        .ok();
+    let policy = "is enforced by the platform (label tenancy.loft.sh/enforced)";
     let patch = member.run(&[
         "patch",
         "resourcequota",
@@ -174,6 +242,128 @@ fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_s
         r#"{"spec":{"hard":{"pods":"100"}}}"#,
     ]);
     assert!(!patch.success, "an owner raised their share: {}", patch.stdout);
+    assert!(
+        patch.stderr.contains(policy),
+        "refused, but not by the policy: {}",
+        patch.stderr
+    );
+    // status.hard is what admission checks: the status subresource is guarded as well.
+    let patch_status = member.run(&[
+        "patch",
+        "resourcequota",
+        "account-quota",
+        "-n",
+        busy,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"hard":{"pods":"100"}}}"#,
+    ]);
+    assert!(
+        !patch_status.success,
+        "an owner raised their share's status: {}",
+        patch_status.stdout
+    );
+    assert!(
+        patch_status.stderr.contains(policy) && patch_status.stderr.contains("(status)"),
+        "refused, but not by the policy: {}",
+        patch_status.stderr
+    );
     let delete = member.run(&["delete", "resourcequota", "account-quota", "-n", busy]);
     assert!(!delete.success, "an owner deleted their share: {}", delete.stdout);
+    assert!(
+        delete.stderr.contains(policy),
+        "refused, but not by the policy: {}",
+        delete.stderr
+    );
+}
+
+/// The labels' quota name and the owner of `space`'s share, as (label, ownerReferences[0].name).
+fn share_owner(space: &str) -> Option<(String, String)> {
+    let share = share(space);
+    let label = share["metadata"]["labels"]["tenancy.loft.sh/account-quota"]
+        .as_str()?
+        .to_owned();
+    let owner = share["metadata"]["ownerReferences"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Some((label, owner))
+}
+
+#[test]
+fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_behind() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (acc, group) = (unique("requota"), unique("team"));
+    let (first, second) = (unique("aq-first"), unique("aq-second"));
+    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    admin.apply(&account_quota(&first, &acc));
+    let member = env.kubectl_as(&unique("member"), &[&group]);
+    let spaces: Vec<String> = (0..2).map(|_| unique("rq")).collect();
+    for space in &spaces {
+        create_space(&member, space);
+        assert_eq!(
+            share_owner(space),
+            Some((first.clone(), first.clone())),
+            "{}",
+            share(space)
+        );
+    }
+    shares_settle(&first, &spaces, 4);
+
+    // A second quota for the account: not in force, and it says which one is; the shares stay the first's.
+    std::thread::sleep(Duration::from_secs(1)); // creation timestamps have whole seconds
+    admin.apply(&account_quota_of(&second, &acc, 2));
+    let (state, message) = eventually(SETTLE, || match in_force(&second) {
+        (state, message) if !state.is_empty() => Ok((state, message)),
+        other => Err(other),
+    });
+    assert_eq!(state, "False", "{message}");
+    assert!(message.contains(&first), "{message}");
+    assert_eq!(in_force(&first).0, "True");
+    let listed = admin.run(&["get", "accountquota", &second]).ok();
+    assert!(listed.contains("INFORCE") && listed.contains("False"), "{listed}");
+    for space in &spaces {
+        assert_eq!(share_owner(space), Some((first.clone(), first.clone())));
+    }
+
+    // The first one deleted: the second takes over the account's shares and its limit holds.
+    admin.run(&["delete", "accountquota", &first]).ok();
+    eventually(SETTLE, || {
+        let owners: Vec<_> = spaces.iter().map(|s| share_owner(s)).collect();
+        let want = Some((second.clone(), second.clone()));
+        if owners.iter().all(|o| *o == want) && in_force(&second).0 == "True" {
+            Ok(())
+        } else {
+            Err((owners, status(&second)))
+        }
+    });
+    shares_settle(&second, &spaces, 2);
+
+    // The second one deleted too: its shares go (no space stays capped by a quota that is gone).
+    admin.run(&["delete", "accountquota", &second]).ok();
+    eventually(Duration::from_secs(20), || {
+        let left: Vec<&String> = spaces.iter().filter(|s| !share(s).is_null()).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(left)
+        }
+    });
+    // A share with no owner reference (so the garbage collector cannot see it), of a quota that is gone: the quota
+    // controller deletes it all the same.
+    let gone = unique("aq-gone");
+    admin.apply(&format!(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: account-quota\n  namespace: {}\n  labels: \
+{{tenancy.loft.sh/enforced: \"true\", tenancy.loft.sh/account-quota: {gone}}}\nspec: {{hard: {{pods: \"0\"}}}}\n",
+        spaces[0]
+    ));
+    eventually(Duration::from_secs(20), || {
+        if share(&spaces[0]).is_null() {
+            Ok(())
+        } else {
+            Err(share(&spaces[0]))
+        }
+    });
 }

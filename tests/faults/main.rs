@@ -984,18 +984,24 @@ fn create_pod_raw(user: &harness::Kubectl, ns: &str, name: &str) -> Result<(), S
     }
 }
 
-#[test]
-fn with_the_server_stopped_tenants_create_pods_within_their_quota_shares_and_nothing_else_notices() {
-    let _serial = serial();
-    assert_environment_healthy();
+/// A member of a new account (its name starting with `prefix`) whose AccountQuota allows 2 pods.
+fn quota_member(prefix: &str) -> harness::Kubectl {
+    let (acc, group, quota) = (unique(prefix), unique("team"), unique("aq"));
     let admin = env().kubectl("admin");
-    let (acc, group, quota) = (unique("frozen"), unique("team"), unique("aq"));
     admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
     admin.apply(&format!(
         "apiVersion: config.tenancy.loft.sh/v1\nkind: AccountQuota\nmetadata:\n  name: {quota}\nspec:\n  account: {acc}\n  \
 quota:\n    hard: {{pods: \"2\"}}\n"
     ));
-    let member = env().kubectl_as(&unique("member"), &[&group]);
+    env().kubectl_as(&unique("member"), &[&group])
+}
+
+#[test]
+fn with_the_server_stopped_tenants_create_pods_within_their_quota_shares_and_nothing_else_notices() {
+    let _serial = serial();
+    assert_environment_healthy();
+    let admin = env().kubectl("admin");
+    let member = quota_member("frozen");
     let spaces = [unique("fz"), unique("fz")];
     for space in &spaces {
         create_space(&member, space);
@@ -1034,4 +1040,67 @@ quota:\n    hard: {{pods: \"2\"}}\n"
         create_pod_raw(&admin, &elsewhere[0], "unbound")
     });
     drop(frozen);
+}
+
+#[test]
+fn a_space_whose_quota_share_kube_controller_manager_does_not_enforce_in_time_is_not_created() {
+    let _serial = serial();
+    assert_environment_healthy();
+    let admin = env().kubectl("admin");
+    let member = quota_member("unenforced");
+    // The account is known (a first space made), so the create below fails only for its share.
+    let first = unique("ue");
+    create_space(&member, &first);
+    let (late, retried) = (unique("ue"), unique("ue"));
+    let _cleanup = Namespaces(vec![first, late.clone(), retried.clone()]);
+
+    // kube-controller-manager stopped: nothing fills the new share's status.hard, so kube-apiserver would not enforce
+    // it; the owners must get no rights there, and the create fails as a whole.
+    let frozen = Frozen::begin(component_running("kube-controller-manager").expect("kube-controller-manager's pid"));
+    let started = Instant::now();
+    let run = member.run_with_stdin(
+        &["create", "-f", "-"],
+        Some(&format!(
+            "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {late}\n"
+        )),
+    );
+    let took = started.elapsed();
+    assert!(!run.success, "created while its share was not enforced: {}", run.stdout);
+    assert!(run.stderr.contains("was not in force in time"), "{}", run.stderr);
+    eprintln!("refused after {took:?}: {}", run.stderr.trim());
+    // Rolled back: no owner binding, the namespace on its way out (the namespace controller, stopped too, finishes it).
+    let binding = admin.run(&["get", "rolebinding", "tenancy-owner", "-n", &late]);
+    assert!(!binding.success, "the owners got rights: {}", binding.stdout);
+    let deleting = admin
+        .run(&[
+            "get",
+            "namespace",
+            &late,
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ])
+        .stdout;
+    assert!(
+        !deleting.trim().is_empty(),
+        "the half-made namespace was not rolled back"
+    );
+    drop(frozen);
+
+    // With kube-controller-manager back, a create succeeds and its share is enforced when it returns.
+    create_space(&member, &retried);
+    let hard = admin
+        .run(&[
+            "get",
+            "resourcequota",
+            "account-quota",
+            "-n",
+            &retried,
+            "-o",
+            "jsonpath={.status.hard.pods}",
+        ])
+        .ok();
+    assert!(
+        !hard.trim().is_empty(),
+        "the share is not enforced when the create returns"
+    );
 }
