@@ -4,9 +4,9 @@
 //! than the account's `hard`, and nothing of this server is in the admission path: with it down, tenants go on within
 //! the shares they hold, and the rest of the cluster does not notice.
 //!
-//! Why the shares cannot overflow: a pass holds the quota's Lease (one pass at a time, across replicas), reads the
-//! shares fresh from kube-apiserver, lowers shares before it raises any, and makes every write conditional on the
-//! share's resourceVersion as read. A pod admitted in between changes the share's `status.used`, so its
+//! Why the shares cannot overflow: a pass holds its account's Lease and its quota's (one pass at a time, across
+//! replicas, and across versions in a rolling update), reads the shares fresh from kube-apiserver, lowers shares
+//! before it raises any, and makes every write conditional on the share's resourceVersion as read. A pod admitted in between changes the share's `status.used`, so its
 //! resourceVersion, so the write fails and the next pass starts again from what is. A pass raises nothing once it has
 //! held its Lease for [`RAISE_DEADLINE`], well inside the Lease's life, so a stalled pass cannot overlap the next one.
 //! Nor does it raise while a share is new or not enforced for every limit (its `status.used` does not count yet).
@@ -279,102 +279,106 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         .collect();
     let spaces = account_spaces(&cache.read(), quota);
     let client = provisioner.client().clone();
-    // Per account, not per quota: a quota replacing another (or a replica that has not seen the change yet) never
-    // moves the same shares at the same time.
-    provisioner
-        .holding(&format!("quota-account-{}", quota.spec.account), async {
-            let started = Instant::now();
-            let all: Api<ResourceQuota> = Api::all(client.clone());
-            let listed = all
-                .list(&ListParams::default().labels(&format!("{SHARE_LABEL}={name}")))
-                .await
-                .map_err(Error::Backend)?;
-            let mut read = BTreeMap::new();
-            for rq in listed.items {
-                let space = rq.metadata.namespace.clone().unwrap_or_default();
-                if spaces.contains_key(&space) {
-                    read.insert(space, rq);
-                } else {
-                    // The space left the account: its share goes back.
-                    Api::<ResourceQuota>::namespaced(client.clone(), &space)
-                        .delete(SHARE_QUOTA, &DeleteParams::default())
-                        .await
-                        .map_err(Error::Backend)?;
-                }
+    // Per account, so a quota replacing another (or a replica that has not seen the change yet) never moves the same
+    // shares at the same time; and per quota as well, the Lease the previous version held alone, so that during a
+    // rolling update a replica of that version and one of this never pass over the same shares at once. Always in
+    // this order, so two passes never wait on each other.
+    let work = async {
+        let started = Instant::now();
+        let all: Api<ResourceQuota> = Api::all(client.clone());
+        let listed = all
+            .list(&ListParams::default().labels(&format!("{SHARE_LABEL}={name}")))
+            .await
+            .map_err(Error::Backend)?;
+        let mut read = BTreeMap::new();
+        for rq in listed.items {
+            let space = rq.metadata.namespace.clone().unwrap_or_default();
+            if spaces.contains_key(&space) {
+                read.insert(space, rq);
+            } else {
+                // The space left the account: its share goes back.
+                Api::<ResourceQuota>::namespaced(client.clone(), &space)
+                    .delete(SHARE_QUOTA, &DeleteParams::default())
+                    .await
+                    .map_err(Error::Backend)?;
             }
-            // A share made or taken over now is not in this plan (nor, yet, enforced): nothing is raised before the
-            // next pass counts it.
-            let mut raise = true;
-            for space in spaces.keys().filter(|s| !read.contains_key(*s)) {
-                provisioner.create_share(quota, space).await?;
-                raise = false;
+        }
+        // A share made or taken over now is not in this plan (nor, yet, enforced): nothing is raised before the
+        // next pass counts it.
+        let mut raise = true;
+        for space in spaces.keys().filter(|s| !read.contains_key(*s)) {
+            provisioner.create_share(quota, space).await?;
+            raise = false;
+        }
+        // A share whose status.hard lacks a key is not enforced for it, so its status.used does not count what is
+        // there: planned as using nothing, its headroom would go to the others on top of what it holds.
+        raise &= read.values().all(|rq| {
+            let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
+            total.keys().all(|key| status.contains_key(key))
+        });
+        let shares: Vec<Share> = read
+            .iter()
+            .map(|(space, rq)| Share {
+                space: space.clone(),
+                hard: quantities(rq.spec.as_ref().and_then(|s| s.hard.as_ref())),
+                used: quantities(rq.status.as_ref().and_then(|s| s.used.as_ref())),
+                closing: spaces.get(space).copied().unwrap_or(true),
+            })
+            .collect();
+        let planned = plan(&total, &shares);
+        let mut versions: BTreeMap<&str, String> = read
+            .iter()
+            .map(|(space, rq)| (space.as_str(), rq.metadata.resource_version.clone().unwrap_or_default()))
+            .collect();
+        // Lower first, then raise: at no moment do the shares add up to more than the total.
+        let lowered: Vec<BTreeMap<String, i128>> = shares
+            .iter()
+            .zip(&planned)
+            .map(|(share, new)| {
+                new.iter()
+                    .map(|(key, n)| (key.clone(), (*n).min(share.hard.get(key).copied().unwrap_or(0))))
+                    .collect()
+            })
+            .collect();
+        for (share, lowered) in shares.iter().zip(&lowered) {
+            if *lowered != share.hard {
+                let rv = versions[share.space.as_str()].clone();
+                let rv = write_share(&client, &share.space, &rv, lowered, &share.hard).await?;
+                versions.insert(&share.space, rv);
             }
-            // A share whose status.hard lacks a key is not enforced for it, so its status.used does not count what is
-            // there: planned as using nothing, its headroom would go to the others on top of what it holds.
-            raise &= read.values().all(|rq| {
-                let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
-                total.keys().all(|key| status.contains_key(key))
-            });
-            let shares: Vec<Share> = read
-                .iter()
-                .map(|(space, rq)| Share {
-                    space: space.clone(),
-                    hard: quantities(rq.spec.as_ref().and_then(|s| s.hard.as_ref())),
-                    used: quantities(rq.status.as_ref().and_then(|s| s.used.as_ref())),
-                    closing: spaces.get(space).copied().unwrap_or(true),
-                })
-                .collect();
-            let planned = plan(&total, &shares);
-            let mut versions: BTreeMap<&str, String> = read
-                .iter()
-                .map(|(space, rq)| (space.as_str(), rq.metadata.resource_version.clone().unwrap_or_default()))
-                .collect();
-            // Lower first, then raise: at no moment do the shares add up to more than the total.
-            let lowered: Vec<BTreeMap<String, i128>> = shares
-                .iter()
-                .zip(&planned)
-                .map(|(share, new)| {
-                    new.iter()
-                        .map(|(key, n)| (key.clone(), (*n).min(share.hard.get(key).copied().unwrap_or(0))))
-                        .collect()
-                })
-                .collect();
-            for (share, lowered) in shares.iter().zip(&lowered) {
-                if *lowered != share.hard {
-                    let rv = versions[share.space.as_str()].clone();
-                    let rv = write_share(&client, &share.space, &rv, lowered, &share.hard).await?;
-                    versions.insert(&share.space, rv);
-                }
-            }
-            if planned == lowered {
-                write_status(&client, quota, &total, &shares, &planned).await?;
-                return Ok(raise);
-            }
-            if !raise {
+        }
+        if planned == lowered {
+            write_status(&client, quota, &total, &shares, &planned).await?;
+            return Ok(raise);
+        }
+        if !raise {
+            return Ok(false);
+        }
+        // kube-apiserver admits against a quota's status.hard, which kube-controller-manager copies from spec.hard:
+        // nothing is raised before every share's status shows its lowered hard.
+        for ((share, lowered), rq) in shares.iter().zip(&lowered).zip(read.values()) {
+            let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
+            let behind = *lowered != share.hard || !within(&status, lowered);
+            if behind && !in_force(&client, &share.space, lowered, started).await? {
                 return Ok(false);
             }
-            // kube-apiserver admits against a quota's status.hard, which kube-controller-manager copies from spec.hard:
-            // nothing is raised before every share's status shows its lowered hard.
-            for ((share, lowered), rq) in shares.iter().zip(&lowered).zip(read.values()) {
-                let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
-                let behind = *lowered != share.hard || !within(&status, lowered);
-                if behind && !in_force(&client, &share.space, lowered, started).await? {
+        }
+        for ((share, new), lowered) in shares.iter().zip(&planned).zip(&lowered) {
+            if new != lowered {
+                // Every raise, not only the waits: a slow pass must not raise once its Lease may have lapsed.
+                if started.elapsed() >= RAISE_DEADLINE {
                     return Ok(false);
                 }
+                let rv = versions[share.space.as_str()].clone();
+                write_share(&client, &share.space, &rv, new, &share.hard).await?;
             }
-            for ((share, new), lowered) in shares.iter().zip(&planned).zip(&lowered) {
-                if new != lowered {
-                    // Every raise, not only the waits: a slow pass must not raise once its Lease may have lapsed.
-                    if started.elapsed() >= RAISE_DEADLINE {
-                        return Ok(false);
-                    }
-                    let rv = versions[share.space.as_str()].clone();
-                    write_share(&client, &share.space, &rv, new, &share.hard).await?;
-                }
-            }
-            write_status(&client, quota, &total, &shares, &planned).await?;
-            Ok(true)
-        })
+        }
+        write_status(&client, quota, &total, &shares, &planned).await?;
+        Ok(true)
+    };
+    let account_lease = format!("quota-account-{}", quota.spec.account);
+    provisioner
+        .holding(&account_lease, provisioner.holding(&format!("quota-{name}"), work))
         .await
 }
 
