@@ -647,7 +647,7 @@ fn identity_headers_are_read_exactly_as_kube_apiserver_reads_them() {
     );
     let proxy = (env.path("FRONT_PROXY_CLIENT_CERT"), env.path("FRONT_PROXY_CLIENT_KEY"));
     let list = |headers: &[String], cert: bool| -> (u16, String) {
-        let cert = cert.then(|| (proxy.0.as_path(), proxy.1.as_path()));
+        let cert = cert.then_some((proxy.0.as_path(), proxy.1.as_path()));
         curl_with(&spaces_url(), &front_proxy_raw(cert, headers))
     };
     let related = |body: &str| -> Vec<String> {
