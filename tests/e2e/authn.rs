@@ -340,12 +340,25 @@ struct ExtraFrontProxy {
 }
 
 impl ExtraFrontProxy {
-    fn new(ca_pem: String, name: String) -> Self {
-        ExtraFrontProxy {
+    /// A new proxy named `unique(prefix)` (not yet in the ConfigMap), and its client certificate and key.
+    fn generate(prefix: &str) -> (Self, (PathBuf, PathBuf)) {
+        let name = unique(prefix);
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, format!("{name}-ca"));
+        let now = time::OffsetDateTime::now_utc();
+        // Short-lived, so that even a leaked entry would be dropped by kube-apiserver, which filters expired CAs out.
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(1);
+        let ca = rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+        let cert = client_cert(&ca, &name, -1, 1);
+        let ca_pem = ca.pem();
+        let proxy = ExtraFrontProxy {
             ca_body: pem_body(&ca_pem),
             ca_pem,
             name,
-        }
+        };
+        (proxy, cert)
     }
 
     fn add(&self) -> Result<(), String> {
@@ -405,6 +418,15 @@ impl Drop for ExtraFrontProxy {
     }
 }
 
+/// A list of spaces as the forged admin sees it (kube-system among them): the headers were believed.
+fn lists_everything((code, body): (u16, String)) -> Result<(), (u16, String)> {
+    if code == 200 && body.contains("\"kind\":\"SpaceList\"") && body.contains("kube-system") {
+        Ok(())
+    } else {
+        Err((code, body))
+    }
+}
+
 /// Every CA and allowed name of `original` is still in `data`: kube-apiserver's own proxy was never touched.
 #[track_caller]
 fn assert_originals_kept(original: &serde_json::Value, data: &serde_json::Value) {
@@ -429,26 +451,9 @@ fn assert_originals_kept(original: &serde_json::Value, data: &serde_json::Value)
 fn request_header_ca_changes_apply_to_new_connections_without_a_restart() {
     use std::time::{Duration, Instant};
 
-    let name = unique("rotated-proxy");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, format!("{name}-ca"));
-    let now = time::OffsetDateTime::now_utc();
-    // Short-lived, so that even a leaked entry would be dropped by kube-apiserver, which filters expired CAs out.
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(1);
-    let ca = rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let cert = client_cert(&ca, &name, -1, 1);
-    let proxy = ExtraFrontProxy::new(ca.pem(), name);
+    let (proxy, cert) = ExtraFrontProxy::generate("rotated-proxy");
     let original = auth_configmap().expect("the ConfigMap")["data"].clone();
     assert_eq!(proxy.present(&original), Ok((false, false)));
-    let accepted = |(code, body): (u16, String)| {
-        if code == 200 && body.contains("\"kind\":\"SpaceList\"") && body.contains("kube-system") {
-            Ok(())
-        } else {
-            Err((code, body))
-        }
-    };
 
     // Unknown CA: the forged admin is not believed.
     assert_refused(forged_list(Some(cert.clone())));
@@ -456,14 +461,16 @@ fn request_header_ca_changes_apply_to_new_connections_without_a_restart() {
     // Trusted, without a restart: a new connection with the new proxy's certificate asserts identities.
     proxy.add().expect("adding the proxy");
     let added = Instant::now();
-    crate::harness::eventually(Duration::from_secs(30), || accepted(forged_list(Some(cert.clone()))));
+    crate::harness::eventually(Duration::from_secs(30), || {
+        lists_everything(forged_list(Some(cert.clone())))
+    });
     eprintln!("new front-proxy CA trusted after {:?}", added.elapsed());
     // Additive: kube-apiserver's own CA and proxy are still in the ConfigMap and still trusted.
     let data = auth_configmap().expect("the ConfigMap")["data"].clone();
     assert_eq!(proxy.present(&data), Ok((true, true)), "{data}");
     assert_originals_kept(&original, &data);
     let env = env();
-    accepted(forged_list(Some((
+    lists_everything(forged_list(Some((
         env.path("FRONT_PROXY_CLIENT_CERT"),
         env.path("FRONT_PROXY_CLIENT_KEY"),
     ))))
@@ -579,30 +586,16 @@ impl OneConnection {
 /// connections to an aggregated server open for long).
 #[test]
 fn a_removed_request_header_ca_is_distrusted_on_a_connection_opened_while_it_was_trusted() {
-    let name = unique("held-proxy");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, format!("{name}-ca"));
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(1);
-    let ca = rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let cert = client_cert(&ca, &name, -1, 1);
     // Its own CA and name beside kube-apiserver's, never theirs: the other tests keep using the real proxy meanwhile.
-    let proxy = ExtraFrontProxy::new(ca.pem(), name);
+    let (proxy, cert) = ExtraFrontProxy::generate("held-proxy");
     let headers = [("X-Remote-User", "admin"), ("X-Remote-Group", "system:masters")];
-    let served = |(code, body): (u16, String)| {
-        if code == 200 && body.contains("\"kind\":\"SpaceList\"") && body.contains("kube-system") {
-            Ok(())
-        } else {
-            Err((code, body))
-        }
-    };
 
     proxy.add().expect("adding the proxy");
-    eventually(Duration::from_secs(30), || served(forged_list(Some(cert.clone()))));
+    eventually(Duration::from_secs(30), || {
+        lists_everything(forged_list(Some(cert.clone())))
+    });
     let mut held = OneConnection::open(&cert.0, &cert.1);
-    served(held.get("/apis/tenancy.loft.sh/v1/spaces", &headers)).expect("trusted on the held connection");
+    lists_everything(held.get("/apis/tenancy.loft.sh/v1/spaces", &headers)).expect("trusted on the held connection");
 
     proxy.remove().expect("removing the proxy");
     let removed = std::time::Instant::now();
@@ -623,7 +616,7 @@ fn a_removed_request_header_ca_is_distrusted_on_a_connection_opened_while_it_was
     // Trusted again on the same connection once the CA is back; removed again by the guard.
     proxy.add().expect("adding the proxy again");
     eventually(Duration::from_secs(30), || {
-        served(held.get("/apis/tenancy.loft.sh/v1/spaces", &headers))
+        lists_everything(held.get("/apis/tenancy.loft.sh/v1/spaces", &headers))
     });
 }
 

@@ -67,6 +67,28 @@ namespace: untouched\ncurrent-context: alice@local\n",
     file
 }
 
+/// `kubectl space args` (a create), again until it succeeds: the server may be a moment behind a new Account. Its stdout.
+fn create_eventually(kubeconfig: &Path, args: &[&str]) -> String {
+    eventually(SETTLE, || {
+        let run = space(kubeconfig, args);
+        if run.success {
+            Ok(run.stdout)
+        } else {
+            Err(run.stderr)
+        }
+    })
+}
+
+/// The cells of `name`'s row in a printed table.
+fn row_of<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{table}"))
+        .split_whitespace()
+        .collect()
+}
+
 #[test]
 fn a_tenant_lists_creates_uses_and_deletes_her_spaces_with_kubectl_space() {
     let env = env();
@@ -124,26 +146,14 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
 
     // create, in her account; the space is hers at once.
     let name = unique("plugin-space");
-    let created = eventually(SETTLE, || {
-        let run = space(&kubeconfig, &["create", &name, "--account", &acc]);
-        if run.success {
-            Ok(run.stdout)
-        } else {
-            Err(run.stderr)
-        }
-    });
+    let created = create_eventually(&kubeconfig, &["create", &name, "--account", &acc]);
     assert_eq!(created, format!("space.tenancy.loft.sh/{name} created\n"));
 
     // list: her space with the server's columns; never a namespace she has no access to.
     let list = space(&kubeconfig, &["list"]).ok();
     let header: Vec<&str> = list.lines().next().unwrap_or("").split_whitespace().collect();
     assert_eq!(header, ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE"], "{list}");
-    let row: Vec<&str> = list
-        .lines()
-        .find(|l| l.starts_with(&name))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{list}"))
-        .split_whitespace()
-        .collect();
+    let row = row_of(&list, &name);
     assert_eq!(row[..3], [name.as_str(), acc.as_str(), "Active"], "{list}");
     assert!(!list.contains(&not_hers), "{list}");
     assert!(!list.contains(&home), "{list}");
@@ -306,25 +316,13 @@ subjects: [{subject}]\n  space: {{limit: 3, templates: [{tpl}]}}\n",
     // --template picks the account that applies it (of her two, while the server may be a moment behind them);
     // --param reaches the template's objects.
     let name = unique("plugin-from-template");
-    let created = eventually(SETTLE, || {
-        let run = space(
-            &kubeconfig,
-            &["create", &name, "--template", &tpl, "--param", "tier=gold"],
-        );
-        if run.success {
-            Ok(run.stdout)
-        } else {
-            Err(run.stderr)
-        }
-    });
+    let created = create_eventually(
+        &kubeconfig,
+        &["create", &name, "--template", &tpl, "--param", "tier=gold"],
+    );
     assert_eq!(created, format!("space.tenancy.loft.sh/{name} created\n"));
     let list = space(&kubeconfig, &["list"]).ok();
-    let row: Vec<&str> = list
-        .lines()
-        .find(|l| l.starts_with(&name))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{list}"))
-        .split_whitespace()
-        .collect();
+    let row = row_of(&list, &name);
     assert_eq!(row[..2], [name.as_str(), templated.as_str()], "{list}");
     let settings = admin
         .run(&[
