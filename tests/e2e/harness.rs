@@ -743,22 +743,31 @@ fn curl_json(url: &str, mut args: Vec<String>, method: &str, body: Option<&str>)
 /// curl arguments for a server's own port with kube-apiserver's front-proxy certificate, asserting `user`/`groups`.
 pub fn front_proxy(user: &str, groups: &[&str]) -> Vec<String> {
     let env = env();
-    let mut args: Vec<String> = [
-        "--cacert",
-        env.var("SERVER_CA_CERT"),
-        "--cert",
-        env.var("FRONT_PROXY_CLIENT_CERT"),
-        "--key",
-        env.var("FRONT_PROXY_CLIENT_KEY"),
-        "-H",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(format!("X-Remote-User: {user}"));
-    for group in groups {
-        args.push("-H".to_owned());
-        args.push(format!("X-Remote-Group: {group}"));
+    let mut headers = vec![format!("X-Remote-User: {user}")];
+    headers.extend(groups.iter().map(|group| format!("X-Remote-Group: {group}")));
+    front_proxy_raw(
+        Some((
+            &env.path("FRONT_PROXY_CLIENT_CERT"),
+            &env.path("FRONT_PROXY_CLIENT_KEY"),
+        )),
+        &headers,
+    )
+}
+
+/// curl arguments for a server's own port: its CA, the client certificate and key `cert` (if any), and `headers` as
+/// they are (`Name: value` lines, or curl's `Name;` for an empty value), for tests of what the server believes.
+pub fn front_proxy_raw(cert: Option<(&Path, &Path)>, headers: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--cacert".to_owned(), env().var("SERVER_CA_CERT").to_owned()];
+    if let Some((crt, key)) = cert {
+        args.extend([
+            "--cert".to_owned(),
+            crt.display().to_string(),
+            "--key".to_owned(),
+            key.display().to_string(),
+        ]);
+    }
+    for header in headers {
+        args.extend(["-H".to_owned(), header.clone()]);
     }
     args
 }

@@ -67,6 +67,28 @@ namespace: untouched\ncurrent-context: alice@local\n",
     file
 }
 
+/// `kubectl space args` (a create), again until it succeeds: the server may be a moment behind a new Account. Its stdout.
+fn create_eventually(kubeconfig: &Path, args: &[&str]) -> String {
+    eventually(SETTLE, || {
+        let run = space(kubeconfig, args);
+        if run.success {
+            Ok(run.stdout)
+        } else {
+            Err(run.stderr)
+        }
+    })
+}
+
+/// The cells of `name`'s row in a printed table.
+fn row_of<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{table}"))
+        .split_whitespace()
+        .collect()
+}
+
 #[test]
 fn a_tenant_lists_creates_uses_and_deletes_her_spaces_with_kubectl_space() {
     let env = env();
@@ -124,26 +146,14 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
 
     // create, in her account; the space is hers at once.
     let name = unique("plugin-space");
-    let created = eventually(SETTLE, || {
-        let run = space(&kubeconfig, &["create", &name, "--account", &acc]);
-        if run.success {
-            Ok(run.stdout)
-        } else {
-            Err(run.stderr)
-        }
-    });
+    let created = create_eventually(&kubeconfig, &["create", &name, "--account", &acc]);
     assert_eq!(created, format!("space.tenancy.loft.sh/{name} created\n"));
 
     // list: her space with the server's columns; never a namespace she has no access to.
     let list = space(&kubeconfig, &["list"]).ok();
     let header: Vec<&str> = list.lines().next().unwrap_or("").split_whitespace().collect();
     assert_eq!(header, ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE"], "{list}");
-    let row: Vec<&str> = list
-        .lines()
-        .find(|l| l.starts_with(&name))
-        .unwrap_or_else(|| panic!("{name} missing from:\n{list}"))
-        .split_whitespace()
-        .collect();
+    let row = row_of(&list, &name);
     assert_eq!(row[..3], [name.as_str(), acc.as_str(), "Active"], "{list}");
     assert!(!list.contains(&not_hers), "{list}");
     assert!(!list.contains(&home), "{list}");
@@ -230,9 +240,6 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
     let err = space(&kubeconfig, &["create", &refused, "--account", &other]).err();
     assert!(err.starts_with("Error from server (Forbidden): "), "{err}");
     assert!(err.contains(&format!("not a member of account \"{other}\"")), "{err}");
-    // --template: the API has no such field; refused before anything is sent.
-    let err = space(&kubeconfig, &["create", &refused, "--template", "default"]).err();
-    assert!(err.contains("spec.space.templates"), "{err}");
     let gone = admin.run(&["get", "namespace", &refused]).err();
     assert!(gone.contains("NotFound"), "{gone}");
 
@@ -269,4 +276,133 @@ subjects: [{{kind: ServiceAccount, name: alice, namespace: {home}}}]\n  space: {
         after.stdout,
         after.stderr
     );
+}
+
+#[test]
+fn a_tenant_creates_a_space_from_a_template_in_the_account_that_applies_it() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (home, plain, templated, tpl) = (
+        unique("plugin-tpl-home"),
+        unique("plugin-plain"),
+        unique("plugin-templated"),
+        unique("plugin-template"),
+    );
+    let subject = format!("{{kind: ServiceAccount, name: alice, namespace: {home}}}");
+    // Two accounts of hers: one with the default template, one with a template declaring a parameter.
+    admin.apply(&format!(
+        "{}apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: alice\n  namespace: {home}\n---\n\
+apiVersion: config.tenancy.loft.sh/v1\nkind: SpaceTemplate\nmetadata:\n  name: {tpl}\nspec:\n  \
+parameters:\n  - {{name: tier, default: bronze}}\n  objects:\n  - {{apiVersion: v1, kind: ConfigMap, \
+metadata: {{name: settings}}, data: {{tier: \"${{tier}}\", account: \"${{ACCOUNT}}\"}}}}\n---\n\
+apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {plain}\nspec:\n  \
+subjects: [{subject}]\n  space: {{limit: 3}}\n---\n\
+apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {templated}\nspec:\n  \
+subjects: [{subject}]\n  space: {{limit: 3, templates: [{tpl}]}}\n",
+        namespace(&home),
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = tenant_kubeconfig(dir.path(), &home, "alice");
+
+    let help = space(&kubeconfig, &["create", "--help"]).ok();
+    for part in [
+        "--template TEMPLATE",
+        "--param KEY=VALUE",
+        "kubectl space create team-a-web --template web",
+    ] {
+        assert!(help.contains(part), "{part:?} missing from:\n{help}");
+    }
+
+    // --template picks the account that applies it (of her two, while the server may be a moment behind them);
+    // --param reaches the template's objects.
+    let name = unique("plugin-from-template");
+    let created = create_eventually(
+        &kubeconfig,
+        &["create", &name, "--template", &tpl, "--param", "tier=gold"],
+    );
+    assert_eq!(created, format!("space.tenancy.loft.sh/{name} created\n"));
+    let list = space(&kubeconfig, &["list"]).ok();
+    let row = row_of(&list, &name);
+    assert_eq!(row[..2], [name.as_str(), templated.as_str()], "{list}");
+    let settings = admin
+        .run(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            &name,
+            "-o",
+            "jsonpath={.data.tier} {.data.account}",
+        ])
+        .ok();
+    assert_eq!(settings, format!("gold {templated}"));
+    // Only that account's templates: not the default one of the other account.
+    let quotas = admin.run(&["get", "resourcequota", "-n", &name, "-o", "name"]).ok();
+    assert_eq!(quotas, "", "{quotas}");
+
+    // An account that does not apply it, a template none of hers applies, a template two of hers apply: refused before
+    // anything is sent, saying why, and nothing is made.
+    let refused = unique("plugin-tpl-refused");
+    let err = space(
+        &kubeconfig,
+        &["create", &refused, "--template", &tpl, "--account", &plain],
+    )
+    .err();
+    assert!(
+        err.contains(&format!(
+            "account \"{plain}\" does not apply template \"{tpl}\"; its templates: default"
+        )),
+        "{err}"
+    );
+    let err = space(&kubeconfig, &["create", &refused, "--template", "no-such-template"]).err();
+    assert!(
+        err.contains("no account of yours applies template \"no-such-template\"")
+            && err.contains(&format!("{plain} (default)"))
+            && err.contains(&format!("{templated} ({tpl})")),
+        "{err}"
+    );
+    admin.apply(&format!(
+        "apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {plain}\nspec:\n  \
+subjects: [{subject}]\n  space: {{limit: 3, templates: [default, {tpl}]}}\n"
+    ));
+    let err = eventually(SETTLE, || {
+        let run = space(&kubeconfig, &["create", &refused, "--template", &tpl]);
+        if run.stderr.contains("several") {
+            Ok(run.stderr)
+        } else {
+            Err((run.success, run.stderr))
+        }
+    });
+    let mut both = [plain.as_str(), templated.as_str()];
+    both.sort_unstable();
+    assert!(
+        err.contains(&format!(
+            "applied by several of your accounts: {}, {}; choose one with --account",
+            both[0], both[1]
+        )),
+        "{err}"
+    );
+    let gone = admin.run(&["get", "namespace", &refused]).err();
+    assert!(gone.contains("NotFound"), "{gone}");
+
+    // A parameter her template does not declare: the server's own refusal, naming the field.
+    let err = space(
+        &kubeconfig,
+        &[
+            "create",
+            &refused,
+            "--template",
+            &tpl,
+            "--account",
+            &templated,
+            "--param",
+            "tire=gold",
+        ],
+    )
+    .err();
+    assert!(err.contains("spec.templateParameters.tire"), "{err}");
+    let gone = admin.run(&["get", "namespace", &refused]).err();
+    assert!(gone.contains("NotFound"), "{gone}");
+
+    space(&kubeconfig, &["delete", &name, "--wait=false"]).ok();
 }

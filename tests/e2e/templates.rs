@@ -286,4 +286,65 @@ fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_
     assert_eq!(config_map_value(&kept, "change", "{.data.v}").as_deref(), Some("1"));
     assert_eq!(config_map_value(&kept, "drop", "{.data.v}").as_deref(), Some("1"));
     assert_eq!(config_map_value(&kept, "added", "{.data.v}"), None);
+
+    // An edit the server cannot carry out (a Secret: no template kind of the server's RBAC, so kube-apiserver refuses
+    // it) is recorded as Failed with the reason, for the space's owner to read; the objects before it are applied.
+    let second_objects = [
+        config_map("keep", "v: \"1\""),
+        config_map("change", "v: \"2\", tier: \"${tier}\""),
+        config_map("added", "v: \"1\", space: \"${SPACE}\""),
+    ];
+    let mut failing: Vec<&str> = second_objects.iter().map(String::as_str).collect();
+    let before_secret = config_map("before-secret", "v: \"1\"");
+    failing.push(&before_secret);
+    failing.push("{apiVersion: v1, kind: Secret, metadata: {name: forbidden}, stringData: {k: v}}");
+    admin.apply(&template(&tpl, &["{name: tier, default: bronze}"], &failing));
+    let third = generation(&tpl);
+    let watched = &spaces[0];
+    let status = |user: &Kubectl| {
+        user.run(&[
+            "get",
+            "space",
+            watched,
+            "-o",
+            "jsonpath={.status.templates[0].generation} {.status.templates[0].status} \
+{.status.templates[0].reason}",
+        ])
+        .ok()
+    };
+    let failed = eventually(CONVERGE, || {
+        let seen = status(&synced_member);
+        if seen.starts_with(&format!("{third} Failed ")) {
+            Ok(seen)
+        } else {
+            Err(seen)
+        }
+    });
+    assert!(
+        failed.ends_with("applying Secret \"forbidden\" was refused: Forbidden (403)"),
+        "{failed}"
+    );
+    assert_eq!(
+        config_map_value(watched, "before-secret", "{.data.v}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(config_map_value(watched, "change", "{.data.v}").as_deref(), Some("2"));
+
+    // Reverted: the next generation is Applied, and what the failed one made is removed.
+    let reverted: Vec<&str> = second_objects.iter().map(String::as_str).collect();
+    admin.apply(&template(&tpl, &["{name: tier, default: bronze}"], &reverted));
+    let fourth = generation(&tpl);
+    eventually(CONVERGE, || {
+        let seen = status(&synced_member);
+        if seen.trim_end() == format!("{fourth} Applied") {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    });
+    assert_eq!(config_map_value(watched, "before-secret", "{.data.v}"), None);
+    assert_eq!(
+        config_map_value(watched, "change", "{.data.v} {.data.tier}").as_deref(),
+        Some("2 gold")
+    );
 }

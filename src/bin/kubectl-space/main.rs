@@ -1,6 +1,9 @@
 //! `kubectl space`: the tenant's kubectl plugin for `tenancy.loft.sh/v1` — list, create, use and delete spaces, list
 //! accounts, open the web console — with the tenant's own kubeconfig, through kube-apiserver like any other client.
 //!
+//! A space gets the SpaceTemplates of its Account (`spec.space.templates`), so `create --template T` picks the account:
+//! the caller's one Account whose templates include T, as the accounts view shows them.
+//!
 //! Installed as `kubectl-space` on PATH, kubectl runs it for `kubectl space ...`. Tables are the server's own
 //! (`as=Table`), so the columns are those of `kubectl get spaces` / `kubectl get accounts`; errors are the server's
 //! Status message, as kubectl prints them, with a non-zero exit.
@@ -8,6 +11,7 @@
 mod console;
 mod kubeconfig;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,6 +72,9 @@ your access allows, and the accounts you belong to.",
   kubectl space create team-a-dev --account team-a
   kubectl space use team-a-dev
 
+  # Create a space from template web, with a value for its parameter tier
+  kubectl space create team-a-web --template web --param tier=gold
+
   # List the accounts you belong to
   kubectl space accounts
 
@@ -115,13 +122,24 @@ enum Command {
     /// Create a space
     #[command(
         help_template = COMMAND_HELP,
-        override_usage = "kubectl space create NAME [--account ACCOUNT] [options]",
-        before_help = "Examples:
+        override_usage = "kubectl space create NAME [--account ACCOUNT] [--template TEMPLATE] [--param KEY=VALUE]... \
+[options]",
+        before_help = " A space gets the SpaceTemplates of its account. --template picks the account: the one of your accounts
+ whose templates include TEMPLATE (kubectl get accounts -o yaml shows them, in spec.space.templates); with --account
+ too, that account must apply it.
+
+Examples:
   # Create a space in your only account
   kubectl space create team-a-dev
 
   # Create a space in a given account
   kubectl space create team-a-dev --account team-a
+
+  # Create a space in the one of your accounts that applies template web
+  kubectl space create team-a-web --template web
+
+  # Give values to the parameters its templates declare (spec.templateParameters)
+  kubectl space create team-a-web --template web --param tier=gold --param owner=alice
 
   # Check that it could be created, without creating it
   kubectl space create team-a-dev --dry-run"
@@ -129,12 +147,15 @@ enum Command {
     Create {
         /// Name of the new space (a DNS-1123 label; also its namespace's name).
         name: String,
-        /// The Account that owns the space (default: your only account).
+        /// The Account that owns the space (default: your only account, or the one that applies --template).
         #[arg(long, value_name = "ACCOUNT")]
         account: Option<String>,
-        /// Not supported: a space gets the SpaceTemplates its Account names (spec.space.templates).
+        /// Create the space in the one of your accounts whose SpaceTemplates include TEMPLATE.
         #[arg(long, value_name = "TEMPLATE")]
         template: Option<String>,
+        /// A value for a parameter the space's templates declare (spec.templateParameters); repeatable.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
         /// Validate on the server without creating anything (dryRun=All).
         #[arg(long)]
         dry_run: bool,
@@ -257,17 +278,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
-    // Refused before anything is sent: the API has no field for it (a Space's templates are its Account's).
-    if let Command::Create {
-        template: Some(template),
-        ..
-    } = &cli.command
-    {
-        return Err(Error::Usage(format!(
-            "--template {template}: a space cannot choose its templates; it gets the SpaceTemplates its Account names \
-             (spec.space.templates, set by a cluster admin). Create the space in an account that names {template:?}."
-        )));
-    }
     // The console needs no client here: kubectl proxy reads the kubeconfig itself.
     if let Command::Console { port, no_browser } = &cli.command {
         return Ok(console::run(cli.kubeconfig.as_deref(), cli.context.as_deref(), *port, !no_browser).await?);
@@ -277,8 +287,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::List { output } => print_table(&client, SPACES, output, "spaces").await,
         Command::Accounts => print_table(&client, ACCOUNTS, None, "accounts").await,
         Command::Create {
-            name, account, dry_run, ..
-        } => create(&client, name, account, dry_run).await,
+            name,
+            account,
+            template,
+            params,
+            dry_run,
+        } => {
+            let account = match template {
+                Some(template) => Some(account_of_template(&client, &template, account.as_deref()).await?),
+                None => account,
+            };
+            create(&client, name, account, parameters(params)?, dry_run).await
+        }
         Command::Use { name } => {
             // The space must be there (and visible) before the kubeconfig changes.
             client.request::<Space>(get(&format!("{SPACES}/{name}"))).await?;
@@ -324,7 +344,119 @@ fn get(path: &str) -> Request<Vec<u8>> {
         .expect("a GET request from a path")
 }
 
-async fn create(client: &Client, name: String, account: Option<String>, dry_run: bool) -> Result<(), Error> {
+/// `KEY=VALUE` of `--param`, split at the first `=`.
+fn parse_param(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{arg:?} is not KEY=VALUE")),
+    }
+}
+
+/// The `--param` values as `spec.templateParameters`; a key given twice is refused rather than one value dropped.
+fn parameters(params: Vec<(String, String)>) -> Result<BTreeMap<String, String>, Error> {
+    let mut map = BTreeMap::new();
+    for (key, value) in params {
+        if map.insert(key.clone(), value).is_some() {
+            return Err(Error::Usage(format!("--param {key} is given more than once")));
+        }
+    }
+    Ok(map)
+}
+
+/// The parts of the accounts view (`kubectl get accounts -o json`) that say which templates each account applies.
+#[derive(Debug, Deserialize)]
+struct AccountList {
+    #[serde(default)]
+    items: Vec<AccountItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountItem {
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: AccountItemSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AccountItemSpec {
+    #[serde(default)]
+    space: AccountItemSpace,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AccountItemSpace {
+    /// The templates its new spaces get (the default one when the Account names none).
+    #[serde(default)]
+    templates: Vec<String>,
+}
+
+/// The account a space made from `template` belongs in: of the caller's accounts, the one whose templates include it
+/// (`account`, if given, must be that one). Refused before anything is made when none or several do.
+async fn account_of_template(client: &Client, template: &str, account: Option<&str>) -> Result<String, Error> {
+    let list: AccountList = client.request(get(ACCOUNTS)).await?;
+    let accounts: Vec<(String, Vec<String>)> = list
+        .items
+        .into_iter()
+        .map(|a| (a.metadata.name.unwrap_or_default(), a.spec.space.templates))
+        .collect();
+    choose_account(&accounts, template, account)
+}
+
+/// [`account_of_template`]'s choice among `accounts` (name, templates).
+fn choose_account(accounts: &[(String, Vec<String>)], template: &str, account: Option<&str>) -> Result<String, Error> {
+    let templates_of = |templates: &[String]| {
+        if templates.is_empty() {
+            "none".to_owned()
+        } else {
+            templates.join(", ")
+        }
+    };
+    if let Some(wanted) = account {
+        let Some((_, templates)) = accounts.iter().find(|(name, _)| name == wanted) else {
+            return Err(Error::Usage(format!(
+                "account {wanted:?} is not one of your accounts (see 'kubectl space accounts')"
+            )));
+        };
+        if !templates.iter().any(|t| t == template) {
+            return Err(Error::Usage(format!(
+                "account {wanted:?} does not apply template {template:?}; its templates: {}",
+                templates_of(templates)
+            )));
+        }
+        return Ok(wanted.to_owned());
+    }
+    let matching: Vec<&str> = accounts
+        .iter()
+        .filter(|(_, templates)| templates.iter().any(|t| t == template))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    match matching[..] {
+        [one] => Ok(one.to_owned()),
+        [] if accounts.is_empty() => Err(Error::Usage(format!(
+            "no account of yours applies template {template:?}: you belong to no account"
+        ))),
+        [] => Err(Error::Usage(format!(
+            "no account of yours applies template {template:?}; your accounts' templates: {}",
+            accounts
+                .iter()
+                .map(|(name, templates)| format!("{name} ({})", templates_of(templates)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(Error::Usage(format!(
+            "template {template:?} is applied by several of your accounts: {}; choose one with --account",
+            matching.join(", ")
+        ))),
+    }
+}
+
+async fn create(
+    client: &Client,
+    name: String,
+    account: Option<String>,
+    template_parameters: BTreeMap<String, String>,
+    dry_run: bool,
+) -> Result<(), Error> {
     let space = Space {
         api_version: GROUP_VERSION.to_owned(),
         kind: KIND.to_owned(),
@@ -334,6 +466,7 @@ async fn create(client: &Client, name: String, account: Option<String>, dry_run:
         },
         spec: SpaceSpec {
             account,
+            template_parameters,
             ..SpaceSpec::default()
         },
         status: Default::default(),
