@@ -45,6 +45,9 @@ pub type Request = http::Request<RequestBody>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub type Response = http::Response<Body>;
 
+/// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB): the stack limits them,
+/// the handlers that read one answer 413. Here, not in either, so neither imports the other.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Go opens extra connections past its peer's stream limit; kube-apiserver multiplexes every watch on one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;

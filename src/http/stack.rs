@@ -19,13 +19,11 @@ use tower_http::trace::TraceLayer;
 
 use super::error::Error;
 use super::request_info::{Access, RequestInfo, Resource, Target, Verb};
-use super::{accounts, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response};
+use super::{accounts, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response, MAX_BODY};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::Decision;
 use crate::tls::{Acceptor, PeerCertificates};
 
-/// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// How long a handler may take to answer (kube-apiserver's default `--request-timeout`); a watch answers at once and
 /// then streams for its own timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);

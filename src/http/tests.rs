@@ -14,8 +14,8 @@ use kube::runtime::watcher::Event;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::stack::{stack, Peer, MAX_BODY};
-use super::App;
+use super::stack::{stack, Peer};
+use super::{App, MAX_BODY};
 use crate::authn::{PeerIdentity, RequestHeaderConfig};
 use crate::fixtures::{binding, namespace, namespace_role, user_subject};
 use crate::state::{Cache, Update};
