@@ -1,6 +1,7 @@
-//! The HTTP edge: accepts TLS connections and serves each request through the stack in [`stack`] (authentication,
-//! request info, authorization, then one dispatch to the handlers of discovery, spaces, accounts, the web console and
-//! the operators' endpoints). Errors become `metav1.Status` in [`error`], and nowhere else.
+//! The HTTP edge: accepts TLS connections and serves each request through the stack in [`stack`] (request info,
+//! authentication, authorization, then one dispatch to the handlers of discovery, spaces, accounts, the web console and
+//! the operators' endpoints). Every error, the ERROR event that ends a watch included, becomes a `metav1.Status` in
+//! [`error::status_of`] and nowhere else; other modules say what went wrong in their own types.
 
 pub mod accounts;
 pub mod console;
