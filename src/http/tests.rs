@@ -39,9 +39,9 @@ async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Respon
         (Method::POST, "/apis/authorization.k8s.io/v1/subjectaccessreviews") => {
             let user = sent["spec"]["user"].as_str().unwrap_or_default();
             let namespaces = sent["spec"]["resourceAttributes"]["resource"] == "namespaces";
-            let allowed = !user.starts_with("denied-") && !(namespaces && user.starts_with("viewer-"));
+            let denied = user.starts_with("denied-") || (namespaces && user.starts_with("viewer-"));
             let mut review = sent.clone();
-            review["status"] = json!({"allowed": allowed, "reason": "as the test says"});
+            review["status"] = json!({"allowed": !denied, "reason": "as the test says"});
             (200, review)
         }
         (Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews") => {
