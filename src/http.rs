@@ -1,6 +1,7 @@
-//! The HTTP edge: accepts TLS connections and serves each request through the stack in [`stack`] (authentication,
-//! request info, authorization, then one dispatch to the handlers of discovery, spaces, accounts, the web console and
-//! the operators' endpoints). Errors become `metav1.Status` in [`error`], and nowhere else.
+//! The HTTP edge: accepts TLS connections and serves each request through the stack in [`stack`] (request info,
+//! authentication, authorization, then one dispatch to the handlers of discovery, spaces, accounts, the web console and
+//! the operators' endpoints). Every error, the ERROR event that ends a watch included, becomes a `metav1.Status` in
+//! [`error::status_of`] and nowhere else; other modules say what went wrong in their own types.
 
 pub mod accounts;
 pub mod console;
@@ -45,6 +46,9 @@ pub type Request = http::Request<RequestBody>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub type Response = http::Response<Body>;
 
+/// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB): the stack limits them,
+/// the handlers that read one answer 413. Here, not in either, so neither imports the other.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Go opens extra connections past its peer's stream limit; kube-apiserver multiplexes every watch on one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;

@@ -37,10 +37,17 @@ pub enum Error {
     Selector(#[from] selector::Error),
     #[error(transparent)]
     Paging(#[from] paging::Error),
+    /// A list or watch option that cannot be honoured.
     #[error("invalid option {}", .0.field)]
-    InvalidOption(InvalidOption),
+    InvalidOption(FieldError),
+    /// A patch option that cannot be honoured (checked before the space is looked up, as kube-apiserver does).
+    #[error("invalid patch option {}", .0.field)]
+    InvalidPatchOption(FieldError),
     #[error(transparent)]
     Watch(#[from] watch::Error),
+    /// A watch of accounts resumed from a position other than the current one: accounts keep no history.
+    #[error("accounts keep no history: resourceVersion {0} is not the current one")]
+    AccountsExpired(String),
     /// A continue token whose snapshot has left the change log.
     #[error("continue token expired")]
     ContinueExpired,
@@ -53,10 +60,16 @@ pub enum Error {
         reason: String,
     },
     #[error("invalid space {name:?}")]
-    Invalid {
-        name: String,
-        causes: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause>,
-    },
+    Invalid { name: String, errors: Vec<FieldError> },
+    /// An update without the resourceVersion it replaces.
+    #[error("space {0:?}: an update needs a resourceVersion")]
+    NoResourceVersion(String),
+    /// A body naming another space than the URL.
+    #[error("the body names space {sent:?}, the URL {url:?}")]
+    NameMismatch { sent: String, url: String },
+    /// Unknown fields under `fieldValidation=Strict`.
+    #[error(transparent)]
+    Strict(#[from] crate::api::decode::StrictError),
     #[error("space {0:?} changed since it was read")]
     Conflict(String),
     #[error("space {0:?} already exists")]
@@ -78,14 +91,9 @@ pub enum Error {
     /// The connected cluster a write is for does not answer now.
     #[error("connected cluster {0:?} is unavailable")]
     ClusterUnavailable(String),
-    /// kube-apiserver refused the namespace write; told in its words.
-    #[error("{message}")]
-    Kube {
-        code: u16,
-        reason: String,
-        message: String,
-        causes: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause>,
-    },
+    /// kube-apiserver refused the namespace write: its answer, about the namespace (told as one about the space).
+    #[error("kube-apiserver refused: {}", .0.message)]
+    Kube(Box<kube::core::Status>),
     #[error("talking to kube-apiserver")]
     Backend(#[source] kube::Error),
     #[error(transparent)]
@@ -109,39 +117,64 @@ pub enum Error {
     },
 }
 
-/// A list or watch option that cannot be honoured, as kube's field errors tell it: which option, what kind of
-/// problem, and the detail.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidOption {
-    pub field: &'static str,
+/// What is wrong with one field (of a space, or of a list, watch or patch request's options), in this module's terms:
+/// where, which kind of problem, the value refused (when the problem shows one), and the detail. `http::error` words
+/// it as kube's field errors do.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldError {
+    /// The field's path (`metadata.name`, `spec.templateParameters.tier`, `resourceVersionMatch`).
+    pub field: String,
     pub problem: Problem,
+    pub value: Option<String>,
     pub detail: String,
+    /// For a value that is none of a fixed few: those few.
+    pub supported: Vec<String>,
 }
 
-/// kube's field error types, for options.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The kinds of field problems, as kube's field errors tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Problem {
     Invalid,
     Unsupported,
     Forbidden,
     Required,
+    NotFound,
 }
 
-// === impl InvalidOption ===
+// === impl FieldError ===
 
-impl InvalidOption {
+impl FieldError {
     #[must_use]
-    pub fn new(field: &'static str, problem: Problem, detail: impl Into<String>) -> Self {
-        InvalidOption {
-            field,
+    pub fn new(field: impl Into<String>, problem: Problem, detail: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
             problem,
+            value: None,
             detail: detail.into(),
+            supported: Vec::new(),
         }
+    }
+
+    /// `value` of `field` is none of `supported`.
+    #[must_use]
+    pub fn not_supported(field: impl Into<String>, value: impl Into<String>, supported: &[&str]) -> Self {
+        FieldError {
+            supported: supported.iter().map(|s| (*s).to_owned()).collect(),
+            ..FieldError::new(field, Problem::Unsupported, "").with_value(value)
+        }
+    }
+
+    /// The same error, naming the value refused.
+    #[must_use]
+    pub fn with_value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
     }
 }
 
-impl From<InvalidOption> for Error {
-    fn from(option: InvalidOption) -> Self {
+impl From<FieldError> for Error {
+    /// A list or watch option that cannot be honoured.
+    fn from(option: FieldError) -> Self {
         Error::InvalidOption(option)
     }
 }
@@ -159,25 +192,7 @@ impl Error {
                 409 if status.reason == "Conflict" && status.message.contains("the object has been modified") => {
                     Error::Conflict(name.to_owned())
                 }
-                _ => Error::Kube {
-                    code: status.code,
-                    reason: status.reason.clone(),
-                    message: status.message.replace("namespaces \"", "spaces.tenancy.loft.sh \""),
-                    causes: status
-                        .details
-                        .as_ref()
-                        .map(|d| {
-                            d.causes
-                                .iter()
-                                .map(|c| k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
-                                    reason: Some(c.reason.clone()),
-                                    message: Some(c.message.clone()),
-                                    field: Some(c.field.clone()),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                },
+                _ => Error::Kube(status),
             },
             other => Error::Backend(other),
         }
@@ -220,7 +235,9 @@ impl ListOptions {
 /// When it is not one this server writes.
 pub fn parse_resource_version(rv: &str) -> Result<Position, Error> {
     Position::parse(rv).ok_or_else(|| {
-        InvalidOption::new("resourceVersion", Problem::Invalid, format!("{rv:?}: must be a number")).into()
+        FieldError::new("resourceVersion", Problem::Invalid, "must be a number")
+            .with_value(rv)
+            .into()
     })
 }
 
@@ -279,7 +296,7 @@ impl Registry {
         ) {
             (Some(token), _, _) => token.position,
             (None, None | Some(""), Some(_)) => {
-                return Err(InvalidOption::new(
+                return Err(FieldError::new(
                     "resourceVersionMatch",
                     Problem::Forbidden,
                     "resourceVersionMatch is forbidden unless resourceVersion is provided",
@@ -304,12 +321,7 @@ impl Registry {
                 current
             }
             (None, Some(_), Some(other)) => {
-                return Err(InvalidOption::new(
-                    "resourceVersionMatch",
-                    Problem::Unsupported,
-                    format!("{other:?}: supported values: \"Exact\", \"NotOlderThan\""),
-                )
-                .into())
+                return Err(FieldError::not_supported("resourceVersionMatch", other, &["Exact", "NotOlderThan"]).into())
             }
         };
         let mut view = state.view(self.cache.subjects(user));

@@ -58,7 +58,7 @@ pub enum Item {
         initial_events_end: bool,
     },
     /// The watcher fell behind (or resumed too far back): 410, the client relists.
-    Expired { message: String },
+    Expired(Error),
 }
 
 /// Where a watch starts.
@@ -70,13 +70,16 @@ pub enum From {
     Position(Position),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// Older than what the log keeps, or made by another process (replica, earlier run): the client relists.
-    #[error("too old resource version: {requested} ({oldest})")]
+    #[error("resourceVersion {requested} is older than the log's oldest position {oldest}, or not this process's")]
     Expired { requested: String, oldest: u64 },
-    #[error("Too large resource version: {requested}, current: {current}")]
+    #[error("resourceVersion {requested} is ahead of the current position {current}")]
     TooLarge { requested: String, current: u64 },
+    /// A watcher that fell more than its buffer behind at `position`, missing `missed` entries: the client relists.
+    #[error("the watcher fell {missed} changes behind at {position}")]
+    FellBehind { position: u64, missed: u64 },
 }
 
 // === impl Error ===
@@ -356,9 +359,7 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::info!(missed, "Closing a watcher that fell behind");
-                    let expired = Item::Expired {
-                        message: format!("too old resource version: {position}: the watcher fell {missed} changes behind"),
-                    };
+                    let expired = Item::Expired(Error::FellBehind { position, missed });
                     let _ = send(&sink, encode(&expired)).await;
                     return;
                 }

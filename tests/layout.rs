@@ -43,7 +43,8 @@ fn src() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Every `crate::a::b…`, `super::…` or `self::…` path in `text`, as segments.
+/// Every `crate::a::b…`, `super::…` or `self::…` path in `text`, as segments; a group (`use super::{a, b::{c, d}}`)
+/// gives one path per name in it.
 fn paths(text: &str) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     for start in ["crate::", "super::", "self::"] {
@@ -55,18 +56,92 @@ fn paths(text: &str) -> Vec<Vec<String>> {
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(rest.len());
             if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                found.push(
-                    rest[..end]
-                        .split("::")
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                );
+                let prefix = segments(&rest[..end]);
+                match rest[end..].strip_prefix('{').and_then(group) {
+                    Some(inside) => found.extend(names(inside).into_iter().map(|name| [prefix.clone(), name].concat())),
+                    None => found.push(prefix),
+                }
             }
             rest = &rest[end.max(1)..];
         }
     }
     found
+}
+
+/// `a::b::` as `[a, b]`.
+fn segments(path: &str) -> Vec<String> {
+    path.split("::")
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "*")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What is inside a group whose `{` was just passed: the text up to its matching `}`.
+fn group(text: &str) -> Option<&str> {
+    let mut depth = 0usize;
+    for (at, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(&text[..at]),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The names a group's text holds, each as segments: `a as b` is `a`, `self` is the group's own path (no segments),
+/// `c::{d, e}` is `c::d` and `c::e`.
+fn names(inside: &str) -> Vec<Vec<String>> {
+    let mut items = Vec::new();
+    let (mut depth, mut from) = (0usize, 0);
+    for (at, c) in inside.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(&inside[from..at]);
+                from = at + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&inside[from..]);
+    let mut out = Vec::new();
+    for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
+        match item.find('{') {
+            Some(open) => {
+                let prefix = segments(&item[..open]);
+                if let Some(nested) = group(&item[open + 1..]) {
+                    out.extend(names(nested).into_iter().map(|name| [prefix.clone(), name].concat()));
+                }
+            }
+            None => match item.split(" as ").next().unwrap_or_default().trim() {
+                "self" => out.push(Vec::new()),
+                name => out.push(segments(name)),
+            },
+        }
+    }
+    out
+}
+
+#[test]
+fn groups_are_read_name_by_name() {
+    let found = paths("use super::{self as up, a, b::{c, d as e}, F};\nuse crate::x::y;");
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["super"],
+        vec!["super", "a"],
+        vec!["super", "b", "c"],
+        vec!["super", "b", "d"],
+        vec!["super", "F"],
+        vec!["crate", "x", "y"],
+    ];
+    let mut found: Vec<Vec<&str>> = found.iter().map(|p| p.iter().map(String::as_str).collect()).collect();
+    found.sort();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(found, expected);
 }
 
 /// The module a path in `module` leads to: the longest prefix that is a module of src/.

@@ -16,32 +16,38 @@ pub enum FieldValidation {
 
 // === impl FieldValidation ===
 
+/// Unknown fields refused under `fieldValidation=Strict`, each described as in a warning.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fields: {}", .0.join(", "))]
+pub struct StrictError(pub Vec<String>);
+
 impl FieldValidation {
-    /// # Errors
-    /// For a value kube-apiserver would not accept, with its message.
-    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+    /// The values kube-apiserver accepts, as they are spelt.
+    pub const SUPPORTED: [&'static str; 3] = ["Ignore", "Strict", "Warn"];
+
+    /// `None` for a value kube-apiserver would not accept.
+    #[must_use]
+    pub fn parse(value: Option<&str>) -> Option<Self> {
         match value {
-            None | Some("") => Ok(FieldValidation::default()),
-            Some("Ignore") => Ok(FieldValidation::Ignore),
-            Some("Warn") => Ok(FieldValidation::Warn),
-            Some("Strict") => Ok(FieldValidation::Strict),
-            Some(other) => Err(format!(
-                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
-            )),
+            None | Some("") => Some(FieldValidation::default()),
+            Some("Ignore") => Some(FieldValidation::Ignore),
+            Some("Warn") => Some(FieldValidation::Warn),
+            Some("Strict") => Some(FieldValidation::Strict),
+            Some(_) => None,
         }
     }
 
     /// The warnings to send for `unknown` fields.
     ///
     /// # Errors
-    /// Under `Strict`, when there are unknown fields: kube-apiserver's `strict decoding error` message.
-    pub fn judge(self, unknown: &[String]) -> Result<Vec<String>, String> {
+    /// Under `Strict`, when there are unknown fields.
+    pub fn judge(self, unknown: &[String]) -> Result<Vec<String>, StrictError> {
         let described: Vec<String> = unknown.iter().map(|path| format!("unknown field {path:?}")).collect();
         match self {
             _ if described.is_empty() => Ok(Vec::new()),
             FieldValidation::Ignore => Ok(Vec::new()),
             FieldValidation::Warn => Ok(described),
-            FieldValidation::Strict => Err(format!("strict decoding error: {}", described.join(", "))),
+            FieldValidation::Strict => Err(StrictError(described)),
         }
     }
 }
@@ -116,10 +122,13 @@ mod tests {
         );
         assert_eq!(
             FieldValidation::Strict.judge(&fields),
-            Err("strict decoding error: unknown field \"spec.x\", unknown field \"y\"".to_owned())
+            Err(StrictError(vec![
+                "unknown field \"spec.x\"".to_owned(),
+                "unknown field \"y\"".to_owned()
+            ]))
         );
         assert_eq!(FieldValidation::Strict.judge(&[]), Ok(vec![]));
-        assert_eq!(FieldValidation::parse(None), Ok(FieldValidation::Warn));
-        assert!(FieldValidation::parse(Some("strict")).is_err());
+        assert_eq!(FieldValidation::parse(None), Some(FieldValidation::Warn));
+        assert!(FieldValidation::parse(Some("strict")).is_none());
     }
 }

@@ -4,16 +4,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
 
 use super::error::Error;
 use super::negotiate::{negotiate, Output, Target};
 use super::request_info::Verb;
+use super::response::WatchEncoder;
 use super::{options, response, App, Call, Response};
 use crate::api::account::Account;
-use crate::api::status;
-use crate::api::table::{PartialObjectMetadata, Table};
-use crate::spaces::accounts;
+use crate::api::table::{ColumnDefinition, IncludeObject, Table, TableRow};
+use crate::spaces::{self, accounts};
 
 /// Events between the watcher task and the response body.
 const WATCH_FRAMES: usize = 64;
@@ -80,28 +80,30 @@ fn watch(app: &App, call: &Call) -> Result<Response, Error> {
     let requested = query.nonempty("resourceVersion").filter(|rv| *rv != "0");
     let resume = requested.is_some() && !initial_end;
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(WATCH_FRAMES);
-    let mut first = Vec::new();
     if resume && requested != Some(current.as_str()) {
-        let message = format!("too old resource version: {}", requested.unwrap_or_default());
-        first.push(response::watch_event(
-            "ERROR",
-            &status::failure(410, "Expired", message, None),
-        ));
+        let expired = Error::from(spaces::Error::AccountsExpired(requested.unwrap_or_default().to_owned()));
+        let bytes = response::watch_error(&expired);
         tokio::spawn(async move {
-            for bytes in first {
-                let _ = sender.send(bytes).await;
-            }
+            let _ = sender.send(bytes).await;
         });
         return Ok(response::watch(receiver));
     }
-    let mut encode = encoder(output, include);
+    let mut encoder = WatchEncoder::new(output, include);
+    let mut first = Vec::new();
     if !resume {
         for account in &accounts {
-            first.push(encode("ADDED", Some(account), &current, false));
+            first.push(encoder.event(
+                "ADDED",
+                &Seen {
+                    account,
+                    position: &current,
+                },
+                &current,
+            ));
         }
     }
     if initial_end && bookmarks {
-        first.push(encode("BOOKMARK", None, &current, true));
+        first.push(encoder.bookmark::<Seen>(&current, true));
     }
     let seen = accounts.into_iter().map(|a| (a.name().to_owned(), a)).collect();
     let cache = app.registry.cache().clone();
@@ -118,54 +120,48 @@ fn watch(app: &App, call: &Call) -> Result<Response, Error> {
                 accounts::Change::Modified(a) => ("MODIFIED", a),
                 accounts::Change::Deleted(a) => ("DELETED", a),
             };
-            encode(kind, Some(account), &position.to_string(), false)
+            let position = position.to_string();
+            encoder.event(
+                kind,
+                &Seen {
+                    account,
+                    position: &position,
+                },
+                &position,
+            )
         };
         accounts::watch(cache, user, seen, timeout, encode, sender).await;
     });
     Ok(response::watch(receiver))
 }
 
-/// Encodes account events (or a bookmark, with no account) in the negotiated representation.
-fn encoder(
-    output: Output,
-    include: crate::api::table::IncludeObject,
-) -> impl FnMut(&str, Option<&Account>, &str, bool) -> Bytes + Send + 'static {
-    let version = match &output {
-        Output::Table(v) | Output::PartialObjectMetadata(v) => v.clone(),
-        _ => "v1".to_owned(),
-    };
-    let mut columns_sent = false;
-    move |kind, account, position, end| {
-        let object = match (account, &output) {
-            (Some(account), Output::Table(_)) => {
-                let columns = if columns_sent { Vec::new() } else { accounts::columns() };
-                columns_sent = true;
-                let rows = accounts::rows(std::slice::from_ref(account), include, &version);
-                let metadata = ListMeta {
-                    resource_version: Some(position.to_owned()),
-                    ..ListMeta::default()
-                };
-                serde_json::to_value(Table::new(&version, metadata, columns, rows)).unwrap_or_default()
-            }
-            (Some(account), Output::PartialObjectMetadata(_)) => {
-                let mut meta = account.metadata.clone();
-                meta.managed_fields = None;
-                meta.resource_version = Some(position.to_owned());
-                serde_json::to_value(PartialObjectMetadata::new(&version, meta)).unwrap_or_default()
-            }
-            (Some(account), _) => {
-                let mut view = accounts::view(account);
-                view["metadata"]["resourceVersion"] = serde_json::json!(position);
-                view
-            }
-            (None, _) => {
-                let mut meta = serde_json::json!({"resourceVersion": position});
-                if end {
-                    meta["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
-                }
-                serde_json::json!({"apiVersion": crate::api::GROUP_VERSION, "kind": accounts::KIND, "metadata": meta})
-            }
-        };
-        response::watch_event(kind, &object)
+/// An account as a watch event shows it: at `position`.
+struct Seen<'a> {
+    account: &'a Account,
+    position: &'a str,
+}
+
+impl response::Watched for Seen<'_> {
+    const KIND: &'static str = accounts::KIND;
+
+    fn columns() -> Vec<ColumnDefinition> {
+        accounts::columns()
+    }
+
+    fn rows(&self, include: IncludeObject, version: &str) -> Vec<TableRow> {
+        accounts::rows(std::slice::from_ref(self.account), include, version)
+    }
+
+    fn metadata(&self) -> ObjectMeta {
+        let mut metadata = self.account.metadata.clone();
+        metadata.managed_fields = None;
+        metadata.resource_version = Some(self.position.to_owned());
+        metadata
+    }
+
+    fn whole(&self) -> serde_json::Value {
+        let mut view = accounts::view(self.account);
+        view["metadata"]["resourceVersion"] = serde_json::json!(self.position);
+        view
     }
 }

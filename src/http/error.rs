@@ -2,13 +2,14 @@
 //! module's error says what went wrong, in its own terms; the words kube-apiserver would use are chosen here.
 
 use http::Method;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 
 use super::negotiate;
+use crate::api::table::META_GROUP;
 use crate::api::{space, status, GROUP};
 use crate::authn;
 use crate::authz::{self, Attributes};
-use crate::spaces;
+use crate::spaces::{self, FieldError, Problem};
 use crate::watch;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub enum Error {
     NotAcceptable,
     #[error("{0}")]
     BadRequest(String),
+    /// A query parameter this server cannot read (400, as kube-apiserver answers for these).
+    #[error("bad option {}", .0.field)]
+    BadOption(FieldError),
     #[error("unsupported patch type")]
     UnsupportedPatch,
     /// A request body over the limit.
@@ -68,23 +72,39 @@ pub fn status_of(error: &Error) -> Status {
         Error::Spaces(spaces::Error::Selector(cause)) => status::bad_request(cause.to_string()),
         Error::Spaces(spaces::Error::Paging(cause)) => status::bad_request(cause.to_string()),
         Error::Spaces(spaces::Error::InvalidOption(option)) => {
-            let problem = match option.problem {
-                spaces::Problem::Invalid => "Invalid value",
-                spaces::Problem::Unsupported => "Unsupported value",
-                spaces::Problem::Forbidden => "Forbidden",
-                spaces::Problem::Required => "Required value",
-            };
-            let message = format!(
-                "ListOptions.meta.k8s.io \"\" is invalid: {}: {problem}: {}",
-                option.field, option.detail
-            );
+            let message = format!("ListOptions.{META_GROUP} \"\" is invalid: {}", field_error(option));
             status::failure(422, "Invalid", message, None)
         }
-        Error::Spaces(spaces::Error::Watch(cause @ watch::Error::Expired { .. })) => {
-            status::failure(410, "Expired", cause.to_string(), None)
+        Error::Spaces(spaces::Error::InvalidPatchOption(option)) => {
+            let message = format!("PatchOptions.{META_GROUP} \"\" is invalid: {}", field_error(option));
+            let details = StatusDetails {
+                group: Some(META_GROUP.to_owned()),
+                kind: Some("PatchOptions".to_owned()),
+                causes: Some(vec![cause(option)]),
+                ..StatusDetails::default()
+            };
+            status::failure(422, "Invalid", message, Some(details))
         }
-        Error::Spaces(spaces::Error::Watch(cause @ watch::Error::TooLarge { .. })) => {
-            status::too_large(cause.to_string())
+        Error::Spaces(spaces::Error::Watch(watch::Error::Expired { requested, oldest })) => status::failure(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+            None,
+        ),
+        Error::Spaces(spaces::Error::Watch(watch::Error::FellBehind { position, missed })) => status::failure(
+            410,
+            "Expired",
+            format!("too old resource version: {position}: the watcher fell {missed} changes behind"),
+            None,
+        ),
+        Error::Spaces(spaces::Error::AccountsExpired(requested)) => status::failure(
+            410,
+            "Expired",
+            format!("too old resource version: {requested}"),
+            None,
+        ),
+        Error::Spaces(spaces::Error::Watch(watch::Error::TooLarge { requested, current })) => {
+            status::too_large(format!("Too large resource version: {requested}, current: {current}"))
         }
         Error::Spaces(spaces::Error::Forbidden { user, verb, name, reason }) => {
             let mut message = format!(
@@ -101,7 +121,24 @@ pub fn status_of(error: &Error) -> Status {
             }
             status::failure(403, "Forbidden", message, Some(status::details(space::RESOURCE, name)))
         }
-        Error::Spaces(spaces::Error::Invalid { name, causes }) => status::invalid(space::KIND, name, causes.clone()),
+        Error::Spaces(spaces::Error::Invalid { name, errors }) => {
+            status::invalid(space::KIND, name, errors.iter().map(cause).collect())
+        }
+        Error::Spaces(spaces::Error::NoResourceVersion(name)) => {
+            // kube-apiserver shows the missing resourceVersion as the number it parses it to.
+            let missing = StatusCause {
+                reason: Some("FieldValueInvalid".to_owned()),
+                field: Some("metadata.resourceVersion".to_owned()),
+                message: Some("Invalid value: 0x0: must be specified for an update".to_owned()),
+            };
+            status::invalid(space::KIND, name, vec![missing])
+        }
+        Error::Spaces(spaces::Error::NameMismatch { sent, url }) => status::bad_request(format!(
+            "the name of the object ({sent}) does not match the name on the URL ({url})"
+        )),
+        Error::Spaces(spaces::Error::Strict(unknown)) => {
+            status::bad_request(format!("strict decoding error: {}", unknown.0.join(", ")))
+        }
         Error::Spaces(spaces::Error::Conflict(name)) => status::failure(
             409,
             "Conflict",
@@ -136,10 +173,22 @@ pub fn status_of(error: &Error) -> Status {
             format!("connected cluster {cluster:?} is unavailable: its kube-apiserver does not answer; try again later"),
             None,
         ),
-        Error::Spaces(spaces::Error::Kube { code, reason, message, causes }) => {
+        Error::Spaces(spaces::Error::Kube(refused)) => {
+            // kube-apiserver's answer about the namespace, told about the space.
+            let causes: Vec<StatusCause> = refused
+                .details
+                .iter()
+                .flat_map(|d| &d.causes)
+                .map(|c| StatusCause {
+                    reason: Some(c.reason.clone()),
+                    message: Some(c.message.clone()),
+                    field: Some(c.field.clone()),
+                })
+                .collect();
             let mut details = status::details(space::RESOURCE, "");
-            details.causes = (!causes.is_empty()).then(|| causes.clone());
-            status::failure(*code, reason, message.clone(), Some(details))
+            details.causes = (!causes.is_empty()).then_some(causes);
+            let message = refused.message.replace("namespaces \"", &format!("spaces.{GROUP} \""));
+            status::failure(refused.code, &refused.reason, message, Some(details))
         }
         Error::Spaces(spaces::Error::Backend(cause)) => {
             tracing::error!(error = %cause, "kube-apiserver request failed");
@@ -215,6 +264,7 @@ pub fn status_of(error: &Error) -> Status {
             None,
         ),
         Error::BadRequest(message) => status::bad_request(message.clone()),
+        Error::BadOption(option) => status::bad_request(format!("{}: {}", option.field, field_error_body(option))),
         Error::TooLarge { limit } => status::failure(
             413,
             "RequestEntityTooLarge",
@@ -233,6 +283,54 @@ pub fn status_of(error: &Error) -> Status {
             "an error on the server has prevented the request from succeeding".to_owned(),
             None,
         ),
+    }
+}
+
+/// A field error as kube's `field.Error` prints it: `<field>: <body>`.
+fn field_error(error: &FieldError) -> String {
+    format!("{}: {}", error.field, field_error_body(error))
+}
+
+/// A field error's text without its field, as kube's `field.Error.ErrorBody`: the kind of problem, the value refused
+/// (quoted; never for required or forbidden fields), then the detail.
+fn field_error_body(error: &FieldError) -> String {
+    let kind = match error.problem {
+        Problem::Invalid => "Invalid value",
+        Problem::Unsupported => "Unsupported value",
+        Problem::Forbidden => "Forbidden",
+        Problem::Required => "Required value",
+        Problem::NotFound => "Not found",
+    };
+    let mut body = match (&error.value, error.problem) {
+        (Some(value), Problem::Invalid | Problem::Unsupported | Problem::NotFound) => format!("{kind}: {value:?}"),
+        _ => kind.to_owned(),
+    };
+    if !error.detail.is_empty() {
+        body.push_str(": ");
+        body.push_str(&error.detail);
+    }
+    if !error.supported.is_empty() {
+        let supported: Vec<String> = error.supported.iter().map(|s| format!("{s:?}")).collect();
+        body.push_str(": supported values: ");
+        body.push_str(&supported.join(", "));
+    }
+    body
+}
+
+/// A field error as a Status cause.
+#[must_use]
+pub fn cause(error: &FieldError) -> StatusCause {
+    let reason = match error.problem {
+        Problem::Invalid => "FieldValueInvalid",
+        Problem::Unsupported => "FieldValueNotSupported",
+        Problem::Forbidden => "FieldValueForbidden",
+        Problem::Required => "FieldValueRequired",
+        Problem::NotFound => "FieldValueNotFound",
+    };
+    StatusCause {
+        reason: Some(reason.to_owned()),
+        field: Some(error.field.clone()),
+        message: Some(field_error_body(error)),
     }
 }
 

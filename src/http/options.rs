@@ -7,7 +7,7 @@ use super::negotiate;
 use super::request_info::Query;
 use crate::api::decode::FieldValidation;
 use crate::api::table::IncludeObject;
-use crate::spaces::{self, selector, ListOptions};
+use crate::spaces::{self, selector, FieldError, ListOptions, Problem};
 
 /// Without `timeoutSeconds`, a watch ends after this long and the client re-establishes it.
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -22,11 +22,9 @@ pub fn list(query: &Query) -> Result<ListOptions, Error> {
     let field_selector = selector::FieldSelector::parse(text("fieldSelector")).map_err(spaces::Error::from)?;
     let limit = match query.nonempty("limit") {
         None => None,
-        Some(limit) => Some(
-            limit
-                .parse::<i64>()
-                .map_err(|_| Error::BadRequest(format!("limit: Invalid value: {limit:?}: must be an integer")))?,
-        )
+        Some(limit) => Some(limit.parse::<i64>().map_err(|_| {
+            Error::BadOption(FieldError::new("limit", Problem::Invalid, "must be an integer").with_value(limit))
+        })?)
         .and_then(|l| usize::try_from(l).ok()),
     };
     let owned = |key: &str| query.nonempty(key).map(str::to_owned);
@@ -49,16 +47,21 @@ pub fn write(query: &Query) -> Result<spaces::write::WriteOptions, Error> {
         None => false,
         Some("All") => true,
         Some(other) => {
-            return Err(Error::BadRequest(format!(
-                "dryRun: Unsupported value: {other:?}: supported values: \"All\""
-            )))
+            return Err(Error::BadOption(FieldError::not_supported("dryRun", other, &["All"])));
         }
     };
+    let field_validation = query.get("fieldValidation");
     Ok(spaces::write::WriteOptions {
         dry_run,
         field_manager: query.nonempty("fieldManager").map(str::to_owned),
         force: query.flag("force") == Some(true),
-        field_validation: FieldValidation::parse(query.get("fieldValidation")).map_err(Error::BadRequest)?,
+        field_validation: FieldValidation::parse(field_validation).ok_or_else(|| {
+            Error::BadOption(FieldError::not_supported(
+                "fieldValidation",
+                field_validation.unwrap_or_default(),
+                &FieldValidation::SUPPORTED,
+            ))
+        })?,
     })
 }
 

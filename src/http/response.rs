@@ -1,13 +1,16 @@
-//! Building responses: whole JSON documents, Status bodies, cacheable documents with ETags, and watch streams.
+//! Building responses: whole JSON documents, Status bodies, cacheable documents with ETags, and watch streams with the
+//! one encoder of their events ([`WatchEncoder`]) for every resource.
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Status};
 use serde::Serialize;
 
 use super::error::{status_of, Error};
+use super::negotiate::Output;
 use super::{Body, BoxError, Response};
+use crate::api::table::{ColumnDefinition, IncludeObject, PartialObjectMetadata, Table, TableRow};
 
 /// A whole body.
 #[must_use]
@@ -107,4 +110,85 @@ pub fn watch_event(kind: &str, object: &impl Serialize) -> Bytes {
     let mut line = serde_json::to_vec(&Event { kind, object }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
+}
+
+/// A watch's ERROR event: the error's Status, as kube-apiserver ends a watch it cannot continue.
+#[must_use]
+pub fn watch_error(error: &Error) -> Bytes {
+    watch_event("ERROR", &status_of(error))
+}
+
+/// One object of a watched resource, in each representation a watch may be asked for. Its resourceVersion is the
+/// event's position.
+pub trait Watched {
+    /// The kind a bookmark of this resource has, in the resource's own representation.
+    const KIND: &'static str;
+    fn columns() -> Vec<ColumnDefinition>;
+    fn rows(&self, include: IncludeObject, version: &str) -> Vec<TableRow>;
+    /// Its metadata, for PartialObjectMetadata.
+    fn metadata(&self) -> ObjectMeta;
+    /// The whole object.
+    fn whole(&self) -> serde_json::Value;
+}
+
+/// Encodes one watch's events as newline-delimited `{"type", "object"}` lines in the negotiated representation: the
+/// whole object, a Table (its columns on the first event only), or PartialObjectMetadata; bookmarks in the same
+/// representation; errors as Status.
+pub struct WatchEncoder {
+    output: Output,
+    include: IncludeObject,
+    columns_sent: bool,
+}
+
+// === impl WatchEncoder ===
+
+impl WatchEncoder {
+    #[must_use]
+    pub fn new(output: Output, include: IncludeObject) -> Self {
+        WatchEncoder {
+            output,
+            include,
+            columns_sent: false,
+        }
+    }
+
+    /// An ADDED, MODIFIED or DELETED event of `object`, seen at `position`.
+    pub fn event<T: Watched>(&mut self, kind: &str, object: &T, position: &str) -> Bytes {
+        let encoded = match &self.output {
+            Output::Table(version) => {
+                let columns = if self.columns_sent { Vec::new() } else { T::columns() };
+                self.columns_sent = true;
+                let metadata = ListMeta {
+                    resource_version: Some(position.to_owned()),
+                    ..ListMeta::default()
+                };
+                let rows = object.rows(self.include, version);
+                serde_json::to_value(Table::new(version, metadata, columns, rows))
+            }
+            Output::PartialObjectMetadata(version) => {
+                serde_json::to_value(PartialObjectMetadata::new(version, object.metadata()))
+            }
+            _ => Ok(object.whole()),
+        };
+        watch_event(kind, &encoded.unwrap_or_default())
+    }
+
+    /// A BOOKMARK at `position`; the end of a WatchList's initial events when `initial_events_end`.
+    #[must_use]
+    pub fn bookmark<T: Watched>(&self, position: &str, initial_events_end: bool) -> Bytes {
+        let mut metadata = serde_json::json!({"resourceVersion": position});
+        if initial_events_end {
+            metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = match &self.output {
+            Output::PartialObjectMetadata(version) => serde_json::json!({
+                "apiVersion": format!("meta.k8s.io/{version}"), "kind": "PartialObjectMetadata", "metadata": metadata
+            }),
+            Output::Table(version) => serde_json::json!({
+                "apiVersion": format!("meta.k8s.io/{version}"), "kind": "Table", "metadata": metadata, "rows": []
+            }),
+            _ => serde_json::json!({"apiVersion": crate::api::GROUP_VERSION, "kind": T::KIND, "metadata": metadata}),
+        };
+        watch_event("BOOKMARK", &object)
+    }
 }

@@ -7,20 +7,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta, Status};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta, ObjectMeta, Status};
 use k8s_openapi::jiff::Timestamp;
 
 use super::error::Error;
 use super::negotiate::{negotiate, Output, Target};
 use super::request_info::Verb;
-use super::stack::MAX_BODY;
-use super::{options, response, App, Call, Response};
+use super::response::WatchEncoder;
+use super::{options, response, App, Call, Response, MAX_BODY};
 use crate::api::decode::FieldValidation;
-use crate::api::table::{IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table};
+use crate::api::table::{
+    ColumnDefinition, IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table, TableRow,
+};
 use crate::api::{space, status, Space};
 use crate::authn::User;
 use crate::backend::review::Hold;
-use crate::spaces::{self as registry, table, write, InvalidOption, Problem};
+use crate::spaces::{self as registry, table, write, FieldError, Problem};
 use crate::watch;
 
 /// Events between the watcher task and the response body; small, since the watcher's own entry buffer absorbs bursts.
@@ -50,9 +52,7 @@ fn list(app: &App, call: &Call) -> Result<Response, Error> {
     let query = &call.info.query;
     if query.contains("sendInitialEvents") {
         let forbidden = "sendInitialEvents is forbidden for list";
-        return Err(
-            registry::Error::from(InvalidOption::new("sendInitialEvents", Problem::Forbidden, forbidden)).into(),
-        );
+        return Err(registry::Error::from(FieldError::new("sendInitialEvents", Problem::Forbidden, forbidden)).into());
     }
     let output = negotiate(call.accept(), Target::List).ok_or(Error::NotAcceptable)?;
     let list = app.registry.list(&call.user, &options::list(query)?)?;
@@ -102,7 +102,7 @@ fn get(app: &App, call: &Call) -> Result<Response, Error> {
 fn watch(app: &App, call: &Call, hold: Option<Hold>) -> Result<Response, Error> {
     let query = &call.info.query;
     let invalid =
-        |field, problem, detail: &str| Error::from(registry::Error::from(InvalidOption::new(field, problem, detail)));
+        |field, problem, detail: &str| Error::from(registry::Error::from(FieldError::new(field, problem, detail)));
     let output = negotiate(call.accept(), Target::Watch).ok_or(Error::NotAcceptable)?;
     let include = options::include_object(query)?;
     let mut list_options = options::list(query)?;
@@ -166,11 +166,9 @@ fn watch(app: &App, call: &Call, hold: Option<Hold>) -> Result<Response, Error> 
             });
         }
         Err(error @ watch::Error::TooLarge { .. }) => return Err(registry::Error::from(error).into()),
-        Err(error @ watch::Error::Expired { .. }) => {
+        Err(error) => {
             // As kube-apiserver: the watch is established, then ends with a 410 ERROR event; client-go relists.
-            let bytes = encode(&watch::Item::Expired {
-                message: error.to_string(),
-            });
+            let bytes = encode(&watch::Item::Expired(error));
             tokio::spawn(async move {
                 let _ = sender.send(bytes).await;
             });
@@ -179,9 +177,9 @@ fn watch(app: &App, call: &Call, hold: Option<Hold>) -> Result<Response, Error> 
     Ok(response::watch(receiver))
 }
 
-/// Encodes watch items as newline-delimited `{"type", "object"}` events in the negotiated representation.
+/// Encodes watch items in the negotiated representation.
 fn encoder(output: Output, include: IncludeObject) -> impl FnMut(&watch::Item) -> Bytes {
-    let mut columns_sent = false;
+    let mut encoder = WatchEncoder::new(output, include);
     move |item| match item {
         watch::Item::Event {
             kind,
@@ -190,48 +188,33 @@ fn encoder(output: Output, include: IncludeObject) -> impl FnMut(&watch::Item) -
         } => {
             let mut space = Space::from_namespace(namespace);
             space.metadata.resource_version = Some(position.to_string());
-            let object = match &output {
-                Output::Table(version) => {
-                    let columns = if columns_sent { Vec::new() } else { table::columns() };
-                    columns_sent = true;
-                    let metadata = ListMeta {
-                        resource_version: Some(position.to_string()),
-                        ..ListMeta::default()
-                    };
-                    let rows = table::rows(std::slice::from_ref(&space), include, version, Timestamp::now());
-                    serde_json::to_value(Table::new(version, metadata, columns, rows))
-                }
-                Output::PartialObjectMetadata(version) => {
-                    serde_json::to_value(PartialObjectMetadata::new(version, space.metadata))
-                }
-                _ => serde_json::to_value(&space),
-            };
-            response::watch_event(kind.as_str(), &object.unwrap_or_default())
+            encoder.event(kind.as_str(), &space, &position.to_string())
         }
         watch::Item::Bookmark {
             position,
             initial_events_end,
-        } => {
-            let mut metadata = serde_json::json!({"resourceVersion": position.to_string()});
-            if *initial_events_end {
-                metadata["annotations"] = serde_json::json!({"k8s.io/initial-events-end": "true"});
-            }
-            let object = match &output {
-                Output::PartialObjectMetadata(version) => serde_json::json!({
-                    "apiVersion": format!("meta.k8s.io/{version}"), "kind": "PartialObjectMetadata", "metadata": metadata
-                }),
-                Output::Table(version) => serde_json::json!({
-                    "apiVersion": format!("meta.k8s.io/{version}"), "kind": "Table", "metadata": metadata, "rows": []
-                }),
-                _ => {
-                    serde_json::json!({"apiVersion": crate::api::GROUP_VERSION, "kind": space::KIND, "metadata": metadata})
-                }
-            };
-            response::watch_event("BOOKMARK", &object)
-        }
-        watch::Item::Expired { message } => {
-            response::watch_event("ERROR", &status::failure(410, "Expired", message.clone(), None))
-        }
+        } => encoder.bookmark::<Space>(&position.to_string(), *initial_events_end),
+        watch::Item::Expired(error) => response::watch_error(&registry::Error::Watch(error.clone()).into()),
+    }
+}
+
+impl response::Watched for Space {
+    const KIND: &'static str = space::KIND;
+
+    fn columns() -> Vec<ColumnDefinition> {
+        table::columns()
+    }
+
+    fn rows(&self, include: IncludeObject, version: &str) -> Vec<TableRow> {
+        table::rows(std::slice::from_ref(self), include, version, Timestamp::now())
+    }
+
+    fn metadata(&self) -> ObjectMeta {
+        self.metadata.clone()
+    }
+
+    fn whole(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 
@@ -258,7 +241,7 @@ fn decode_space(bytes: &[u8], validation: FieldValidation) -> Result<(Space, Vec
         })
         .map_err(not_a_space)?;
     let (space, unknown) = crate::api::decode::space(value).map_err(|e| not_a_space(e.to_string()))?;
-    let warnings = validation.judge(&unknown).map_err(Error::BadRequest)?;
+    let warnings = validation.judge(&unknown).map_err(registry::Error::from)?;
     Ok((space, warnings))
 }
 

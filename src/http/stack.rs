@@ -19,13 +19,11 @@ use tower_http::trace::TraceLayer;
 
 use super::error::Error;
 use super::request_info::{Access, RequestInfo, Resource, Target, Verb};
-use super::{accounts, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response};
+use super::{accounts, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response, MAX_BODY};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::Decision;
 use crate::tls::{Acceptor, PeerCertificates};
 
-/// Request bodies beyond this are refused (kube-apiserver's limit for most requests is 3 MiB).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// How long a handler may take to answer (kube-apiserver's default `--request-timeout`); a watch answers at once and
 /// then streams for its own timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,6 +76,26 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
+    let handlers = app.clone();
+    around(
+        app,
+        peer,
+        tower::service_fn(move |request| dispatch(handlers.clone(), request).map(Ok::<_, Infallible>)),
+    )
+}
+
+/// The steps of [`stack`] around `handlers` (the one dispatch; in tests, a handler that misbehaves on purpose).
+pub(super) fn around<B, H>(
+    app: Arc<App>,
+    peer: Arc<Peer>,
+    handlers: H,
+) -> impl Service<http::Request<B>, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+    H: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send + 'static,
+{
     ServiceBuilder::new()
         .map_response(|response: http::Response<_>| response.map(BodyExt::boxed_unsync))
         .layer(
@@ -95,10 +113,8 @@ where
         .layer(step((), request_info))
         .layer(step(app.clone(), until_shutdown))
         .layer(step((app.clone(), peer), authenticate))
-        .layer(step(app.clone(), authorize))
-        .service(tower::service_fn(move |request| {
-            dispatch(app.clone(), request).map(Ok::<_, Infallible>)
-        }))
+        .layer(step(app, authorize))
+        .service(handlers)
 }
 
 /// One span per request; authentication records the user in it.

@@ -14,8 +14,8 @@ use kube::runtime::watcher::Event;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::stack::{stack, Peer, MAX_BODY};
-use super::App;
+use super::stack::{around, stack, Peer};
+use super::{App, MAX_BODY};
 use crate::authn::{PeerIdentity, RequestHeaderConfig};
 use crate::fixtures::{binding, namespace, namespace_role, user_subject};
 use crate::state::{Cache, Update};
@@ -24,7 +24,8 @@ const SPACES: &str = "/apis/tenancy.loft.sh/v1/spaces";
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
 /// kube-apiserver's answers, for what these tests make the server ask: reviews allow everyone but users named
-/// `denied-*`; the token `alice-token` is alice's; namespace writes are echoed back as written.
+/// `denied-*`, and users named `viewer-*` everything but namespaces; the token `alice-token` is alice's; namespace
+/// writes (create, replace, apply) are echoed back as written.
 async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     let sent: Value = body
@@ -37,8 +38,10 @@ async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Respon
     let (code, answer) = match (parts.method.clone(), path) {
         (Method::POST, "/apis/authorization.k8s.io/v1/subjectaccessreviews") => {
             let user = sent["spec"]["user"].as_str().unwrap_or_default();
+            let namespaces = sent["spec"]["resourceAttributes"]["resource"] == "namespaces";
+            let denied = user.starts_with("denied-") || (namespaces && user.starts_with("viewer-"));
             let mut review = sent.clone();
-            review["status"] = json!({"allowed": !user.starts_with("denied-"), "reason": "as the test says"});
+            review["status"] = json!({"allowed": !denied, "reason": "as the test says"});
             (200, review)
         }
         (Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews") => {
@@ -60,6 +63,11 @@ async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Respon
             let mut replaced = sent.clone();
             replaced["metadata"]["resourceVersion"] = json!("101");
             (200, replaced)
+        }
+        (Method::PATCH, _) => {
+            let mut applied = sent.clone();
+            applied["metadata"]["resourceVersion"] = json!("103");
+            (200, applied)
         }
         (Method::DELETE, _) => {
             let name = path.rsplit('/').next().unwrap_or_default();
@@ -220,8 +228,14 @@ impl Client {
 
     /// The first `n` lines of a watch, then the stream is dropped.
     async fn watch(&self, uri: &str, n: usize) -> (StatusCode, Vec<Value>) {
+        self.watch_as(uri, "application/json", n).await
+    }
+
+    /// The first `n` lines of a watch in the representation `accept`.
+    async fn watch_as(&self, uri: &str, accept: &str, n: usize) -> (StatusCode, Vec<Value>) {
         let request = self
             .request(Method::GET, uri)
+            .header(header::ACCEPT, accept)
             .body(Full::new(Bytes::new()))
             .expect("a request");
         let response = stack(self.app.clone(), self.peer.clone())
@@ -700,6 +714,251 @@ async fn delete_answers_the_terminating_space_and_checks_preconditions() {
         .status(404, "NotFound");
 }
 
+#[tokio::test]
+async fn apply_needs_a_field_manager_and_applies_what_it_names() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let apply = |uri: &str| {
+        alice
+            .request(Method::PATCH, uri)
+            .header(header::CONTENT_TYPE, "application/apply-patch+yaml")
+    };
+    let configuration = "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: a\n  labels:\n    env: dev\n";
+    let applied = alice
+        .send(apply(&format!("{SPACES}/a?fieldManager=kubectl")), configuration)
+        .await;
+    assert_eq!(applied.code, StatusCode::OK, "{:?}", applied.body);
+    let applied = applied.json();
+    assert_eq!(
+        (applied["kind"].as_str(), applied["metadata"]["labels"]["env"].as_str()),
+        (Some("Space"), Some("dev"))
+    );
+
+    // As kube-apiserver: the patch options are refused before the object is looked up, hidden or missing alike.
+    for name in ["a", "b", "zz"] {
+        let refused = alice
+            .send(apply(&format!("{SPACES}/{name}")), configuration)
+            .await
+            .status(422, "Invalid");
+        assert_eq!(
+            refused["message"],
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        assert_eq!(
+            refused["details"],
+            json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch",
+                 "field": "fieldManager"}]})
+        );
+    }
+    // The body names another space than the URL.
+    let other = alice
+        .send(
+            apply(&format!("{SPACES}/a?fieldManager=kubectl")),
+            "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: c\n",
+        )
+        .await
+        .status(400, "BadRequest");
+    assert_eq!(
+        other["message"],
+        "the name of the object (c) does not match the name on the URL (a)"
+    );
+}
+
+/// A Status with the object's name taken out of it, to compare two spaces' answers.
+fn anonymized(status: &Value, name: &str) -> Value {
+    let text = status.to_string().replace(&format!("\\\"{name}\\\""), "\\\"NAME\\\"");
+    let mut status: Value = serde_json::from_str(&text).expect("JSON");
+    if status["details"]["name"] == name {
+        status["details"]["name"] = json!("NAME");
+    }
+    status
+}
+
+#[tokio::test]
+async fn a_hidden_space_answers_every_verb_exactly_as_a_missing_one() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    for (method, content_type) in [
+        (Method::GET, None),
+        (Method::PUT, None),
+        (Method::PATCH, Some("application/merge-patch+json")),
+        (Method::DELETE, None),
+    ] {
+        let answer = |name: &'static str| {
+            let mut request = alice.request(method.clone(), &format!("{SPACES}/{name}"));
+            if let Some(content_type) = content_type {
+                request = request.header(header::CONTENT_TYPE, content_type);
+            }
+            let body = if method == Method::PUT {
+                format!(
+                    r#"{{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{{"name":"{name}","resourceVersion":"2"}}}}"#
+                )
+            } else if method == Method::PATCH {
+                r#"{"metadata":{"labels":{"x":"y"}}}"#.to_owned()
+            } else {
+                String::new()
+            };
+            alice.send(request, body)
+        };
+        let hidden = answer("b").await.status(404, "NotFound");
+        let missing = answer("zz").await.status(404, "NotFound");
+        assert_eq!(hidden["message"], "spaces.tenancy.loft.sh \"b\" not found", "{method}");
+        assert_eq!(anonymized(&hidden, "b"), anonymized(&missing, "zz"), "{method}");
+    }
+}
+
+#[tokio::test]
+async fn a_visible_space_the_caller_may_not_change_is_forbidden_on_its_namespace() {
+    let cache = cache();
+    cache.apply(Update::RoleBinding(Event::Apply(binding(
+        "a",
+        "vic",
+        "space-admin",
+        vec![user_subject("viewer-vic")],
+        8,
+    ))));
+    let app = app(cache);
+    let vic = as_user(&app, "viewer-vic");
+    assert_eq!(vic.get(&format!("{SPACES}/a")).await.code, StatusCode::OK);
+    let body = r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"a","resourceVersion":"1"}}"#;
+    let forbidden = vic
+        .send(vic.request(Method::PUT, &format!("{SPACES}/a")), body)
+        .await
+        .status(403, "Forbidden");
+    assert_eq!(
+        forbidden["message"],
+        "spaces.tenancy.loft.sh \"a\" is forbidden: User \"viewer-vic\" cannot update resource \"namespaces\" in API \
+         group \"\" in the namespace \"a\": as the test says"
+    );
+    assert_eq!(forbidden["details"]["name"], "a");
+    let deleted = vic
+        .send(vic.request(Method::DELETE, &format!("{SPACES}/a")), "")
+        .await
+        .status(403, "Forbidden");
+    assert!(deleted["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("cannot delete resource \"namespaces\"")));
+}
+
+#[tokio::test]
+async fn update_needs_the_resource_version_it_replaces() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let invalid = alice
+        .send(
+            alice.request(Method::PUT, &format!("{SPACES}/a")),
+            r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"a"}}"#,
+        )
+        .await
+        .status(422, "Invalid");
+    assert_eq!(
+        invalid["message"],
+        "Space.tenancy.loft.sh \"a\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for \
+         an update"
+    );
+    assert_eq!(
+        invalid["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update",
+                "field": "metadata.resourceVersion"}])
+    );
+}
+
+#[test]
+fn kube_apiservers_refusals_of_a_namespace_are_told_about_the_space() {
+    use crate::http::error::status_of;
+    use crate::spaces::Error as Spaces;
+    let refusal = |code: u16, reason: &str, message: &str| {
+        let mut status = kube::core::Status::failure(message, reason).with_code(code);
+        status.details = Some(kube::core::response::StatusDetails {
+            name: "a".to_owned(),
+            group: String::new(),
+            kind: "namespaces".to_owned(),
+            uid: String::new(),
+            causes: vec![kube::core::response::StatusCause {
+                reason: "FieldValueInvalid".to_owned(),
+                message: "too long".to_owned(),
+                field: "metadata.labels".to_owned(),
+            }],
+            retry_after_seconds: 0,
+        });
+        kube::Error::Api(Box::new(status))
+    };
+    let status = |error| serde_json::to_value(status_of(&super::Error::Spaces(error))).expect("JSON");
+
+    let exists = status(Spaces::from_kube(
+        refusal(409, "AlreadyExists", "namespaces \"a\" already exists"),
+        "a",
+    ));
+    assert_eq!(
+        (exists["code"].as_u64(), exists["reason"].as_str()),
+        (Some(409), Some("AlreadyExists"))
+    );
+    assert_eq!(exists["message"], "spaces.tenancy.loft.sh \"a\" already exists");
+    assert_eq!(exists["details"]["name"], "a");
+
+    let invalid = status(Spaces::from_kube(
+        refusal(422, "Invalid", "namespaces \"a\" is invalid: metadata.labels: too long"),
+        "a",
+    ));
+    assert_eq!(invalid["code"], 422);
+    assert_eq!(
+        invalid["message"],
+        "spaces.tenancy.loft.sh \"a\" is invalid: metadata.labels: too long"
+    );
+    assert_eq!(invalid["details"]["causes"][0]["field"], "metadata.labels");
+}
+
+#[test]
+fn field_errors_are_worded_as_kubes() {
+    use crate::http::error::{cause, status_of};
+    use crate::spaces::{validation, Error as Spaces, FieldError, Problem};
+    let message = |error: Spaces| status_of(&super::Error::Spaces(error)).message.unwrap_or_default();
+    let invalid = |errors| {
+        message(Spaces::Invalid {
+            name: "x".to_owned(),
+            errors,
+        })
+    };
+    assert_eq!(
+        invalid(validation::name("Not_A_Name")),
+        "Space.tenancy.loft.sh \"x\" is invalid: metadata.name: Invalid value: \"Not_A_Name\": a lowercase RFC 1123 \
+         label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric \
+         character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    );
+    assert_eq!(
+        invalid(validation::name("kube-x")),
+        "Space.tenancy.loft.sh \"x\" is invalid: metadata.name: Forbidden: \"kube-x\" is reserved for the cluster's \
+         own namespaces"
+    );
+    assert_eq!(
+        invalid(vec![
+            FieldError::new("metadata.name", Problem::Required, "name or generateName is required"),
+            FieldError::new("spec.cluster", Problem::NotFound, "no such cluster").with_value("east"),
+        ]),
+        "Space.tenancy.loft.sh \"x\" is invalid: [metadata.name: Required value: name or generateName is required, \
+         spec.cluster: Not found: \"east\": no such cluster]"
+    );
+    assert_eq!(
+        cause(&FieldError::new("spec.templateParameters.t", Problem::Unsupported, "not a parameter").with_value("t"))
+            .message
+            .as_deref(),
+        Some("Unsupported value: \"t\": not a parameter")
+    );
+    assert_eq!(
+        message(FieldError::not_supported("resourceVersionMatch", "Any", &["Exact", "NotOlderThan"]).into()),
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Unsupported value: \"Any\": supported values: \
+         \"Exact\", \"NotOlderThan\""
+    );
+    assert_eq!(
+        message(Spaces::Strict(crate::api::decode::StrictError(vec![
+            "unknown field \"spec.x\"".to_owned(),
+            "unknown field \"y\"".to_owned()
+        ]))),
+        "strict decoding error: unknown field \"spec.x\", unknown field \"y\""
+    );
+}
+
 // --- accounts ---
 
 #[tokio::test]
@@ -791,6 +1050,70 @@ async fn accounts_show_their_members_the_templates_parameters_and_the_clusters_t
         .get(&format!("{accounts}/data"))
         .await
         .status(404, "NotFound");
+}
+
+#[tokio::test]
+async fn accounts_refuse_callers_without_rbac_and_bad_options() {
+    let app = app(cache());
+    let accounts = "/apis/tenancy.loft.sh/v1/accounts";
+    let dave = as_user(&app, "denied-dave");
+    let listed = dave.get(accounts).await.status(403, "Forbidden");
+    assert_eq!(
+        listed["message"],
+        "accounts.tenancy.loft.sh is forbidden: User \"denied-dave\" cannot list resource \"accounts\" in API group \
+         \"tenancy.loft.sh\" at the cluster scope: as the test says"
+    );
+    let got = dave.get(&format!("{accounts}/team")).await.status(403, "Forbidden");
+    assert!(got["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("accounts.tenancy.loft.sh \"team\" is forbidden") && m.contains("cannot get")));
+    let watched = dave
+        .get(&format!("{accounts}?watch=true"))
+        .await
+        .status(403, "Forbidden");
+    assert!(watched["message"].as_str().is_some_and(|m| m.contains("cannot watch")));
+
+    let alice = as_user(&app, "alice");
+    for uri in [
+        format!("{accounts}?includeObject=All"),
+        format!("{accounts}/team?includeObject=All"),
+        format!("{accounts}?watch=true&includeObject=All"),
+    ] {
+        let refused = alice.get_as(&uri, TABLE).await.status(400, "BadRequest");
+        assert_eq!(
+            refused["message"], "includeObject must be one of None, Metadata, Object",
+            "{uri}"
+        );
+    }
+    alice
+        .get_as(&format!("{accounts}/team"), "application/yaml")
+        .await
+        .status(406, "NotAcceptable");
+}
+
+#[tokio::test]
+async fn an_account_watch_encodes_like_a_space_watch() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let accounts = "/apis/tenancy.loft.sh/v1/accounts";
+    let uri = format!("{accounts}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true");
+    let (_, events) = alice.watch_as(&uri, TABLE, 2).await;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["kind"], "Table");
+    assert_eq!(events[0]["object"]["rows"][0]["cells"][0], "team");
+    assert!(events[0]["object"]["columnDefinitions"].is_array());
+    assert_eq!(
+        (events[1]["type"].as_str(), events[1]["object"]["kind"].as_str()),
+        (Some("BOOKMARK"), Some("Table"))
+    );
+    let (_, expired) = alice
+        .watch(&format!("{accounts}?watch=true&resourceVersion=1"), 1)
+        .await;
+    assert_eq!(
+        expired[0]["object"],
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "too old resource version: 1", "reason": "Expired", "code": 410})
+    );
 }
 
 // --- the web console ---
@@ -909,4 +1232,101 @@ async fn console_is_authorized_as_kube_apiserver_authorizes_its_paths_and_is_not
         )
         .await;
     assert!(!String::from_utf8_lossy(&v2.body).contains("console"));
+}
+
+// --- the stack around any handler ---
+
+#[tokio::test]
+async fn discovery_refuses_representations_it_cannot_give() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    alice
+        .get_as("/apis", "application/vnd.kubernetes.protobuf")
+        .await
+        .status(406, "NotAcceptable");
+    alice
+        .get_as("/apis", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .await
+        .status(406, "NotAcceptable");
+}
+
+/// The stack around `handler` instead of the dispatch: what every request gets whatever its handler does.
+async fn around_handler<F, Fut>(app: &Arc<App>, handler: F, uri: &str) -> Answer
+where
+    F: Fn(super::Request) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = super::Response> + Send + 'static,
+{
+    let service = around(
+        app.clone(),
+        peer(true),
+        tower::service_fn(move |request| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler(request).await) }
+        }),
+    );
+    let request = as_user(app, "alice")
+        .request(Method::GET, uri)
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    let response = service.oneshot(request).await.unwrap_or_else(|never| match never {});
+    let (parts, body) = response.into_parts();
+    Answer {
+        code: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("a body").to_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_500_and_the_stack_serves_on() {
+    let app = app(cache());
+    fn panics() -> super::Response {
+        panic!("a handler that panics on purpose")
+    }
+    let panicked = around_handler(&app, |_| async { panics() }, SPACES)
+        .await
+        .status(500, "InternalError");
+    assert_eq!(
+        panicked["message"],
+        "an error on the server has prevented the request from succeeding"
+    );
+    // The request was counted as any other.
+    let metrics = as_admin(&app).get("/metrics").await;
+    assert!(String::from_utf8_lossy(&metrics.body).contains("code=\"500\""));
+    assert_eq!(as_user(&app, "alice").get(SPACES).await.code, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_does_not_answer_in_time_answers_504() {
+    let app = app(cache());
+    let started = tokio::time::Instant::now();
+    let timeout = around_handler(&app, |_| std::future::pending(), SPACES)
+        .await
+        .status(504, "Timeout");
+    assert_eq!(
+        timeout["message"],
+        "Timeout: request did not complete within the allowed duration"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= super::stack::REQUEST_TIMEOUT && waited < super::stack::REQUEST_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_fails_while_draining_and_everything_else_is_still_served() {
+    let app = app(cache());
+    let anonymous = Client {
+        app: app.clone(),
+        peer: peer(false),
+        user: None,
+    };
+    assert_eq!(anonymous.get("/readyz").await.code, StatusCode::OK);
+    app.shutdown.drain();
+    let draining = anonymous.get("/readyz").await;
+    assert_eq!(draining.code, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(String::from_utf8_lossy(&draining.body).contains("[-]shutdown"));
+    assert_eq!(anonymous.get("/livez").await.code, StatusCode::OK);
+    assert_eq!(names(&as_user(&app, "alice").get(SPACES).await.json()), ["a"]);
 }

@@ -6,10 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause;
 use serde_json::Value;
 
-use super::validation::cause;
+use super::{FieldError, Problem};
 use crate::api::account::{SpaceTemplate, TemplateParameter};
 
 /// The names the server fills in itself; a template may not declare them.
@@ -17,23 +16,23 @@ pub const BUILT_IN: &[&str] = &["SPACE", "ACCOUNT", "CREATOR"];
 /// Where the values are given, as a field path.
 const FIELD: &str = "spec.templateParameters";
 
-/// Causes for `given` against the parameters `templates` declare: unknown names, required ones without a value,
+/// What is wrong with `given` against the parameters `templates` declare: unknown names, required ones without a value,
 /// values that do not match their pattern. Every violation is collected.
 #[must_use]
-pub fn check(templates: &[&SpaceTemplate], given: &BTreeMap<String, String>) -> Vec<StatusCause> {
+pub fn check(templates: &[&SpaceTemplate], given: &BTreeMap<String, String>) -> Vec<FieldError> {
     let declared: BTreeSet<&str> = templates
         .iter()
         .flat_map(|t| t.spec.parameters.iter().map(|p| p.name.as_str()))
         .collect();
-    let mut causes: Vec<StatusCause> = given
+    let mut causes: Vec<FieldError> = given
         .keys()
         .filter(|name| !declared.contains(name.as_str()))
         .map(|name| {
-            cause(
-                "FieldValueNotSupported",
-                &format!("{FIELD}.{name}"),
+            FieldError::new(
+                format!("{FIELD}.{name}"),
+                Problem::Unsupported,
                 format!(
-                    "Unsupported value: {name:?}: not a parameter of this space's templates{}",
+                    "not a parameter of this space's templates{}",
                     if declared.is_empty() {
                         " (they declare none)".to_owned()
                     } else {
@@ -44,6 +43,7 @@ pub fn check(templates: &[&SpaceTemplate], given: &BTreeMap<String, String>) -> 
                     }
                 ),
             )
+            .with_value(name)
         })
         .collect();
     // A parameter two templates declare is checked once per declaration: each may ask something of it.
@@ -51,7 +51,7 @@ pub fn check(templates: &[&SpaceTemplate], given: &BTreeMap<String, String>) -> 
     for template in templates {
         for parameter in &template.spec.parameters {
             for c in check_one(template, parameter, given.get(&parameter.name)) {
-                if seen.insert((c.field.clone(), c.message.clone())) {
+                if seen.insert(c.clone()) {
                     causes.push(c);
                 }
             }
@@ -60,7 +60,7 @@ pub fn check(templates: &[&SpaceTemplate], given: &BTreeMap<String, String>) -> 
     causes
 }
 
-fn check_one(template: &SpaceTemplate, parameter: &TemplateParameter, given: Option<&String>) -> Vec<StatusCause> {
+fn check_one(template: &SpaceTemplate, parameter: &TemplateParameter, given: Option<&String>) -> Vec<FieldError> {
     let field = format!("{FIELD}.{}", parameter.name);
     let template = template.metadata.name.as_deref().unwrap_or_default();
     let value = given.or(parameter.default.as_ref());
@@ -71,11 +71,11 @@ fn check_one(template: &SpaceTemplate, parameter: &TemplateParameter, given: Opt
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            return vec![cause(
-                "FieldValueRequired",
-                &field,
+            return vec![FieldError::new(
+                field,
+                Problem::Required,
                 format!(
-                    "Required value: SpaceTemplate {template:?} requires parameter {:?}{what}",
+                    "SpaceTemplate {template:?} requires parameter {:?}{what}",
                     parameter.name
                 ),
             )];
@@ -87,18 +87,18 @@ fn check_one(template: &SpaceTemplate, parameter: &TemplateParameter, given: Opt
     };
     match anchored(pattern) {
         Ok(regex) if regex.is_match(value) => Vec::new(),
-        Ok(_) => vec![cause(
-            "FieldValueInvalid",
-            &field,
-            format!("Invalid value: {value:?}: must match {pattern:?} (SpaceTemplate {template:?})"),
-        )],
-        Err(_) => vec![cause(
-            "FieldValueInvalid",
-            &field,
-            format!(
-                "Invalid value: {value:?}: SpaceTemplate {template:?} has no usable pattern for it; ask the platform team"
-            ),
-        )],
+        Ok(_) => vec![FieldError::new(
+            field,
+            Problem::Invalid,
+            format!("must match {pattern:?} (SpaceTemplate {template:?})"),
+        )
+        .with_value(value)],
+        Err(_) => vec![FieldError::new(
+            field,
+            Problem::Invalid,
+            format!("SpaceTemplate {template:?} has no usable pattern for it; ask the platform team"),
+        )
+        .with_value(value)],
     }
 }
 
@@ -174,9 +174,10 @@ mod tests {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
-    fn fields(causes: &[StatusCause]) -> Vec<(String, String)> {
+    fn fields(causes: &[FieldError]) -> Vec<(String, String)> {
         causes
             .iter()
+            .map(crate::http::error::cause)
             .map(|c| {
                 (
                     c.reason.clone().unwrap_or_default(),

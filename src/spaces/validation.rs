@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause;
-
+use super::{FieldError, Problem};
 use crate::api::Space;
 
 /// Keys under this prefix are the server's: users may neither set nor remove them.
@@ -14,26 +13,16 @@ pub const MANAGED_PREFIX: &str = "tenancy.loft.sh/";
 const RESERVED_NAMES: &[&str] = &["default"];
 const RESERVED_PREFIXES: &[&str] = &["kube-", "kubernetes-", "openshift-", "tenancy-system"];
 
-/// One field's cause, as kube's field errors give it.
+/// What is wrong with a name for a new space.
 #[must_use]
-pub fn cause(reason: &str, field: &str, message: String) -> StatusCause {
-    StatusCause {
-        reason: Some(reason.to_owned()),
-        field: Some(field.to_owned()),
-        message: Some(message),
-    }
-}
-
-/// Causes for a name that cannot be a new space's.
-#[must_use]
-pub fn name(name: &str) -> Vec<StatusCause> {
+pub fn name(name: &str) -> Vec<FieldError> {
     let mut causes = Vec::new();
     let field = "metadata.name";
     if name.is_empty() {
-        causes.push(cause(
-            "FieldValueRequired",
+        causes.push(FieldError::new(
             field,
-            "Required value: name or generateName is required".to_owned(),
+            Problem::Required,
+            "name or generateName is required",
         ));
         return causes;
     }
@@ -45,36 +34,37 @@ pub fn name(name: &str) -> Vec<StatusCause> {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
     if !valid {
-        causes.push(cause(
-            "FieldValueInvalid",
-            field,
-            format!(
-                "Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \
-'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation \
-is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-            ),
-        ));
+        causes.push(
+            FieldError::new(
+                field,
+                Problem::Invalid,
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start \
+and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is \
+'[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            )
+            .with_value(name),
+        );
     }
     let reserved = RESERVED_NAMES.contains(&name)
         || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
         || ["kube", "kubernetes", "openshift"].contains(&name);
     if reserved {
-        causes.push(cause(
-            "FieldValueForbidden",
+        causes.push(FieldError::new(
             field,
-            format!("Forbidden: {name:?} is reserved for the cluster's own namespaces"),
+            Problem::Forbidden,
+            format!("{name:?} is reserved for the cluster's own namespaces"),
         ));
     }
     causes
 }
 
-/// Causes for any `tenancy.loft.sh/` key that differs between what the client sent and what the server keeps.
+/// Errors for any `tenancy.loft.sh/` key that differs between what the client sent and what the server keeps.
 #[must_use]
 pub fn managed_keys(
     field: &str,
     sent: Option<&BTreeMap<String, String>>,
     kept: Option<&BTreeMap<String, String>>,
-) -> Vec<StatusCause> {
+) -> Vec<FieldError> {
     let managed = |map: Option<&BTreeMap<String, String>>| -> BTreeMap<String, String> {
         map.map(|m| {
             m.iter()
@@ -91,30 +81,28 @@ pub fn managed_keys(
     keys.into_iter()
         .filter(|k| sent.get(*k) != kept.get(*k))
         .map(|k| {
-            cause(
-                "FieldValueForbidden",
-                &format!("{field}[{k}]"),
-                format!("Forbidden: keys under {MANAGED_PREFIX} are managed by the server"),
+            FieldError::new(
+                format!("{field}[{k}]"),
+                Problem::Forbidden,
+                format!("keys under {MANAGED_PREFIX} are managed by the server"),
             )
         })
         .collect()
 }
 
-/// Causes for a space a client wants to become `current` (or to create, when `current` is `None`).
+/// What is wrong with a space a client wants to become `current` (or to create, when `current` is `None`).
 #[must_use]
-pub fn space(sent: &Space, current: Option<&Space>) -> Vec<StatusCause> {
+pub fn space(sent: &Space, current: Option<&Space>) -> Vec<FieldError> {
     let mut causes = Vec::new();
     if sent.api_version != crate::api::GROUP_VERSION || sent.kind != crate::api::space::KIND {
-        causes.push(cause(
-            "FieldValueInvalid",
-            "apiVersion",
-            format!(
-                "Invalid value: \"{}/{}\": must be {}, kind Space",
-                sent.api_version,
-                sent.kind,
-                crate::api::GROUP_VERSION
-            ),
-        ));
+        causes.push(
+            FieldError::new(
+                "apiVersion",
+                Problem::Invalid,
+                format!("must be {}, kind Space", crate::api::GROUP_VERSION),
+            )
+            .with_value(format!("{}/{}", sent.api_version, sent.kind)),
+        );
     }
     let kept = current.map(|c| &c.metadata);
     causes.extend(managed_keys(
@@ -130,20 +118,20 @@ pub fn space(sent: &Space, current: Option<&Space>) -> Vec<StatusCause> {
     // Parameters fill in the templates once given; the create flow checks them against what the templates declare.
     if let Some(current) = current {
         if sent.spec.template_parameters != current.spec.template_parameters {
-            causes.push(cause(
-                "FieldValueForbidden",
+            causes.push(FieldError::new(
                 "spec.templateParameters",
-                "Forbidden: field is immutable: template parameters are given when a space is created".to_owned(),
+                Problem::Forbidden,
+                "field is immutable: template parameters are given when a space is created",
             ));
         }
     }
     // A new space may name its account (the create flow checks membership); an existing one keeps it.
     let account = current.and_then(|c| c.spec.account.as_ref());
     if current.is_some() && sent.spec.account.as_ref() != account {
-        causes.push(cause(
-            "FieldValueForbidden",
+        causes.push(FieldError::new(
             "spec.account",
-            "Forbidden: the owning account is set by the server".to_owned(),
+            Problem::Forbidden,
+            "the owning account is set by the server",
         ));
     }
     causes
@@ -169,7 +157,10 @@ mod tests {
         ] {
             let causes = name(reserved);
             assert_eq!(causes.len(), 1, "{reserved}");
-            assert_eq!(causes[0].reason.as_deref(), Some("FieldValueForbidden"));
+            assert_eq!(
+                crate::http::error::cause(&causes[0]).reason.as_deref(),
+                Some("FieldValueForbidden")
+            );
         }
     }
 

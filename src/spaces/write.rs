@@ -12,7 +12,7 @@ use kube::Client;
 use serde_json::Value;
 
 use super::provision::{templates_for, Owner, Plan, Provisioner};
-use super::{parameters, validation, Error};
+use super::{parameters, validation, Error, FieldError, Problem};
 use crate::access::index::is_subject;
 use crate::access::view::{connected_part, space_name};
 use crate::api::account::Account;
@@ -111,13 +111,12 @@ impl Writer {
         let Some((client, authorizer)) = self.connections.client_and_authorizer(cluster) else {
             return Err(Error::Invalid {
                 name: name.to_owned(),
-                causes: vec![validation::cause(
-                    "FieldValueNotFound",
+                errors: vec![FieldError::new(
                     "spec.cluster",
-                    format!(
-                        "Not found: {cluster:?}: no connected cluster of that name (the name is <cluster>.<namespace>)"
-                    ),
-                )],
+                    Problem::NotFound,
+                    "no connected cluster of that name (the name is <cluster>.<namespace>)",
+                )
+                .with_value(cluster)],
             });
         };
         if !self.cache.read().connected.get(cluster).is_some_and(|c| c.online) {
@@ -169,27 +168,30 @@ impl Writer {
         }
         let name = space.name().to_owned();
         let cluster = connected_part(&name).map(|(cluster, _)| cluster);
-        let mut causes = validation::name(connected_part(&name).map_or(name.as_str(), |(_, namespace)| namespace));
+        let mut errors = validation::name(connected_part(&name).map_or(name.as_str(), |(_, namespace)| namespace));
         if cluster.is_some_and(|c| !validation::name(c).is_empty()) {
-            causes.push(validation::cause(
-                "FieldValueInvalid",
-                "metadata.name",
-                format!("Invalid value: {name:?}: a space in a connected cluster is named <cluster>.<namespace>"),
-            ));
+            errors.push(
+                FieldError::new(
+                    "metadata.name",
+                    Problem::Invalid,
+                    "a space in a connected cluster is named <cluster>.<namespace>",
+                )
+                .with_value(&name),
+            );
         }
         if space.spec.cluster.as_deref().is_some_and(|c| !c.is_empty()) && space.spec.cluster.as_deref() != cluster {
-            causes.push(validation::cause(
-                "FieldValueInvalid",
-                "spec.cluster",
-                format!(
-                    "Invalid value: {:?}: a space in a connected cluster is named <cluster>.<namespace>, with that cluster",
-                    space.spec.cluster.as_deref().unwrap_or_default()
-                ),
-            ));
+            errors.push(
+                FieldError::new(
+                    "spec.cluster",
+                    Problem::Invalid,
+                    "a space in a connected cluster is named <cluster>.<namespace>, with that cluster",
+                )
+                .with_value(space.spec.cluster.as_deref().unwrap_or_default()),
+            );
         }
-        causes.extend(validation::space(&space, None));
-        if !causes.is_empty() {
-            return Err(Error::Invalid { name, causes });
+        errors.extend(validation::space(&space, None));
+        if !errors.is_empty() {
+            return Err(Error::Invalid { name, errors });
         }
         let place = self.place(&name)?;
         let owner = self
@@ -270,11 +272,11 @@ impl Writer {
                 }
                 _ => Err(Error::Invalid {
                     name: String::new(),
-                    causes: vec![validation::cause(
-                        "FieldValueRequired",
+                    errors: vec![FieldError::new(
                         "spec.account",
+                        Problem::Required,
                         format!(
-                            "Required value: you belong to several accounts ({}): name one",
+                            "you belong to several accounts ({}): name one",
                             mine.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
                         ),
                     )],
@@ -297,11 +299,11 @@ impl Writer {
         }
         let templates = templates_for(&owner, &self.cache.read().templates)?;
         let given = &space.spec.template_parameters;
-        let causes = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
-        if !causes.is_empty() {
+        let errors = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
+        if !errors.is_empty() {
             return Err(Error::Invalid {
                 name: space.name().to_owned(),
-                causes,
+                errors,
             });
         }
         if !templates.is_empty() {
@@ -362,21 +364,9 @@ impl Writer {
         let current = self.visible(user, name)?;
         let place = self.place(name)?;
         place.authorize(user, "update", name).await?;
-        if space.name() != name {
-            return Err(Error::BadRequest(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                space.name()
-            )));
-        }
+        same_name(&space, name)?;
         let Some(rv) = space.metadata.resource_version.clone().filter(|rv| !rv.is_empty()) else {
-            return Err(Error::Invalid {
-                name: name.to_owned(),
-                causes: vec![validation::cause(
-                    "FieldValueInvalid",
-                    "metadata.resourceVersion",
-                    "Invalid value: 0x0: must be specified for an update".to_owned(),
-                )],
-            });
+            return Err(Error::NoResourceVersion(name.to_owned()));
         };
         self.replace(user, &place, &current, space, &rv, options).await
     }
@@ -395,13 +385,25 @@ impl Writer {
         body: &[u8],
         options: &WriteOptions,
     ) -> Result<(Space, Vec<String>), Error> {
+        // Patch options are checked before the space is looked up, as kube-apiserver checks them.
+        let manager = options.field_manager.clone();
+        if patch_type == PatchType::Apply && manager.is_none() {
+            return Err(Error::InvalidPatchOption(FieldError::new(
+                "fieldManager",
+                Problem::Required,
+                "is required for apply patch",
+            )));
+        }
         let current = self.visible(user, name)?;
         let place = self.place(name)?;
         place.authorize(user, "patch", name).await?;
         let mut document =
             serde_json::to_value(Space::from_namespace(&current)).map_err(|e| Error::BadRequest(e.to_string()))?;
         match patch_type {
-            PatchType::Apply => return self.apply(&place, &current, body, options).await,
+            PatchType::Apply => {
+                let manager = manager.unwrap_or_default();
+                return self.apply(&place, &current, body, &manager, options).await;
+            }
             PatchType::Merge => {
                 let patch: Value =
                     serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
@@ -416,7 +418,7 @@ impl Writer {
             }
         }
         let (space, unknown) = decode::space(document).map_err(|e| Error::Unprocessable(e.to_string()))?;
-        let warnings = options.field_validation.judge(&unknown).map_err(Error::BadRequest)?;
+        let warnings = options.field_validation.judge(&unknown)?;
         let rv = space
             .metadata
             .resource_version
@@ -434,6 +436,7 @@ impl Writer {
         place: &Place,
         current: &Namespace,
         body: &[u8],
+        manager: &str,
         options: &WriteOptions,
     ) -> Result<(Space, Vec<String>), Error> {
         let name = current.metadata.name.clone().unwrap_or_default();
@@ -442,37 +445,32 @@ impl Writer {
             .or_else(|_| serde_saphyr::from_str::<Value>(text))
             .map_err(|e| Error::BadRequest(format!("invalid apply configuration: {e}")))?;
         let (space, unknown) = decode::space(sent.clone()).map_err(|e| Error::Unprocessable(e.to_string()))?;
-        let warnings = options.field_validation.judge(&unknown).map_err(Error::BadRequest)?;
-        if space.name() != name {
-            return Err(Error::BadRequest(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                space.name()
-            )));
-        }
+        let warnings = options.field_validation.judge(&unknown)?;
+        same_name(&space, &name)?;
         // Only what the client named is applied: absent maps must stay absent so they are not claimed.
         let ours = Space::from_namespace(current);
-        let mut causes = validation::managed_keys("metadata.labels", space.metadata.labels.as_ref(), None);
-        causes.extend(validation::managed_keys(
+        let mut errors = validation::managed_keys("metadata.labels", space.metadata.labels.as_ref(), None);
+        errors.extend(validation::managed_keys(
             "metadata.annotations",
             space.metadata.annotations.as_ref(),
             None,
         ));
         if !space.spec.template_parameters.is_empty() {
-            causes.extend(
+            errors.extend(
                 validation::space(&space, Some(&ours))
                     .into_iter()
-                    .filter(|c| c.field.as_deref() == Some("spec.templateParameters")),
+                    .filter(|c| c.field == "spec.templateParameters"),
             );
         }
         if space.spec.account.is_some() && space.spec.account != ours.spec.account {
-            causes.extend(
+            errors.extend(
                 validation::space(&space, Some(&ours))
                     .into_iter()
-                    .filter(|c| c.field.as_deref() == Some("spec.account")),
+                    .filter(|c| c.field == "spec.account"),
             );
         }
-        if !causes.is_empty() {
-            return Err(Error::Invalid { name, causes });
+        if !errors.is_empty() {
+            return Err(Error::Invalid { name, errors });
         }
         let mut metadata = serde_json::json!({"name": place.namespace});
         if let Some(labels) = sent.pointer("/metadata/labels") {
@@ -482,11 +480,7 @@ impl Writer {
             metadata["annotations"] = annotations.clone();
         }
         let configuration = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata});
-        let manager = options
-            .field_manager
-            .clone()
-            .ok_or_else(|| Error::BadRequest("PATCH requests must have fieldManager for apply patches".to_owned()))?;
-        let mut params = PatchParams::apply(&manager);
+        let mut params = PatchParams::apply(manager);
         params.force = options.force;
         params.dry_run = options.dry_run;
         let applied = place
@@ -517,9 +511,9 @@ impl Writer {
         if !self.is_current(current, rv) {
             return Err(Error::Conflict(name));
         }
-        let causes = validation::space(&space, Some(&ours));
-        if !causes.is_empty() {
-            return Err(Error::Invalid { name, causes });
+        let errors = validation::space(&space, Some(&ours));
+        if !errors.is_empty() {
+            return Err(Error::Invalid { name, errors });
         }
         let mut namespace = current.clone();
         namespace.metadata.name = Some(place.namespace.clone());
@@ -581,10 +575,10 @@ impl Writer {
         let Some(to) = to else {
             return Err(Error::Invalid {
                 name: name.to_owned(),
-                causes: vec![validation::cause(
-                    "FieldValueForbidden",
+                errors: vec![FieldError::new(
                     "spec.account",
-                    "Forbidden: a space can move to another account, not leave its account".to_owned(),
+                    Problem::Forbidden,
+                    "a space can move to another account, not leave its account",
                 )],
             });
         };
@@ -764,4 +758,15 @@ fn random_suffix() -> String {
             char::from(c)
         })
         .collect()
+}
+
+/// A body must name the space its URL names.
+fn same_name(space: &Space, name: &str) -> Result<(), Error> {
+    if space.name() == name {
+        return Ok(());
+    }
+    Err(Error::NameMismatch {
+        sent: space.name().to_owned(),
+        url: name.to_owned(),
+    })
 }
