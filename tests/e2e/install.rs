@@ -47,6 +47,18 @@ fn assert_server_accepts(admin: &Kubectl, manifest: &str, what: &str) {
     );
 }
 
+/// `kubectl apply -k DIR --dry-run=server`: kube-apiserver accepts every object of `rendered` (DIR's kustomize output).
+#[track_caller]
+fn assert_kustomization_accepted(admin: &Kubectl, dir: &str, rendered: &str) {
+    let objects = rendered.matches("\nkind: ").count();
+    let applied = admin.run(&["apply", "-k", dir, "--dry-run=server"]).ok();
+    let accepted = applied.lines().filter(|l| l.ends_with("(server dry run)")).count();
+    assert_eq!(
+        accepted, objects,
+        "kube-apiserver accepted {accepted} of {objects} objects of {dir}:\n{applied}"
+    );
+}
+
 /// The non-empty YAML documents of a manifest (comments alone are empty).
 fn documents(manifest: &str) -> impl Iterator<Item = &str> {
     manifest
@@ -86,13 +98,7 @@ fn deploy_renders_with_kustomize_and_kube_apiserver_accepts_every_object() {
     let image = format!("image: tenancy-apiserver:{}\n", env!("CARGO_PKG_VERSION"));
     assert!(rendered.contains(&image), "deploy/ runs no {image}{rendered}");
     assert!(rendered.contains("imagePullPolicy: IfNotPresent\n"), "{rendered}");
-    let objects = rendered.matches("\nkind: ").count();
-    let applied = admin.run(&["apply", "-k", deploy, "--dry-run=server"]).ok();
-    let accepted = applied.lines().filter(|l| l.ends_with("(server dry run)")).count();
-    assert_eq!(
-        accepted, objects,
-        "kube-apiserver accepted {accepted} of {objects} objects:\n{applied}"
-    );
+    assert_kustomization_accepted(&admin, deploy, &rendered);
 }
 
 /// The Deployment's pods run at system-cluster-critical in the server's namespace: kube-apiserver's Priority and
@@ -188,6 +194,14 @@ fn chart_with_self_signed_certificates_is_accepted() {
     assert_server_accepts(&admin, &rendered, "the chart with self-signed certificates");
 }
 
+/// Every one of `wants` is in `doc`.
+#[track_caller]
+fn assert_contains_all(doc: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(doc.contains(want), "no {want} in:\n{doc}");
+    }
+}
+
 /// The document of `kind` named `name` in a rendered manifest.
 #[track_caller]
 fn object<'a>(rendered: &'a str, kind: &str, name: &str) -> &'a str {
@@ -211,26 +225,28 @@ fn chart_with_cert_manager_renders_its_ca_chain_and_the_rest_is_accepted() {
     let self_signed = object(&rendered, "Issuer", "tenancy-apiserver-selfsigned");
     assert!(self_signed.contains("\n  selfSigned: {}"), "{self_signed}");
     let ca = object(&rendered, "Certificate", "tenancy-apiserver-ca");
-    for want in [
-        "isCA: true",
-        "secretName: tenancy-apiserver-ca",
-        "name: tenancy-apiserver-selfsigned",
-    ] {
-        assert!(ca.contains(want), "no {want} in:\n{ca}");
-    }
+    assert_contains_all(
+        ca,
+        &[
+            "isCA: true",
+            "secretName: tenancy-apiserver-ca",
+            "name: tenancy-apiserver-selfsigned",
+        ],
+    );
     let ca_issuer = object(&rendered, "Issuer", "tenancy-apiserver-ca");
     assert!(
         ca_issuer.contains("\n  ca:\n    secretName: tenancy-apiserver-ca"),
         "{ca_issuer}"
     );
     let serving = object(&rendered, "Certificate", "tenancy-apiserver-serving");
-    for want in [
-        "secretName: tenancy-apiserver-serving",
-        "\"tenancy-apiserver.tenancy-system.svc\"",
-        "issuerRef:\n    kind: Issuer\n    name: tenancy-apiserver-ca",
-    ] {
-        assert!(serving.contains(want), "no {want} in:\n{serving}");
-    }
+    assert_contains_all(
+        serving,
+        &[
+            "secretName: tenancy-apiserver-serving",
+            "\"tenancy-apiserver.tenancy-system.svc\"",
+            "issuerRef:\n    kind: Issuer\n    name: tenancy-apiserver-ca",
+        ],
+    );
     assert!(!serving.contains("isCA"), "{serving}");
     let apiservice = object(&rendered, "APIService", "v1.tenancy.loft.sh");
     assert!(
@@ -305,24 +321,19 @@ fn certs_writes_a_kustomize_overlay_and_helm_values_that_install_the_serving_cer
     let rendered = format!("---\n{}", admin.run(&["kustomize", overlay]).ok());
     assert_kinds(&rendered, &KINDS, "the certs overlay");
     let secret = object(&rendered, "Secret", "tenancy-apiserver-serving");
-    for want in [
-        "namespace: tenancy-system\n",
-        "type: kubernetes.io/tls",
-        "tls.crt: ",
-        "tls.key: ",
-        &format!("ca.crt: {ca_bundle}\n"),
-    ] {
-        assert!(secret.contains(want), "no {want} in:\n{secret}");
-    }
+    assert_contains_all(
+        secret,
+        &[
+            "namespace: tenancy-system\n",
+            "type: kubernetes.io/tls",
+            "tls.crt: ",
+            "tls.key: ",
+            &format!("ca.crt: {ca_bundle}\n"),
+        ],
+    );
     let apiservice = object(&rendered, "APIService", "v1.tenancy.loft.sh");
     assert!(apiservice.contains(&format!("caBundle: {ca_bundle}\n")), "{apiservice}");
-    let objects = rendered.matches("\nkind: ").count();
-    let applied = admin.run(&["apply", "-k", overlay, "--dry-run=server"]).ok();
-    let accepted = applied.lines().filter(|l| l.ends_with("(server dry run)")).count();
-    assert_eq!(
-        accepted, objects,
-        "kube-apiserver accepted {accepted} of {objects} objects of the overlay:\n{applied}"
-    );
+    assert_kustomization_accepted(&admin, overlay, &rendered);
 
     let values = dir.join("helm-values.yaml");
     let chart_dir = env.path("REPO_DIR").join("charts/tenancy-apiserver");
