@@ -1,21 +1,20 @@
 # The server's image: a static binary on an empty base, run as a numeric non-root user, with no shell or anything else
 # to run in it. deploy/deployment.yaml runs it with a read-only root filesystem and runAsNonRoot.
 #
-#   docker build -t tenancy-apiserver:latest .     (or: podman build -t tenancy-apiserver:latest .)
+#   docker build -t tenancy-apiserver:0.1.0 .     (or podman; the tag deploy/ and the chart run: Cargo.toml's version)
 
-# Build: on Alpine the host target is musl, and Rust links musl binaries statically, so the release build CI runs
-# (tests/env/up.sh with TENANCY_PROFILE=release: benches and the soak test) is unchanged and its output static.
+# Build: deploy/build-binary.sh, the release build CI runs too (tests/run.sh), with its check that the binary is static.
+# Here it builds for musl (Alpine's own target, so no cross toolchain), which Rust links statically.
 FROM rust:1.95-alpine AS build
-# A C compiler and musl's headers for ring's C and assembly parts; CA certificates for the final image.
+# A C compiler and musl's headers for ring's C and assembly parts (gcc brings binutils' readelf for the static check);
+# CA certificates for the final image.
 RUN apk add --no-cache gcc musl-dev ca-certificates
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin tenancy-apiserver \
-    && if readelf -l target/release/tenancy-apiserver | grep -q 'program interpreter'; then \
-         echo 'tenancy-apiserver is not statically linked' >&2; exit 1; \
-       fi \
+# Its stdout is the binary's path alone (cargo reports on stderr).
+RUN bin="$(deploy/build-binary.sh "$(uname -m)-unknown-linux-musl")" \
     && mkdir -p /out/etc/ssl/certs \
-    && cp target/release/tenancy-apiserver /out/tenancy-apiserver \
+    && cp "$bin" /out/tenancy-apiserver \
     && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/
 
 FROM scratch

@@ -40,7 +40,9 @@ enum Command {
     Connect(connect::Connect),
     /// Disconnect a cluster: its Cluster and Secret, and with --kubeconfig the server's identity there.
     Disconnect(connect::Disconnect),
-    /// Write a new CA and a serving certificate for the in-cluster Service (ca.crt, tls.crt, tls.key).
+    /// Write a new CA and a serving certificate for the in-cluster Service (ca.crt, tls.crt, tls.key), and what
+    /// installs them: the serving Secret (secret.yaml), the APIService's caBundle as a kustomize patch
+    /// (apiservice-ca-bundle.yaml) and the Helm chart's values for both (helm-values.yaml).
     Certs {
         /// Directory to write the files into.
         #[arg(long)]
@@ -57,6 +59,13 @@ enum Command {
         /// Validity in days.
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// Name of the serving Secret the Deployment mounts.
+        #[arg(long, default_value = "tenancy-apiserver-serving")]
+        secret_name: String,
+        /// Also write kustomization.yaml: an overlay of this kustomize base (the repo's deploy/, or a remote
+        /// reference) with the Secret and the caBundle, for `kubectl apply -k OUT_DIR`.
+        #[arg(long)]
+        kustomize_base: Option<String>,
     },
 }
 
@@ -113,11 +122,27 @@ fn main() -> std::process::ExitCode {
                 namespace,
                 extra_sans,
                 days,
+                secret_name,
+                kustomize_base,
             } => {
                 let names = certs::service_names(&service, &namespace, &extra_sans);
-                certs::write(&certs::generate(&names, days)?, &out_dir)?;
+                let bundle = certs::generate(&names, days)?;
+                certs::write(&bundle, &out_dir)?;
+                let install = certs::Install {
+                    namespace: &namespace,
+                    secret_name: &secret_name,
+                };
+                certs::write_install(&bundle, &install, &out_dir, kustomize_base.as_deref())?;
+                let overlay = if kustomize_base.is_some() {
+                    format!(", {}", certs::KUSTOMIZATION_FILE)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "wrote ca.crt, tls.crt, tls.key to {} for {}",
+                    "wrote ca.crt, tls.crt, tls.key, {}, {}, {}{overlay} to {} for {}",
+                    certs::SECRET_FILE,
+                    certs::PATCH_FILE,
+                    certs::HELM_VALUES_FILE,
                     out_dir.display(),
                     names.join(", ")
                 );

@@ -5,7 +5,8 @@
 # Stop everything with tests/controlplane/down.sh STATE_DIR.
 #
 # Usage: up.sh STATE_DIR   -> progress on stderr; prints the path of STATE_DIR/env on stdout's last line.
-#        TENANCY_PROFILE=release up.sh STATE_DIR   -> the same with an optimized server build (for benchmarks).
+#        TENANCY_PROFILE=release up.sh STATE_DIR   -> the same with the release binary the image ships, built by
+#                                                    deploy/build-binary.sh (benchmarks, and CI's soak).
 #        TENANCY_ACCESS_MODE=sar up.sh STATE_DIR   -> the server decides visibility by SubjectAccessReview
 #                                                    (--access-mode=sar) instead of its RBAC index.
 set -euo pipefail
@@ -22,10 +23,8 @@ start=$SECONDS
 # meaningful from an optimized build, so benchmarks opt in. Checked before anything starts, so a typo costs nothing.
 profile="${TENANCY_PROFILE:-debug}"
 case "$profile" in
-  # Test builds carry the fault-injection hooks (the crash tests need them); optimized builds are for benchmarks.
-  debug) cargo_profile_args=(--features fault-injection) ;;
-  # --locked: the image's build (Dockerfile) is this same `cargo build --release --locked --bin tenancy-apiserver`.
-  release) cargo_profile_args=(--release --locked) ;;
+  # Test builds carry the fault-injection hooks (the crash tests need them); the release binary has none.
+  debug | release) ;;
   *)
     log "TENANCY_PROFILE must be debug or release, not '$profile'"
     exit 2
@@ -56,11 +55,16 @@ k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 helm_bin="$("$repo/tests/install/helm.sh" | tail -n 1)" || fail "building helm failed"
 
 log "building the server ($profile)"
-(cd "$repo" && cargo build --quiet "${cargo_profile_args[@]}" --bin tenancy-apiserver) || fail "cargo build failed"
-# Where cargo put it: CARGO_TARGET_DIR (relative to the repo, where cargo ran) when set, as when checkouts share one.
-target_dir="${CARGO_TARGET_DIR:-target}"
-[[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
-server_bin="$target_dir/$profile/tenancy-apiserver"
+if [[ "$profile" = release ]]; then
+  # The image's build (Dockerfile), for this host's target: the same command and static-binary check.
+  server_bin="$("$repo/deploy/build-binary.sh")" || fail "deploy/build-binary.sh failed"
+else
+  (cd "$repo" && cargo build --quiet --features fault-injection --bin tenancy-apiserver) || fail "cargo build failed"
+  # Where cargo put it: CARGO_TARGET_DIR (relative to the repo, where cargo ran) when set, as when checkouts share one.
+  target_dir="${CARGO_TARGET_DIR:-target}"
+  [[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
+  server_bin="$target_dir/debug/tenancy-apiserver"
+fi
 
 serving="$STATE_DIR/serving"
 "$server_bin" certs --out-dir "$serving" --extra-san localhost --extra-san 127.0.0.1 >&2
