@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use serde_json::{json, Value};
@@ -265,6 +265,24 @@ fn condition(quota: &AccountQuota, in_force: bool, reason: &str, message: &str) 
     })
 }
 
+/// Whether namespace `space` is, as kube-apiserver has it now, an open space of `account`.
+async fn in_account(client: &kube::Client, space: &str, account: &str) -> Result<bool, Error> {
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get_opt(space)
+        .await
+        .map_err(Error::Backend)?;
+    Ok(namespace.is_some_and(|ns| {
+        ns.metadata.deletion_timestamp.is_none()
+            && ns
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(ACCOUNT_LABEL))
+                .map(String::as_str)
+                == Some(account)
+    }))
+}
+
 /// One pass over one AccountQuota (the one in force for its account): shares made or taken over where missing, moved
 /// with usage, status written. True when the shares are where the plan wants them; false when the pass stopped short
 /// (a share kube-apiserver does not enforce yet, or out of time) and the next interval must try again.
@@ -295,12 +313,27 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
             let space = rq.metadata.namespace.clone().unwrap_or_default();
             if spaces.contains_key(&space) {
                 read.insert(space, rq);
+            } else if in_account(&client, &space, &quota.spec.account).await? {
+                // A space made a moment ago, with its share, that the state has not seen yet: the next pass counts it.
+                // (Deleting the share here would pull it from under the create that is waiting for it.)
+                return Ok(false);
             } else {
-                // The space left the account: its share goes back.
-                Api::<ResourceQuota>::namespaced(client.clone(), &space)
-                    .delete(SHARE_QUOTA, &DeleteParams::default())
+                // The space left the account: its share goes back (this one, not one made since).
+                let only_this = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: rq.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match Api::<ResourceQuota>::namespaced(client.clone(), &space)
+                    .delete(SHARE_QUOTA, &only_this)
                     .await
-                    .map_err(Error::Backend)?;
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                    Err(error) => return Err(Error::Backend(error)),
+                }
             }
         }
         // A share made or taken over now is not in this plan (nor, yet, enforced): nothing is raised before the

@@ -110,7 +110,7 @@ pub struct Provisioner {
     connections: Arc<Connections>,
     /// Whether `client` is the management cluster's (AccountQuota shares are made only there).
     local: bool,
-    /// For the account's AccountQuota, whose share a new space gets before its owners get rights in it.
+    /// The state: a connected cluster's spaces as last seen, counted when it does not answer.
     cache: Arc<Cache>,
     identity: String,
     kinds: Mutex<HashMap<String, ApiResource>>,
@@ -315,8 +315,17 @@ impl Provisioner {
         // The quota share first: once the owners have rights in the space, everything they make counts. (Connected
         // clusters' spaces are not covered by AccountQuotas yet.)
         if let (Owner::Account(account), true) = (&plan.owner, self.local) {
-            let quota = quota_in_force(self.cache.read().quotas.values(), account.name()).cloned();
-            if let Some(quota) = quota {
+            // Read fresh, not from the state: an AccountQuota made just before this create may not have reached the
+            // reflector yet, and its space would go unshared until the next pass.
+            let quotas: Vec<Arc<AccountQuota>> = Api::<AccountQuota>::all(self.management.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(Error::Backend)?
+                .items
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            if let Some(quota) = quota_in_force(&quotas, account.name()).cloned() {
                 self.create_share(&quota, &plan.name).await?;
                 // kube-apiserver enforces a ResourceQuota only once kube-controller-manager has filled its
                 // status.hard: until then the owners get no rights here, or what they make in between is not counted.
