@@ -25,8 +25,12 @@ const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
 /// kube-apiserver's answers, for what these tests make the server ask: reviews allow everyone but users named
 /// `denied-*`, and users named `viewer-*` everything but namespaces; the token `alice-token` is alice's; namespace
-/// writes (create, replace, apply) are echoed back as written.
-async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+/// writes (create, replace, apply, delete) are echoed back as written, and reach `cache` as its reflector would
+/// deliver them (writes answer once the state shows them).
+async fn kube(
+    request: http::Request<kube::client::Body>,
+    cache: Arc<Cache>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     let sent: Value = body
         .collect()
@@ -84,6 +88,12 @@ async fn kube(request: http::Request<kube::client::Body>) -> Result<http::Respon
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}),
         ),
     };
+    let dry_run = parts.uri.query().is_some_and(|q| q.contains("dryRun"));
+    if path.starts_with("/api/v1/namespaces") && code < 300 && !dry_run {
+        if let Ok(namespace) = serde_json::from_value(answer.clone()) {
+            cache.apply(Update::Namespace(Event::Apply(namespace)));
+        }
+    }
     let mut response = http::Response::new(Full::new(Bytes::from(answer.to_string())));
     *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
@@ -124,9 +134,13 @@ fn cache() -> Arc<Cache> {
 }
 
 fn app(cache: Arc<Cache>) -> Arc<App> {
+    let echoed = cache.clone();
     App::standalone(
         crate::spaces::Registry::new(cache),
-        kube::Client::new(tower::service_fn(kube), "default"),
+        kube::Client::new(
+            tower::service_fn(move |request| kube(request, echoed.clone())),
+            "default",
+        ),
     )
 }
 

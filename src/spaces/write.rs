@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Preconditions;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::Client;
 use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::provision::{templates_for, Owner, Plan, Provisioner};
 use super::{parameters, validation, Error, FieldError, Problem};
@@ -30,6 +31,8 @@ use crate::state::Cache;
 pub const CRASH_AFTER_NAMESPACE: &str = "TENANCY_FAULT_CRASH_AFTER_NAMESPACE";
 /// How long a create waits for its space to be visible to its creator through this server.
 const READ_AFTER_CREATE: Duration = Duration::from_secs(10);
+/// How long an update, patch or delete waits for the state to show it before answering anyway.
+const READ_AFTER_WRITE: Duration = Duration::from_secs(5);
 
 /// Query options of a write.
 #[derive(Clone, Debug, Default)]
@@ -354,6 +357,54 @@ impl Writer {
         }
     }
 
+    /// Waits, on the change log rather than a timer, until the state holds space `name` as `written` (at its
+    /// resourceVersion or later), or no longer holds it when `written` is `None` (a delete that finished): a get, list
+    /// or watch through this server right after the answer then shows the write, as kube-apiserver's would. The write
+    /// has happened either way, so a state that does not catch up within [`READ_AFTER_WRITE`] (its cluster gone
+    /// quiet) delays the answer, never fails it.
+    async fn wait_seen(&self, name: &str, written: Option<&Space>, options: &WriteOptions) {
+        if options.dry_run {
+            return;
+        }
+        let revision = written.map(|space| {
+            space
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|rv| rv.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        let deadline = tokio::time::Instant::now() + READ_AFTER_WRITE;
+        loop {
+            let mut entries = {
+                let state = self.cache.read();
+                let seen = match (state.namespaces.get(name), revision) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(ns), Some(revision)) => {
+                        ns.metadata
+                            .resource_version
+                            .as_deref()
+                            .and_then(|rv| rv.parse::<u64>().ok())
+                            .unwrap_or(0)
+                            >= revision
+                    }
+                };
+                if seen {
+                    return;
+                }
+                self.cache.subscribe(&state)
+            };
+            match tokio::time::timeout_at(deadline, entries.recv()).await {
+                Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => {
+                    tracing::debug!(space = %name, "The state did not show a write in time; answering anyway");
+                    return;
+                }
+            }
+        }
+    }
+
     // --- update and patch ---
 
     /// Replaces a space's labels and annotations (all else is the namespace's or the server's).
@@ -368,7 +419,9 @@ impl Writer {
         let Some(rv) = space.metadata.resource_version.clone().filter(|rv| !rv.is_empty()) else {
             return Err(Error::NoResourceVersion(name.to_owned()));
         };
-        self.replace(user, &place, &current, space, &rv, options).await
+        let written = self.replace(user, &place, &current, space, &rv, options).await?;
+        self.wait_seen(name, Some(&written), options).await;
+        Ok(written)
     }
 
     /// Applies a merge or JSON patch to the space as it is, or a server-side apply to its namespace; the patched space
@@ -402,7 +455,9 @@ impl Writer {
         match patch_type {
             PatchType::Apply => {
                 let manager = manager.unwrap_or_default();
-                return self.apply(&place, &current, body, &manager, options).await;
+                let (written, warnings) = self.apply(&place, &current, body, &manager, options).await?;
+                self.wait_seen(name, Some(&written), options).await;
+                return Ok((written, warnings));
             }
             PatchType::Merge => {
                 let patch: Value =
@@ -426,6 +481,7 @@ impl Writer {
             .or_else(|| current.metadata.resource_version.clone())
             .unwrap_or_default();
         let patched = self.replace(user, &place, &current, space, &rv, options).await?;
+        self.wait_seen(name, Some(&patched), options).await;
         Ok((patched, warnings))
     }
 
@@ -659,18 +715,24 @@ impl Writer {
             },
             preconditions: Some(kube_preconditions),
         };
-        match place
+        let deleted = match place
             .namespaces()
             .delete(&place.namespace, &params)
             .await
             .map_err(|e| Error::from_kube(e, name))?
         {
-            either::Either::Left(namespace) => Ok(Deleted::Terminating(Box::new(place.show(&namespace)))),
-            either::Either::Right(_) => Ok(Deleted::Gone {
+            either::Either::Left(namespace) => Deleted::Terminating(Box::new(place.show(&namespace))),
+            either::Either::Right(_) => Deleted::Gone {
                 name: name.to_owned(),
                 uid: current.metadata.uid.clone(),
-            }),
-        }
+            },
+        };
+        let terminating = match &deleted {
+            Deleted::Terminating(space) => Some(space.as_ref()),
+            Deleted::Gone { .. } => None,
+        };
+        self.wait_seen(name, terminating, options).await;
+        Ok(deleted)
     }
 }
 
