@@ -17,6 +17,7 @@
 use libfuzzer_sys::fuzz_target;
 use tenancy_apiserver::api::{self, Space};
 use tenancy_apiserver::spaces::validation::{self, MANAGED_PREFIX};
+use tenancy_apiserver::spaces::Problem;
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 bytes.
 fn is_dns_label(s: &str) -> bool {
@@ -31,13 +32,13 @@ fn is_dns_label(s: &str) -> bool {
 
 fn check_name(name: &str) {
     let causes = validation::name(name);
-    let invalid = causes.iter().any(|c| c.reason.as_deref() == Some("FieldValueInvalid"));
+    let invalid = causes.iter().any(|c| c.problem == Problem::Invalid);
     assert_eq!(invalid, !name.is_empty() && !is_dns_label(name), "{name:?}: {causes:?}");
     if causes.is_empty() {
         assert!(is_dns_label(name), "{name:?} accepted");
     }
     for cause in &causes {
-        assert_eq!(cause.field.as_deref(), Some("metadata.name"), "{cause:?}");
+        assert_eq!(cause.field, "metadata.name", "{cause:?}");
     }
 }
 
@@ -71,9 +72,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if managed(&space.metadata.labels) || managed(&space.metadata.annotations) {
         assert!(
-            causes
-                .iter()
-                .any(|c| c.reason.as_deref() == Some("FieldValueForbidden")),
+            causes.iter().any(|c| c.problem == Problem::Forbidden),
             "managed keys set on create: {causes:?}"
         );
     }
