@@ -239,12 +239,7 @@ impl Writer {
                 return Err(error);
             }
         };
-        let revision = finished
-            .metadata
-            .resource_version
-            .as_deref()
-            .and_then(|rv| rv.parse().ok())
-            .unwrap_or(0);
+        let revision = revision_of(finished.metadata.resource_version.as_deref());
         self.wait_visible(user, &name, revision).await?;
         Ok(place.show(&finished))
     }
@@ -337,14 +332,10 @@ impl Writer {
         loop {
             let mut entries = {
                 let state = self.cache.read();
-                let caught_up = state.namespaces.get(name).is_some_and(|ns| {
-                    ns.metadata
-                        .resource_version
-                        .as_deref()
-                        .and_then(|rv| rv.parse::<u64>().ok())
-                        .unwrap_or(0)
-                        >= revision
-                });
+                let caught_up = state
+                    .namespaces
+                    .get(name)
+                    .is_some_and(|ns| revision_of(ns.metadata.resource_version.as_deref()) >= revision);
                 if caught_up && state.may_get(&subjects, name) {
                     return Ok(());
                 }
@@ -366,14 +357,7 @@ impl Writer {
         if options.dry_run {
             return;
         }
-        let revision = written.map(|space| {
-            space
-                .metadata
-                .resource_version
-                .as_deref()
-                .and_then(|rv| rv.parse::<u64>().ok())
-                .unwrap_or(0)
-        });
+        let revision = written.map(|space| revision_of(space.metadata.resource_version.as_deref()));
         let deadline = tokio::time::Instant::now() + READ_AFTER_WRITE;
         loop {
             let mut entries = {
@@ -381,14 +365,7 @@ impl Writer {
                 let seen = match (state.namespaces.get(name), revision) {
                     (None, _) => true,
                     (Some(_), None) => false,
-                    (Some(ns), Some(revision)) => {
-                        ns.metadata
-                            .resource_version
-                            .as_deref()
-                            .and_then(|rv| rv.parse::<u64>().ok())
-                            .unwrap_or(0)
-                            >= revision
-                    }
+                    (Some(ns), Some(revision)) => revision_of(ns.metadata.resource_version.as_deref()) >= revision,
                 };
                 if seen {
                     return;
@@ -734,6 +711,11 @@ impl Writer {
         self.wait_seen(name, terminating, options).await;
         Ok(deleted)
     }
+}
+
+/// A namespace's resourceVersion as kube-apiserver's etcd revision (0 if it is not one), to tell which of two is later.
+fn revision_of(resource_version: Option<&str>) -> u64 {
+    resource_version.and_then(|rv| rv.parse().ok()).unwrap_or(0)
 }
 
 /// Where a space's namespace is, as a write needs it: this cluster, or a connected one.
