@@ -87,10 +87,20 @@ fn inputs(cache: &Cache, quota: &AccountQuota) -> Inputs {
 }
 
 /// The account's spaces in this cluster (connected clusters' are not covered), and whether each is closing.
+/// The account a namespace is labelled into, if any.
+fn account_of(namespace: &Namespace) -> Option<&str> {
+    namespace
+        .metadata
+        .labels
+        .as_ref()?
+        .get(ACCOUNT_LABEL)
+        .map(String::as_str)
+}
+
 fn account_spaces(state: &crate::state::State, quota: &AccountQuota) -> BTreeMap<String, bool> {
     state
         .local_namespaces()
-        .filter(|(_, ns)| ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL)) == Some(&quota.spec.account))
+        .filter(|(_, ns)| account_of(ns) == Some(quota.spec.account.as_str()))
         .map(|(space, ns)| (space.clone(), ns.metadata.deletion_timestamp.is_some()))
         .collect()
 }
@@ -163,7 +173,7 @@ async fn sweep(cache: &Cache, client: &kube::Client) {
             state
                 .namespaces
                 .get(space)
-                .and_then(|ns| ns.metadata.labels.as_ref()?.get(ACCOUNT_LABEL))
+                .and_then(|ns| account_of(ns))
                 .is_some_and(|account| quota_in_force(state.quotas.values(), account).is_some())
         };
         let looked_after = |owner: &String| {
@@ -271,16 +281,7 @@ async fn in_account(client: &kube::Client, space: &str, account: &str) -> Result
         .get_opt(space)
         .await
         .map_err(Error::Backend)?;
-    Ok(namespace.is_some_and(|ns| {
-        ns.metadata.deletion_timestamp.is_none()
-            && ns
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(ACCOUNT_LABEL))
-                .map(String::as_str)
-                == Some(account)
-    }))
+    Ok(namespace.is_some_and(|ns| ns.metadata.deletion_timestamp.is_none() && account_of(&ns) == Some(account)))
 }
 
 /// One pass over one AccountQuota (the one in force for its account): shares made or taken over where missing, moved
