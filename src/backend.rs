@@ -1,11 +1,12 @@
 //! Kube I/O: the two clients (long watches; calls on a request's path), the reflectors (watches of Namespaces, RBAC
 //! objects, Accounts, SpaceTemplates, AccountQuotas and their share ResourceQuotas) feeding the state every read is
 //! answered from, the watch on kube-apiserver's authentication ConfigMap, the SubjectAccessReview reviewer of
-//! `--access-mode=sar` (`review`), the watch of enforced template objects (`enforced`) and connected clusters'
-//! clients and reflectors (`connected`).
+//! `--access-mode=sar` (`review`), the watch of enforced template objects (`enforced`), connected clusters'
+//! clients and reflectors (`connected`), and failed calls told as sentences (`explain`).
 
 pub mod connected;
 pub mod enforced;
+pub mod explain;
 pub mod review;
 
 use std::path::Path;

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod console;
 pub mod discovery;
 pub mod error;
+pub mod media_type;
 pub mod negotiate;
 pub mod ops;
 pub mod options;

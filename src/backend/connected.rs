@@ -82,12 +82,16 @@ impl Connections {
                 return Ok(connection.client.clone());
             }
         }
-        let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|e| format!("the kubeconfig in the Secret: {e}"))?;
+        let unusable = |e: &dyn std::fmt::Display| {
+            format!("the kubeconfig in its Secret cannot be used ({e}): run tenancy-apiserver connect again")
+        };
+        let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|e| unusable(&e))?;
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
-            .map_err(|e| format!("the kubeconfig in the Secret: {e}"))?;
+            .map_err(|e| unusable(&e))?;
         // Writes, reviews and probes get the call client's timeout and bounded retries, as this cluster's do.
-        let Clients { watch, call: client } = clients_from(config).map_err(|e| e.to_string())?;
+        let Clients { watch, call: client } =
+            clients_from(config).map_err(|e| unusable(&super::explain::root_cause(&e)))?;
         let reflectors = tokio::spawn(reflect(cluster.to_owned(), watch, cache.clone(), errors.clone()));
         let connection = Connection {
             secret_version: secret_version.to_owned(),

@@ -17,12 +17,15 @@ use serde_json::json;
 
 use crate::api::account::Cluster;
 use crate::backend::connected::Connections;
+use crate::backend::explain;
 use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
 use crate::state::{Cache, Connected, Update};
 
 /// How often each connected cluster is asked (all of them together).
 const INTERVAL: Duration = Duration::from_secs(3);
+/// What the platform team does about a Cluster whose credentials are missing or unusable.
+const CONNECT_AGAIN: &str = "run tenancy-apiserver connect again";
 /// How long one cluster may take to answer before it counts as offline.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -77,7 +80,12 @@ pub async fn run(context: Context) {
 async fn probe(context: &Context, cluster: &Cluster, name: &str) {
     let answer = tokio::time::timeout(PROBE_TIMEOUT, ask(context, cluster, name))
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {}s", PROBE_TIMEOUT.as_secs())));
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "its kube-apiserver did not answer within {}s",
+                PROBE_TIMEOUT.as_secs()
+            ))
+        });
     let now = Timestamp::now().to_string();
     // Answering, but its spaces are not all known yet until its reflectors have listed once.
     let synced = context
@@ -116,17 +124,21 @@ async fn probe(context: &Context, cluster: &Cluster, name: &str) {
 /// The cluster's kube-apiserver version and namespace count, or why it could not be asked.
 async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String, usize), String> {
     let reference = &cluster.spec.config.secret_ref;
+    let secret_name = format!("{NAMESPACE}/{}", reference.name);
     let secret = Api::<Secret>::namespaced(context.client.clone(), NAMESPACE)
         .get(&reference.name)
         .await
-        .map_err(|e| format!("reading Secret {NAMESPACE}/{}: {e}", reference.name))?;
+        .map_err(|e| match e {
+            e if explain::is_not_found(&e) => format!("Secret {secret_name} not found: {CONNECT_AGAIN}"),
+            e => format!("Secret {secret_name} could not be read: {}", explain::sentence(&e)),
+        })?;
     let key = reference.key.as_deref().unwrap_or("kubeconfig");
     let text = secret
         .data
         .as_ref()
         .and_then(|d| d.get(key))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .ok_or_else(|| format!("Secret {NAMESPACE}/{} has no key {key}", reference.name))?;
+        .ok_or_else(|| format!("Secret {secret_name} has no key {key}: {CONNECT_AGAIN}"))?;
     let secret_version = secret.metadata.resource_version.clone().unwrap_or_default();
     let remote = context
         .connections
@@ -138,7 +150,8 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
             &text,
         )
         .await?;
-    let version = remote.apiserver_version().await.map_err(|e| e.to_string())?;
+    let unanswered = |e: kube::Error| format!("its kube-apiserver did not answer: {}", explain::sentence(&e));
+    let version = remote.apiserver_version().await.map_err(unanswered)?;
     // Counted from what the reflectors hold once they have listed, rather than listing again every pass.
     let namespaces = {
         let state = context.cache.read();
@@ -153,7 +166,7 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
         None => Api::<k8s_openapi::api::core::v1::Namespace>::all(remote)
             .list_metadata(&ListParams::default())
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(unanswered)?
             .items
             .len(),
     };

@@ -40,8 +40,9 @@ pub enum Error {
     /// A query parameter this server cannot read (400, as kube-apiserver answers for these).
     #[error("bad option {}", .0.field)]
     BadOption(FieldError),
-    #[error("unsupported patch type")]
-    UnsupportedPatch,
+    /// A write's body in a media type its verb does not take: the types it does.
+    #[error("unsupported media type")]
+    UnsupportedMediaType(&'static [&'static str]),
     /// A request body over the limit.
     #[error("request entity too large")]
     TooLarge { limit: usize },
@@ -231,10 +232,13 @@ pub fn status_of(error: &Error) -> Status {
             tracing::warn!(error = %cause, "SpaceTemplate failed");
             status::failure(500, "InternalError", format!("Internal error occurred: {cause}"), None)
         }
-        Error::UnsupportedPatch => status::failure(
+        Error::UnsupportedMediaType(accepted) => status::failure(
             415,
             "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_owned(),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
             None,
         ),
         Error::Spaces(spaces::Error::ContinueExpired) => {

@@ -14,7 +14,7 @@ use super::error::Error;
 use super::negotiate::{negotiate, Output, Target};
 use super::request_info::Verb;
 use super::response::WatchEncoder;
-use super::{options, response, App, Call, Response, MAX_BODY};
+use super::{media_type, options, response, App, Call, Response, MAX_BODY};
 use crate::api::decode::FieldValidation;
 use crate::api::table::{
     ColumnDefinition, IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table, TableRow,
@@ -230,16 +230,24 @@ async fn body(call: Call) -> Result<(Call, Bytes), Error> {
     }
 }
 
-/// A Space from a JSON (or YAML) body, and the warnings its unknown fields earn under `validation`.
-fn decode_space(bytes: &[u8], validation: FieldValidation) -> Result<(Space, Vec<String>), Error> {
+/// A JSON or YAML document, as its Content-Type says.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], format: media_type::Format) -> Result<T, String> {
+    match format {
+        media_type::Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        media_type::Format::Yaml => std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string())),
+    }
+}
+
+/// A Space from a JSON or YAML body, and the warnings its unknown fields earn under `validation`.
+fn decode_space(
+    bytes: &[u8],
+    format: media_type::Format,
+    validation: FieldValidation,
+) -> Result<(Space, Vec<String>), Error> {
     let not_a_space = |e: String| Error::BadRequest(format!("the body of the request is not a valid Space: {e}"));
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .or_else(|_| {
-            std::str::from_utf8(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string()))
-        })
-        .map_err(not_a_space)?;
+    let value: serde_json::Value = decode(bytes, format).map_err(not_a_space)?;
     let (space, unknown) = crate::api::decode::space(value).map_err(|e| not_a_space(e.to_string()))?;
     let warnings = validation.judge(&unknown).map_err(registry::Error::from)?;
     Ok((space, warnings))
@@ -281,9 +289,10 @@ where
 }
 
 async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
+    let format = media_type::object(&call.headers)?;
     let (call, bytes) = body(call).await?;
     let options = options::write(&call.info.query)?;
-    let (space, warnings) = decode_space(&bytes, options.field_validation)?;
+    let (space, warnings) = decode_space(&bytes, format, options.field_validation)?;
     let created = to_the_end(app, &call.user, |app, user| async move {
         app.writer.create(&user, space, &options).await
     })
@@ -292,9 +301,10 @@ async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 }
 
 async fn update(app: &Arc<App>, call: Call) -> Result<Response, Error> {
+    let format = media_type::object(&call.headers)?;
     let (call, bytes) = body(call).await?;
     let options = options::write(&call.info.query)?;
-    let (space, warnings) = decode_space(&bytes, options.field_validation)?;
+    let (space, warnings) = decode_space(&bytes, format, options.field_validation)?;
     let name = call.name().to_owned();
     let updated = to_the_end(app, &call.user, |app, user| async move {
         app.writer.update(&user, &name, space, &options).await
@@ -304,20 +314,7 @@ async fn update(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 }
 
 async fn patch(app: &Arc<App>, call: Call) -> Result<Response, Error> {
-    let content_type = call
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let patch_type = match content_type.as_str() {
-        "application/merge-patch+json" => write::PatchType::Merge,
-        "application/json-patch+json" => write::PatchType::Json,
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => write::PatchType::Apply,
-        _ => return Err(Error::UnsupportedPatch),
-    };
+    let patch_type = media_type::patch(&call.headers)?;
     let (call, bytes) = body(call).await?;
     let options = options::write(&call.info.query)?;
     let name = call.name().to_owned();
@@ -329,12 +326,14 @@ async fn patch(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 }
 
 async fn delete(app: &Arc<App>, call: Call) -> Result<Response, Error> {
+    // A body's media type is judged only when there is a body, as kube-apiserver does; so is the body itself.
+    let format = media_type::object(&call.headers);
     let (call, bytes) = body(call).await?;
     let mut options = options::write(&call.info.query)?;
     let delete: DeleteOptions = if bytes.is_empty() {
         DeleteOptions::default()
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
+        decode(&bytes, format?).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };
     if delete.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All")) {
         options.dry_run = true;

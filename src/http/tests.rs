@@ -568,14 +568,19 @@ async fn create_validates_before_anything_is_written() {
         .await;
     assert_eq!(created.code, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.json()["metadata"]["name"], "new");
-    // YAML bodies are read too.
+    // YAML bodies are read too, when they say so; without a Content-Type a body is JSON, as kube-apiserver reads it.
+    let yaml_body = "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: from-yaml\n";
     let yaml = carol
         .send(
-            post("?dryRun=All"),
-            "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: from-yaml\n",
+            post("?dryRun=All").header(header::CONTENT_TYPE, "application/yaml"),
+            yaml_body,
         )
         .await;
     assert_eq!(yaml.code, StatusCode::CREATED, "{:?}", yaml.body);
+    carol
+        .send(post("?dryRun=All"), yaml_body)
+        .await
+        .status(400, "BadRequest");
 
     let invalid = carol
         .send(
@@ -627,6 +632,46 @@ async fn create_validates_before_anything_is_written() {
     dave.send(dave.request(Method::POST, SPACES), "{}")
         .await
         .status(403, "Forbidden");
+}
+
+#[tokio::test]
+async fn writes_in_a_media_type_their_verb_does_not_take_are_refused_before_anything_is_read() {
+    let app = app(cache());
+    let alice = as_user(&app, "alice");
+    let space = r#"{"apiVersion":"tenancy.loft.sh/v1","kind":"Space","metadata":{"name":"a","resourceVersion":"2"}}"#;
+    let objects = "the body of the request was in an unknown format - accepted media types include: \
+application/json, application/yaml";
+    let patches = "the body of the request was in an unknown format - accepted media types include: \
+application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";
+    let before = alice.get(&format!("{SPACES}/a")).await;
+    for content_type in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        for (method, uri, message) in [
+            (Method::POST, SPACES.to_owned(), objects),
+            (Method::PUT, format!("{SPACES}/a"), objects),
+            (Method::DELETE, format!("{SPACES}/a"), objects),
+            (Method::PATCH, format!("{SPACES}/a"), patches),
+        ] {
+            let request = alice
+                .request(method.clone(), &uri)
+                .header(header::CONTENT_TYPE, content_type);
+            let refused = alice.send(request, space).await.status(415, "UnsupportedMediaType");
+            assert_eq!(refused["message"], message, "{method} {content_type}");
+        }
+    }
+    // Nothing was written: alice's space is as it was.
+    let after = alice.get(&format!("{SPACES}/a")).await;
+    assert_eq!(after.json(), before.json());
+    // A delete without a body needs no Content-Type, and one whose body says JSON is read.
+    let delete = alice
+        .request(Method::DELETE, &format!("{SPACES}/a"))
+        .header(header::CONTENT_TYPE, "application/json");
+    let deleted = alice.send(delete, r#"{"preconditions":{"uid":"nope"}}"#).await;
+    deleted.status(409, "Conflict");
 }
 
 #[tokio::test]

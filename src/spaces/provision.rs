@@ -30,6 +30,7 @@ use crate::api::space::{AppliedTemplate, ObjectReference, APPLIED, FAILED};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, TEMPLATE_LABEL, TEMPLATE_STATUS_ANNOTATION};
 use crate::backend::connected::Connections;
 use crate::backend::enforced::Enforced;
+use crate::backend::explain;
 use crate::state::Cache;
 
 /// The ResourceQuota holding a space's share of its account's AccountQuota.
@@ -516,7 +517,12 @@ impl Provisioner {
         match api.delete(&object.name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(error) => Err(format!("deleting {} {:?}: {error}", object.kind, object.name)),
+            Err(error) => Err(format!(
+                "deleting {} {:?} failed: {}",
+                object.kind,
+                object.name,
+                explain::sentence(&error)
+            )),
         }
     }
 
@@ -533,7 +539,12 @@ impl Provisioner {
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
             .await
-            .map_err(|e| format!("unknown kind {key}: {e}"))?;
+            .map_err(|e| match e {
+                e if matches!(e, kube::Error::Discovery(_)) || explain::is_not_found(&e) => {
+                    format!("kube-apiserver serves no kind {key}")
+                }
+                e => format!("the kind {key} could not be looked up: {}", explain::sentence(&e)),
+            })?;
         // A template fills one space; a cluster-scoped object would reach beyond it (a ClusterRoleBinding, above all).
         if capabilities.scope != kube::discovery::Scope::Namespaced {
             return Err(format!(
