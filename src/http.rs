@@ -80,9 +80,11 @@ impl App {
         Arc::new(App {
             writer: crate::spaces::write::Writer::new(
                 registry.cache().clone(),
-                client.clone(),
-                authorizer.clone(),
-                Arc::default(),
+                Arc::new(crate::clusters::Members::new(
+                    client.clone(),
+                    client.clone(),
+                    authorizer.clone(),
+                )),
             ),
             registry,
             reviewer: None,

@@ -8,6 +8,7 @@ pub mod authn;
 pub mod authz;
 pub mod backend;
 pub mod certs;
+pub mod clusters;
 pub mod config;
 pub mod connect;
 pub mod controllers;

@@ -2,7 +2,7 @@
 //! `connect` and `disconnect` add a cluster to (or take it from) the ones whose spaces it serves.
 
 use tenancy_apiserver::{
-    access, authn, authz, backend, certs, config, connect, controllers, http, metrics, spaces, state, tls,
+    access, authn, authz, backend, certs, clusters, config, connect, controllers, http, metrics, spaces, state, tls,
 };
 
 use std::path::PathBuf;
@@ -241,11 +241,11 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         reviewer
     });
     tracing::info!(mode = ?config.access_mode, "Visibility");
-    let connections = Arc::new(backend::connected::Connections::default());
+    let members = Arc::new(clusters::Members::new(call.clone(), client.clone(), authorizer.clone()));
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),
-        writer: spaces::write::Writer::new(cache, call.clone(), authorizer.clone(), connections.clone()),
+        writer: spaces::write::Writer::new(cache, members.clone()),
         authorizer,
         tokens: authn::token::TokenAuthenticator::new(call.clone()),
         metrics: metrics::RequestMetrics::register(&registry_metrics),
@@ -259,7 +259,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     tokio::spawn(controllers::clusters::run(controllers::clusters::Context {
         client: call,
         cache: app.registry.cache().clone(),
-        connections,
+        members,
         metrics: metrics::ClusterMetrics::register(&app.registry_metrics),
     }));
     tokio::spawn(controllers::quota::run(

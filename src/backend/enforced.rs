@@ -16,6 +16,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use crate::api::ENFORCED_LABEL;
 
@@ -26,17 +27,29 @@ pub struct Enforced {
     client: Client,
     kinds: Mutex<HashMap<String, Arc<Mutex<Present>>>>,
     changed: Arc<Notify>,
+    /// The watches, stopped with this (a disconnected cluster's go with it).
+    watches: Mutex<Vec<AbortHandle>>,
+}
+
+impl Drop for Enforced {
+    fn drop(&mut self) {
+        for watch in self.watches.lock().drain(..) {
+            watch.abort();
+        }
+    }
 }
 
 // === impl Enforced ===
 
 impl Enforced {
+    /// Enforced objects of the cluster `client` watches; `changed` is woken when one goes away or a kind has listed.
     #[must_use]
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, changed: Arc<Notify>) -> Self {
         Enforced {
             client,
             kinds: Mutex::new(HashMap::new()),
-            changed: Arc::new(Notify::new()),
+            changed,
+            watches: Mutex::default(),
         }
     }
 
@@ -53,21 +66,18 @@ impl Enforced {
             None => {
                 let present = Arc::new(Mutex::new(None));
                 self.kinds.lock().insert(key, present.clone());
-                tokio::spawn(follow(
+                let watch = tokio::spawn(follow(
                     self.client.clone(),
                     resource.clone(),
                     present,
                     self.changed.clone(),
                 ));
+                self.watches.lock().push(watch.abort_handle());
                 None
             }
         }
     }
 
-    /// Completes when an enforced object went away or a kind finished listing: the repair pass looks again.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
-    }
 }
 
 /// Keeps `present` equal to the enforced objects of one kind, forever (the watch retries with backoff).

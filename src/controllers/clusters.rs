@@ -16,7 +16,7 @@ use kube::Client;
 use serde_json::json;
 
 use crate::api::account::Cluster;
-use crate::backend::connected::Connections;
+use crate::clusters::Members;
 use crate::backend::explain;
 use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
@@ -33,7 +33,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Context {
     pub client: Client,
     pub cache: Arc<Cache>,
-    pub connections: Arc<Connections>,
+    pub members: Arc<Members>,
     pub metrics: ClusterMetrics,
 }
 
@@ -61,10 +61,10 @@ pub async fn run(context: Context) {
                 // All at once: one cluster that does not answer must not hold back the others' connections.
                 futures::future::join_all(probes).await;
                 // Connected, or only known to the state (a Cluster whose Secret never gave a client).
-                let mut known: BTreeSet<String> = context.connections.names().into_iter().collect();
+                let mut known: BTreeSet<String> = context.members.names().into_iter().collect();
                 known.extend(context.cache.read().connected.keys().cloned());
                 for gone in known.into_iter().filter(|n| !names.contains(n)) {
-                    context.connections.disconnect(&gone);
+                    context.members.disconnect(&gone);
                     context.cache.apply(Update::Disconnected(gone.clone()));
                     context.metrics.forget(&gone);
                     tracing::info!(cluster = %gone, "Disconnected");
@@ -140,8 +140,8 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
         .ok_or_else(|| format!("Secret {secret_name} has no key {key}: {CONNECT_AGAIN}"))?;
     let secret_version = secret.metadata.resource_version.clone().unwrap_or_default();
-    let remote = context
-        .connections
+    let (member, _) = context
+        .members
         .connect(
             &context.cache,
             &context.metrics.watch_errors,
@@ -151,6 +151,7 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
         )
         .await?;
     let unanswered = |e: kube::Error| format!("its kube-apiserver did not answer: {}", explain::sentence(&e));
+    let remote = member.client().clone();
     let version = remote.apiserver_version().await.map_err(unanswered)?;
     // Counted from what the reflectors hold once they have listed, rather than listing again every pass.
     let namespaces = {

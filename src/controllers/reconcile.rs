@@ -52,7 +52,7 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
         let wake = async {
             tokio::select! {
                 _ = changes.changed() => {}
-                () = provisioner.enforced().changed() => {}
+                () = provisioner.members().changed() => {}
             }
         };
         let _ = tokio::time::timeout(INTERVAL, wake).await;

@@ -5,7 +5,7 @@
 //! An account's space limit is checked and the namespace created while holding a per-account Lease in kube-apiserver,
 //! so parallel creates — on any number of replicas — never exceed it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +16,8 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use kube::Client;
-use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{parameters, Error};
@@ -28,8 +26,8 @@ use crate::api::account::{
 };
 use crate::api::space::{AppliedTemplate, ObjectReference, APPLIED, FAILED};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, TEMPLATE_LABEL, TEMPLATE_STATUS_ANNOTATION};
-use crate::backend::connected::Connections;
 use crate::backend::enforced::Enforced;
+use crate::clusters::{Member, Members};
 use crate::backend::explain;
 use crate::state::Cache;
 
@@ -102,81 +100,81 @@ impl Plan {
     }
 }
 
+/// Makes, finishes and removes spaces in one cluster (a [`Member`]), under the management cluster's Leases and the
+/// account limits counted across every cluster.
 pub struct Provisioner {
     /// The cluster the spaces are made in.
-    client: Client,
-    /// The management cluster: the Leases of account limits, and its own spaces counted.
-    management: Client,
-    /// Connected clusters, whose spaces count towards account limits too.
-    connections: Arc<Connections>,
-    /// Whether `client` is the management cluster's (AccountQuota shares are made only there).
-    local: bool,
+    member: Arc<Member>,
+    /// Every cluster: the management cluster's Leases, and every cluster's spaces counted towards account limits.
+    members: Arc<Members>,
     /// The state: a connected cluster's spaces as last seen, counted when it does not answer.
     cache: Arc<Cache>,
     identity: String,
-    kinds: Mutex<HashMap<String, ApiResource>>,
-    enforced: Enforced,
 }
 
 // === impl Provisioner ===
 
 impl Provisioner {
+    /// A provisioner for the management cluster of `members`.
     #[must_use]
-    pub fn new(client: Client, cache: Arc<Cache>) -> Self {
+    pub fn new(members: Arc<Members>, cache: Arc<Cache>) -> Self {
         let identity = format!(
             "tenancy-apiserver-{}-{}",
             std::process::id(),
             Timestamp::now().as_nanosecond() % 1_000_000
         );
         Provisioner {
-            enforced: Enforced::new(client.clone()),
-            management: client.clone(),
-            connections: Arc::default(),
-            local: true,
-            client,
+            member: members.management().clone(),
+            members,
             cache,
             identity,
-            kinds: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The same, counting connected clusters' spaces towards account limits.
-    #[must_use]
-    pub fn counting(mut self, connections: Arc<Connections>) -> Self {
-        self.connections = connections;
-        self
     }
 
     /// A provisioner for connected cluster `cluster`, if it is connected.
     #[must_use]
     pub fn for_connected(&self, cluster: &str) -> Option<Self> {
-        self.connections.client(cluster).map(|client| self.in_cluster(client))
+        self.members.connected(cluster).map(|member| self.in_cluster(member))
     }
 
-    /// A provisioner that makes spaces in the connected cluster `client` talks to, under this one's Leases and limits.
+    /// A provisioner that makes spaces in `member`, under this one's Leases and limits (cheap: what is learned about a
+    /// cluster lives in its member).
     #[must_use]
-    pub fn in_cluster(&self, client: Client) -> Self {
+    pub fn in_cluster(&self, member: Arc<Member>) -> Self {
         Provisioner {
-            enforced: Enforced::new(client.clone()),
-            management: self.management.clone(),
-            connections: self.connections.clone(),
-            local: false,
-            client,
+            member,
+            members: self.members.clone(),
             cache: self.cache.clone(),
             identity: self.identity.clone(),
-            kinds: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cluster this provisioner makes spaces in.
+    #[must_use]
+    pub fn member(&self) -> &Arc<Member> {
+        &self.member
+    }
+
+    /// Every cluster served.
+    #[must_use]
+    pub fn members(&self) -> &Arc<Members> {
+        &self.members
     }
 
     #[must_use]
     pub fn client(&self) -> &Client {
-        &self.client
+        self.member.client()
+    }
+
+    /// The management cluster's client: Leases, Accounts, AccountQuotas.
+    fn management(&self) -> &Client {
+        self.members.management().client()
     }
 
     /// Which enforced template objects exist.
     #[must_use]
     pub fn enforced(&self) -> &Enforced {
-        &self.enforced
+        self.member.enforced()
     }
 
     /// Creates the namespace (marked as creating), within the account's limit when there is one.
@@ -199,7 +197,7 @@ impl Provisioner {
             ..Namespace::default()
         };
         let create = || async {
-            Api::<Namespace>::all(self.client.clone())
+            Api::<Namespace>::all(self.client().clone())
                 .create(
                     &PostParams {
                         dry_run,
@@ -252,7 +250,7 @@ impl Provisioner {
     /// # Errors
     /// When kube-apiserver refuses either step.
     pub async fn rebind(&self, plan: &Plan) -> Result<(), Error> {
-        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client().clone(), &plan.name);
         match bindings.delete(OWNER_BINDING, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -274,7 +272,7 @@ impl Provisioner {
                 .count()
         };
         let mut count = live(
-            Api::<Namespace>::all(self.management.clone())
+            Api::<Namespace>::all(self.management().clone())
                 .list(&selector)
                 .await
                 .map_err(Error::Backend)?
@@ -282,16 +280,18 @@ impl Provisioner {
         );
         // Each connected cluster is asked too (under the Lease, so exact); one that does not answer counts with what
         // the state last saw of it.
-        for cluster in self.connections.names() {
-            let Some(client) = self.connections.client(&cluster) else {
-                continue;
-            };
-            let asked = tokio::time::timeout(COUNT_TIMEOUT, Api::<Namespace>::all(client).list(&selector)).await;
+        for member in self.members.all_connected() {
+            let cluster = member.cluster().unwrap_or_default();
+            let asked = tokio::time::timeout(
+                COUNT_TIMEOUT,
+                Api::<Namespace>::all(member.client().clone()).list(&selector),
+            )
+            .await;
             count += match asked {
                 Ok(Ok(list)) => live(list.items),
                 _ => {
                     let state = self.cache.read();
-                    state.connected.get(&cluster).map_or(0, |part| {
+                    state.connected.get(cluster).map_or(0, |part| {
                         part.namespaces
                             .values()
                             .filter(|ns| {
@@ -315,10 +315,10 @@ impl Provisioner {
     pub async fn finish(&self, plan: &Plan) -> Result<Namespace, Error> {
         // The quota share first: once the owners have rights in the space, everything they make counts. (Connected
         // clusters' spaces are not covered by AccountQuotas yet.)
-        if let (Owner::Account(account), true) = (&plan.owner, self.local) {
+        if let (Owner::Account(account), true) = (&plan.owner, self.member.is_management()) {
             // Read fresh, not from the state: an AccountQuota made just before this create may not have reached the
             // reflector yet, and its space would go unshared until the next pass.
-            let quotas: Vec<Arc<AccountQuota>> = Api::<AccountQuota>::all(self.management.clone())
+            let quotas: Vec<Arc<AccountQuota>> = Api::<AccountQuota>::all(self.management().clone())
                 .list(&ListParams::default())
                 .await
                 .map_err(Error::Backend)?
@@ -331,12 +331,12 @@ impl Provisioner {
                 // kube-apiserver enforces a ResourceQuota only once kube-controller-manager has filled its
                 // status.hard: until then the owners get no rights here, or what they make in between is not counted.
                 let until = tokio::time::Instant::now() + SHARE_WAIT;
-                if !wait_for_share(&self.client, &plan.name, until, enforced).await? {
+                if !wait_for_share(self.client(), &plan.name, until, enforced).await? {
                     return Err(Error::ShareNotInForce(plan.name.clone()));
                 }
             }
         }
-        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), &plan.name);
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client().clone(), &plan.name);
         match bindings.create(&PostParams::default(), &owner_binding(plan)).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -355,7 +355,7 @@ impl Provisioner {
             annotations[TEMPLATE_STATUS_ANNOTATION] = Value::String(records_json(&records));
         }
         let unmark = serde_json::json!({"metadata": {"annotations": annotations}});
-        Api::<Namespace>::all(self.client.clone())
+        Api::<Namespace>::all(self.client().clone())
             .patch(&plan.name, &PatchParams::default(), &Patch::Merge(unmark))
             .await
             .map_err(|e| Error::from_kube(e, &plan.name))
@@ -368,7 +368,7 @@ impl Provisioner {
     /// # Errors
     /// When kube-apiserver refuses.
     pub async fn create_share(&self, quota: &AccountQuota, space: &str) -> Result<(), Error> {
-        let shares: Api<ResourceQuota> = Api::namespaced(self.client.clone(), space);
+        let shares: Api<ResourceQuota> = Api::namespaced(self.client().clone(), space);
         let wanted = share_quota(quota, space);
         match shares.create(&PostParams::default(), &wanted).await {
             Ok(_) => return Ok(()),
@@ -413,7 +413,7 @@ impl Provisioner {
 
     /// Deletes a half-made space's namespace (its objects go with it).
     pub async fn roll_back(&self, name: &str) {
-        if let Err(error) = Api::<Namespace>::all(self.client.clone())
+        if let Err(error) = Api::<Namespace>::all(self.client().clone())
             .delete(name, &DeleteParams::default())
             .await
         {
@@ -477,7 +477,7 @@ impl Provisioner {
                 message: format!("a {kind} has no metadata.name"),
             });
         }
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &plan.name, &resource);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client().clone(), &plan.name, &resource);
         match api
             .patch(
                 &name,
@@ -513,7 +513,7 @@ impl Provisioner {
     /// The kind is unknown, or kube-apiserver refuses.
     pub async fn delete_object(&self, space: &str, object: &ObjectReference) -> Result<(), String> {
         let resource = self.resource(&object.api_version, &object.kind).await?;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), space, &resource);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client().clone(), space, &resource);
         match api.delete(&object.name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -526,39 +526,18 @@ impl Provisioner {
         }
     }
 
-    /// The API resource of a template object's kind (discovered once per kind), or why it cannot be in a template.
+    /// The API resource of a template object's kind in this cluster, or why it cannot be in a template.
     ///
     /// # Errors
     /// The kind is unknown to kube-apiserver, or cluster-scoped.
     pub async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, String> {
-        let key = format!("{api_version}/{kind}");
-        if let Some(resource) = self.kinds.lock().get(&key) {
-            return Ok(resource.clone());
-        }
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|e| match e {
-                e if matches!(e, kube::Error::Discovery(_)) || explain::is_not_found(&e) => {
-                    format!("kube-apiserver serves no kind {key}")
-                }
-                e => format!("the kind {key} could not be looked up: {}", explain::sentence(&e)),
-            })?;
-        // A template fills one space; a cluster-scoped object would reach beyond it (a ClusterRoleBinding, above all).
-        if capabilities.scope != kube::discovery::Scope::Namespaced {
-            return Err(format!(
-                "{kind} is cluster-scoped; a template holds only objects of the space's namespace"
-            ));
-        }
-        self.kinds.lock().insert(key, resource.clone());
-        Ok(resource)
+        self.member.resource(api_version, kind).await
     }
 
     // --- leases ---
 
     async fn acquire(&self, name: &str) -> Result<Lease, Error> {
-        let leases: Api<Lease> = Api::namespaced(self.management.clone(), LEASE_NAMESPACE);
+        let leases: Api<Lease> = Api::namespaced(self.management().clone(), LEASE_NAMESPACE);
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         // 10 ms, doubling to 200 ms, until the deadline: creates of one account are short, so the lease comes soon.
         let mut pauses = ExponentialBuilder::default()
@@ -615,7 +594,7 @@ impl Provisioner {
     }
 
     async fn release(&self, lease: Lease) {
-        let leases: Api<Lease> = Api::namespaced(self.management.clone(), LEASE_NAMESPACE);
+        let leases: Api<Lease> = Api::namespaced(self.management().clone(), LEASE_NAMESPACE);
         let name = lease.metadata.name.clone().unwrap_or_default();
         let params = DeleteParams {
             preconditions: Some(kube::api::Preconditions {

@@ -8,20 +8,19 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Preconditions;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::Client;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::provision::{templates_for, Owner, Plan, Provisioner};
 use super::{parameters, validation, Error, FieldError, Problem};
 use crate::access::index::is_subject;
-use crate::access::view::{connected_part, space_name};
+use crate::access::view::connected_part;
 use crate::api::account::Account;
 use crate::api::decode::{self, FieldValidation};
 use crate::api::Space;
 use crate::authn::User;
 use crate::authz::{Attributes, Authorizer, Decision};
-use crate::backend::connected::Connections;
+use crate::clusters::{Member, Members};
 use crate::state::log::{Lookup, Position};
 use crate::state::Cache;
 
@@ -59,28 +58,24 @@ pub enum Deleted {
 
 pub struct Writer {
     cache: Arc<Cache>,
-    client: Client,
-    authorizer: Arc<Authorizer>,
+    /// Every cluster served: a space's namespace is written in its own.
+    members: Arc<Members>,
     provisioner: Arc<Provisioner>,
-    /// Connected clusters' clients: spaces there are written there.
-    connections: Arc<Connections>,
 }
 
 // === impl Writer ===
 
 impl Writer {
     #[must_use]
-    pub fn new(cache: Arc<Cache>, client: Client, authorizer: Arc<Authorizer>, connections: Arc<Connections>) -> Self {
+    pub fn new(cache: Arc<Cache>, members: Arc<Members>) -> Self {
         Writer {
-            provisioner: Arc::new(Provisioner::new(client.clone(), cache.clone()).counting(connections.clone())),
+            provisioner: Arc::new(Provisioner::new(members.clone(), cache.clone())),
             cache,
-            client,
-            authorizer,
-            connections,
+            members,
         }
     }
 
-    /// The steps of making a space, shared with the repair pass.
+    /// The steps of making a space in the management cluster, shared with the controllers.
     #[must_use]
     pub fn provisioner(&self) -> Arc<Provisioner> {
         self.provisioner.clone()
@@ -104,14 +99,12 @@ impl Writer {
     fn place(&self, name: &str) -> Result<Place, Error> {
         let Some((cluster, namespace)) = connected_part(name) else {
             return Ok(Place {
-                cluster: None,
                 namespace: name.to_owned(),
-                client: self.client.clone(),
-                authorizer: self.authorizer.clone(),
+                member: self.members.management().clone(),
                 provisioner: self.provisioner.clone(),
             });
         };
-        let Some((client, authorizer)) = self.connections.client_and_authorizer(cluster) else {
+        let Some(member) = self.members.connected(cluster) else {
             return Err(Error::Invalid {
                 name: name.to_owned(),
                 errors: vec![FieldError::new(
@@ -126,11 +119,9 @@ impl Writer {
             return Err(Error::ClusterUnavailable(cluster.to_owned()));
         }
         Ok(Place {
-            cluster: Some(cluster.to_owned()),
             namespace: namespace.to_owned(),
-            authorizer,
-            provisioner: Arc::new(self.provisioner.in_cluster(client.clone())),
-            client,
+            provisioner: Arc::new(self.provisioner.in_cluster(member.clone())),
+            member,
         })
     }
 
@@ -198,15 +189,15 @@ impl Writer {
         }
         let place = self.place(&name)?;
         let owner = self
-            .owner(user, space.spec.account.as_deref(), &place.authorizer)
+            .owner(user, space.spec.account.as_deref(), place.member.authorizer())
             .await?;
-        if let (Owner::Account(account), Some(cluster)) = (&owner, &place.cluster) {
+        if let (Owner::Account(account), Some(cluster)) = (&owner, place.cluster()) {
             if account
                 .spec
                 .space
                 .clusters
                 .as_ref()
-                .is_some_and(|allowed| !allowed.contains(cluster))
+                .is_some_and(|allowed| !allowed.iter().any(|c| c == cluster))
             {
                 return Err(Error::Forbidden {
                     user: user.name.clone(),
@@ -718,15 +709,11 @@ fn revision_of(resource_version: Option<&str>) -> u64 {
     resource_version.and_then(|rv| rv.parse().ok()).unwrap_or(0)
 }
 
-/// Where a space's namespace is, as a write needs it: this cluster, or a connected one.
+/// Where a space's namespace is, as a write needs it: the cluster it is in, and its name there.
 struct Place {
-    /// The connected cluster; `None` for this one.
-    cluster: Option<String>,
     /// The namespace's name there.
     namespace: String,
-    client: Client,
-    /// That cluster's SubjectAccessReviews.
-    authorizer: Arc<Authorizer>,
+    member: Arc<Member>,
     /// Makes spaces there, under this server's Leases and account limits.
     provisioner: Arc<Provisioner>,
 }
@@ -735,27 +722,24 @@ struct Place {
 
 impl Place {
     fn namespaces(&self) -> Api<Namespace> {
-        Api::all(self.client.clone())
+        Api::all(self.member.client().clone())
+    }
+
+    /// The connected cluster; `None` for the management cluster.
+    fn cluster(&self) -> Option<&str> {
+        self.member.cluster()
     }
 
     /// A namespace there as the space this server shows.
     fn show(&self, namespace: &Namespace) -> Space {
-        match &self.cluster {
-            None => Space::from_namespace(namespace),
-            Some(cluster) => {
-                let mut namespace = namespace.clone();
-                namespace.metadata.name = Some(space_name(
-                    cluster,
-                    namespace.metadata.name.as_deref().unwrap_or_default(),
-                ));
-                Space::from_namespace(&namespace)
-            }
-        }
+        let mut namespace = namespace.clone();
+        namespace.metadata.name = Some(self.member.space(namespace.metadata.name.as_deref().unwrap_or_default()));
+        Space::from_namespace(&namespace)
     }
 
     /// Whether that cluster lets `user` `verb` the namespace; refused in the words of space `space`.
     async fn authorize(&self, user: &User, verb: &str, space: &str) -> Result<(), Error> {
-        authorize(&self.authorizer, user, verb, &self.namespace, space).await
+        authorize(self.member.authorizer(), user, verb, &self.namespace, space).await
     }
 }
 

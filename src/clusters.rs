@@ -1,0 +1,241 @@
+//! Every cluster this server serves, each one [`Member`]: the management cluster first (where the tenancy API, its
+//! Accounts and Leases live), then each connected cluster, made once when its Cluster is connected and dropped on
+//! disconnect (or remade when its credentials change). A member holds what talking to that cluster takes: its call
+//! client, its SubjectAccessReviews, its discovery of template kinds (kept for the member's life), the watches of its
+//! enforced template objects and, for a connected cluster, the reflectors that feed its part of the state. Writes,
+//! repairs and controllers are handed a member, so one piece of code serves every cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use kube::Client;
+use parking_lot::Mutex;
+use prometheus::IntCounterVec;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::access::view::space_name;
+use crate::authz::Authorizer;
+use crate::backend::enforced::Enforced;
+use crate::backend::{clients_from, connected, explain, Clients};
+use crate::state::Cache;
+
+/// One cluster this server serves.
+pub struct Member {
+    /// `None` for the management cluster; a connected cluster's name otherwise.
+    cluster: Option<String>,
+    client: Client,
+    authorizer: Arc<Authorizer>,
+    /// Template kinds discovered in this cluster, by `apiVersion/kind`.
+    kinds: Mutex<HashMap<String, ApiResource>>,
+    enforced: Enforced,
+    /// The version of the Secret this member's credentials came from (connected clusters).
+    secret_version: String,
+    /// The reflectors feeding this cluster's part of the state (connected clusters; the management cluster's are
+    /// `backend::run`'s, for the server's whole life).
+    reflectors: Option<AbortHandle>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(reflectors) = &self.reflectors {
+            reflectors.abort();
+        }
+    }
+}
+
+// === impl Member ===
+
+impl Member {
+    /// The connected cluster's name; `None` for the management cluster.
+    #[must_use]
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    #[must_use]
+    pub fn is_management(&self) -> bool {
+        self.cluster.is_none()
+    }
+
+    /// The client for calls to this cluster (timeouts and bounded retries).
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// This cluster's SubjectAccessReviews.
+    #[must_use]
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        &self.authorizer
+    }
+
+    /// Which enforced template objects exist in this cluster.
+    #[must_use]
+    pub fn enforced(&self) -> &Enforced {
+        &self.enforced
+    }
+
+    /// The space this cluster's namespace `namespace` is: its own name here, `<cluster>.<namespace>` for a connected
+    /// cluster's.
+    #[must_use]
+    pub fn space(&self, namespace: &str) -> String {
+        match &self.cluster {
+            None => namespace.to_owned(),
+            Some(cluster) => space_name(cluster, namespace),
+        }
+    }
+
+    /// The API resource of a template object's kind in this cluster (discovered once per kind), or why it cannot be in
+    /// a template.
+    ///
+    /// # Errors
+    /// The kind is unknown to this cluster's kube-apiserver, or cluster-scoped.
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<ApiResource, String> {
+        let key = format!("{api_version}/{kind}");
+        if let Some(resource) = self.kinds.lock().get(&key) {
+            return Ok(resource.clone());
+        }
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| match e {
+                e if matches!(e, kube::Error::Discovery(_)) || explain::is_not_found(&e) => {
+                    format!("kube-apiserver serves no kind {key}")
+                }
+                e => format!("the kind {key} could not be looked up: {}", explain::sentence(&e)),
+            })?;
+        // A template fills one space; a cluster-scoped object would reach beyond it (a ClusterRoleBinding, above all).
+        if capabilities.scope != kube::discovery::Scope::Namespaced {
+            return Err(format!(
+                "{kind} is cluster-scoped; a template holds only objects of the space's namespace"
+            ));
+        }
+        self.kinds.lock().insert(key, resource.clone());
+        Ok(resource)
+    }
+}
+
+/// The clusters this server serves: the management cluster, and the connected ones by name.
+pub struct Members {
+    management: Arc<Member>,
+    connected: Mutex<BTreeMap<String, Arc<Member>>>,
+    /// Woken when an enforced object goes away in any cluster, or a kind's watch has listed: the repair pass looks.
+    changed: Arc<Notify>,
+}
+
+// === impl Members ===
+
+impl Members {
+    /// The management cluster, whose calls go through `client`, long watches through `watch` and reviews through
+    /// `authorizer`; nothing connected yet.
+    #[must_use]
+    pub fn new(client: Client, watch: Client, authorizer: Arc<Authorizer>) -> Self {
+        let changed = Arc::new(Notify::new());
+        Members {
+            management: Arc::new(Member {
+                cluster: None,
+                enforced: Enforced::new(watch, changed.clone()),
+                client,
+                authorizer,
+                kinds: Mutex::default(),
+                secret_version: String::new(),
+                reflectors: None,
+            }),
+            connected: Mutex::default(),
+            changed,
+        }
+    }
+
+    #[must_use]
+    pub fn management(&self) -> &Arc<Member> {
+        &self.management
+    }
+
+    /// Connected cluster `cluster`, if it is connected.
+    #[must_use]
+    pub fn connected(&self, cluster: &str) -> Option<Arc<Member>> {
+        self.connected.lock().get(cluster).cloned()
+    }
+
+    /// The connected clusters, by name.
+    #[must_use]
+    pub fn all_connected(&self) -> Vec<Arc<Member>> {
+        self.connected.lock().values().cloned().collect()
+    }
+
+    /// Every cluster served: the management cluster first.
+    #[must_use]
+    pub fn all(&self) -> Vec<Arc<Member>> {
+        std::iter::once(self.management.clone())
+            .chain(self.all_connected())
+            .collect()
+    }
+
+    /// The names of the clusters connected now.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        self.connected.lock().keys().cloned().collect()
+    }
+
+    /// Completes when an enforced object went away in some cluster, or a kind's watch has listed.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// `cluster` as a member, for the kubeconfig `kubeconfig` read from its Secret at `secret_version`: the one already
+    /// serving when the Secret is unchanged, else a new member (whose reflectors replace the old ones). Whether it is
+    /// new, so its guards are installed once per connection.
+    ///
+    /// # Errors
+    /// When the kubeconfig is unusable: a sentence saying so, and what to do.
+    pub async fn connect(
+        &self,
+        cache: &Arc<Cache>,
+        errors: &IntCounterVec,
+        cluster: &str,
+        secret_version: &str,
+        kubeconfig: &str,
+    ) -> Result<(Arc<Member>, bool), String> {
+        if let Some(member) = self.connected.lock().get(cluster) {
+            if member.secret_version == secret_version {
+                return Ok((member.clone(), false));
+            }
+        }
+        let unusable = |e: &dyn std::fmt::Display| {
+            format!("the kubeconfig in its Secret cannot be used ({e}): run tenancy-apiserver connect again")
+        };
+        let kubeconfig = Kubeconfig::from_yaml(kubeconfig).map_err(|e| unusable(&e))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| unusable(&e))?;
+        // Writes, reviews and probes get the call client's timeout and bounded retries, as the management cluster's do.
+        let Clients { watch, call } = clients_from(config).map_err(|e| unusable(&explain::root_cause(&e)))?;
+        let reflectors = tokio::spawn(connected::reflect(
+            cluster.to_owned(),
+            watch.clone(),
+            cache.clone(),
+            errors.clone(),
+        ));
+        let member = Arc::new(Member {
+            cluster: Some(cluster.to_owned()),
+            authorizer: Arc::new(Authorizer::new(call.clone())),
+            enforced: Enforced::new(watch.clone(), self.changed.clone()),
+            client: call,
+            kinds: Mutex::default(),
+            secret_version: secret_version.to_owned(),
+            reflectors: Some(reflectors.abort_handle()),
+        });
+        self.connected.lock().insert(cluster.to_owned(), member.clone());
+        Ok((member, true))
+    }
+
+    /// Stops serving `cluster`; whether it was connected. What is in flight there finishes with the member it holds.
+    pub fn disconnect(&self, cluster: &str) -> bool {
+        self.connected.lock().remove(cluster).is_some()
+    }
+}
