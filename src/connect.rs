@@ -1,7 +1,8 @@
 //! `tenancy-apiserver connect` and `disconnect`: what the server needs in a cluster it is to serve spaces of, made there
 //! with that cluster's admin kubeconfig (a ServiceAccount, the least RBAC, a token), and in the management cluster the
 //! Secret holding a kubeconfig for that identity and the `Cluster` naming it. Tenants never see either: the Secret is
-//! readable only by the server, and only cluster admins may create Clusters.
+//! readable only by the server, and only cluster admins may create Clusters. The cluster gets tenancy's guards too
+//! (`guards`: admission policies and tenant roles).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,8 @@ use kube::Client;
 use serde_json::json;
 
 use crate::api::account::Cluster;
+
+pub mod guards;
 
 /// Where the server's identity lives, in the management cluster and in each connected one.
 pub const NAMESPACE: &str = "tenancy-system";
@@ -126,13 +129,9 @@ pub async fn connect(args: &Connect) -> Result<(), Error> {
         .patch(IDENTITY, &params, &Patch::Apply(binding))
         .await
         .map_err(step("creating the ClusterRoleBinding in the cluster"))?;
-    for role in tenant_roles() {
-        let name = role["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        Api::<ClusterRole>::all(target.clone())
-            .patch(&name, &params, &Patch::Apply(role))
-            .await
-            .map_err(step(&format!("creating ClusterRole {name} in the cluster")))?;
-    }
+    guards::install(&target)
+        .await
+        .map_err(|(guard, source)| step(&format!("creating {guard} in the cluster"))(source))?;
     let request = TokenRequest {
         spec: TokenRequestSpec {
             expiration_seconds: Some(TOKEN_SECONDS),
@@ -230,7 +229,8 @@ pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
 }
 
 /// The least the server needs in a connected cluster: read namespaces and RBAC (its index), make namespaces, owner
-/// bindings and template objects (spaces created there), and ask TokenReviews and SubjectAccessReviews.
+/// bindings and template objects (spaces created there), ask TokenReviews and SubjectAccessReviews, and keep its
+/// guards current.
 fn connected_role() -> serde_json::Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": IDENTITY},
@@ -245,24 +245,12 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "list", "watch", "patch", "delete"]},
             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            // Its guards (`guards`), kept current by the server: these objects only, and the tenant roles' rights
+            // granted through them without the server holding them (`escalate`).
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"], "verbs": ["get", "patch"], "resourceNames": guards::POLICIES},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["get", "patch", "escalate"], "resourceNames": guards::TENANT_ROLES},
         ],
     })
-}
-
-/// The ClusterRoles that the bindings the server makes in each space name, as deploy/tenant-rbac.yaml ships them: a
-/// connected cluster gets them too, or an owner binding there would grant nothing.
-const TENANT_ROLES: [&str; 3] = [
-    "tenancy-space-admin",
-    "tenancy-space-admin-namespace",
-    "tenancy-shared-reader",
-];
-
-fn tenant_roles() -> Vec<serde_json::Value> {
-    include_str!("../deploy/tenant-rbac.yaml")
-        .split("\n---\n")
-        .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
-        .filter(|doc| doc["kind"] == "ClusterRole" && TENANT_ROLES.iter().any(|name| doc["metadata"]["name"] == *name))
-        .collect()
 }
 
 /// A client for the cluster to connect, its server URL and its CA (base64 PEM) for the kubeconfig the server gets.
@@ -331,16 +319,6 @@ mod tests {
                 matches!(refused, Err(super::Error::InvalidName(_))),
                 "{name:?}: {refused:?}"
             );
-        }
-    }
-
-    #[test]
-    fn a_connected_cluster_gets_every_role_the_servers_bindings_name() {
-        let roles = super::tenant_roles();
-        let names: Vec<&str> = roles.iter().filter_map(|r| r["metadata"]["name"].as_str()).collect();
-        assert_eq!(names.len(), super::TENANT_ROLES.len(), "{names:?}");
-        for name in super::TENANT_ROLES {
-            assert!(names.contains(&name), "{name} missing from {names:?}");
         }
     }
 }

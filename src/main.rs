@@ -261,6 +261,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         cache: app.registry.cache().clone(),
         members,
         metrics: metrics::ClusterMetrics::register(&app.registry_metrics),
+        guards: Arc::default(),
     }));
     tokio::spawn(controllers::quota::run(
         app.registry.cache().clone(),

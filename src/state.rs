@@ -68,6 +68,10 @@ pub enum Update {
     Disconnected(String),
 }
 
+/// The server's RoleBindings in one cluster (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then
+/// namespace.
+pub type ServerBindings = BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>;
+
 /// A connected cluster's part of the state.
 #[derive(Default)]
 pub struct Connected {
@@ -76,6 +80,8 @@ pub struct Connected {
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     /// Whether its kube-apiserver answered when last asked.
     pub online: bool,
+    /// The server's RoleBindings there, as [`State::server_bindings`] holds them here.
+    pub server_bindings: ServerBindings,
     relist: Relist,
     synced: HashSet<&'static str>,
 }
@@ -128,7 +134,7 @@ pub struct State {
     /// The AccountQuota shares (ResourceQuotas `account-quota`), by namespace.
     pub shares: BTreeMap<String, Arc<ResourceQuota>>,
     /// The server's RoleBindings (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then namespace.
-    pub server_bindings: BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>,
+    pub server_bindings: ServerBindings,
     /// Connected clusters by name.
     pub connected: BTreeMap<String, Connected>,
     /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
@@ -293,6 +299,24 @@ impl State {
             .filter(|(name, _)| connected_part(name).is_none())
     }
 
+    /// One served cluster's namespaces, by their names there (`None`: the management cluster), and the server's
+    /// bindings there: what the controllers look after in it. Empty for a cluster not connected.
+    #[must_use]
+    pub fn cluster_part(&self, cluster: Option<&str>) -> (Vec<Arc<Namespace>>, ServerBindings) {
+        match cluster {
+            None => (
+                self.local_namespaces().map(|(_, ns)| ns.clone()).collect(),
+                self.server_bindings.clone(),
+            ),
+            Some(cluster) => self.connected.get(cluster).map_or_else(Default::default, |part| {
+                (
+                    part.namespaces.values().cloned().collect(),
+                    part.server_bindings.clone(),
+                )
+            }),
+        }
+    }
+
     /// Applies `update`, adding what it changed for watchers to `changes`.
     fn apply(&mut self, update: Update, changes: &mut Vec<Change>) {
         let mut access = Vec::new();
@@ -313,7 +337,7 @@ impl State {
                 self.config_event(event, "accountquotas", |s| &mut s.quotas, |r| &mut r.quotas);
             }
             Update::RoleBinding(event) => {
-                self.track_server_bindings(&event);
+                track_server_bindings(&mut self.server_bindings, &event);
                 self.rbac_event(event, "rolebindings", &mut access);
             }
             Update::Namespace(event) => self.namespace_event(event, changes),
@@ -351,7 +375,10 @@ impl State {
             Update::Namespace(event) => return self.connected_namespace_event(cluster, event, changes),
             Update::Role(event) => rbac_event(index, relist, synced, event, "roles", &mut access),
             Update::ClusterRole(event) => rbac_event(index, relist, synced, event, "clusterroles", &mut access),
-            Update::RoleBinding(event) => rbac_event(index, relist, synced, event, "rolebindings", &mut access),
+            Update::RoleBinding(event) => {
+                track_server_bindings(&mut part.server_bindings, &event);
+                rbac_event(index, relist, synced, event, "rolebindings", &mut access);
+            }
             Update::ClusterRoleBinding(event) => {
                 rbac_event(index, relist, synced, event, "clusterrolebindings", &mut access);
             }
@@ -520,33 +547,6 @@ impl State {
         }
     }
 
-    /// Which namespaces hold the server's own RoleBindings; the reconcilers act on what is missing.
-    fn track_server_bindings(&mut self, event: &Event<RoleBinding>) {
-        let ours = |rb: &RoleBinding| {
-            let name = rb.name_any();
-            SERVER_BINDINGS
-                .contains(&name.as_str())
-                .then(|| (name, rb.namespace().unwrap_or_default()))
-        };
-        match event {
-            Event::Apply(rb) | Event::InitApply(rb) => {
-                if let Some((name, ns)) = ours(rb) {
-                    self.server_bindings
-                        .entry(name)
-                        .or_default()
-                        .insert(ns, Arc::new(rb.clone()));
-                }
-            }
-            Event::Delete(rb) => {
-                if let Some((name, ns)) = ours(rb) {
-                    self.server_bindings.entry(name).or_default().remove(&ns);
-                }
-            }
-            Event::Init => self.server_bindings.clear(),
-            Event::InitDone => {}
-        }
-    }
-
     fn put_namespace(&mut self, ns: Namespace, changes: &mut Vec<Change>) {
         let name = ns.name_any();
         let old = self.namespaces.get(&name).cloned();
@@ -684,5 +684,29 @@ impl Rbac for ClusterRoleBinding {
     }
     fn relist_buffer(relist: &mut Relist) -> &mut Vec<Self> {
         &mut relist.cluster_role_bindings
+    }
+}
+
+/// Which namespaces hold the server's own RoleBindings; the reconcilers act on what is missing.
+fn track_server_bindings(bindings: &mut ServerBindings, event: &Event<RoleBinding>) {
+    let ours = |rb: &RoleBinding| {
+        let name = rb.name_any();
+        SERVER_BINDINGS
+            .contains(&name.as_str())
+            .then(|| (name, rb.namespace().unwrap_or_default()))
+    };
+    match event {
+        Event::Apply(rb) | Event::InitApply(rb) => {
+            if let Some((name, ns)) = ours(rb) {
+                bindings.entry(name).or_default().insert(ns, Arc::new(rb.clone()));
+            }
+        }
+        Event::Delete(rb) => {
+            if let Some((name, ns)) = ours(rb) {
+                bindings.entry(name).or_default().remove(&ns);
+            }
+        }
+        Event::Init => bindings.clear(),
+        Event::InitDone => {}
     }
 }

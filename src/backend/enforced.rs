@@ -77,7 +77,6 @@ impl Enforced {
             }
         }
     }
-
 }
 
 /// Keeps `present` equal to the enforced objects of one kind, forever (the watch retries with backoff).

@@ -5,19 +5,21 @@
 //! and whether its spaces show their phase or `Unknown`. A cluster that goes away never affects the server's
 //! readiness; it recovers on the next pass, without a restart. A Cluster deleted is disconnected: its spaces go.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
+use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::api::account::Cluster;
-use crate::clusters::Members;
 use crate::backend::explain;
+use crate::clusters::{Member, Members};
+use crate::connect;
 use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
 use crate::state::{Cache, Connected, Update};
@@ -26,6 +28,8 @@ use crate::state::{Cache, Connected, Update};
 const INTERVAL: Duration = Duration::from_secs(3);
 /// What the platform team does about a Cluster whose credentials are missing or unusable.
 const CONNECT_AGAIN: &str = "run tenancy-apiserver connect again";
+/// How often guards a cluster refused are tried again.
+const GUARD_RETRY: Duration = Duration::from_secs(10);
 /// How long one cluster may take to answer before it counts as offline.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -35,6 +39,8 @@ pub struct Context {
     pub cache: Arc<Cache>,
     pub members: Arc<Members>,
     pub metrics: ClusterMetrics,
+    /// Each connected cluster's guards: `None` once installed, else why they could not be (yet).
+    pub guards: Arc<Mutex<BTreeMap<String, Option<String>>>>,
 }
 
 /// Keeps every Cluster connected and its status current, forever.
@@ -65,6 +71,7 @@ pub async fn run(context: Context) {
                 known.extend(context.cache.read().connected.keys().cloned());
                 for gone in known.into_iter().filter(|n| !names.contains(n)) {
                     context.members.disconnect(&gone);
+                    context.guards.lock().remove(&gone);
                     context.cache.apply(Update::Disconnected(gone.clone()));
                     context.metrics.forget(&gone);
                     tracing::info!(cluster = %gone, "Disconnected");
@@ -94,7 +101,11 @@ async fn probe(context: &Context, cluster: &Cluster, name: &str) {
         .connected
         .get(name)
         .is_some_and(Connected::is_synced);
-    let status = match &answer {
+    let guarded = context.guards.lock().get(name).cloned().map(|problem| match problem {
+        None => json!({"type": "Guarded", "status": "True", "reason": "Installed", "message": "", "lastTransitionTime": now}),
+        Some(problem) => json!({"type": "Guarded", "status": "False", "reason": "Refused", "message": problem, "lastTransitionTime": now}),
+    });
+    let mut status = match &answer {
         Ok((version, namespaces)) if !synced => json!({
             "phase": "Connecting", "version": version, "namespaces": namespaces,
             "conditions": [{"type": "Ready", "status": "False", "reason": "Syncing", "message": "listing its namespaces and RBAC", "lastTransitionTime": now}],
@@ -108,6 +119,9 @@ async fn probe(context: &Context, cluster: &Cluster, name: &str) {
             "conditions": [{"type": "Ready", "status": "False", "reason": "Unreachable", "message": reason, "lastTransitionTime": now}],
         }),
     };
+    if let (Some(guarded), Some(conditions)) = (guarded, status["conditions"].as_array_mut()) {
+        conditions.push(guarded);
+    }
     context.metrics.up(name, answer.is_ok());
     context.cache.apply(Update::Online {
         cluster: name.to_owned(),
@@ -140,7 +154,7 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
         .ok_or_else(|| format!("Secret {secret_name} has no key {key}: {CONNECT_AGAIN}"))?;
     let secret_version = secret.metadata.resource_version.clone().unwrap_or_default();
-    let (member, _) = context
+    let (member, new) = context
         .members
         .connect(
             &context.cache,
@@ -150,6 +164,9 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
             &text,
         )
         .await?;
+    if new {
+        tokio::spawn(guard(Arc::downgrade(&member), name.to_owned(), context.guards.clone()));
+    }
     let unanswered = |e: kube::Error| format!("its kube-apiserver did not answer: {}", explain::sentence(&e));
     let remote = member.client().clone();
     let version = remote.apiserver_version().await.map_err(unanswered)?;
@@ -172,4 +189,29 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
             .len(),
     };
     Ok((version.git_version, namespaces))
+}
+
+/// Installs the guards (`connect::guards`) in a newly connected cluster, again every [`GUARD_RETRY`] while it refuses,
+/// for as long as it is connected with these credentials; what happened is in the Cluster's `Guarded` condition.
+async fn guard(member: Weak<Member>, name: String, guards: Arc<Mutex<BTreeMap<String, Option<String>>>>) {
+    while let Some(member) = member.upgrade() {
+        let installed = connect::guards::install(member.client()).await;
+        drop(member);
+        match installed {
+            Ok(()) => {
+                tracing::info!(cluster = %name, "Guards installed");
+                guards.lock().insert(name, None);
+                return;
+            }
+            Err((guard, error)) => {
+                let problem = format!(
+                    "{guard} could not be installed ({}): run tenancy-apiserver connect again",
+                    explain::sentence(&error)
+                );
+                tracing::warn!(cluster = %name, %problem, "Guards not installed; retrying");
+                guards.lock().insert(name.clone(), Some(problem));
+            }
+        }
+        tokio::time::sleep(GUARD_RETRY).await;
+    }
 }

@@ -1,14 +1,14 @@
 //! The repair and upkeep pass: after any change in the state, and at least every [`INTERVAL`], it brings what the server
-//! owns in the cluster to what it should be:
-//! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone
-//!   (in connected clusters too: of them, nothing else is looked after yet);
+//! owns to what it should be, in every cluster it serves (the management cluster and each connected one that answers)
+//! by the same code:
+//! - finishes spaces left half-made by a crash (owner binding, templates), or removes them when their account is gone;
 //! - adopts namespaces an admin labelled with an account (their owner binding appears), and keeps every account
 //!   space's owner binding on the account's current subjects and role;
 //! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
 //! - recreates a space's enforced template objects (label `tenancy.loft.sh/enforced=true`) when they go;
 //! - brings the spaces of accounts with `spec.space.sync: true` to their templates' new versions (`controllers::templates`);
-//! - keeps each Account's status (its spaces and their count) current;
-//! - carries out an Account's deletion policy, holding it with a finalizer until that is done.
+//! - keeps each Account's status (its spaces in every cluster, and their count) current;
+//! - carries out an Account's deletion policy in every cluster, holding it with a finalizer until that is done.
 //!
 //! Every action is idempotent and derived from the cache, so running it twice, on two replicas, or after a crash is
 //! harmless.
@@ -26,6 +26,7 @@ use serde_json::json;
 
 use crate::api::account::{Account, SpaceTemplate, ACCOUNT_FINALIZER};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, SHARED_LABEL, TEMPLATES_ANNOTATION};
+use crate::clusters::{Member, Members};
 use crate::spaces::provision::{
     enforced_label, is_enforced, owner_binding, render, templates_for, type_of, Owner, Plan, Provisioner,
     CREATING_ANNOTATION, OWNER_BINDING,
@@ -61,23 +62,47 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
     }
 }
 
+/// What one pass works from: the Accounts and SpaceTemplates, and each cluster's part.
 struct Snapshot {
-    namespaces: Vec<Arc<Namespace>>,
     accounts: Vec<Arc<Account>>,
     templates: BTreeMap<String, Arc<SpaceTemplate>>,
+    clusters: Vec<Part>,
+}
+
+/// One served cluster as the state has it: its namespaces by their names there and the server's bindings there.
+struct Part {
+    member: Arc<Member>,
+    /// Whether it answers and its namespaces and RBAC have been listed: only then is it acted in (acting on a partial
+    /// picture would undo what is there); its spaces still count in its accounts' status.
+    reachable: bool,
+    namespaces: Vec<Arc<Namespace>>,
     owner_bindings: BTreeMap<String, Arc<RoleBinding>>,
     shared_bindings: BTreeMap<String, Arc<RoleBinding>>,
 }
 
-fn snapshot(cache: &Cache) -> Snapshot {
+fn snapshot(cache: &Cache, members: &Members) -> Snapshot {
     let state = cache.read();
-    let bindings = |name: &str| state.server_bindings.get(name).cloned().unwrap_or_default();
+    let clusters = members
+        .all()
+        .into_iter()
+        .map(|member| {
+            let (namespaces, mut bindings) = state.cluster_part(member.cluster());
+            let reachable = member
+                .cluster()
+                .is_none_or(|c| state.connected.get(c).is_some_and(|p| p.online && p.is_synced()));
+            Part {
+                reachable,
+                namespaces,
+                owner_bindings: bindings.remove(OWNER_BINDING).unwrap_or_default(),
+                shared_bindings: bindings.remove(SHARED_BINDING).unwrap_or_default(),
+                member,
+            }
+        })
+        .collect();
     Snapshot {
-        namespaces: state.local_namespaces().map(|(_, ns)| ns.clone()).collect(),
         accounts: state.accounts.values().cloned().collect(),
         templates: state.templates.clone(),
-        owner_bindings: bindings(OWNER_BINDING),
-        shared_bindings: bindings(SHARED_BINDING),
+        clusters,
     }
 }
 
@@ -103,8 +128,20 @@ fn age(ns: &Namespace) -> Duration {
 }
 
 async fn pass(cache: &Cache, provisioner: &Provisioner) {
-    let snapshot = snapshot(cache);
-    for ns in &snapshot.namespaces {
+    let snapshot = snapshot(cache, provisioner.members());
+    for part in snapshot.clusters.iter().filter(|p| p.reachable) {
+        let here = provisioner.in_cluster(part.member.clone());
+        tend(&here, part, &snapshot).await;
+    }
+    for account in &snapshot.accounts {
+        upkeep_account(provisioner, account, &snapshot.clusters).await;
+    }
+}
+
+/// What the server keeps in one cluster: half-made spaces finished, enforced objects restored, adopted namespaces,
+/// owner bindings on their accounts, shared-reader bindings, synced templates.
+async fn tend(provisioner: &Provisioner, part: &Part, snapshot: &Snapshot) {
+    for ns in &part.namespaces {
         if ns.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -119,7 +156,7 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
         if let (false, Some(Some(account))) = (creating, &account) {
             if account.metadata.deletion_timestamp.is_none() {
                 let plan = plan_for(ns, Owner::Account(account.clone()), Vec::new());
-                match snapshot.owner_bindings.get(&name) {
+                match part.owner_bindings.get(&name) {
                     // Adoption: a namespace an admin labelled with an existing, live account.
                     None => {
                         tracing::info!(space = %name, account = %account.name(), "Adopting a namespace into its account");
@@ -133,7 +170,7 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
             }
         }
         let shared = label(ns, SHARED_LABEL) == Some("true");
-        let binding = snapshot.shared_bindings.get(&name);
+        let binding = part.shared_bindings.get(&name);
         // A binding made before bindings were enforced gets the label in place (no gap for its readers).
         let unlabelled = binding.is_some_and(|b| !is_enforced_binding(b));
         if shared != binding.is_some() {
@@ -142,44 +179,7 @@ async fn pass(cache: &Cache, provisioner: &Provisioner) {
             label_enforced(provisioner, &name, SHARED_BINDING).await;
         }
     }
-    for account in &snapshot.accounts {
-        upkeep_account(provisioner, account, &snapshot.namespaces).await;
-    }
-    super::templates::sync(
-        provisioner,
-        &snapshot.namespaces,
-        &snapshot.accounts,
-        &snapshot.templates,
-    )
-    .await;
-    repair_connected(cache, provisioner, &snapshot).await;
-}
-
-/// Spaces a crash left half-made in connected clusters that answer: finished there, or removed, as here.
-async fn repair_connected(cache: &Cache, provisioner: &Provisioner, snapshot: &Snapshot) {
-    let half_made: Vec<(String, Arc<Namespace>)> = {
-        let state = cache.read();
-        state
-            .connected
-            .iter()
-            .filter(|(_, part)| part.online)
-            .flat_map(|(cluster, part)| {
-                part.namespaces
-                    .values()
-                    .filter(|ns| {
-                        ns.metadata.deletion_timestamp.is_none() && annotation(ns, CREATING_ANNOTATION).is_some()
-                    })
-                    .map(move |ns| (cluster.clone(), ns.clone()))
-            })
-            .collect()
-    };
-    for (cluster, ns) in half_made.into_iter().filter(|(_, ns)| age(ns) >= ABANDONED_AFTER) {
-        let Some(there) = provisioner.for_connected(&cluster) else {
-            continue;
-        };
-        let account = label(&ns, ACCOUNT_LABEL).map(|a| snapshot.accounts.iter().find(|acc| acc.name() == a).cloned());
-        repair(&there, &ns, account, &snapshot.templates).await;
-    }
+    super::templates::sync(provisioner, &part.namespaces, &snapshot.accounts, &snapshot.templates).await;
 }
 
 fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<SpaceTemplate>>) -> Plan {
@@ -366,13 +366,18 @@ async fn set_shared(provisioner: &Provisioner, namespace: &str, shared: bool) {
     }
 }
 
-async fn upkeep_account(provisioner: &Provisioner, account: &Account, namespaces: &[Arc<Namespace>]) {
-    let accounts: Api<Account> = Api::all(provisioner.client().clone());
+/// An Account's finalizer, deletion policy (carried out in every cluster; held while a cluster holding its spaces
+/// does not answer) and status (its spaces in every cluster).
+async fn upkeep_account(provisioner: &Provisioner, account: &Account, clusters: &[Part]) {
+    let accounts: Api<Account> = Api::all(provisioner.members().management().client().clone());
     let name = account.name();
-    let mine: Vec<&Arc<Namespace>> = namespaces
-        .iter()
-        .filter(|ns| label(ns, ACCOUNT_LABEL) == Some(name))
-        .collect();
+    let mine = |part: &Part| -> Vec<Arc<Namespace>> {
+        part.namespaces
+            .iter()
+            .filter(|ns| label(ns, ACCOUNT_LABEL) == Some(name))
+            .cloned()
+            .collect()
+    };
     let finalizers = account.metadata.finalizers.clone().unwrap_or_default();
     let held = finalizers.iter().any(|f| f == ACCOUNT_FINALIZER);
     if account.metadata.deletion_timestamp.is_some() {
@@ -380,16 +385,29 @@ async fn upkeep_account(provisioner: &Provisioner, account: &Account, namespaces
             return;
         }
         let delete = account.deletes_spaces();
-        for ns in &mine {
-            let space = ns.metadata.name.clone().unwrap_or_default();
-            if delete {
-                if ns.metadata.deletion_timestamp.is_none() {
-                    tracing::info!(%space, account = %name, "Deleting a space with its account");
-                    provisioner.roll_back(&space).await;
-                }
-            } else {
-                orphan(provisioner, &space).await;
+        let mut unreachable = false;
+        for part in clusters {
+            let spaces = mine(part);
+            if !part.reachable {
+                unreachable |= !spaces.is_empty();
+                continue;
             }
+            let here = provisioner.in_cluster(part.member.clone());
+            for ns in &spaces {
+                let space = ns.metadata.name.clone().unwrap_or_default();
+                if delete {
+                    if ns.metadata.deletion_timestamp.is_none() {
+                        tracing::info!(%space, account = %name, "Deleting a space with its account");
+                        here.roll_back(&space).await;
+                    }
+                } else {
+                    orphan(&here, &space).await;
+                }
+            }
+        }
+        if unreachable {
+            tracing::info!(account = %name, "A cluster holding spaces of a deleted account does not answer; waiting");
+            return;
         }
         let remaining: Vec<String> = finalizers.into_iter().filter(|f| f != ACCOUNT_FINALIZER).collect();
         let patch =
@@ -413,10 +431,14 @@ async fn upkeep_account(provisioner: &Provisioner, account: &Account, namespaces
             tracing::debug!(account = %name, %error, "Adding the finalizer failed; retrying later");
         }
     }
-    let mut spaces: Vec<String> = mine
+    let mut spaces: Vec<String> = clusters
         .iter()
-        .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-        .filter_map(|ns| ns.metadata.name.clone())
+        .flat_map(|part| {
+            mine(part)
+                .into_iter()
+                .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                .map(|ns| part.member.space(ns.metadata.name.as_deref().unwrap_or_default()))
+        })
         .collect();
     spaces.sort();
     let count = i64::try_from(spaces.len()).unwrap_or(i64::MAX);

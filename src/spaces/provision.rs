@@ -27,8 +27,8 @@ use crate::api::account::{
 use crate::api::space::{AppliedTemplate, ObjectReference, APPLIED, FAILED};
 use crate::api::{ACCOUNT_LABEL, CREATOR_ANNOTATION, ENFORCED_LABEL, TEMPLATE_LABEL, TEMPLATE_STATUS_ANNOTATION};
 use crate::backend::enforced::Enforced;
-use crate::clusters::{Member, Members};
 use crate::backend::explain;
+use crate::clusters::{Member, Members};
 use crate::state::Cache;
 
 /// The ResourceQuota holding a space's share of its account's AccountQuota.

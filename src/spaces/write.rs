@@ -733,7 +733,10 @@ impl Place {
     /// A namespace there as the space this server shows.
     fn show(&self, namespace: &Namespace) -> Space {
         let mut namespace = namespace.clone();
-        namespace.metadata.name = Some(self.member.space(namespace.metadata.name.as_deref().unwrap_or_default()));
+        namespace.metadata.name = Some(
+            self.member
+                .space(namespace.metadata.name.as_deref().unwrap_or_default()),
+        );
         Space::from_namespace(&namespace)
     }
 
