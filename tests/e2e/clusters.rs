@@ -4,7 +4,7 @@
 //! removes it all. Tenants can neither read the kubeconfig nor make Clusters. The second part, what tenants see of a
 //! connected cluster's spaces, is in `spaces`.
 
-mod spaces;
+pub(crate) mod spaces;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -21,7 +21,7 @@ const SETTLE: Duration = Duration::from_secs(40);
 const STOP_GRACE: &str = "5";
 
 /// Another control plane on its own ports, stopped when dropped.
-struct SecondControlPlane {
+pub(crate) struct SecondControlPlane {
     state: PathBuf,
     env: Env,
     up: bool,
@@ -63,12 +63,12 @@ impl SecondControlPlane {
     }
 
     /// kubectl as this control plane's admin.
-    fn admin(&self) -> Kubectl {
+    pub(crate) fn admin(&self) -> Kubectl {
         self.env.kubectl("admin")
     }
 
     /// kubectl here as `user` in `groups` (the admin impersonating them): how this cluster's RBAC sees that user.
-    fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {
+    pub(crate) fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {
         self.env.kubectl_as(user, groups)
     }
 

@@ -271,8 +271,13 @@ pub const DEFAULT_SPACE_OBJECTS: &[&str] = &[
 /// Asserts that namespace `ns` holds every one of [`DEFAULT_SPACE_OBJECTS`].
 #[track_caller]
 pub fn assert_default_space_objects(ns: &str) {
-    let objects = env()
-        .kubectl("admin")
+    assert_default_space_objects_at(&env().kubectl("admin"), ns);
+}
+
+/// [`assert_default_space_objects`] in the cluster `admin` is the admin of.
+#[track_caller]
+pub fn assert_default_space_objects_at(admin: &Kubectl, ns: &str) {
+    let objects = admin
         .run(&[
             "get",
             "resourcequota,limitrange,networkpolicy,rolebinding",
@@ -290,8 +295,14 @@ pub fn assert_default_space_objects(ns: &str) {
 /// Waits up to `timeout` until `kubectl get KINDS -n NS -o name` (as the admin) lists every one of `objects`.
 #[track_caller]
 pub fn eventually_holds(ns: &str, kinds: &str, objects: &[&str], timeout: Duration) {
+    eventually_holds_at(&env().kubectl("admin"), ns, kinds, objects, timeout);
+}
+
+/// [`eventually_holds`] in the cluster `admin` is the admin of.
+#[track_caller]
+pub fn eventually_holds_at(admin: &Kubectl, ns: &str, kinds: &str, objects: &[&str], timeout: Duration) {
     eventually(timeout, || {
-        let out = env().kubectl("admin").run(&["get", kinds, "-n", ns, "-o", "name"]).ok();
+        let out = admin.run(&["get", kinds, "-n", ns, "-o", "name"]).ok();
         if objects.iter().all(|o| out.contains(o)) {
             Ok(())
         } else {

@@ -1,14 +1,17 @@
 //! Tenant isolation outside the spaces API: kube-apiserver itself (deploy/admission.yaml) keeps the server's
 //! `tenancy.loft.sh/` keys on namespaces and the enforced objects inside spaces out of owners' reach, by every verb
-//! plain kubectl has; and new spaces are closed to each other by default (the `default` SpaceTemplate).
+//! plain kubectl has; and new spaces are closed to each other by default (the `default` SpaceTemplate). Each guarantee
+//! is proven at both sites (`sites`): in the management cluster, and in a connected one, where the owner talks to that
+//! cluster's kube-apiserver straight.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::harness::{
-    self, assert_default_space_objects, create_space, env, eventually, eventually_holds, label_account, namespace,
-    unique, Kubectl,
+    self, assert_default_space_objects_at, create_space, env, eventually, eventually_holds_at, label_account,
+    namespace, unique, Kubectl,
 };
+use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -17,12 +20,9 @@ fn account(name: &str, group: &str) -> String {
     harness::account(name, group, 5, None, "")
 }
 
-/// The namespace's `tenancy.loft.sh/` labels and annotations, as the admin reads them.
-fn server_keys(name: &str) -> BTreeMap<String, String> {
-    let out = env()
-        .kubectl("admin")
-        .run(&["get", "namespace", name, "-o", "json"])
-        .ok();
+/// The namespace's `tenancy.loft.sh/` labels and annotations, as the admin of its cluster (`admin`) reads them.
+fn server_keys(admin: &Kubectl, name: &str) -> BTreeMap<String, String> {
+    let out = admin.run(&["get", "namespace", name, "-o", "json"]).ok();
     let ns: serde_json::Value = serde_json::from_str(&out).expect("namespace JSON");
     let mut keys = BTreeMap::new();
     for (field, values) in [
@@ -58,9 +58,10 @@ fn space_count(account: &str) -> String {
 }
 
 /// Every way plain kubectl changes a namespace's metadata, each aimed at a `tenancy.loft.sh/` key; each must be
-/// refused by kube-apiserver with a message naming the key and who may set it, and change nothing.
-fn assert_every_path_is_refused(owner: &Kubectl, name: &str, other_account: &str) {
-    let before = server_keys(name);
+/// refused by the kube-apiserver of the namespace's cluster (whose admin is `admin`) with a message naming the key and
+/// who may set it, and change nothing.
+fn assert_every_path_is_refused(owner: &Kubectl, admin: &Kubectl, name: &str, other_account: &str) {
+    let before = server_keys(admin, name);
     let move_to = format!("tenancy.loft.sh/account={other_account}");
     let merge = format!(r#"{{"metadata":{{"labels":{{"tenancy.loft.sh/account":"{other_account}"}}}}}}"#);
     let json =
@@ -119,7 +120,7 @@ fn assert_every_path_is_refused(owner: &Kubectl, name: &str, other_account: &str
             err.contains(key) && err.contains("tenancy-apiserver") && err.contains("cluster admins"),
             "{what}: the refusal should name {key} and who may set it: {err}"
         );
-        assert_eq!(server_keys(name), before, "{what} changed the namespace");
+        assert_eq!(server_keys(admin, name), before, "{what} changed the namespace");
     }
 
     // update (replace) of the whole object, as read.
@@ -156,7 +157,7 @@ fn assert_every_path_is_refused(owner: &Kubectl, name: &str, other_account: &str
         .err();
     assert!(err.contains("tenancy.loft.sh/account"), "server-side apply: {err}");
     assert_eq!(
-        server_keys(name),
+        server_keys(admin, name),
         before,
         "replace, edit or apply changed the namespace"
     );
@@ -164,59 +165,79 @@ fn assert_every_path_is_refused(owner: &Kubectl, name: &str, other_account: &str
 
 #[test]
 fn an_owner_cannot_move_publish_or_relabel_their_namespace_by_any_verb() {
+    for site in Site::all() {
+        an_owner_cannot_move_publish_or_relabel_their_namespace_at(&site);
+    }
+}
+
+fn an_owner_cannot_move_publish_or_relabel_their_namespace_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
     let (mine, theirs) = (unique("iso-a"), unique("iso-b"));
     let (my_group, their_group) = (unique("team"), unique("team"));
     admin.apply(&(account(&mine, &my_group) + "---\n" + &account(&theirs, &their_group)));
-    let alice = env.kubectl_as(&unique("alice"), &[&my_group]);
-    let carol = env.kubectl_as(&unique("carol"), &[&their_group]);
+    let (alice_name, carol_name) = (unique("alice"), unique("carol"));
+    let alice = env.kubectl_as(&alice_name, &[&my_group]);
+    let carol = env.kubectl_as(&carol_name, &[&their_group]);
+    // The same owner, straight at the kube-apiserver of the space's cluster.
+    let alice_there = site.tenant(&alice_name, &[&my_group]);
     let name = unique("iso");
-    create_space(&alice, &name);
+    let space = site.space(&name);
+    create_space(&alice, &space);
     eventually(SETTLE, || {
         let count = space_count(&mine);
         if count == "1" {
             Ok(())
         } else {
-            Err(count)
+            Err(format!("{}: {count}", site.name()))
         }
     });
 
-    assert_every_path_is_refused(&alice, &name, &theirs);
+    assert_every_path_is_refused(&alice_there, &site.admin(), &name, &theirs);
 
     assert!(
         carol.space_names(&[]).is_empty(),
-        "carol sees {:?}",
+        "{}: carol sees {:?}",
+        site.name(),
         carol.space_names(&[])
     );
-    assert!(carol.run(&["get", "space", &name]).err().contains("NotFound"));
-    assert_eq!(space_count(&theirs), "0");
-    assert_eq!(space_count(&mine), "1");
+    assert!(carol.run(&["get", "space", &space]).err().contains("NotFound"));
+    assert_eq!(space_count(&theirs), "0", "{}", site.name());
+    assert_eq!(space_count(&mine), "1", "{}", site.name());
 
     // Owners keep every other key, on the namespace and through the space.
-    alice.run(&["label", "namespace", &name, "app=web"]).ok();
-    alice.run(&["annotate", "namespace", &name, "note=mine"]).ok();
-    alice.run(&["label", "space", &name, "tier=gold"]).ok();
-    alice.run(&["annotate", "space", &name, "owner-note=also-mine"]).ok();
-    let labels = admin
+    alice_there.run(&["label", "namespace", &name, "app=web"]).ok();
+    alice_there.run(&["annotate", "namespace", &name, "note=mine"]).ok();
+    alice.run(&["label", "space", &space, "tier=gold"]).ok();
+    alice.run(&["annotate", "space", &space, "owner-note=also-mine"]).ok();
+    let labels = site
+        .admin()
         .run(&["get", "namespace", &name, "-o", "jsonpath={.metadata.labels}"])
         .ok();
     assert!(
         labels.contains("\"app\":\"web\"") && labels.contains("\"tier\":\"gold\""),
-        "{labels}"
+        "{}: {labels}",
+        site.name()
     );
-    // The admin still may: moving the namespace to the other account, carol sees it.
-    label_account(&admin, &name, &theirs).ok();
-    carol.eventually_lists(&[&name], SETTLE);
+    // The cluster's admin still may: moving the namespace to the other account, carol sees it.
+    label_account(&site.admin(), &name, &theirs).ok();
+    carol.eventually_lists(&[&space], SETTLE);
 }
 
 #[test]
 fn an_owner_without_an_account_cannot_label_their_way_into_one() {
+    for site in Site::all() {
+        an_owner_without_an_account_cannot_label_their_way_into_one_at(&site);
+    }
+}
+
+fn an_owner_without_an_account_cannot_label_their_way_into_one_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
+    let there = site.admin();
     let (victim, victim_group) = (unique("victim"), unique("team"));
     admin.apply(&account(&victim, &victim_group));
-    // A user who may create namespaces, and so owns spaces without an account.
+    // A user who may create namespaces in the space's cluster, and so owns spaces there without an account.
     let solo = unique("solo");
     let crb = format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {solo}\n\
@@ -225,30 +246,34 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {solo}}}]\n-
 apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {solo}\n\
 rules: [{{apiGroups: [\"\"], resources: [namespaces], verbs: [create]}}]\n"
     );
-    admin.apply(&crb);
+    there.apply(&crb);
     let owner = env.kubectl_as(&solo, &[]);
+    let owner_there = site.tenant(&solo, &[]);
     let name = unique("solo-space");
-    create_space(&owner, &name);
+    create_space(&owner, &site.space(&name));
     // Closed by default: the default template's objects are there, with no account to admit.
-    let objects = admin
+    let objects = there
         .run(&["get", "resourcequota,networkpolicy", "-n", &name, "-o", "name"])
         .ok();
     assert!(
         objects.contains("resourcequota/space-quota")
             && objects.contains("networkpolicy.networking.k8s.io/same-account-only"),
-        "{objects}"
+        "{}: {objects}",
+        site.name()
     );
     // Creating a namespace already in an account is refused as well (they may create namespaces).
     let labelled = namespace(&unique("smuggled")).replace(
         "metadata:\n",
         &format!("metadata:\n  labels:\n    tenancy.loft.sh/account: {victim}\n"),
     );
-    let err = owner.run_with_stdin(&["create", "-f", "-"], Some(&labelled)).err();
-    assert!(err.contains("tenancy.loft.sh/account"), "{err}");
-    let err = label_account(&owner, &name, &victim).err();
-    assert!(err.contains("tenancy.loft.sh/account"), "{err}");
-    assert_eq!(space_count(&victim), "0");
-    admin.run(&["delete", "clusterrolebinding,clusterrole", &solo]).ok();
+    let err = owner_there
+        .run_with_stdin(&["create", "-f", "-"], Some(&labelled))
+        .err();
+    assert!(err.contains("tenancy.loft.sh/account"), "{}: {err}", site.name());
+    let err = label_account(&owner_there, &name, &victim).err();
+    assert!(err.contains("tenancy.loft.sh/account"), "{}: {err}", site.name());
+    assert_eq!(space_count(&victim), "0", "{}", site.name());
+    there.run(&["delete", "clusterrolebinding,clusterrole", &solo]).ok();
 }
 
 #[test]
@@ -284,16 +309,26 @@ subjects: [{{kind: ServiceAccount, name: deployer, namespace: {home}}}]\n"
 
 #[test]
 fn enforced_objects_hold_against_owners_and_come_back_when_an_admin_deletes_them() {
+    for site in Site::all() {
+        enforced_objects_hold_against_owners_and_come_back_at(&site);
+    }
+}
+
+fn enforced_objects_hold_against_owners_and_come_back_at(site: &Site) {
     let env = env();
-    let admin = env.kubectl("admin");
+    let admin = site.admin();
     let (acc, group) = (unique("guarded"), unique("team"));
-    admin.apply(&account(&acc, &group));
-    let alice = env.kubectl_as(&unique("alice"), &[&group]);
+    env.kubectl("admin").apply(&account(&acc, &group));
+    let alice_name = unique("alice");
+    // Through the management cluster for the space; straight at its cluster for what is inside it.
+    let tenant = env.kubectl_as(&alice_name, &[&group]);
+    let alice = site.tenant(&alice_name, &[&group]);
     let name = unique("guarded");
-    create_space(&alice, &name);
+    let space = site.space(&name);
+    create_space(&tenant, &space);
 
     // An Account naming no templates gets the default one, whole.
-    assert_default_space_objects(&name);
+    assert_default_space_objects_at(&admin, &name);
 
     // The owner reads them, and can change or delete none of them.
     alice
@@ -328,7 +363,8 @@ fn enforced_objects_hold_against_owners_and_come_back_when_an_admin_deletes_them
         let err = alice.run(&args).err();
         assert!(
             err.contains("enforced") && err.contains("cluster admins"),
-            "{args:?}: {err}"
+            "{}: {args:?}: {err}",
+            site.name()
         );
     }
     let policies = admin
@@ -342,7 +378,11 @@ fn enforced_objects_hold_against_owners_and_come_back_when_an_admin_deletes_them
             "jsonpath={.spec.ingress}",
         ])
         .ok();
-    assert!(policies.contains(&acc), "the policy changed: {policies}");
+    assert!(
+        policies.contains(&acc),
+        "{}: the policy changed: {policies}",
+        site.name()
+    );
     // Nor can they pass their own object off as enforced.
     alice.run(&["create", "configmap", "fake", "-n", &name]).ok();
     let err = alice
@@ -373,7 +413,8 @@ spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
         .run(&["delete", "networkpolicy", "same-account-only", "-n", &name])
         .ok();
     admin.run(&["delete", "rolebinding", "tenancy-owner", "-n", &name]).ok();
-    eventually_holds(
+    eventually_holds_at(
+        &admin,
         &name,
         "networkpolicy,rolebinding",
         &[
@@ -383,7 +424,7 @@ spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
         Duration::from_secs(30),
     );
     // Deleting the space takes its enforced objects with it (the namespace controller is not refused).
-    alice.run(&["delete", "space", &name]).ok();
+    tenant.run(&["delete", "space", &space]).ok();
     eventually(Duration::from_secs(60), || {
         let run = admin.run(&["get", "namespace", &name, "-o", "name"]);
         if run.stderr.contains("NotFound") {

@@ -20,6 +20,7 @@ mod messages;
 mod plugin;
 mod positions;
 mod quota;
+mod sites;
 mod templates;
 mod tenancy;
 mod visibility;

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::harness::{env, eventually, space, unique, Kubectl};
+use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(20);
 /// How long a synced space may take to reach a template's new version (the repair loop runs after every change, at
@@ -71,9 +72,12 @@ fn no_namespace(name: &str) {
 
 /// `kubectl get configmap NAME -n NS -o jsonpath=PATH` as the admin; `None` when it does not exist.
 fn config_map_value(ns: &str, name: &str, path: &str) -> Option<String> {
-    let run = env()
-        .kubectl("admin")
-        .run(&["get", "configmap", name, "-n", ns, "-o", &format!("jsonpath={path}")]);
+    config_map_value_at(&env().kubectl("admin"), ns, name, path)
+}
+
+/// [`config_map_value`] in the cluster `admin` is the admin of.
+fn config_map_value_at(admin: &Kubectl, ns: &str, name: &str, path: &str) -> Option<String> {
+    let run = admin.run(&["get", "configmap", name, "-n", ns, "-o", &format!("jsonpath={path}")]);
     if run.success {
         Some(run.stdout)
     } else {
@@ -192,8 +196,16 @@ fn template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_object
 
 #[test]
 fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_its_version() {
+    for site in Site::all() {
+        a_synced_templates_edits_reach_existing_spaces_at(&site);
+    }
+}
+
+fn a_synced_templates_edits_reach_existing_spaces_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
+    let there = site.admin();
+    let config_map_value = |ns: &str, name: &str, path: &str| config_map_value_at(&there, ns, name, path);
     let tpl = unique("sync-template");
     let (synced, synced_group) = (unique("synced"), unique("team"));
     let (fixed, fixed_group) = (unique("fixed"), unique("team"));
@@ -216,10 +228,10 @@ fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_
     let fixed_member = env.kubectl_as(&unique("member"), &[&fixed_group]);
     let spaces = [unique("s-one"), unique("s-two")];
     for name in &spaces {
-        create(&synced_member, &space_with(name, &[("tier", "gold")]), &[]).ok();
+        create(&synced_member, &space_with(&site.space(name), &[("tier", "gold")]), &[]).ok();
     }
     let kept = unique("f-one");
-    create(&fixed_member, &space_with(&kept, &[]), &[]).ok();
+    create(&fixed_member, &space_with(&site.space(&kept), &[]), &[]).ok();
 
     admin.apply(&template(
         &tpl,
@@ -250,7 +262,7 @@ fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_
             if seen == want {
                 Ok(())
             } else {
-                Err(seen)
+                Err((site.name().to_owned(), seen))
             }
         });
         // The owner sees the new generation applied, through the space.
@@ -259,7 +271,7 @@ fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_
                 .run(&[
                     "get",
                     "space",
-                    name,
+                    &site.space(name),
                     "-o",
                     "jsonpath={.status.templates[0].generation} {.status.templates[0].status}",
                 ])
@@ -277,7 +289,7 @@ fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_
         .run(&[
             "get",
             "space",
-            &kept,
+            &site.space(&kept),
             "-o",
             "jsonpath={.status.templates[0].generation}",
         ])
@@ -301,11 +313,12 @@ fn a_synced_templates_edits_reach_existing_spaces_and_an_unsynced_account_keeps_
     admin.apply(&template(&tpl, &["{name: tier, default: bronze}"], &failing));
     let third = generation(&tpl);
     let watched = &spaces[0];
+    let watched_space = site.space(watched);
     let status = |user: &Kubectl| {
         user.run(&[
             "get",
             "space",
-            watched,
+            &watched_space,
             "-o",
             "jsonpath={.status.templates[0].generation} {.status.templates[0].status} \
 {.status.templates[0].reason}",

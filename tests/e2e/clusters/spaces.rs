@@ -36,16 +36,16 @@ const GONE_WITHIN: Duration = Duration::from_secs(60);
 // ===================================================================================== the shared connected cluster
 
 /// The connected cluster these tests share.
-struct Shared {
+pub(crate) struct Shared {
     /// Its name in the management cluster (a DNS label): its namespace `ns` is the space `<name>.ns`.
-    name: String,
-    plane: SecondControlPlane,
+    pub(crate) name: String,
+    pub(crate) plane: SecondControlPlane,
     /// Who may use it now: tests that only add objects read-lock it, a test that takes it away write-locks it.
     turn: RwLock<()>,
 }
 
 /// The shared connected cluster: started, connected and `Ready` on first use.
-fn shared() -> &'static Shared {
+pub(crate) fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let plane = SecondControlPlane::start();
@@ -65,7 +65,7 @@ fn shared() -> &'static Shared {
 
 impl Shared {
     /// A turn alongside the other tests that leave the cluster as it is.
-    fn share(&self) -> RwLockReadGuard<'_, ()> {
+    pub(crate) fn share(&self) -> RwLockReadGuard<'_, ()> {
         self.turn.read().unwrap_or_else(PoisonError::into_inner)
     }
 
