@@ -7,22 +7,24 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Preconditions;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::provision::{templates_for, Owner, Plan, Provisioner};
-use super::{parameters, validation, Error, FieldError, Problem};
+use super::provision::{Owner, Plan, Provisioner};
+use super::{validation, Error, FieldError, Problem};
 use crate::access::index::is_subject;
-use crate::access::view::connected_part;
 use crate::api::account::Account;
 use crate::api::decode::{self, FieldValidation};
 use crate::api::Space;
 use crate::authn::User;
-use crate::authz::{Attributes, Authorizer, Decision};
-use crate::clusters::{Member, Members};
+use crate::clusters::Members;
 use crate::state::log::{Lookup, Position};
 use crate::state::Cache;
+use place::Place;
+
+mod create;
+mod place;
 
 /// Set in the environment, the server aborts right after creating a space's namespace (tests prove repair with it).
 /// Only in builds with the `fault-injection` feature, which the e2e environment turns on; never in a release binary.
@@ -92,39 +94,6 @@ impl Writer {
             .ok_or_else(|| Error::NotFound(name.to_owned()))
     }
 
-    /// Where space `name`'s namespace is: this cluster, or a connected cluster that answers now.
-    ///
-    /// # Errors
-    /// An unknown cluster (422 on `spec.cluster`), or one that does not answer now (503).
-    fn place(&self, name: &str) -> Result<Place, Error> {
-        let Some((cluster, namespace)) = connected_part(name) else {
-            return Ok(Place {
-                namespace: name.to_owned(),
-                member: self.members.management().clone(),
-                provisioner: self.provisioner.clone(),
-            });
-        };
-        let Some(member) = self.members.connected(cluster) else {
-            return Err(Error::Invalid {
-                name: name.to_owned(),
-                errors: vec![FieldError::new(
-                    "spec.cluster",
-                    Problem::NotFound,
-                    "no connected cluster of that name (the name is <cluster>.<namespace>)",
-                )
-                .with_value(cluster)],
-            });
-        };
-        if !self.cache.read().connected.get(cluster).is_some_and(|c| c.online) {
-            return Err(Error::ClusterUnavailable(cluster.to_owned()));
-        }
-        Ok(Place {
-            namespace: namespace.to_owned(),
-            provisioner: Arc::new(self.provisioner.in_cluster(member.clone())),
-            member,
-        })
-    }
-
     /// Whether `rv` — a namespace resourceVersion from a get or list, or a watch position — shows the namespace as it
     /// is now.
     fn is_current(&self, current: &Namespace, rv: &str) -> bool {
@@ -144,198 +113,6 @@ impl Writer {
                 .and_then(|ns| ns.metadata.resource_version.as_deref())
                 .is_some_and(|seen| seen == now),
             _ => false,
-        }
-    }
-
-    // --- create ---
-
-    /// Makes a new space: owner resolved, limit held, namespace, owner binding and templates created (all undone if
-    /// any step fails). Answers once the creator can see the space through this server.
-    ///
-    /// # Errors
-    /// Invalid spaces, callers with no account and no right to create namespaces, accounts at their limit, names taken.
-    pub async fn create(&self, user: &User, mut space: Space, options: &WriteOptions) -> Result<Space, Error> {
-        if space.metadata.name.as_deref().unwrap_or_default().is_empty() {
-            if let Some(prefix) = space.metadata.generate_name.clone().filter(|p| !p.is_empty()) {
-                space.metadata.name = Some(format!("{prefix}{}", random_suffix()));
-            }
-        }
-        let name = space.name().to_owned();
-        let cluster = connected_part(&name).map(|(cluster, _)| cluster);
-        let mut errors = validation::name(connected_part(&name).map_or(name.as_str(), |(_, namespace)| namespace));
-        if cluster.is_some_and(|c| !validation::name(c).is_empty()) {
-            errors.push(
-                FieldError::new(
-                    "metadata.name",
-                    Problem::Invalid,
-                    "a space in a connected cluster is named <cluster>.<namespace>",
-                )
-                .with_value(&name),
-            );
-        }
-        if space.spec.cluster.as_deref().is_some_and(|c| !c.is_empty()) && space.spec.cluster.as_deref() != cluster {
-            errors.push(
-                FieldError::new(
-                    "spec.cluster",
-                    Problem::Invalid,
-                    "a space in a connected cluster is named <cluster>.<namespace>, with that cluster",
-                )
-                .with_value(space.spec.cluster.as_deref().unwrap_or_default()),
-            );
-        }
-        errors.extend(validation::space(&space, None));
-        if !errors.is_empty() {
-            return Err(Error::Invalid { name, errors });
-        }
-        let place = self.place(&name)?;
-        let owner = self
-            .owner(user, space.spec.account.as_deref(), place.member.authorizer())
-            .await?;
-        if let (Owner::Account(account), Some(cluster)) = (&owner, place.cluster()) {
-            if account
-                .spec
-                .space
-                .clusters
-                .as_ref()
-                .is_some_and(|allowed| !allowed.iter().any(|c| c == cluster))
-            {
-                return Err(Error::Forbidden {
-                    user: user.name.clone(),
-                    verb: "create".to_owned(),
-                    name,
-                    reason: format!(
-                        "account {:?} may not create spaces in cluster {cluster:?}",
-                        account.name()
-                    ),
-                });
-            }
-        }
-        let mut plan = self.plan(user, &space, owner)?;
-        plan.name.clone_from(&place.namespace);
-        let created = place.provisioner.create_namespace(&plan, options.dry_run).await?;
-        if options.dry_run {
-            return Ok(place.show(&created));
-        }
-        // Fault injection for the crash-repair test: die exactly between the namespace and its owner binding.
-        #[cfg(feature = "fault-injection")]
-        if std::env::var_os(CRASH_AFTER_NAMESPACE).is_some() {
-            tracing::error!(space = %name, "{CRASH_AFTER_NAMESPACE} is set: aborting");
-            std::process::abort();
-        }
-        let finished = match place.provisioner.finish(&plan).await {
-            Ok(finished) => finished,
-            Err(error) => {
-                tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");
-                place.provisioner.roll_back(&place.namespace).await;
-                return Err(error);
-            }
-        };
-        let revision = revision_of(finished.metadata.resource_version.as_deref());
-        self.wait_visible(user, &name, revision).await?;
-        Ok(place.show(&finished))
-    }
-
-    /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
-    /// no account at all — the caller alone, if RBAC lets them create namespaces.
-    async fn owner(&self, user: &User, requested: Option<&str>, authorizer: &Authorizer) -> Result<Owner, Error> {
-        let accounts: Vec<Arc<Account>> = self.cache.read().accounts.values().cloned().collect();
-        let mine: Vec<Arc<Account>> = accounts
-            .into_iter()
-            .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
-            .collect();
-        match requested {
-            Some(wanted) => mine
-                .into_iter()
-                .find(|a| a.name() == wanted)
-                .map(Owner::Account)
-                .ok_or_else(|| Error::AccountForbidden {
-                    user: user.name.clone(),
-                    account: wanted.to_owned(),
-                    space: None,
-                }),
-            None => match mine.len() {
-                1 => Ok(Owner::Account(mine[0].clone())),
-                0 => {
-                    authorize(authorizer, user, "create", "", "").await?;
-                    Ok(Owner::Creator)
-                }
-                _ => Err(Error::Invalid {
-                    name: String::new(),
-                    errors: vec![FieldError::new(
-                        "spec.account",
-                        Problem::Required,
-                        format!(
-                            "you belong to several accounts ({}): name one",
-                            mine.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )],
-                }),
-            },
-        }
-    }
-
-    /// The labels, annotations and templates of a new space, with its template parameters checked against what the
-    /// templates declare.
-    fn plan(&self, user: &User, space: &Space, owner: Owner) -> Result<Plan, Error> {
-        let mut labels = space.metadata.labels.clone().unwrap_or_default();
-        let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
-        if let Owner::Account(account) = &owner {
-            if let Some(forced) = &account.spec.space.metadata {
-                labels.extend(forced.labels.clone().unwrap_or_default());
-                annotations.extend(forced.annotations.clone().unwrap_or_default());
-            }
-            labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
-        }
-        let templates = templates_for(&owner, &self.cache.read().templates)?;
-        let given = &space.spec.template_parameters;
-        let errors = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
-        if !errors.is_empty() {
-            return Err(Error::Invalid {
-                name: space.name().to_owned(),
-                errors,
-            });
-        }
-        if !templates.is_empty() {
-            let names: Vec<&str> = templates.iter().filter_map(|t| t.metadata.name.as_deref()).collect();
-            annotations.insert(crate::api::TEMPLATES_ANNOTATION.to_owned(), names.join(","));
-        }
-        if !given.is_empty() {
-            let recorded = serde_json::to_string(given).map_err(|e| Error::BadRequest(e.to_string()))?;
-            annotations.insert(crate::api::TEMPLATE_PARAMETERS_ANNOTATION.to_owned(), recorded);
-        }
-        Ok(Plan {
-            name: space.name().to_owned(),
-            creator: user.name.clone(),
-            owner,
-            labels,
-            annotations,
-            templates,
-            parameters: given.clone(),
-        })
-    }
-
-    /// Waits, on the change log rather than a timer, until `user` sees `name` through this server.
-    /// Waits until the cache holds `name` at `revision` or later and `user` may get it: what the caller is answered is
-    /// then what any get, list or watch through this server shows.
-    async fn wait_visible(&self, user: &User, name: &str, revision: u64) -> Result<(), Error> {
-        let subjects = self.cache.subjects(user);
-        let deadline = tokio::time::Instant::now() + READ_AFTER_CREATE;
-        loop {
-            let mut entries = {
-                let state = self.cache.read();
-                let caught_up = state
-                    .namespaces
-                    .get(name)
-                    .is_some_and(|ns| revision_of(ns.metadata.resource_version.as_deref()) >= revision);
-                if caught_up && state.may_get(&subjects, name) {
-                    return Ok(());
-                }
-                self.cache.subscribe(&state)
-            };
-            match tokio::time::timeout_at(deadline, entries.recv()).await {
-                Ok(_) => {}
-                Err(_) => return Err(Error::ReadAfterCreateTimeout(name.to_owned())),
-            }
         }
     }
 
@@ -707,88 +484,6 @@ impl Writer {
 /// A namespace's resourceVersion as kube-apiserver's etcd revision (0 if it is not one), to tell which of two is later.
 fn revision_of(resource_version: Option<&str>) -> u64 {
     resource_version.and_then(|rv| rv.parse().ok()).unwrap_or(0)
-}
-
-/// Where a space's namespace is, as a write needs it: the cluster it is in, and its name there.
-struct Place {
-    /// The namespace's name there.
-    namespace: String,
-    member: Arc<Member>,
-    /// Makes spaces there, under this server's Leases and account limits.
-    provisioner: Arc<Provisioner>,
-}
-
-// === impl Place ===
-
-impl Place {
-    fn namespaces(&self) -> Api<Namespace> {
-        Api::all(self.member.client().clone())
-    }
-
-    /// The connected cluster; `None` for the management cluster.
-    fn cluster(&self) -> Option<&str> {
-        self.member.cluster()
-    }
-
-    /// A namespace there as the space this server shows.
-    fn show(&self, namespace: &Namespace) -> Space {
-        let mut namespace = namespace.clone();
-        namespace.metadata.name = Some(
-            self.member
-                .space(namespace.metadata.name.as_deref().unwrap_or_default()),
-        );
-        Space::from_namespace(&namespace)
-    }
-
-    /// Whether that cluster lets `user` `verb` the namespace; refused in the words of space `space`.
-    async fn authorize(&self, user: &User, verb: &str, space: &str) -> Result<(), Error> {
-        authorize(self.member.authorizer(), user, verb, &self.namespace, space).await
-    }
-}
-
-/// Whether `authorizer` lets `user` `verb` namespace `namespace` (`""`: namespaces in general); refused in the words of
-/// space `space`.
-async fn authorize(
-    authorizer: &Authorizer,
-    user: &User,
-    verb: &str,
-    namespace: &str,
-    space: &str,
-) -> Result<(), Error> {
-    let attributes = Attributes::Namespace {
-        verb: verb.to_owned(),
-        name: namespace.to_owned(),
-    };
-    match authorizer.authorize(user, &attributes).await? {
-        Decision::Allow => Ok(()),
-        Decision::Deny(reason) => Err(Error::Forbidden {
-            user: user.name.clone(),
-            verb: verb.to_owned(),
-            name: space.to_owned(),
-            reason,
-        }),
-    }
-}
-
-/// Five characters of `generateName`'s alphabet, from the clock and a counter (names need not be secret).
-fn random_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()));
-    let mut seed = nanos
-        ^ COUNTER
-            .fetch_add(0x9E37_79B9, Ordering::Relaxed)
-            .wrapping_mul(0x2545_F491_4F6C_DD1D);
-    (0..5)
-        .map(|_| {
-            let c = ALPHABET[usize::try_from(seed % ALPHABET.len() as u64).unwrap_or(0)];
-            seed /= ALPHABET.len() as u64;
-            char::from(c)
-        })
-        .collect()
 }
 
 /// A body must name the space its URL names.

@@ -16,7 +16,7 @@ fn tenants_see_exactly_the_namespaces_rbac_lets_them_get() {
     let admin = env.kubectl("admin");
     admin.apply(
         &std::fs::read_to_string(format!(
-            "{}/tests/fixtures/demo-tenants.yaml",
+            "{}/tests/fixtures/rbac-tenants.yaml",
             env!("CARGO_MANIFEST_DIR")
         ))
         .expect("fixture"),

@@ -1,0 +1,231 @@
+//! Making a new space: the name (`generateName` filled in), its cluster, its owner (the named account, the caller's
+//! only account, or a caller who may create namespaces there), its plan (labels, annotations, templates, parameters),
+//! then the provisioner's steps; answered once the creator can see it through this server.
+
+use std::sync::Arc;
+
+use super::place::authorize;
+#[cfg(feature = "fault-injection")]
+use super::CRASH_AFTER_NAMESPACE;
+use super::{revision_of, WriteOptions, Writer, READ_AFTER_CREATE};
+use crate::access::index::is_subject;
+use crate::access::view::connected_part;
+use crate::api::account::Account;
+use crate::api::Space;
+use crate::authn::User;
+use crate::authz::Authorizer;
+use crate::spaces::provision::{templates_for, Owner, Plan};
+use crate::spaces::{parameters, validation, Error, FieldError, Problem};
+
+impl Writer {
+    /// Makes a new space: owner resolved, limit held, namespace, owner binding and templates created (all undone if
+    /// any step fails). Answers once the creator can see the space through this server.
+    ///
+    /// # Errors
+    /// Invalid spaces, callers with no account and no right to create namespaces, accounts at their limit, names taken.
+    pub async fn create(&self, user: &User, mut space: Space, options: &WriteOptions) -> Result<Space, Error> {
+        if space.metadata.name.as_deref().unwrap_or_default().is_empty() {
+            if let Some(prefix) = space.metadata.generate_name.clone().filter(|p| !p.is_empty()) {
+                space.metadata.name = Some(format!("{prefix}{}", random_suffix()));
+            }
+        }
+        let name = space.name().to_owned();
+        let cluster = connected_part(&name).map(|(cluster, _)| cluster);
+        let mut errors = validation::name(connected_part(&name).map_or(name.as_str(), |(_, namespace)| namespace));
+        if cluster.is_some_and(|c| !validation::name(c).is_empty()) {
+            errors.push(
+                FieldError::new(
+                    "metadata.name",
+                    Problem::Invalid,
+                    "a space in a connected cluster is named <cluster>.<namespace>",
+                )
+                .with_value(&name),
+            );
+        }
+        if space.spec.cluster.as_deref().is_some_and(|c| !c.is_empty()) && space.spec.cluster.as_deref() != cluster {
+            errors.push(
+                FieldError::new(
+                    "spec.cluster",
+                    Problem::Invalid,
+                    "a space in a connected cluster is named <cluster>.<namespace>, with that cluster",
+                )
+                .with_value(space.spec.cluster.as_deref().unwrap_or_default()),
+            );
+        }
+        errors.extend(validation::space(&space, None));
+        if !errors.is_empty() {
+            return Err(Error::Invalid { name, errors });
+        }
+        let place = self.place(&name)?;
+        let owner = self
+            .owner(user, space.spec.account.as_deref(), place.member.authorizer())
+            .await?;
+        if let (Owner::Account(account), Some(cluster)) = (&owner, place.cluster()) {
+            if account
+                .spec
+                .space
+                .clusters
+                .as_ref()
+                .is_some_and(|allowed| !allowed.iter().any(|c| c == cluster))
+            {
+                return Err(Error::Forbidden {
+                    user: user.name.clone(),
+                    verb: "create".to_owned(),
+                    name,
+                    reason: format!(
+                        "account {:?} may not create spaces in cluster {cluster:?}",
+                        account.name()
+                    ),
+                });
+            }
+        }
+        let mut plan = self.plan(user, &space, owner)?;
+        plan.name.clone_from(&place.namespace);
+        let created = place.provisioner.create_namespace(&plan, options.dry_run).await?;
+        if options.dry_run {
+            return Ok(place.show(&created));
+        }
+        // Fault injection for the crash-repair test: die exactly between the namespace and its owner binding.
+        #[cfg(feature = "fault-injection")]
+        if std::env::var_os(CRASH_AFTER_NAMESPACE).is_some() {
+            tracing::error!(space = %name, "{CRASH_AFTER_NAMESPACE} is set: aborting");
+            std::process::abort();
+        }
+        let finished = match place.provisioner.finish(&plan).await {
+            Ok(finished) => finished,
+            Err(error) => {
+                tracing::warn!(space = %name, %error, "Creating a space failed; rolling back");
+                place.provisioner.roll_back(&place.namespace).await;
+                return Err(error);
+            }
+        };
+        let revision = revision_of(finished.metadata.resource_version.as_deref());
+        self.wait_visible(user, &name, revision).await?;
+        Ok(place.show(&finished))
+    }
+
+    /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
+    /// no account at all — the caller alone, if RBAC lets them create namespaces.
+    async fn owner(&self, user: &User, requested: Option<&str>, authorizer: &Authorizer) -> Result<Owner, Error> {
+        let accounts: Vec<Arc<Account>> = self.cache.read().accounts.values().cloned().collect();
+        let mine: Vec<Arc<Account>> = accounts
+            .into_iter()
+            .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
+            .collect();
+        match requested {
+            Some(wanted) => mine
+                .into_iter()
+                .find(|a| a.name() == wanted)
+                .map(Owner::Account)
+                .ok_or_else(|| Error::AccountForbidden {
+                    user: user.name.clone(),
+                    account: wanted.to_owned(),
+                    space: None,
+                }),
+            None => match mine.len() {
+                1 => Ok(Owner::Account(mine[0].clone())),
+                0 => {
+                    authorize(authorizer, user, "create", "", "").await?;
+                    Ok(Owner::Creator)
+                }
+                _ => Err(Error::Invalid {
+                    name: String::new(),
+                    errors: vec![FieldError::new(
+                        "spec.account",
+                        Problem::Required,
+                        format!(
+                            "you belong to several accounts ({}): name one",
+                            mine.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )],
+                }),
+            },
+        }
+    }
+
+    /// The labels, annotations and templates of a new space, with its template parameters checked against what the
+    /// templates declare.
+    fn plan(&self, user: &User, space: &Space, owner: Owner) -> Result<Plan, Error> {
+        let mut labels = space.metadata.labels.clone().unwrap_or_default();
+        let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
+        if let Owner::Account(account) = &owner {
+            if let Some(forced) = &account.spec.space.metadata {
+                labels.extend(forced.labels.clone().unwrap_or_default());
+                annotations.extend(forced.annotations.clone().unwrap_or_default());
+            }
+            labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
+        }
+        let templates = templates_for(&owner, &self.cache.read().templates)?;
+        let given = &space.spec.template_parameters;
+        let errors = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
+        if !errors.is_empty() {
+            return Err(Error::Invalid {
+                name: space.name().to_owned(),
+                errors,
+            });
+        }
+        if !templates.is_empty() {
+            let names: Vec<&str> = templates.iter().filter_map(|t| t.metadata.name.as_deref()).collect();
+            annotations.insert(crate::api::TEMPLATES_ANNOTATION.to_owned(), names.join(","));
+        }
+        if !given.is_empty() {
+            let recorded = serde_json::to_string(given).map_err(|e| Error::BadRequest(e.to_string()))?;
+            annotations.insert(crate::api::TEMPLATE_PARAMETERS_ANNOTATION.to_owned(), recorded);
+        }
+        Ok(Plan {
+            name: space.name().to_owned(),
+            creator: user.name.clone(),
+            owner,
+            labels,
+            annotations,
+            templates,
+            parameters: given.clone(),
+        })
+    }
+
+    /// Waits, on the change log rather than a timer, until `user` sees `name` through this server.
+    /// Waits until the cache holds `name` at `revision` or later and `user` may get it: what the caller is answered is
+    /// then what any get, list or watch through this server shows.
+    async fn wait_visible(&self, user: &User, name: &str, revision: u64) -> Result<(), Error> {
+        let subjects = self.cache.subjects(user);
+        let deadline = tokio::time::Instant::now() + READ_AFTER_CREATE;
+        loop {
+            let mut entries = {
+                let state = self.cache.read();
+                let caught_up = state
+                    .namespaces
+                    .get(name)
+                    .is_some_and(|ns| revision_of(ns.metadata.resource_version.as_deref()) >= revision);
+                if caught_up && state.may_get(&subjects, name) {
+                    return Ok(());
+                }
+                self.cache.subscribe(&state)
+            };
+            match tokio::time::timeout_at(deadline, entries.recv()).await {
+                Ok(_) => {}
+                Err(_) => return Err(Error::ReadAfterCreateTimeout(name.to_owned())),
+            }
+        }
+    }
+}
+
+/// Five characters of `generateName`'s alphabet, from the clock and a counter (names need not be secret).
+fn random_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut seed = nanos
+        ^ COUNTER
+            .fetch_add(0x9E37_79B9, Ordering::Relaxed)
+            .wrapping_mul(0x2545_F491_4F6C_DD1D);
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[usize::try_from(seed % ALPHABET.len() as u64).unwrap_or(0)];
+            seed /= ALPHABET.len() as u64;
+            char::from(c)
+        })
+        .collect()
+}

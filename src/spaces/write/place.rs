@@ -1,0 +1,112 @@
+//! Where a space's namespace is, as a write needs it: the cluster it is in (a [`Member`]), its name there, and whether
+//! that cluster lets the caller do this to it (asked there: a connected cluster's RBAC decides for its namespaces).
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+
+use super::Writer;
+use crate::access::view::connected_part;
+use crate::api::Space;
+use crate::authn::User;
+use crate::authz::{Attributes, Authorizer, Decision};
+use crate::clusters::Member;
+use crate::spaces::provision::Provisioner;
+use crate::spaces::{Error, FieldError, Problem};
+
+impl Writer {
+    /// Where space `name`'s namespace is: this cluster, or a connected cluster that answers now.
+    ///
+    /// # Errors
+    /// An unknown cluster (422 on `spec.cluster`), or one that does not answer now (503).
+    pub(super) fn place(&self, name: &str) -> Result<Place, Error> {
+        let Some((cluster, namespace)) = connected_part(name) else {
+            return Ok(Place {
+                namespace: name.to_owned(),
+                member: self.members.management().clone(),
+                provisioner: self.provisioner.clone(),
+            });
+        };
+        let Some(member) = self.members.connected(cluster) else {
+            return Err(Error::Invalid {
+                name: name.to_owned(),
+                errors: vec![FieldError::new(
+                    "spec.cluster",
+                    Problem::NotFound,
+                    "no connected cluster of that name (the name is <cluster>.<namespace>)",
+                )
+                .with_value(cluster)],
+            });
+        };
+        if !self.cache.read().connected.get(cluster).is_some_and(|c| c.online) {
+            return Err(Error::ClusterUnavailable(cluster.to_owned()));
+        }
+        Ok(Place {
+            namespace: namespace.to_owned(),
+            provisioner: Arc::new(self.provisioner.in_cluster(member.clone())),
+            member,
+        })
+    }
+}
+
+/// Where a space's namespace is, as a write needs it: the cluster it is in, and its name there.
+pub(super) struct Place {
+    /// The namespace's name there.
+    pub(super) namespace: String,
+    pub(super) member: Arc<Member>,
+    /// Makes spaces there, under this server's Leases and account limits.
+    pub(super) provisioner: Arc<Provisioner>,
+}
+
+// === impl Place ===
+
+impl Place {
+    pub(super) fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.member.client().clone())
+    }
+
+    /// The connected cluster; `None` for the management cluster.
+    pub(super) fn cluster(&self) -> Option<&str> {
+        self.member.cluster()
+    }
+
+    /// A namespace there as the space this server shows.
+    pub(super) fn show(&self, namespace: &Namespace) -> Space {
+        let mut namespace = namespace.clone();
+        namespace.metadata.name = Some(
+            self.member
+                .space(namespace.metadata.name.as_deref().unwrap_or_default()),
+        );
+        Space::from_namespace(&namespace)
+    }
+
+    /// Whether that cluster lets `user` `verb` the namespace; refused in the words of space `space`.
+    pub(super) async fn authorize(&self, user: &User, verb: &str, space: &str) -> Result<(), Error> {
+        authorize(self.member.authorizer(), user, verb, &self.namespace, space).await
+    }
+}
+
+/// Whether `authorizer` lets `user` `verb` namespace `namespace` (`""`: namespaces in general); refused in the words of
+/// space `space`.
+pub(super) async fn authorize(
+    authorizer: &Authorizer,
+    user: &User,
+    verb: &str,
+    namespace: &str,
+    space: &str,
+) -> Result<(), Error> {
+    let attributes = Attributes::Namespace {
+        verb: verb.to_owned(),
+        name: namespace.to_owned(),
+    };
+    match authorizer.authorize(user, &attributes).await? {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(Error::Forbidden {
+            user: user.name.clone(),
+            verb: verb.to_owned(),
+            name: space.to_owned(),
+            reason,
+        }),
+    }
+}
