@@ -1,6 +1,7 @@
-//! The shape of src/: no module depends on itself through others. Read from the source: every `crate::`, `super::` and
-//! `self::` path outside a test module names a module it uses; a cycle among them (between top-level modules, or
-//! between any two modules) fails with the path that closes it.
+//! The shape of src/: no module depends on itself through others, and dependencies point inwards only (`LAYERS`). Read
+//! from the source: every `crate::`, `super::` and `self::` path outside a test module names a module it uses; a cycle
+//! among them (between top-level modules, or between any two modules) fails with the path that closes it, and a use
+//! of a module further out fails naming both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -228,4 +229,92 @@ fn src_has_no_import_cycles() {
         let cycles: Vec<Vec<String>> = graph.keys().filter_map(|m| cycle_through(m, graph)).collect();
         assert!(cycles.is_empty(), "import cycles among {name}: {cycles:?}");
     }
+}
+
+/// The layers of src/, outermost first: a module may use modules of its own layer or of layers further in, never one
+/// further out. The request edge and the controllers drive the registry; the registry writes through the clusters it
+/// serves; those reach kube-apiserver through `backend` (kube I/O), which feeds `state`; everything may use the
+/// leaves (wire types, RBAC evaluation, identities, settings, metrics).
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "the request edge and the controllers",
+        &["http", "controllers", "certs"],
+    ),
+    ("connecting clusters", &["connect"]),
+    ("the registry", &["spaces", "watch"]),
+    ("the clusters served", &["clusters"]),
+    ("kube I/O", &["backend"]),
+    ("the state", &["state"]),
+    (
+        "leaves",
+        &[
+            "api", "access", "authn", "authz", "metrics", "config", "tls", "fixtures",
+        ],
+    ),
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|(_, modules)| modules.contains(&module))
+}
+
+/// Every top-level module's uses of another, from the source.
+fn top_level_uses() -> BTreeMap<String, BTreeSet<String>> {
+    let modules = modules();
+    let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, text) in &modules {
+        for path in paths(text) {
+            let Some(to) = target(&path, module, &modules) else {
+                continue;
+            };
+            let (a, b) = (
+                module.split("::").next().unwrap_or_default(),
+                to.split("::").next().unwrap_or_default(),
+            );
+            if a != b {
+                top.entry(a.to_owned()).or_default().insert(b.to_owned());
+            }
+        }
+    }
+    top
+}
+
+/// Each use in `uses` of a module further out than its user, in words.
+fn wrong_way(uses: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (from, tos) in uses {
+        let from_layer = layer_of(from).unwrap_or_else(|| panic!("module {from} is in no layer of LAYERS"));
+        for to in tos {
+            let to_layer = layer_of(to).unwrap_or_else(|| panic!("module {to} is in no layer of LAYERS"));
+            if to_layer < from_layer {
+                wrong.push(format!(
+                    "{from} ({}) uses {to} ({}), which is further out",
+                    LAYERS[from_layer].0, LAYERS[to_layer].0
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+#[test]
+fn dependencies_point_inwards_only() {
+    let wrong = wrong_way(&top_level_uses());
+    assert!(wrong.is_empty(), "wrong-way imports:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_wrong_way_import_is_caught() {
+    // src/ as it is, plus the state reaching out to the registry and kube I/O to the clusters it serves.
+    let mut uses = top_level_uses();
+    uses.entry("state".to_owned()).or_default().insert("spaces".to_owned());
+    uses.entry("backend".to_owned())
+        .or_default()
+        .insert("clusters".to_owned());
+    assert_eq!(
+        wrong_way(&uses),
+        [
+            "backend (kube I/O) uses clusters (the clusters served), which is further out",
+            "state (the state) uses spaces (the registry), which is further out",
+        ]
+    );
 }
