@@ -258,6 +258,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     ));
     tokio::spawn(controllers::clusters::run(controllers::clusters::Context {
         client: call,
+        watch: client.clone(),
         cache: app.registry.cache().clone(),
         members,
         metrics: metrics::ClusterMetrics::register(&app.registry_metrics),

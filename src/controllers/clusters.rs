@@ -1,9 +1,11 @@
-//! Connected clusters: for each `Cluster`, the kubeconfig its Secret holds becomes that cluster's connection (client
-//! and reflectors, `backend::connected`), and what its kube-apiserver answers becomes the Cluster's status
+//! Connected clusters: for each `Cluster`, the kubeconfig its Secret holds becomes that cluster's member (client
+//! and reflectors, `clusters::Member`), and what its kube-apiserver answers becomes the Cluster's status
 //! (`Connecting` until its namespaces and RBAC are listed, then `Ready` with the version, the namespace count and the
 //! time, or `Offline` with the reason), `tenancy_apiserver_cluster_up`,
 //! and whether its spaces show their phase or `Unknown`. A cluster that goes away never affects the server's
 //! readiness; it recovers on the next pass, without a restart. A Cluster deleted is disconnected: its spaces go.
+//! Clusters are watched (a new one is connected at once), and all are asked together every few seconds; a cluster
+//! connected anew gets tenancy's guards (`connect::guards`), reported in its `Guarded` condition.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
@@ -11,7 +13,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
+use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{reflector, WatchStreamExt};
 use kube::Client;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -35,7 +40,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the clusters controller works with.
 pub struct Context {
+    /// Calls to the management cluster (Secrets, Cluster status).
     pub client: Client,
+    /// The management cluster's long watches (Clusters).
+    pub watch: Client,
     pub cache: Arc<Cache>,
     pub members: Arc<Members>,
     pub metrics: ClusterMetrics,
@@ -43,43 +51,85 @@ pub struct Context {
     pub guards: Arc<Mutex<BTreeMap<String, Option<String>>>>,
 }
 
-/// Keeps every Cluster connected and its status current, forever.
+/// Keeps every Cluster connected and its status current, forever: Clusters are watched, so one made, changed or
+/// deleted is acted on at once; every connected cluster is asked again each [`INTERVAL`], all of them together.
 pub async fn run(context: Context) {
     let context = &context;
+    let (clusters, writer) = reflector::store::<Cluster>();
+    let events = reflector(writer, watcher(Api::<Cluster>::all(context.watch.clone()), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let mut events = std::pin::pin!(events);
+    if clusters.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = Vec::new();
     loop {
-        match Api::<Cluster>::all(context.client.clone())
-            .list(&ListParams::default())
-            .await
-        {
-            Ok(clusters) => {
-                let mut names = BTreeSet::new();
-                let mut probes = Vec::new();
-                for cluster in &clusters.items {
-                    let name = cluster.metadata.name.clone().unwrap_or_default();
-                    // A space in it is `<cluster>.<namespace>`: a name with a dot would be ambiguous.
-                    if name.contains('.') {
-                        tracing::warn!(cluster = %name, "A Cluster's name must not contain a dot; ignored");
-                        continue;
-                    }
-                    names.insert(name.clone());
-                    probes.push(async move { probe(context, cluster, &name).await });
+        tokio::select! {
+            event = events.next() => match event {
+                // Its own status writes come back as events too: only what the server acts on (a Cluster made,
+                // deleted, or given other credentials) is worth a pass before the next tick.
+                Some(Ok(_)) if signature(&clusters.state()) == seen => continue,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "Watching Clusters failed; retrying");
+                    continue;
                 }
-                // All at once: one cluster that does not answer must not hold back the others' connections.
-                futures::future::join_all(probes).await;
-                // Connected, or only known to the state (a Cluster whose Secret never gave a client).
-                let mut known: BTreeSet<String> = context.members.names().into_iter().collect();
-                known.extend(context.cache.read().connected.keys().cloned());
-                for gone in known.into_iter().filter(|n| !names.contains(n)) {
-                    context.members.disconnect(&gone);
-                    context.guards.lock().remove(&gone);
-                    context.cache.apply(Update::Disconnected(gone.clone()));
-                    context.metrics.forget(&gone);
-                    tracing::info!(cluster = %gone, "Disconnected");
-                }
-            }
-            Err(error) => tracing::debug!(%error, "Listing Clusters failed"),
+                None => return,
+            },
+            _ = tick.tick() => {}
         }
-        tokio::time::sleep(INTERVAL).await;
+        let current = clusters.state();
+        seen = signature(&current);
+        pass(context, &current).await;
+    }
+}
+
+/// What a pass acts on, of each Cluster: its name, identity and credentials.
+fn signature(clusters: &[Arc<Cluster>]) -> Vec<(String, String, String, Option<String>)> {
+    let mut signature: Vec<_> = clusters
+        .iter()
+        .map(|c| {
+            let reference = &c.spec.config.secret_ref;
+            (
+                c.metadata.name.clone().unwrap_or_default(),
+                c.metadata.uid.clone().unwrap_or_default(),
+                reference.name.clone(),
+                reference.key.clone(),
+            )
+        })
+        .collect();
+    signature.sort();
+    signature
+}
+
+/// Probes every Cluster at once (one that does not answer must not hold back the others), and disconnects the ones
+/// that are gone.
+async fn pass(context: &Context, clusters: &[Arc<Cluster>]) {
+    let mut names = BTreeSet::new();
+    let mut probes = Vec::new();
+    for cluster in clusters {
+        let name = cluster.metadata.name.clone().unwrap_or_default();
+        // A space in it is `<cluster>.<namespace>`: a name with a dot would be ambiguous.
+        if name.contains('.') {
+            tracing::warn!(cluster = %name, "A Cluster's name must not contain a dot; ignored");
+            continue;
+        }
+        names.insert(name.clone());
+        probes.push(async move { probe(context, cluster, &name).await });
+    }
+    futures::future::join_all(probes).await;
+    // Connected, or only known to the state (a Cluster whose Secret never gave a client).
+    let mut known: BTreeSet<String> = context.members.names().into_iter().collect();
+    known.extend(context.cache.read().connected.keys().cloned());
+    for gone in known.into_iter().filter(|n| !names.contains(n)) {
+        context.members.disconnect(&gone);
+        context.guards.lock().remove(&gone);
+        context.cache.apply(Update::Disconnected(gone.clone()));
+        context.metrics.forget(&gone);
+        tracing::info!(cluster = %gone, "Disconnected");
     }
 }
 
