@@ -19,6 +19,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{reflector, WatchStreamExt};
 use kube::Client;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use serde_json::json;
 
 use crate::api::account::Cluster;
@@ -59,7 +60,19 @@ pub async fn run(context: Context) {
     let events = reflector(writer, watcher(Api::<Cluster>::all(context.watch.clone()), watcher::Config::default()))
         .default_backoff()
         .touched_objects();
-    let mut events = std::pin::pin!(events);
+    // The watch runs on its own, so the store fills while a pass waits on the clusters it probes.
+    let touched = Arc::new(Notify::new());
+    let notify = touched.clone();
+    let watch = tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(_) => notify.notify_one(),
+                Err(error) => tracing::debug!(%error, "Watching Clusters failed; retrying"),
+            }
+        }
+    });
+    let _stop_watch = DropGuard(watch.abort_handle());
     if clusters.wait_until_ready().await.is_err() {
         return;
     }
@@ -68,22 +81,25 @@ pub async fn run(context: Context) {
     let mut seen = Vec::new();
     loop {
         tokio::select! {
-            event = events.next() => match event {
-                // Its own status writes come back as events too: only what the server acts on (a Cluster made,
-                // deleted, or given other credentials) is worth a pass before the next tick.
-                Some(Ok(_)) if signature(&clusters.state()) == seen => continue,
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "Watching Clusters failed; retrying");
-                    continue;
-                }
-                None => return,
+            // Its own status writes come back as events too: only what the server acts on (a Cluster made, deleted,
+            // or given other credentials) is worth a pass before the next tick.
+            () = touched.notified() => if signature(&clusters.state()) == seen {
+                continue;
             },
             _ = tick.tick() => {}
         }
         let current = clusters.state();
         seen = signature(&current);
         pass(context, &current).await;
+    }
+}
+
+/// Aborts a task when dropped.
+struct DropGuard(tokio::task::AbortHandle);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
