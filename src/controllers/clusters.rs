@@ -11,16 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{reflector, WatchStreamExt};
 use kube::Client;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use serde_json::json;
+use tokio::sync::Notify;
 
 use crate::api::account::Cluster;
 use crate::backend::explain;
@@ -36,6 +36,8 @@ const INTERVAL: Duration = Duration::from_secs(3);
 const CONNECT_AGAIN: &str = "run tenancy-apiserver connect again";
 /// How often guards a cluster refused are tried again.
 const GUARD_RETRY: Duration = Duration::from_secs(10);
+/// How often a cluster's guards are applied again (an admin may have deleted one there).
+const GUARD_REFRESH: Duration = Duration::from_secs(60);
 /// How long one cluster may take to answer before it counts as offline.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -57,9 +59,12 @@ pub struct Context {
 pub async fn run(context: Context) {
     let context = &context;
     let (clusters, writer) = reflector::store::<Cluster>();
-    let events = reflector(writer, watcher(Api::<Cluster>::all(context.watch.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let events = reflector(
+        writer,
+        watcher(Api::<Cluster>::all(context.watch.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
     // The watch runs on its own, so the store fills while a pass waits on the clusters it probes.
     let touched = Arc::new(Notify::new());
     let notify = touched.clone();
@@ -257,17 +262,19 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
     Ok((version.git_version, namespaces))
 }
 
-/// Installs the guards (`connect::guards`) in a newly connected cluster, again every [`GUARD_RETRY`] while it refuses,
-/// for as long as it is connected with these credentials; what happened is in the Cluster's `Guarded` condition.
+/// Installs the guards (`connect::guards`) in a newly connected cluster, and again every [`GUARD_REFRESH`] (every
+/// [`GUARD_RETRY`] while it refuses), for as long as it is connected with these credentials: one an admin deleted there
+/// comes back. What happened is in the Cluster's `Guarded` condition.
 async fn guard(member: Weak<Member>, name: String, guards: Arc<Mutex<BTreeMap<String, Option<String>>>>) {
     while let Some(member) = member.upgrade() {
         let installed = connect::guards::install(member.client()).await;
         drop(member);
-        match installed {
+        let pause = match installed {
             Ok(()) => {
-                tracing::info!(cluster = %name, "Guards installed");
-                guards.lock().insert(name, None);
-                return;
+                if guards.lock().insert(name.clone(), None) != Some(None) {
+                    tracing::info!(cluster = %name, "Guards installed");
+                }
+                GUARD_REFRESH
             }
             Err((guard, error)) => {
                 let problem = format!(
@@ -276,8 +283,9 @@ async fn guard(member: Weak<Member>, name: String, guards: Arc<Mutex<BTreeMap<St
                 );
                 tracing::warn!(cluster = %name, %problem, "Guards not installed; retrying");
                 guards.lock().insert(name.clone(), Some(problem));
+                GUARD_RETRY
             }
-        }
-        tokio::time::sleep(GUARD_RETRY).await;
+        };
+        tokio::time::sleep(pause).await;
     }
 }

@@ -243,6 +243,43 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
     };
     eventually(SETTLE, || if up("1") { Ok(()) } else { Err("cluster_up not 1") });
 
+    // The cluster carries tenancy's guards, as deploy/ gives them to the management cluster, and the server says so.
+    for (kind, names) in [
+        (
+            "validatingadmissionpolicy",
+            "tenancy-namespace-keys tenancy-enforced-objects",
+        ),
+        (
+            "validatingadmissionpolicybinding",
+            "tenancy-namespace-keys tenancy-enforced-objects",
+        ),
+        (
+            "clusterrole",
+            "tenancy-space-admin tenancy-space-admin-namespace tenancy-shared-reader",
+        ),
+    ] {
+        let mut args = vec!["get", kind];
+        args.extend(names.split(' '));
+        let (ok, out) = second.kubectl(&args);
+        assert!(ok, "{kind} in the connected cluster: {out}");
+    }
+    eventually(SETTLE, || {
+        let guarded = admin
+            .run(&[
+                "get",
+                "cluster",
+                &name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Guarded\")].status}",
+            ])
+            .ok();
+        if guarded == "True" {
+            Ok(())
+        } else {
+            Err(guarded)
+        }
+    });
+
     // It goes away: Offline with the reason, while the server stays ready.
     second.stop();
     eventually(SETTLE, || {
