@@ -242,6 +242,8 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["tenancy-space-admin", "tenancy-shared-reader"]},
             // Template objects, as in this cluster (deploy/rbac.yaml).
             {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "configmaps", "serviceaccounts"], "verbs": ["create", "list", "watch", "patch", "delete"]},
+            // AccountQuota shares, read one at a time while kube-controller-manager puts them in force.
+            {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "list", "watch", "patch", "delete"]},
             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},

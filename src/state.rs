@@ -266,6 +266,21 @@ impl State {
             .filter(|(name, _)| connected_part(name).is_none())
     }
 
+    /// One served cluster's namespaces, by their names there (`None`: the management cluster); none for a cluster not
+    /// connected.
+    pub fn cluster_namespaces<'a>(
+        &'a self,
+        cluster: Option<&str>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Namespace>> + 'a> {
+        match cluster {
+            None => Box::new(self.local_namespaces().map(|(_, ns)| ns)),
+            Some(cluster) => match self.connected.get(cluster) {
+                Some(part) => Box::new(part.namespaces.values()),
+                None => Box::new(std::iter::empty()),
+            },
+        }
+    }
+
     /// One served cluster's namespaces, by their names there (`None`: the management cluster), and the server's
     /// bindings there: what the controllers look after in it. Empty for a cluster not connected.
     #[must_use]
@@ -299,7 +314,7 @@ impl State {
             Update::SpaceTemplate(event) => {
                 self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates);
             }
-            Update::Share(event) => self.share_event(event),
+            Update::Share(event) => share_event(&mut self.shares, &mut self.relist.shares, event),
             Update::AccountQuota(event) => {
                 self.config_event(event, "accountquotas", |s| &mut s.quotas, |r| &mut r.quotas);
             }
@@ -398,24 +413,6 @@ impl State {
     }
 
     /// Shares by namespace (each is named `account-quota`), no access effect.
-    fn share_event(&mut self, event: Event<ResourceQuota>) {
-        let namespace = |rq: &ResourceQuota| rq.namespace().unwrap_or_default();
-        match event {
-            Event::Apply(rq) => {
-                self.shares.insert(namespace(&rq), Arc::new(rq));
-            }
-            Event::Delete(rq) => {
-                self.shares.remove(&namespace(&rq));
-            }
-            Event::Init => self.relist.shares.clear(),
-            Event::InitApply(rq) => self.relist.shares.push(rq),
-            Event::InitDone => {
-                let listed = std::mem::take(&mut self.relist.shares);
-                self.shares = listed.into_iter().map(|rq| (namespace(&rq), Arc::new(rq))).collect();
-            }
-        }
-    }
-
     fn put_namespace(&mut self, ns: Namespace, changes: &mut Vec<Change>) {
         let name = ns.name_any();
         let old = self.namespaces.get(&name).cloned();
@@ -577,5 +574,30 @@ fn track_server_bindings(bindings: &mut ServerBindings, event: &Event<RoleBindin
         }
         Event::Init => bindings.clear(),
         Event::InitDone => {}
+    }
+}
+
+/// A share ResourceQuota's event, into `shares` (by namespace) and, during a relist, `relist`.
+fn share_event(
+    shares: &mut BTreeMap<String, Arc<ResourceQuota>>,
+    relist: &mut Vec<ResourceQuota>,
+    event: Event<ResourceQuota>,
+) {
+    let namespace = |rq: &ResourceQuota| rq.namespace().unwrap_or_default();
+    match event {
+        Event::Apply(rq) => {
+            shares.insert(namespace(&rq), Arc::new(rq));
+        }
+        Event::Delete(rq) => {
+            shares.remove(&namespace(&rq));
+        }
+        Event::Init => relist.clear(),
+        Event::InitApply(rq) => relist.push(rq),
+        Event::InitDone => {
+            *shares = std::mem::take(relist)
+                .into_iter()
+                .map(|rq| (namespace(&rq), Arc::new(rq)))
+                .collect();
+        }
     }
 }

@@ -1,16 +1,19 @@
-//! A connected cluster's reflectors: its Namespaces and RBAC, fed to its part of the state in arrival order, until the
-//! member that started them (`clusters::Member`) is dropped.
+//! A connected cluster's reflectors: its Namespaces, RBAC and AccountQuota shares, fed to its part of the state in
+//! arrival order, until the member that started them (`clusters::Member`) is dropped.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::Api;
 use kube::Client;
 use prometheus::IntCounterVec;
 
-use super::watch;
+use kube::runtime::watcher;
+
+use super::{watch, watch_selected};
+use crate::api::account::SHARE_LABEL;
 use crate::state::{Cache, Update};
 
 /// Feeds `cache` with `cluster`'s Namespaces and RBAC, in arrival order, until aborted.
@@ -23,6 +26,13 @@ pub async fn reflect(cluster: String, client: Client, cache: Arc<Cache>, errors:
         watch(
             Api::<ClusterRoleBinding>::all(client.clone()),
             Update::ClusterRoleBinding,
+            &errors,
+        ),
+        // Its spaces' shares of their AccountQuotas, whose use moves the quotas' shares.
+        watch_selected(
+            Api::<ResourceQuota>::all(client.clone()),
+            watcher::Config::default().labels(SHARE_LABEL),
+            Update::Share,
             &errors,
         ),
     ];

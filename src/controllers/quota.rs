@@ -1,6 +1,8 @@
-//! Account quotas: what an account may use across all its spaces, enforced by kube-apiserver itself. Each space of the
-//! account holds a share, the ResourceQuota `account-quota` (made with the space, before its owners have rights
-//! there); this controller moves headroom between the shares as their usage changes. The shares never add up to more
+//! Account quotas: what an account may use across all its spaces, in every cluster served, enforced by each cluster's
+//! kube-apiserver itself. Each space of the account holds a share, the ResourceQuota `account-quota` (made with the
+//! space, in its cluster, before its owners have rights there); this controller moves headroom between the shares as
+//! their usage changes. A cluster out of reach keeps the shares it holds (as the quota's status last recorded them),
+//! and the rest of the quota is divided among the others. The shares never add up to more
 //! than the account's `hard`, and nothing of this server is in the admission path: with it down, tenants go on within
 //! the shares they hold, and the rest of the cluster does not notice.
 //!
@@ -23,15 +25,21 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::Client;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::api::account::{quota_in_force, AccountQuota, IN_FORCE};
+use crate::api::account::{quota_in_force, AccountQuota, SpaceShare, IN_FORCE};
 use crate::api::quantity::{from_milli, milli};
 use crate::api::ACCOUNT_LABEL;
+use crate::clusters::{Member, Members};
 use crate::spaces::provision::{wait_for_share, Provisioner, SHARE_LABEL, SHARE_QUOTA};
 use crate::spaces::Error;
 use crate::state::Cache;
+
+mod plan;
+
+pub use plan::{plan, Share};
 
 /// How often the AccountQuotas are looked at, besides after each change of the state: one whose inputs changed (or
 /// whose last pass failed) gets a pass.
@@ -42,42 +50,41 @@ const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
 /// up to 10 s).
 const RAISE_DEADLINE: Duration = Duration::from_secs(4);
 
-/// One space's share as read: its current `hard`, what is `used` (thousandths), and whether it may grow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Share {
-    pub space: String,
-    pub hard: BTreeMap<String, i128>,
-    pub used: BTreeMap<String, i128>,
-    /// A terminating space gets no headroom.
-    pub closing: bool,
-}
-
-/// What a pass over one AccountQuota starts from, as the state shows it: the quota's version, the account's spaces
-/// (and which are closing), and each share's version (which moves with its `status.used`). A pass runs when it
-/// changed since the last good one.
+/// What a pass over one AccountQuota starts from, as the state shows it: the quota's version, the account's spaces in
+/// every cluster (and which are closing or out of reach), and each share's version (which moves with its
+/// `status.used`). A pass runs when it changed since the last good one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Inputs {
     quota: Option<String>,
-    spaces: BTreeMap<String, bool>,
+    spaces: BTreeMap<String, (bool, bool)>,
     shares: BTreeMap<String, Option<String>>,
 }
 
-fn inputs(cache: &Cache, quota: &AccountQuota) -> Inputs {
+fn inputs(cache: &Cache, members: &Members, quota: &AccountQuota) -> Inputs {
     let state = cache.read();
-    let spaces = account_spaces(&state, quota);
+    let spaces = account_spaces(&state, members, quota)
+        .into_iter()
+        .map(|(space, at)| (space, (at.closing, at.reachable)))
+        .collect();
     let name = quota.metadata.name.as_deref().unwrap_or_default();
-    let shares = state
-        .shares
-        .iter()
-        .filter(|(_, rq)| {
-            rq.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SHARE_LABEL))
-                .map(String::as_str)
-                == Some(name)
-        })
-        .map(|(space, rq)| (space.clone(), rq.metadata.resource_version.clone()))
+    let ours = |rq: &ResourceQuota| {
+        rq.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SHARE_LABEL))
+            .map(String::as_str)
+            == Some(name)
+    };
+    let local = state.shares.iter().map(|(ns, rq)| (ns.clone(), rq));
+    let connected = state.connected.iter().flat_map(|(cluster, part)| {
+        part.shares
+            .iter()
+            .map(move |(ns, rq)| (crate::access::view::space_name(cluster, ns), rq))
+    });
+    let shares = local
+        .chain(connected)
+        .filter(|(_, rq)| ours(rq))
+        .map(|(space, rq)| (space, rq.metadata.resource_version.clone()))
         .collect();
     Inputs {
         quota: quota.metadata.resource_version.clone(),
@@ -86,7 +93,6 @@ fn inputs(cache: &Cache, quota: &AccountQuota) -> Inputs {
     }
 }
 
-/// The account's spaces in this cluster (connected clusters' are not covered), and whether each is closing.
 /// The account a namespace is labelled into, if any.
 fn account_of(namespace: &Namespace) -> Option<&str> {
     namespace
@@ -97,12 +103,39 @@ fn account_of(namespace: &Namespace) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn account_spaces(state: &crate::state::State, quota: &AccountQuota) -> BTreeMap<String, bool> {
-    state
-        .local_namespaces()
-        .filter(|(_, ns)| account_of(ns) == Some(quota.spec.account.as_str()))
-        .map(|(space, ns)| (space.clone(), ns.metadata.deletion_timestamp.is_some()))
-        .collect()
+/// Where one of an account's spaces is.
+struct At {
+    member: Arc<Member>,
+    /// Its namespace's name in that cluster.
+    namespace: String,
+    closing: bool,
+    /// Whether its cluster answers and has been listed: a share out of reach stays as it is, and the rest of the
+    /// quota is divided without it.
+    reachable: bool,
+}
+
+/// The account's spaces in every cluster served, by space name (`<cluster>.<namespace>` in a connected cluster).
+fn account_spaces(state: &crate::state::State, members: &Members, quota: &AccountQuota) -> BTreeMap<String, At> {
+    let mut spaces = BTreeMap::new();
+    for member in members.all() {
+        let reachable = member
+            .cluster()
+            .is_none_or(|c| state.connected.get(c).is_some_and(|p| p.online && p.is_synced()));
+        for ns in state
+            .cluster_namespaces(member.cluster())
+            .filter(|ns| account_of(ns) == Some(quota.spec.account.as_str()))
+        {
+            let namespace = ns.metadata.name.clone().unwrap_or_default();
+            let at = At {
+                member: member.clone(),
+                closing: ns.metadata.deletion_timestamp.is_some(),
+                reachable,
+                namespace,
+            };
+            spaces.insert(member.space(&at.namespace), at);
+        }
+    }
+    spaces
 }
 
 /// Keeps every AccountQuota's shares moving with usage, forever.
@@ -130,7 +163,7 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
                     }
                     continue;
                 }
-                let before = inputs(&cache, quota);
+                let before = inputs(&cache, provisioner.members(), quota);
                 if done.get(&name) == Some(&before) {
                     continue;
                 }
@@ -154,7 +187,7 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
                     }
                 }
             }
-            sweep(&cache, provisioner.client()).await;
+            sweep(&cache, provisioner.members()).await;
         }
         tokio::select! {
             () = tokio::time::sleep(PASS_INTERVAL) => {}
@@ -163,11 +196,26 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
     }
 }
 
-/// Deletes the shares no AccountQuota in force will look after: their quota is gone (or no longer in force) and their
-/// space's account has no quota in force (one that has takes them over in its pass). kube-controller-manager's garbage
-/// collector deletes a deleted quota's shares too (their owner reference); this does not depend on it.
-async fn sweep(cache: &Cache, client: &kube::Client) {
-    let orphans: Vec<(String, String, Option<String>, bool)> = {
+/// A share no AccountQuota in force looks after.
+struct Orphan {
+    space: String,
+    /// Its cluster, and its namespace there.
+    member: Arc<Member>,
+    namespace: String,
+    /// The quota it names.
+    owner: String,
+    uid: Option<String>,
+    /// Whether that quota is known to this replica.
+    known: bool,
+}
+
+/// Deletes the shares no AccountQuota in force will look after, in every cluster that answers: their quota is gone (or
+/// no longer in force) and their space's account has no quota in force (one that has takes them over in its pass).
+/// kube-controller-manager's garbage collector deletes a deleted quota's shares in the management cluster too (their
+/// owner reference); this does not depend on it, and it is all there is for the other clusters'.
+async fn sweep(cache: &Cache, members: &Members) {
+    let mut orphans: Vec<Orphan> = Vec::new();
+    {
         let state = cache.read();
         let covered = |space: &String| {
             state
@@ -182,23 +230,47 @@ async fn sweep(cache: &Cache, client: &kube::Client) {
                     == Some(owner)
             })
         };
-        state
-            .shares
-            .iter()
-            .filter_map(|(space, rq)| {
-                let owner = rq.metadata.labels.as_ref()?.get(SHARE_LABEL)?;
-                if covered(space) || looked_after(owner) {
-                    return None;
+        for member in members.all() {
+            let shares = match member.cluster() {
+                None => &state.shares,
+                Some(cluster) => match state.connected.get(cluster).filter(|p| p.online && p.is_synced()) {
+                    Some(part) => &part.shares,
+                    None => continue,
+                },
+            };
+            for (namespace, rq) in shares {
+                let Some(owner) = rq.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL)) else {
+                    continue;
+                };
+                let space = member.space(namespace);
+                if covered(&space) || looked_after(owner) {
+                    continue;
                 }
                 let known = state.quotas.contains_key(owner);
-                Some((space.clone(), owner.clone(), rq.metadata.uid.clone(), known))
-            })
-            .collect()
-    };
-    for (space, owner, uid, known) in orphans {
+                orphans.push(Orphan {
+                    space,
+                    member: member.clone(),
+                    namespace: namespace.clone(),
+                    owner: owner.clone(),
+                    uid: rq.metadata.uid.clone(),
+                    known,
+                });
+            }
+        }
+    }
+    let management = members.management().client();
+    for Orphan {
+        space,
+        member,
+        namespace,
+        owner,
+        uid,
+        known,
+    } in orphans
+    {
         // A quota this replica has not seen yet may have made it: only one kube-apiserver says is gone counts.
         if !known {
-            match Api::<AccountQuota>::all(client.clone()).get_opt(&owner).await {
+            match Api::<AccountQuota>::all(management.clone()).get_opt(&owner).await {
                 Ok(None) => {}
                 Ok(Some(_)) => continue,
                 Err(error) => {
@@ -214,7 +286,7 @@ async fn sweep(cache: &Cache, client: &kube::Client) {
             }),
             ..DeleteParams::default()
         };
-        match Api::<ResourceQuota>::namespaced(client.clone(), &space)
+        match Api::<ResourceQuota>::namespaced(member.client().clone(), &namespace)
             .delete(SHARE_QUOTA, &params)
             .await
         {
@@ -284,9 +356,11 @@ async fn in_account(client: &kube::Client, space: &str, account: &str) -> Result
     Ok(namespace.is_some_and(|ns| ns.metadata.deletion_timestamp.is_none() && account_of(&ns) == Some(account)))
 }
 
-/// One pass over one AccountQuota (the one in force for its account): shares made or taken over where missing, moved
-/// with usage, status written. True when the shares are where the plan wants them; false when the pass stopped short
-/// (a share kube-apiserver does not enforce yet, or out of time) and the next interval must try again.
+/// One pass over one AccountQuota (the one in force for its account), over the account's spaces in every cluster:
+/// shares made or taken over where missing, moved with usage, status written. True when the shares are where the plan
+/// wants them; false when the pass stopped short (a share kube-apiserver does not enforce yet, a cluster holding
+/// spaces of the account out of reach with shares this replica does not know, or out of time) and the next interval
+/// must try again.
 async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) -> Result<bool, Error> {
     let name = quota.metadata.name.clone().unwrap_or_default();
     let total: BTreeMap<String, i128> = quota
@@ -296,73 +370,115 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         .iter()
         .filter_map(|(key, q)| milli(q).map(|m| (key.clone(), m)))
         .collect();
-    let spaces = account_spaces(&cache.read(), quota);
-    let client = provisioner.client().clone();
+    let members = provisioner.members();
+    let spaces = account_spaces(&cache.read(), members, quota);
+    // Shares out of reach keep what the last pass gave them, as the quota's status recorded it.
+    let recorded: BTreeMap<&str, &SpaceShare> = quota
+        .status
+        .iter()
+        .flat_map(|s| &s.spaces)
+        .map(|share| (share.name.as_str(), share))
+        .collect();
+    let mut unknown = false;
+    let mut away = Vec::new();
+    for (space, _) in spaces.iter().filter(|(_, at)| !at.reachable) {
+        match recorded.get(space.as_str()) {
+            Some(share) => away.push(Share {
+                space: space.clone(),
+                hard: quantities(Some(&share.hard)),
+                used: quantities(Some(&share.used)),
+                closing: true,
+            }),
+            None => unknown = true,
+        }
+    }
+    let mut available = total.clone();
+    for (key, left) in &mut available {
+        let held: i128 = away.iter().map(|s| s.hard.get(key).copied().unwrap_or(0)).sum();
+        *left = (*left - held).max(0);
+    }
     // Per account, so a quota replacing another (or a replica that has not seen the change yet) never moves the same
     // shares at the same time; and per quota as well, the Lease the previous version held alone, so that during a
     // rolling update a replica of that version and one of this never pass over the same shares at once. Always in
     // this order, so two passes never wait on each other.
     let work = async {
         let started = Instant::now();
-        let all: Api<ResourceQuota> = Api::all(client.clone());
-        let listed = all
-            .list(&ListParams::default().labels(&format!("{SHARE_LABEL}={name}")))
-            .await
-            .map_err(Error::Backend)?;
-        let mut read = BTreeMap::new();
-        for rq in listed.items {
-            let space = rq.metadata.namespace.clone().unwrap_or_default();
-            if spaces.contains_key(&space) {
-                read.insert(space, rq);
-            } else if in_account(&client, &space, &quota.spec.account).await? {
-                // A space made a moment ago, with its share, that the state has not seen yet: the next pass counts it.
-                // (Deleting the share here would pull it from under the create that is waiting for it.)
-                return Ok(false);
-            } else {
-                // The space left the account: its share goes back (this one, not one made since).
-                let only_this = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: rq.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                match Api::<ResourceQuota>::namespaced(client.clone(), &space)
-                    .delete(SHARE_QUOTA, &only_this)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-                    Err(error) => return Err(Error::Backend(error)),
+        // Each share read, with the cluster it is in and its namespace there.
+        let mut read: BTreeMap<String, (Arc<Member>, String, ResourceQuota)> = BTreeMap::new();
+        let reachable = members.all().into_iter().filter(|m| {
+            let state = cache.read();
+            m.cluster()
+                .is_none_or(|c| state.connected.get(c).is_some_and(|p| p.online && p.is_synced()))
+        });
+        for member in reachable {
+            let client = member.client().clone();
+            let listed = Api::<ResourceQuota>::all(client.clone())
+                .list(&ListParams::default().labels(&format!("{SHARE_LABEL}={name}")))
+                .await
+                .map_err(Error::Backend)?;
+            for rq in listed.items {
+                let namespace = rq.metadata.namespace.clone().unwrap_or_default();
+                let space = member.space(&namespace);
+                if spaces.contains_key(&space) {
+                    read.insert(space, (member.clone(), namespace, rq));
+                } else if in_account(&client, &namespace, &quota.spec.account).await? {
+                    // A space made a moment ago, with its share, that the state has not seen yet: the next pass counts
+                    // it. (Deleting the share here would pull it from under the create that is waiting for it.)
+                    return Ok(false);
+                } else {
+                    // The space left the account: its share goes back (this one, not one made since).
+                    let only_this = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: rq.metadata.uid.clone(),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    match Api::<ResourceQuota>::namespaced(client.clone(), &namespace)
+                        .delete(SHARE_QUOTA, &only_this)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                        Err(error) => return Err(Error::Backend(error)),
+                    }
                 }
             }
         }
         // A share made or taken over now is not in this plan (nor, yet, enforced): nothing is raised before the
-        // next pass counts it.
-        let mut raise = true;
-        for space in spaces.keys().filter(|s| !read.contains_key(*s)) {
-            provisioner.create_share(quota, space).await?;
+        // next pass counts it. Nor while a cluster out of reach holds shares this replica does not know.
+        let mut raise = !unknown;
+        for (space, at) in spaces.iter().filter(|(s, at)| at.reachable && !read.contains_key(*s)) {
+            tracing::debug!(%space, quota = %name, "Making a missing share");
+            provisioner
+                .in_cluster(at.member.clone())
+                .create_share(quota, &at.namespace)
+                .await?;
             raise = false;
         }
         // A share whose status.hard lacks a key is not enforced for it, so its status.used does not count what is
         // there: planned as using nothing, its headroom would go to the others on top of what it holds.
-        raise &= read.values().all(|rq| {
+        raise &= read.values().all(|(_, _, rq)| {
             let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
             total.keys().all(|key| status.contains_key(key))
         });
         let shares: Vec<Share> = read
             .iter()
-            .map(|(space, rq)| Share {
+            .map(|(space, (_, _, rq))| Share {
                 space: space.clone(),
                 hard: quantities(rq.spec.as_ref().and_then(|s| s.hard.as_ref())),
                 used: quantities(rq.status.as_ref().and_then(|s| s.used.as_ref())),
-                closing: spaces.get(space).copied().unwrap_or(true),
+                closing: spaces.get(space).is_none_or(|at| at.closing),
             })
             .collect();
-        let planned = plan(&total, &shares);
-        let mut versions: BTreeMap<&str, String> = read
-            .iter()
-            .map(|(space, rq)| (space.as_str(), rq.metadata.resource_version.clone().unwrap_or_default()))
+        let where_: Vec<(Client, &str)> = read
+            .values()
+            .map(|(member, namespace, _)| (member.client().clone(), namespace.as_str()))
+            .collect();
+        let planned = plan(&available, &shares);
+        let mut versions: Vec<String> = read
+            .values()
+            .map(|(_, _, rq)| rq.metadata.resource_version.clone().unwrap_or_default())
             .collect();
         // Lower first, then raise: at no moment do the shares add up to more than the total.
         let lowered: Vec<BTreeMap<String, i128>> = shares
@@ -374,15 +490,15 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
                     .collect()
             })
             .collect();
-        for (share, lowered) in shares.iter().zip(&lowered) {
+        for (i, (share, lowered)) in shares.iter().zip(&lowered).enumerate() {
             if *lowered != share.hard {
-                let rv = versions[share.space.as_str()].clone();
-                let rv = write_share(&client, &share.space, &rv, lowered, &share.hard).await?;
-                versions.insert(&share.space, rv);
+                let (client, namespace) = &where_[i];
+                versions[i] = write_share(client, namespace, &versions[i], lowered, &share.hard).await?;
             }
         }
+        let management = members.management().client();
         if planned == lowered {
-            write_status(&client, quota, &total, &shares, &planned).await?;
+            write_status(management, quota, &total, &shares, &planned, &away).await?;
             return Ok(raise);
         }
         if !raise {
@@ -390,77 +506,31 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         }
         // kube-apiserver admits against a quota's status.hard, which kube-controller-manager copies from spec.hard:
         // nothing is raised before every share's status shows its lowered hard.
-        for ((share, lowered), rq) in shares.iter().zip(&lowered).zip(read.values()) {
+        for (i, ((share, lowered), (_, _, rq))) in shares.iter().zip(&lowered).zip(read.values()).enumerate() {
             let status = quantities(rq.status.as_ref().and_then(|s| s.hard.as_ref()));
             let behind = *lowered != share.hard || !within(&status, lowered);
-            if behind && !in_force(&client, &share.space, lowered, started).await? {
+            let (client, namespace) = &where_[i];
+            if behind && !in_force(client, namespace, lowered, started).await? {
                 return Ok(false);
             }
         }
-        for ((share, new), lowered) in shares.iter().zip(&planned).zip(&lowered) {
+        for (i, ((share, new), lowered)) in shares.iter().zip(&planned).zip(&lowered).enumerate() {
             if new != lowered {
                 // Every raise, not only the waits: a slow pass must not raise once its Lease may have lapsed.
                 if started.elapsed() >= RAISE_DEADLINE {
                     return Ok(false);
                 }
-                let rv = versions[share.space.as_str()].clone();
-                write_share(&client, &share.space, &rv, new, &share.hard).await?;
+                let (client, namespace) = &where_[i];
+                write_share(client, namespace, &versions[i], new, &share.hard).await?;
             }
         }
-        write_status(&client, quota, &total, &shares, &planned).await?;
+        write_status(management, quota, &total, &shares, &planned, &away).await?;
         Ok(true)
     };
     let account_lease = format!("quota-account-{}", quota.spec.account);
     provisioner
         .holding(&account_lease, provisioner.holding(&format!("quota-{name}"), work))
         .await
-}
-
-/// The new shares: each space keeps what it uses, and the rest of the total is split evenly in whole units (thousandths
-/// for CPU), the odd units going first to the spaces that use least (so an idle space can always start something
-/// while there is anything left), then by name. A total already overrun
-/// (objects older than the quota) is handed out to the users in name order, so the shares still add up to no more.
-#[must_use]
-pub fn plan(total: &BTreeMap<String, i128>, shares: &[Share]) -> Vec<BTreeMap<String, i128>> {
-    let mut planned = vec![BTreeMap::new(); shares.len()];
-    for (key, &limit) in total {
-        let used = |s: &Share| s.used.get(key).copied().unwrap_or(0).max(0);
-        let unit = if key.contains("cpu") || limit % 1000 != 0 {
-            1
-        } else {
-            1000
-        };
-        let sum_used: i128 = shares.iter().map(used).sum();
-        if sum_used >= limit {
-            let mut left = limit.max(0);
-            for (share, new) in shares.iter().zip(&mut planned) {
-                let take = used(share).min(left);
-                new.insert(key.clone(), take);
-                left -= take;
-            }
-            continue;
-        }
-        let open: Vec<usize> = (0..shares.len()).filter(|i| !shares[*i].closing).collect();
-        let units = (limit - sum_used) / unit;
-        let count = i128::try_from(open.len()).unwrap_or(i128::MAX).max(1);
-        let (each, mut odd) = (units / count, units % count);
-        let mut order = open.clone();
-        // Least used first, then by name (the shares come sorted, and the sort is stable).
-        order.sort_by_key(|i| used(&shares[*i]));
-        let mut extra = vec![0_i128; shares.len()];
-        for i in order {
-            if odd == 0 {
-                break;
-            }
-            extra[i] = 1;
-            odd -= 1;
-        }
-        for (i, (share, new)) in shares.iter().zip(&mut planned).enumerate() {
-            let slack = if share.closing { 0 } else { (each + extra[i]) * unit };
-            new.insert(key.clone(), used(share) + slack);
-        }
-    }
-    planned
 }
 
 fn quantities(
@@ -521,29 +591,35 @@ async fn in_force(
     .await
 }
 
-/// The quota's status: the totals and each space's share and use.
+/// The quota's status: the totals and each space's share and use, in every cluster (`away`: the shares of clusters out
+/// of reach, as last recorded).
 async fn write_status(
     client: &kube::Client,
     quota: &AccountQuota,
     total: &BTreeMap<String, i128>,
     shares: &[Share],
     planned: &[BTreeMap<String, i128>],
+    away: &[Share],
 ) -> Result<(), Error> {
     let mut used_total: BTreeMap<String, i128> = total.keys().map(|k| (k.clone(), 0)).collect();
-    for share in shares {
+    for share in shares.iter().chain(away) {
         for (key, used) in &share.used {
             if let Some(sum) = used_total.get_mut(key) {
                 *sum += used;
             }
         }
     }
-    let spaces: Vec<Value> = shares
+    let mut spaces: Vec<(&str, Value)> = shares
         .iter()
         .zip(planned)
-        .map(
-            |(share, hard)| json!({"name": share.space, "hard": quantity_map(hard), "used": quantity_map(&share.used)}),
-        )
+        .chain(away.iter().map(|share| (share, &share.hard)))
+        .map(|(share, hard)| {
+            let entry = json!({"name": share.space, "hard": quantity_map(hard), "used": quantity_map(&share.used)});
+            (share.space.as_str(), entry)
+        })
         .collect();
+    spaces.sort_by(|a, b| a.0.cmp(b.0));
+    let spaces: Vec<Value> = spaces.into_iter().map(|(_, entry)| entry).collect();
     let message = format!("the oldest AccountQuota of account {}", quota.spec.account);
     let status = json!({"status": {
         "total": {"hard": quantity_map(total), "used": quantity_map(&used_total)},
@@ -551,95 +627,4 @@ async fn write_status(
         "conditions": [condition(quota, true, "Oldest", &message)],
     }});
     patch_status(client, quota, &status).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn share(space: &str, hard: &[(&str, i128)], used: &[(&str, i128)]) -> Share {
-        let map = |pairs: &[(&str, i128)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-        Share {
-            space: space.to_owned(),
-            hard: map(hard),
-            used: map(used),
-            closing: false,
-        }
-    }
-
-    fn total(pairs: &[(&str, i128)]) -> BTreeMap<String, i128> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-    }
-
-    fn sum(planned: &[BTreeMap<String, i128>], key: &str) -> i128 {
-        planned.iter().map(|p| p[key]).sum()
-    }
-
-    #[test]
-    fn idle_spaces_split_the_total_evenly_in_whole_units() {
-        let shares = [share("a", &[], &[]), share("b", &[], &[]), share("c", &[], &[])];
-        let planned = plan(&total(&[("pods", 4000), ("requests.cpu", 2000)]), &shares);
-        let pods: Vec<i128> = planned.iter().map(|p| p["pods"]).collect();
-        assert_eq!(pods, [2000, 1000, 1000]);
-        let cpu: Vec<i128> = planned.iter().map(|p| p["requests.cpu"]).collect();
-        assert_eq!(cpu, [667, 667, 666]);
-    }
-
-    #[test]
-    fn headroom_moves_to_the_idle_spaces_first() {
-        // a runs two pods; b and c are idle: each of them may start one.
-        let shares = [
-            share("a", &[("pods", 2000)], &[("pods", 2000)]),
-            share("b", &[("pods", 1000)], &[]),
-            share("c", &[("pods", 1000)], &[]),
-        ];
-        let planned = plan(&total(&[("pods", 4000)]), &shares);
-        assert_eq!(
-            planned.iter().map(|p| p["pods"]).collect::<Vec<_>>(),
-            [2000, 1000, 1000]
-        );
-        // a's pods are gone and c runs one: the two free pods go to the idle a and b.
-        let shares = [
-            share("a", &[("pods", 2000)], &[]),
-            share("b", &[("pods", 1000)], &[]),
-            share("c", &[("pods", 1000)], &[("pods", 1000)]),
-        ];
-        let planned = plan(&total(&[("pods", 4000)]), &shares);
-        assert_eq!(
-            planned.iter().map(|p| p["pods"]).collect::<Vec<_>>(),
-            [1000, 1000, 2000]
-        );
-    }
-
-    #[test]
-    fn shares_never_add_up_to_more_than_the_total_and_never_below_use() {
-        let cases = [
-            vec![share("a", &[], &[("pods", 3000)]), share("b", &[], &[("pods", 1000)])],
-            vec![share("a", &[], &[("pods", 5000)]), share("b", &[], &[("pods", 1000)])],
-            vec![
-                share("a", &[], &[]),
-                share("b", &[], &[("pods", 4000)]),
-                share("c", &[], &[]),
-            ],
-        ];
-        for shares in cases {
-            let planned = plan(&total(&[("pods", 4000)]), &shares);
-            assert!(sum(&planned, "pods") <= 4000, "{planned:?}");
-            for (share, new) in shares.iter().zip(&planned) {
-                let used = share.used.get("pods").copied().unwrap_or(0);
-                assert!(
-                    new["pods"] >= used.min(4000 - (sum(&planned, "pods") - new["pods"])),
-                    "{planned:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_closing_space_gets_no_headroom() {
-        let mut closing = share("a", &[("pods", 2000)], &[("pods", 1000)]);
-        closing.closing = true;
-        let planned = plan(&total(&[("pods", 4000)]), &[closing, share("b", &[], &[])]);
-        assert_eq!(planned.iter().map(|p| p["pods"]).collect::<Vec<_>>(), [1000, 3000]);
-    }
 }

@@ -311,9 +311,9 @@ impl Provisioner {
     /// # Errors
     /// When a step fails; the caller rolls back.
     pub async fn finish(&self, plan: &Plan) -> Result<Namespace, Error> {
-        // The quota share first: once the owners have rights in the space, everything they make counts. (Connected
-        // clusters' spaces are not covered by AccountQuotas yet.)
-        if let (Owner::Account(account), true) = (&plan.owner, self.member.is_management()) {
+        // The quota share first: once the owners have rights in the space, everything they make counts. In whichever
+        // cluster the space is: an AccountQuota covers its account's spaces in every cluster.
+        if let Owner::Account(account) = &plan.owner {
             // Read fresh, not from the state: an AccountQuota made just before this create may not have reached the
             // reflector yet, and its space would go unshared until the next pass.
             let quotas: Vec<Arc<AccountQuota>> = Api::<AccountQuota>::all(self.management().clone())

@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 
 use super::log::Change;
-use super::{rbac_event, track_server_bindings, Relist, ServerBindings, State, Update};
+use super::{rbac_event, share_event, track_server_bindings, Relist, ServerBindings, State, Update};
 use crate::access::index::Index;
 use crate::access::view::space_name;
 
@@ -25,6 +25,8 @@ pub struct Connected {
     pub online: bool,
     /// The server's RoleBindings there, as [`State::server_bindings`] holds them here.
     pub server_bindings: ServerBindings,
+    /// The AccountQuota shares there, by namespace, as [`State::shares`] holds them here.
+    pub shares: BTreeMap<String, Arc<ResourceQuota>>,
     relist: Relist,
     synced: HashSet<&'static str>,
 }
@@ -68,6 +70,7 @@ impl State {
             Update::ClusterRoleBinding(event) => {
                 rbac_event(index, relist, synced, event, "clusterrolebindings", &mut access);
             }
+            Update::Share(event) => share_event(&mut part.shares, &mut relist.shares, event),
             _ => {}
         }
         changes.extend(access.into_iter().map(|change| Change::Connected {

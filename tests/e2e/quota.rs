@@ -1,12 +1,13 @@
 //! Account quotas end to end: an AccountQuota's limit holds across all of an account's spaces under parallel pod
 //! creates by its members, enforced by kube-apiserver's own quota admission on each space's share, and headroom moves
-//! to the spaces that need it as pods come and go.
+//! to the spaces that need it as pods come and go; one quota spans the account's spaces in every cluster.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::{account, create_space, env, eventually, unique, Kubectl};
+use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -366,4 +367,129 @@ fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_
             Err(share(&spaces[0]))
         }
     });
+}
+
+#[test]
+fn one_account_quota_spans_the_accounts_spaces_in_every_cluster() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let x = Site::connected();
+    let (acc, group, quota) = (unique("spanned"), unique("team"), unique("aq"));
+    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    admin.apply(&account_quota(&quota, &acc));
+    let user = unique("member");
+    let member = env.kubectl_as(&user, &[&group]);
+    let (here, there) = (unique("qh"), unique("qx"));
+    create_space(&member, &here);
+    create_space(&member, &x.space(&there));
+
+    // The share in the connected cluster is made there, and enforced there when the create returns.
+    let share_there = || -> Value {
+        let run = x
+            .admin()
+            .run(&["get", "resourcequota", "account-quota", "-n", &there, "-o", "json"]);
+        serde_json::from_str(&run.stdout).unwrap_or_default()
+    };
+    let made = share_there();
+    assert!(
+        made["status"]["hard"]["pods"].is_string(),
+        "the share in {} is not enforced when the create returns: {made}",
+        x.name()
+    );
+    // One quota over both: the status names both spaces, their shares adding up to the quota.
+    let mut both = vec![here.clone(), x.space(&there)];
+    both.sort();
+    let pods_of = |share: &Value| share["hard"]["pods"].as_str().and_then(|p| p.parse::<i64>().ok());
+    let (mine_there, settled) = eventually(SETTLE, || {
+        let status = status(&quota);
+        let shares = status["spaces"].as_array().cloned().unwrap_or_default();
+        let names: Vec<String> = shares
+            .iter()
+            .filter_map(|s| s["name"].as_str().map(str::to_owned))
+            .collect();
+        let sum: i64 = shares.iter().filter_map(pods_of).sum();
+        let there_share = shares.iter().find(|s| s["name"] == x.space(&there)).and_then(pods_of);
+        let in_force = share_there()["status"]["hard"]["pods"]
+            .as_str()
+            .and_then(|p| p.parse::<i64>().ok());
+        match (names == both && sum == 4, there_share) {
+            (true, Some(n)) if n >= 1 && in_force == Some(n) => Ok((n, status)),
+            _ => Err(status),
+        }
+    });
+    assert_eq!(in_force(&quota).0, "True", "{settled}");
+
+    // Straight at each cluster's kube-apiserver, the owner starts pods (as headroom moves to where they are) until
+    // the quota refuses: never more than the quota's pods across both clusters.
+    let owner_there = x.tenant(&user, &[&group]);
+    let start_pods = |owner: &Kubectl, space: &str, prefix: &str| -> (usize, Vec<String>) {
+        let mut admitted = 0;
+        let mut refusals = Vec::new();
+        for i in 0..6 {
+            // A refusal may be headroom not moved yet: tried again for a few seconds before it counts.
+            let tried = eventually_or(Duration::from_secs(3), || {
+                create_pod(owner, space, &format!("{prefix}{i}"))
+            });
+            match tried {
+                Ok(()) => admitted += 1,
+                Err(refused) => refusals.push(refused),
+            }
+        }
+        (admitted, refusals)
+    };
+    let (admitted_there, refused_there) = start_pods(&owner_there, &there, "x");
+    let (admitted_here, refused_here) = start_pods(&member, &here, "h");
+    assert!(
+        admitted_there as i64 >= mine_there && admitted_here >= 1 && admitted_there + admitted_here <= 4,
+        "{admitted_there} pods admitted in {}, {admitted_here} here; the quota allows 4",
+        x.name()
+    );
+    for refused in refused_there.iter().chain(&refused_here) {
+        assert!(refused.contains("exceeded quota"), "{refused}");
+    }
+    // The owner cannot raise the share there even with RBAC that lets them: the connected cluster's own admission
+    // policy refuses.
+    x.admin().apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: quota-writer, namespace: {there}}}\n\
+rules:\n- apiGroups: [\"\"]\n  resources: [resourcequotas]\n  verbs: [get, list, patch]\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: quota-writer, namespace: {there}}}\n\
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: quota-writer}}\n\
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {group}}}]\n"
+    ));
+    let patch = owner_there.run(&[
+        "patch",
+        "resourcequota",
+        "account-quota",
+        "-n",
+        &there,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"100"}}}"#,
+    ]);
+    assert!(
+        !patch.success && patch.stderr.contains("is enforced by the platform"),
+        "{}",
+        patch.stderr
+    );
+    // What the pods in both clusters use is counted in the one quota.
+    eventually(SETTLE, || {
+        let status = status(&quota);
+        if status["total"]["used"]["pods"].as_str() == Some(&(admitted_there + admitted_here).to_string()) {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    });
+}
+
+/// `check` until it succeeds or `timeout` passes; its last failure then.
+fn eventually_or<T, E>(timeout: Duration, mut check: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return Ok(value),
+            Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }

@@ -25,7 +25,11 @@ impl Provisioner {
     /// When kube-apiserver refuses.
     pub async fn create_share(&self, quota: &AccountQuota, space: &str) -> Result<(), Error> {
         let shares: Api<ResourceQuota> = Api::namespaced(self.client().clone(), space);
-        let wanted = share_quota(quota, space);
+        let mut wanted = share_quota(quota, space);
+        // Its quota lives in the management cluster: another cluster's garbage collector could not find it there.
+        if !self.member().is_management() {
+            wanted.metadata.owner_references = None;
+        }
         match shares.create(&PostParams::default(), &wanted).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => {}
