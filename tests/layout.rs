@@ -197,8 +197,9 @@ fn cycle_through(from: &str, graph: &BTreeMap<String, BTreeSet<String>>) -> Opti
     None
 }
 
-#[test]
-fn src_has_no_import_cycles() {
+/// Which modules of src/ use which: between any two modules, and between top-level modules. A module and its own
+/// submodules or parent are one unit.
+fn uses() -> (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, BTreeSet<String>>) {
     let modules = modules();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -207,7 +208,6 @@ fn src_has_no_import_cycles() {
             let Some(to) = target(&path, module, &modules) else {
                 continue;
             };
-            // A module and its own submodules or parent are one unit.
             if to == *module || to.starts_with(&format!("{module}::")) || module.starts_with(&format!("{to}::")) {
                 continue;
             }
@@ -221,6 +221,12 @@ fn src_has_no_import_cycles() {
             graph.entry(module.clone()).or_default().insert(to);
         }
     }
+    (graph, top)
+}
+
+#[test]
+fn src_has_no_import_cycles() {
+    let (graph, top) = uses();
     assert!(
         graph.len() > 20,
         "the walk found too few modules to mean anything: {graph:?}"
@@ -257,27 +263,6 @@ fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|(_, modules)| modules.contains(&module))
 }
 
-/// Every top-level module's uses of another, from the source.
-fn top_level_uses() -> BTreeMap<String, BTreeSet<String>> {
-    let modules = modules();
-    let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (module, text) in &modules {
-        for path in paths(text) {
-            let Some(to) = target(&path, module, &modules) else {
-                continue;
-            };
-            let (a, b) = (
-                module.split("::").next().unwrap_or_default(),
-                to.split("::").next().unwrap_or_default(),
-            );
-            if a != b {
-                top.entry(a.to_owned()).or_default().insert(b.to_owned());
-            }
-        }
-    }
-    top
-}
-
 /// Each use in `uses` of a module further out than its user, in words.
 fn wrong_way(uses: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     let mut wrong = Vec::new();
@@ -298,14 +283,14 @@ fn wrong_way(uses: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 
 #[test]
 fn dependencies_point_inwards_only() {
-    let wrong = wrong_way(&top_level_uses());
+    let wrong = wrong_way(&uses().1);
     assert!(wrong.is_empty(), "wrong-way imports:\n{}", wrong.join("\n"));
 }
 
 #[test]
 fn a_wrong_way_import_is_caught() {
     // src/ as it is, plus the state reaching out to the registry and kube I/O to the clusters it serves.
-    let mut uses = top_level_uses();
+    let mut uses = uses().1;
     uses.entry("state".to_owned()).or_default().insert("spaces".to_owned());
     uses.entry("backend".to_owned())
         .or_default()

@@ -7,27 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use tenancy_apiserver::backend::explain::debug_formatting;
+
 use crate::harness::{account, env, eventually, space, unique};
 
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// Rust debug output in a text meant for people (what `backend::explain::debug_formatting` looks for).
-fn debug_formatting(text: &str) -> Option<&'static str> {
-    const MARKERS: &[&str] = &[
-        "Some(",
-        "None,",
-        "ApiError",
-        "ServiceError",
-        "HyperError",
-        "ErrorResponse",
-        "Status {",
-        "StatusSummary",
-        " { ",
-        ": None",
-        "\\\"",
-    ];
-    MARKERS.iter().copied().find(|marker| text.contains(marker))
-}
 
 fn admin_json(args: &[&str]) -> Value {
     let mut all = args.to_vec();
