@@ -6,18 +6,20 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::Kubeconfig;
+use kube::api::{Api, DeleteParams};
 use kube::Client;
 use serde_json::json;
 
 use crate::api::account::Cluster;
 
 pub mod guards;
+mod make;
+pub mod target;
+
+pub use make::make;
+use target::Target;
 
 /// Where the server's identity lives, in the management cluster and in each connected one.
 pub const NAMESPACE: &str = "tenancy-system";
@@ -29,14 +31,9 @@ const FIELD_MANAGER: &str = "tenancy-apiserver-connect";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("kubeconfig {0}: its current context names no cluster server")]
-    NoServer(String),
-    #[error("reading the certificate authority {path}")]
-    CertificateAuthority {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The cluster's kubeconfig, or what its cluster says about it.
+    #[error(transparent)]
+    Target(#[from] target::Problem),
     #[error("{step}")]
     Kube {
         step: String,
@@ -88,91 +85,20 @@ pub fn secret_name(cluster: &str) -> String {
     format!("cluster-{cluster}")
 }
 
-/// Connects the cluster: the server's identity there, then its Secret and Cluster here.
+/// Connects the cluster: its kubeconfig checked (it parses, its cluster answers, its user may do what connecting
+/// takes), then the server's identity and guards there, then its Secret and Cluster here; a failure undoes what was
+/// made.
 ///
 /// # Errors
-/// An unreadable kubeconfig, or a refusal by either kube-apiserver.
+/// What is wrong with the kubeconfig, or a refusal by either kube-apiserver.
 pub async fn connect(args: &Connect) -> Result<(), Error> {
     if !crate::spaces::validation::name(&args.name).is_empty() {
         return Err(Error::InvalidName(args.name.clone()));
     }
-    let (target, server, certificate_authority) = target(&args.kubeconfig).await?;
+    let target = Target::from_file(&args.kubeconfig).await?;
+    target.check().await?;
     let management = client(args.management_kubeconfig.as_deref()).await?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let step = |what: &str| {
-        let what = what.to_owned();
-        move |source| Error::Kube { step: what, source }
-    };
-    Api::<Namespace>::all(target.clone())
-        .patch(
-            NAMESPACE,
-            &params,
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})),
-        )
-        .await
-        .map_err(step("creating namespace tenancy-system in the cluster"))?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(target.clone(), NAMESPACE);
-    accounts
-        .patch(IDENTITY, &params, &Patch::Apply(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": IDENTITY, "namespace": NAMESPACE}})))
-        .await
-        .map_err(step("creating the ServiceAccount in the cluster"))?;
-    Api::<ClusterRole>::all(target.clone())
-        .patch(IDENTITY, &params, &Patch::Apply(connected_role()))
-        .await
-        .map_err(step("creating the ClusterRole in the cluster"))?;
-    let binding = json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": IDENTITY},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": IDENTITY},
-        "subjects": [{"kind": "ServiceAccount", "name": IDENTITY, "namespace": NAMESPACE}],
-    });
-    Api::<ClusterRoleBinding>::all(target.clone())
-        .patch(IDENTITY, &params, &Patch::Apply(binding))
-        .await
-        .map_err(step("creating the ClusterRoleBinding in the cluster"))?;
-    guards::install(&target)
-        .await
-        .map_err(|(guard, source)| step(&format!("creating {guard} in the cluster"))(source))?;
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(TOKEN_SECONDS),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request(IDENTITY, &PostParams::default(), &request)
-        .await
-        .map_err(step("requesting a token in the cluster"))?
-        .status
-        .map(|s| s.token)
-        .filter(|t| !t.is_empty())
-        .ok_or(Error::NoToken)?;
-
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": args.name,
-        "clusters": [{"name": args.name, "cluster": {"server": server, "certificate-authority-data": certificate_authority}}],
-        "users": [{"name": IDENTITY, "user": {"token": token}}],
-        "contexts": [{"name": args.name, "context": {"cluster": args.name, "user": IDENTITY}}],
-    });
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": secret_name(&args.name), "namespace": NAMESPACE, "labels": {"tenancy.loft.sh/cluster": args.name}},
-        "stringData": {"kubeconfig": kubeconfig.to_string()},
-    });
-    Api::<Secret>::namespaced(management.clone(), NAMESPACE)
-        .patch(&secret_name(&args.name), &params, &Patch::Apply(secret))
-        .await
-        .map_err(step("writing the kubeconfig Secret in the management cluster"))?;
-    let mut spec = json!({"config": {"secretRef": {"name": secret_name(&args.name), "key": "kubeconfig"}}});
-    if let Some(display) = &args.display_name {
-        spec["displayName"] = json!(display);
-    }
-    let cluster = json!({"apiVersion": "config.tenancy.loft.sh/v1", "kind": "Cluster", "metadata": {"name": args.name}, "spec": spec});
-    Api::<Cluster>::all(management)
-        .patch(&args.name, &params, &Patch::Apply(cluster))
-        .await
-        .map_err(step("creating the Cluster in the management cluster"))?;
-    Ok(())
+    make(&target, &management, &args.name, args.display_name.as_deref()).await
 }
 
 /// Disconnects the cluster: its Cluster and Secret here, and with `--kubeconfig` the server's identity there.
@@ -205,7 +131,7 @@ pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
             .map(|_| ()),
     )?;
     if let Some(kubeconfig) = &args.kubeconfig {
-        let (target, _, _) = target(kubeconfig).await?;
+        let target = Target::from_file(kubeconfig).await?.client;
         gone("deleting the ClusterRoleBinding in the cluster")(
             Api::<ClusterRoleBinding>::all(target.clone())
                 .delete(IDENTITY, &delete)
@@ -253,46 +179,6 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["get", "patch", "escalate"], "resourceNames": guards::TENANT_ROLES},
         ],
     })
-}
-
-/// A client for the cluster to connect, its server URL and its CA (base64 PEM) for the kubeconfig the server gets.
-async fn target(path: &Path) -> Result<(Client, String, String), Error> {
-    let display = path.display().to_string();
-    let kubeconfig = Kubeconfig::read_from(path).map_err(|source| crate::backend::Error::Kubeconfig {
-        path: display.clone(),
-        source,
-    })?;
-    let context = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| Some(&c.name) == kubeconfig.current_context.as_ref())
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone())
-        .unwrap_or_default();
-    let cluster = kubeconfig
-        .clusters
-        .iter()
-        .find(|c| c.name == context)
-        .and_then(|c| c.cluster.clone())
-        .ok_or_else(|| Error::NoServer(display.clone()))?;
-    let server = cluster.server.clone().ok_or_else(|| Error::NoServer(display.clone()))?;
-    let certificate_authority = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
-        (Some(data), _) => data.clone(),
-        (None, Some(file)) => {
-            let file = path.parent().unwrap_or_else(|| Path::new(".")).join(file);
-            let pem = std::fs::read(&file).map_err(|source| Error::CertificateAuthority {
-                path: file.display().to_string(),
-                source,
-            })?;
-            base64::engine::general_purpose::STANDARD.encode(pem)
-        }
-        (None, None) => String::new(),
-    };
-    let client = Client::try_from(crate::backend::config(Some(path)).await?).map_err(|source| Error::Kube {
-        step: "building a client for the cluster".to_owned(),
-        source,
-    })?;
-    Ok((client, server, certificate_authority))
 }
 
 async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {

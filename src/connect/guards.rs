@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::Value;
 
@@ -65,6 +65,65 @@ pub async fn install(client: &Client) -> Result<(), (String, kube::Error)> {
             _ => continue,
         };
         applied.map_err(|error| (format!("{kind} {name}"), error))?;
+    }
+    Ok(())
+}
+
+/// The guards the cluster `client` talks to does not hold yet, as (kind, name): what an install would make.
+pub async fn missing(client: &Client) -> Vec<(String, String)> {
+    let mut missing = Vec::new();
+    for guard in guards() {
+        let name = guard["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let kind = guard["kind"].as_str().unwrap_or_default().to_owned();
+        let there = match kind.as_str() {
+            "ClusterRole" => Api::<ClusterRole>::all(client.clone())
+                .get_opt(&name)
+                .await
+                .map(|o| o.is_some()),
+            "ValidatingAdmissionPolicy" => Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                .get_opt(&name)
+                .await
+                .map(|o| o.is_some()),
+            "ValidatingAdmissionPolicyBinding" => Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .get_opt(&name)
+                .await
+                .map(|o| o.is_some()),
+            _ => continue,
+        };
+        // Not known to be missing is left alone: only what surely was not there is ever removed.
+        if matches!(there, Ok(false)) {
+            missing.push((kind, name));
+        }
+    }
+    missing
+}
+
+/// Removes the guards `made` (as [`missing`] named them) from the cluster `client` talks to, bindings first.
+///
+/// # Errors
+/// The first removal kube-apiserver refuses (one already gone is fine).
+pub async fn remove(client: &Client, made: &[(String, String)]) -> Result<(), kube::Error> {
+    let delete = DeleteParams::default();
+    for (kind, name) in made.iter().rev() {
+        let removed = match kind.as_str() {
+            "ValidatingAdmissionPolicyBinding" => Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+                .delete(name, &delete)
+                .await
+                .map(drop),
+            "ValidatingAdmissionPolicy" => Api::<ValidatingAdmissionPolicy>::all(client.clone())
+                .delete(name, &delete)
+                .await
+                .map(drop),
+            "ClusterRole" => Api::<ClusterRole>::all(client.clone())
+                .delete(name, &delete)
+                .await
+                .map(drop),
+            _ => continue,
+        };
+        match removed {
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            other => other?,
+        }
     }
     Ok(())
 }
