@@ -4,6 +4,7 @@
 //! Only types and pure conversions live here; what to answer is decided in `spaces` and `http`.
 
 pub mod account;
+pub mod connection;
 pub mod decode;
 pub mod discovery;
 pub mod openapi;

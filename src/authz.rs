@@ -40,6 +40,14 @@ pub enum Attributes {
     /// A verb on a core namespace, as kube-apiserver asks it: the namespace is its own name. With an empty name, the
     /// verb at the cluster scope (`create namespaces`).
     Namespace { verb: String, name: String },
+    /// A verb on another group's resource in the cluster (`group` "" is the core group), in `namespace` (or at the
+    /// cluster scope when empty): what the server would do on a caller's behalf, asked as that caller first.
+    Object {
+        verb: &'static str,
+        group: &'static str,
+        resource: &'static str,
+        namespace: &'static str,
+    },
 }
 
 /// The answer, with kube-apiserver's reason when denied.
@@ -121,6 +129,21 @@ fn review(user: &User, attributes: &Attributes) -> SubjectAccessReview {
                 verb: Some(verb.clone()),
                 name: (!name.is_empty()).then(|| name.clone()),
                 namespace: (!name.is_empty()).then(|| name.clone()),
+                ..ResourceAttributes::default()
+            }),
+            None,
+        ),
+        Attributes::Object {
+            verb,
+            group,
+            resource,
+            namespace,
+        } => (
+            Some(ResourceAttributes {
+                group: Some((*group).to_owned()),
+                resource: Some((*resource).to_owned()),
+                verb: Some((*verb).to_owned()),
+                namespace: (!namespace.is_empty()).then(|| (*namespace).to_owned()),
                 ..ResourceAttributes::default()
             }),
             None,

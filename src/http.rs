@@ -4,6 +4,7 @@
 //! [`error::status_of`] and nowhere else; other modules say what went wrong in their own types.
 
 pub mod accounts;
+pub mod connections;
 pub mod console;
 pub mod discovery;
 pub mod error;
@@ -60,6 +61,8 @@ pub struct App {
     /// Set with `--access-mode=sar`: keeps the identities asking for spaces reviewed.
     pub reviewer: Option<Arc<crate::backend::review::Reviewer>>,
     pub writer: crate::spaces::write::Writer,
+    /// Every cluster served (the management cluster first).
+    pub members: Arc<crate::clusters::Members>,
     pub authorizer: Arc<Authorizer>,
     pub tokens: authn::token::TokenAuthenticator,
     pub metrics: RequestMetrics,
@@ -77,15 +80,14 @@ impl App {
     pub fn standalone(registry: Registry, client: kube::Client) -> Arc<Self> {
         let authorizer = Arc::new(Authorizer::new(client.clone()));
         let registry_metrics = prometheus::Registry::new();
+        let members = Arc::new(crate::clusters::Members::new(
+            client.clone(),
+            client.clone(),
+            authorizer.clone(),
+        ));
         Arc::new(App {
-            writer: crate::spaces::write::Writer::new(
-                registry.cache().clone(),
-                Arc::new(crate::clusters::Members::new(
-                    client.clone(),
-                    client.clone(),
-                    authorizer.clone(),
-                )),
-            ),
+            writer: crate::spaces::write::Writer::new(registry.cache().clone(), members.clone()),
+            members,
             registry,
             reviewer: None,
             authorizer,

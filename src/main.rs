@@ -246,6 +246,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),
         writer: spaces::write::Writer::new(cache, members.clone()),
+        members: members.clone(),
         authorizer,
         tokens: authn::token::TokenAuthenticator::new(call.clone()),
         metrics: metrics::RequestMetrics::register(&registry_metrics),

@@ -5,6 +5,7 @@ use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 
 use super::negotiate;
+use crate::api::account::CONFIG_GROUP;
 use crate::api::table::META_GROUP;
 use crate::api::{space, status, GROUP};
 use crate::authn;
@@ -43,6 +44,15 @@ pub enum Error {
     /// A write's body in a media type its verb does not take: the types it does.
     #[error("unsupported media type")]
     UnsupportedMediaType(&'static [&'static str]),
+    /// A ClusterConnection refused at one field (the kubeconfig's problems in words).
+    #[error("invalid cluster connection {name:?}")]
+    InvalidConnection { name: String, error: Box<FieldError> },
+    /// A Cluster of the connection's name exists already.
+    #[error("cluster {0:?} exists")]
+    ClusterExists(String),
+    /// The management cluster refused a step of connecting (the server's own rights), in words.
+    #[error("connecting failed: {0}")]
+    ConnectFailed(String),
     /// A request body over the limit.
     #[error("request entity too large")]
     TooLarge { limit: usize },
@@ -252,8 +262,52 @@ pub fn status_of(error: &Error) -> Status {
             Attributes::Resource { verb, resource, name } => status::forbidden(user, verb, resource, name, reason),
             Attributes::Path { verb, path } => status::forbidden_path(user, verb, path),
             Attributes::Namespace { verb, name } => status::forbidden(user, verb, "namespaces", name, reason),
+            Attributes::Object {
+                verb,
+                group,
+                resource,
+                namespace,
+            } => {
+                // kube-apiserver's words for a forbidden request on another group's resource.
+                let qualified = if group.is_empty() {
+                    (*resource).to_owned()
+                } else {
+                    format!("{resource}.{group}")
+                };
+                let scope = if namespace.is_empty() {
+                    "at the cluster scope".to_owned()
+                } else {
+                    format!("in the namespace \"{namespace}\"")
+                };
+                let mut message = format!(
+                    "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+                );
+                if !reason.is_empty() {
+                    message.push_str(": ");
+                    message.push_str(reason);
+                }
+                status::failure(403, "Forbidden", message, None)
+            }
         },
         Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
+        Error::InvalidConnection { name, error } => {
+            status::invalid(crate::api::connection::KIND, name, vec![cause(error)])
+        }
+        Error::ClusterExists(name) => status::failure(
+            409,
+            "AlreadyExists",
+            format!("clusters.{CONFIG_GROUP} \"{name}\" already exists"),
+            None,
+        ),
+        Error::ConnectFailed(why) => {
+            tracing::warn!(%why, "Connecting a cluster failed");
+            status::failure(
+                500,
+                "InternalError",
+                format!("Internal error occurred: connecting the cluster failed: {why}"),
+                None,
+            )
+        }
         Error::ConsoleFileNotFound(name) => status::not_found(crate::api::CONSOLE_RESOURCE, name),
         Error::MethodNotAllowed(method) => status::failure(
             405,

@@ -1,11 +1,16 @@
 //! The media types a write's body may have, as kube-apiserver accepts them for each verb: JSON or YAML for an object
 //! (create, update, a delete's options), a patch type for patch. Anything else is refused with 415 before the body is
 //! read, as kube-apiserver does: a browser sends `text/plain`, a form or multipart across origins without asking first,
-//! so a page a tenant visits could otherwise write through the tenant's `kubectl proxy`.
+//! so a page a tenant visits could otherwise write through the tenant's `kubectl proxy`. And reading such a body: whole,
+//! within [`MAX_BODY`], decoded as its media type says.
 
 use http::{header, HeaderMap};
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
 use super::error::Error;
+use super::{Call, MAX_BODY};
 use crate::spaces::write::PatchType;
 
 /// What create, update and delete accept, in kube-apiserver's order (a body without a Content-Type is the first).
@@ -56,6 +61,26 @@ pub fn patch(headers: &HeaderMap) -> Result<PatchType, Error> {
         "application/merge-patch+json" => Ok(PatchType::Merge),
         "application/apply-patch+yaml" => Ok(PatchType::Apply),
         _ => Err(Error::UnsupportedMediaType(PATCH_TYPES)),
+    }
+}
+
+/// The request body, whole, within [`MAX_BODY`].
+pub async fn body(call: Call) -> Result<(Call, Bytes), Error> {
+    let (call, body) = call.take_body();
+    match body.collect().await {
+        Ok(collected) => Ok((call, collected.to_bytes())),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit: MAX_BODY }),
+        Err(_) => Err(Error::BadRequest("the request body could not be read".to_owned())),
+    }
+}
+
+/// A JSON or YAML document, as its Content-Type says.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], format: Format) -> Result<T, String> {
+    match format {
+        Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        Format::Yaml => std::str::from_utf8(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string())),
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Resource {
     /// The web console's files (`console/` and `console/<file>`): not an API resource, but kube-apiserver authorizes
     /// every path under `/apis/<group>/<version>` as one, so this server does too, with the same attributes.
     Console,
+    /// Connecting a cluster from the web console (create only).
+    ClusterConnections,
 }
 
 /// kube's verbs, as RBAC names them.
@@ -142,6 +144,7 @@ impl Resource {
             Resource::Spaces => crate::api::space::RESOURCE,
             Resource::Accounts => crate::spaces::accounts::RESOURCE,
             Resource::Console => crate::api::CONSOLE_RESOURCE,
+            Resource::ClusterConnections => crate::api::connection::RESOURCE,
         }
     }
 }
@@ -251,7 +254,12 @@ fn target(method: &Method, path: &str, query: &Query) -> Target {
         // kube-apiserver's RequestInfo: `console` (with or without its slash) is a list, `console/app.js` a get.
         (["apis", GROUP, "v1", "console"], true) => resource(Resource::Console, collection, ""),
         (["apis", GROUP, "v1", "console", name], true) => resource(Resource::Console, Verb::Get, name),
-        (["apis", GROUP, "v1", "spaces" | "accounts" | "console", ..], _) => Target::MethodNotAllowed,
+        (["apis", GROUP, "v1", "clusterconnections"], false) if *method == Method::POST => {
+            resource(Resource::ClusterConnections, Verb::Create, "")
+        }
+        (["apis", GROUP, "v1", "spaces" | "accounts" | "console" | "clusterconnections", ..], _) => {
+            Target::MethodNotAllowed
+        }
         (["openapi", "v2"], true) => Target::Document(Document::OpenApiV2),
         (["openapi", "v3"], true) => Target::Document(Document::OpenApiV3Root),
         (["openapi", "v3", "apis", GROUP, "v1"], true) => Target::Document(Document::OpenApiV3Group),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ListMeta, ObjectMeta, Status};
 use k8s_openapi::jiff::Timestamp;
 
@@ -14,7 +13,7 @@ use super::error::Error;
 use super::negotiate::{negotiate, Output, Target};
 use super::request_info::Verb;
 use super::response::WatchEncoder;
-use super::{media_type, options, response, App, Call, Response, MAX_BODY};
+use super::{media_type, options, response, App, Call, Response};
 use crate::api::decode::FieldValidation;
 use crate::api::table::{
     ColumnDefinition, IncludeObject, PartialObjectMetadata, PartialObjectMetadataList, Table, TableRow,
@@ -220,26 +219,6 @@ impl response::Watched for Space {
 
 // --- writes ---
 
-/// The request body, whole, within [`MAX_BODY`].
-async fn body(call: Call) -> Result<(Call, Bytes), Error> {
-    let (call, body) = call.take_body();
-    match body.collect().await {
-        Ok(collected) => Ok((call, collected.to_bytes())),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit: MAX_BODY }),
-        Err(_) => Err(Error::BadRequest("the request body could not be read".to_owned())),
-    }
-}
-
-/// A JSON or YAML document, as its Content-Type says.
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], format: media_type::Format) -> Result<T, String> {
-    match format {
-        media_type::Format::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-        media_type::Format::Yaml => std::str::from_utf8(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string())),
-    }
-}
-
 /// A Space from a JSON or YAML body, and the warnings its unknown fields earn under `validation`.
 fn decode_space(
     bytes: &[u8],
@@ -247,7 +226,7 @@ fn decode_space(
     validation: FieldValidation,
 ) -> Result<(Space, Vec<String>), Error> {
     let not_a_space = |e: String| Error::BadRequest(format!("the body of the request is not a valid Space: {e}"));
-    let value: serde_json::Value = decode(bytes, format).map_err(not_a_space)?;
+    let value: serde_json::Value = media_type::decode(bytes, format).map_err(not_a_space)?;
     let (space, unknown) = crate::api::decode::space(value).map_err(|e| not_a_space(e.to_string()))?;
     let warnings = validation.judge(&unknown).map_err(registry::Error::from)?;
     Ok((space, warnings))
@@ -290,7 +269,7 @@ where
 
 async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let format = media_type::object(&call.headers)?;
-    let (call, bytes) = body(call).await?;
+    let (call, bytes) = media_type::body(call).await?;
     let options = options::write(&call.info.query)?;
     let (space, warnings) = decode_space(&bytes, format, options.field_validation)?;
     let created = to_the_end(app, &call.user, |app, user| async move {
@@ -302,7 +281,7 @@ async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 
 async fn update(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let format = media_type::object(&call.headers)?;
-    let (call, bytes) = body(call).await?;
+    let (call, bytes) = media_type::body(call).await?;
     let options = options::write(&call.info.query)?;
     let (space, warnings) = decode_space(&bytes, format, options.field_validation)?;
     let name = call.name().to_owned();
@@ -315,7 +294,7 @@ async fn update(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 
 async fn patch(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     let patch_type = media_type::patch(&call.headers)?;
-    let (call, bytes) = body(call).await?;
+    let (call, bytes) = media_type::body(call).await?;
     let options = options::write(&call.info.query)?;
     let name = call.name().to_owned();
     let (patched, warnings) = to_the_end(app, &call.user, |app, user| async move {
@@ -328,12 +307,12 @@ async fn patch(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 async fn delete(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     // A body's media type is judged only when there is a body, as kube-apiserver does; so is the body itself.
     let format = media_type::object(&call.headers);
-    let (call, bytes) = body(call).await?;
+    let (call, bytes) = media_type::body(call).await?;
     let mut options = options::write(&call.info.query)?;
     let delete: DeleteOptions = if bytes.is_empty() {
         DeleteOptions::default()
     } else {
-        decode(&bytes, format?).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
+        media_type::decode(&bytes, format?).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
     };
     if delete.dry_run.as_ref().is_some_and(|d| d.iter().any(|v| v == "All")) {
         options.dry_run = true;

@@ -19,7 +19,9 @@ use tower_http::trace::TraceLayer;
 
 use super::error::Error;
 use super::request_info::{Access, RequestInfo, Resource, Target, Verb};
-use super::{accounts, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response, MAX_BODY};
+use super::{
+    accounts, connections, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response, MAX_BODY,
+};
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::Decision;
 use crate::tls::{Acceptor, PeerCertificates};
@@ -297,6 +299,7 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
             match resource {
                 Resource::Spaces => spaces::serve(&app, call).await,
                 Resource::Accounts => accounts::serve(&app, &call),
+                Resource::ClusterConnections => connections::create(&app, call).await,
                 // Served above, from the raw URI (whose trailing slash request info trims).
                 Resource::Console => Err(Error::Internal),
             }

@@ -4,6 +4,7 @@
 //! removes it all. Tenants can neither read the kubeconfig nor make Clusters. The second part, what tenants see of a
 //! connected cluster's spaces, is in `spaces`.
 
+mod connections;
 pub(crate) mod spaces;
 
 use std::path::PathBuf;
