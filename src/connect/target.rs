@@ -101,7 +101,11 @@ impl Target {
     /// # Errors
     /// It does not parse, names a file, or names no server.
     pub async fn from_text(text: &str) -> Result<Self, Problem> {
-        let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| Problem::Parse(explain::root_cause(&e)))?;
+        // The parser's first line says where and what; the rest quotes the text, which may hold a credential.
+        let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| {
+            let said = e.to_string();
+            Problem::Parse(said.lines().next().unwrap_or_default().trim().to_owned())
+        })?;
         for cluster in kubeconfig.clusters.iter().filter_map(|c| c.cluster.as_ref()) {
             if let Some(file) = &cluster.certificate_authority {
                 return Err(Problem::File(file.clone()));
@@ -226,8 +230,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_pasted_kubeconfig_must_parse_name_a_server_and_carry_its_files() {
-        let garbled = Target::from_text("this is: [not a kubeconfig").await;
-        assert!(matches!(garbled, Err(Problem::Parse(_))), "{:?}", garbled.err());
+        let garbled = Target::from_text("token: [s3cret").await;
+        assert!(
+            matches!(&garbled, Err(Problem::Parse(said)) if !said.contains("s3cret") && !said.contains('\n')),
+            "one line, quoting none of the text: {:?}",
+            garbled.err()
+        );
         let no_context = Target::from_text("apiVersion: v1\nkind: Config\nclusters: []\n").await;
         assert!(matches!(no_context, Err(Problem::NoServer)), "{:?}", no_context.err());
         let with_file = "apiVersion: v1\nkind: Config\ncurrent-context: c\n\

@@ -75,6 +75,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("console/platform.js"),
     ),
+    (
+        "connect.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("console/connect.js"),
+    ),
     // Its own icon, or the browser asks kube-apiserver for /favicon.ico, which tenants may not read (a 403 per load).
     ("icon.svg", "image/svg+xml", include_bytes!("console/icon.svg")),
 ];

@@ -385,6 +385,16 @@ test('the platform team sees every account with its usage, the templates and the
   });
   await screenshot(page, 'admin-clusters');
 
+  // Connecting a cluster from here: a kubeconfig that does not parse is refused at its field, in words, nothing made.
+  const connect = page.getByRole('form', {name: 'Connect a cluster'});
+  await connect.getByLabel('Name', {exact: true}).fill(`${id}-new`);
+  await connect.getByLabel('Admin kubeconfig').fill('this is: [not a kubeconfig');
+  await connect.getByRole('button', {name: 'Connect cluster'}).click();
+  await page.locator('#connect-kubeconfig-error').filter({hasText: 'the kubeconfig does not parse'}).waitFor({timeout: SETTLE});
+  assert.equal(await connect.getByLabel('Admin kubeconfig').getAttribute('aria-invalid'), 'true');
+  await screenshot(page, 'admin-connect-refused');
+  assert.ok(!kubectl('admin', ['get', 'clusters.config.tenancy.loft.sh', '-o', 'name']).includes(`${id}-new`));
+
   for (const session of [alice, admin]) {
     assert.deepEqual(session.problems, [], 'no script errors in the page');
   }

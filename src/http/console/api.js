@@ -13,6 +13,7 @@ export const root = (() => {
 export const SPACES = 'apis/tenancy.loft.sh/v1/spaces';
 export const ACCOUNTS = 'apis/tenancy.loft.sh/v1/accounts';
 export const CONFIG = 'apis/config.tenancy.loft.sh/v1';
+export const CONNECTIONS = 'apis/tenancy.loft.sh/v1/clusterconnections';
 
 /// A failed request: `message` is what kubectl would print for it; `status` the server's metav1.Status, if it sent one.
 export class ApiError extends Error {

@@ -4,6 +4,7 @@
 
 import {ACCOUNTS, follow, request, SPACES} from './api.js';
 import * as accounts from './accounts.js';
+import './connect.js';
 import * as create from './create.js';
 import * as platform from './platform.js';
 import * as shared from './shared.js';

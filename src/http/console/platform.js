@@ -77,19 +77,20 @@ async function clusters() {
   const items = (list.items || []).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const rows = items.map((cluster) => {
     const status = cluster.status || {};
-    const ready = (status.conditions || []).find((c) => c.type === 'Ready');
+    // Every problem the server reports, as the sentences it writes (Ready, and Guarded when its guards are missing).
+    const problems = (status.conditions || []).filter((c) => c.status !== 'True' && c.message).map((c) => c.message);
     return [
       cluster.metadata.name,
       cluster.spec?.displayName || '',
       status.phase || 'Pending',
       status.version || '',
       status.namespaces === undefined ? '' : String(status.namespaces),
-      h('span', {class: 'wrap'}, ready?.message || ''),
+      h('span', {class: 'wrap'}, problems.join(' ')),
       age(cluster.metadata.creationTimestamp),
     ];
   });
   return [table('Connected clusters', ['Name', 'Display name', 'Phase', 'Version', 'Namespaces', 'Message', 'Age'], rows,
-    'No connected clusters: tenancy-apiserver connect adds one.')];
+    'No connected clusters: connect one below, or with tenancy-apiserver connect.')];
 }
 
 const PAGES = {'platform-accounts': accounts, templates, clusters};
