@@ -68,6 +68,11 @@ impl SecondControlPlane {
         self.env.kubectl("admin")
     }
 
+    /// kubectl here with a bearer token of this cluster.
+    pub(crate) fn kubectl_token(&self, token: &str) -> Kubectl {
+        self.env.kubectl_token(token)
+    }
+
     /// kubectl here as `user` in `groups` (the admin impersonating them): how this cluster's RBAC sees that user.
     pub(crate) fn kubectl_as(&self, user: &str, groups: &[&str]) -> Kubectl {
         self.env.kubectl_as(user, groups)

@@ -278,6 +278,22 @@ rules: [{{apiGroups: [\"\"], resources: [namespaces], verbs: [create]}}]\n"
 
 #[test]
 fn a_service_account_owner_is_held_to_the_same_rules() {
+    for site in Site::all() {
+        a_service_account_owner_is_held_to_the_same_rules_at(&site);
+    }
+}
+
+/// A ServiceAccount's token, as a pod of `home` would have it, in the cluster `admin` is the admin of (made there).
+fn deployer_token(admin: &Kubectl, home: &str) -> String {
+    admin.apply(&namespace(home));
+    admin.run(&["create", "serviceaccount", "deployer", "-n", home]).ok();
+    let token = admin
+        .run(&["create", "token", "deployer", "-n", home, "--duration=1h"])
+        .ok();
+    token.trim().to_owned()
+}
+
+fn a_service_account_owner_is_held_to_the_same_rules_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
     let (mine, theirs, home) = (unique("robots"), unique("humans"), unique("ci"));
@@ -285,26 +301,30 @@ fn a_service_account_owner_is_held_to_the_same_rules() {
         "apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {mine}\nspec:\n  \
 subjects: [{{kind: ServiceAccount, name: deployer, namespace: {home}}}]\n"
     );
-    admin.apply(&(robot + "---\n" + &account(&theirs, &unique("team")) + "---\n" + &namespace(&home)));
-    admin.run(&["create", "serviceaccount", "deployer", "-n", &home]).ok();
-    let token = admin
-        .run(&["create", "token", "deployer", "-n", &home, "--duration=1h"])
-        .ok();
-    let deployer = env.kubectl_token(token.trim());
+    admin.apply(&(robot + "---\n" + &account(&theirs, &unique("team"))));
+    // The same ServiceAccount in both clusters: its token here creates the space; the one of the space's cluster acts
+    // there, as a pod there would.
+    let token = deployer_token(&admin, &home);
+    let deployer = env.kubectl_token(&token);
+    let deployer_there = match site.cluster() {
+        None => env.kubectl_token(&token),
+        Some(_) => site.with_token(&deployer_token(&site.admin(), &home)),
+    };
     let name = unique("robot-space");
-    create_space(&deployer, &name);
+    create_space(&deployer, &site.space(&name));
 
-    let err = label_account(&deployer, &name, &theirs).err();
+    let err = label_account(&deployer_there, &name, &theirs).err();
     assert!(
         err.contains("tenancy.loft.sh/account") && err.contains("cluster admins"),
-        "{err}"
+        "{}: {err}",
+        site.name()
     );
-    let err = deployer
+    let err = deployer_there
         .run(&["delete", "networkpolicy", "same-account-only", "-n", &name])
         .err();
-    assert!(err.contains("enforced"), "{err}");
-    deployer.run(&["label", "namespace", &name, "built-by=ci"]).ok();
-    assert_eq!(space_count(&theirs), "0");
+    assert!(err.contains("enforced"), "{}: {err}", site.name());
+    deployer_there.run(&["label", "namespace", &name, "built-by=ci"]).ok();
+    assert_eq!(space_count(&theirs), "0", "{}", site.name());
 }
 
 #[test]

@@ -40,6 +40,19 @@ impl Site {
         [Site::management(), Site::connected()]
     }
 
+    /// The connected cluster's name; `None` for the management cluster.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// kubectl with a bearer token of this site's cluster, straight at its kube-apiserver (as a pod there would).
+    pub fn with_token(&self, token: &str) -> Kubectl {
+        match &self.cluster {
+            None => env().kubectl_token(token),
+            Some(_) => shared().plane.kubectl_token(token),
+        }
+    }
+
     /// What a failing check names the site by.
     pub fn name(&self) -> &str {
         self.cluster.as_deref().unwrap_or("the management cluster")
