@@ -24,9 +24,12 @@ quota:\n    hard: {{pods: \"{pods}\", requests.cpu: \"2\"}}\n"
 
 /// The share of `space` as JSON, or Null when there is none.
 fn share(space: &str) -> Value {
-    let run = env()
-        .kubectl("admin")
-        .run(&["get", "resourcequota", "account-quota", "-n", space, "-o", "json"]);
+    share_at(&env().kubectl("admin"), space)
+}
+
+/// The share in namespace `ns` of the cluster `admin` is the admin of, as JSON, or Null when there is none.
+fn share_at(admin: &Kubectl, ns: &str) -> Value {
+    let run = admin.run(&["get", "resourcequota", "account-quota", "-n", ns, "-o", "json"]);
     serde_json::from_str(&run.stdout).unwrap_or_default()
 }
 
@@ -69,13 +72,9 @@ fn create_pod(user: &Kubectl, space: &str, name: &str) -> Result<(), String> {
     Err(format!("pod {name}: no answer but Conflict or timeout in 10 tries"))
 }
 
-fn pods_in(space: &str) -> usize {
-    env()
-        .kubectl("admin")
-        .run(&["get", "pods", "-n", space, "-o", "name"])
-        .ok()
-        .lines()
-        .count()
+/// The pods in namespace `ns` of the cluster `admin` is the admin of.
+fn pods_in(admin: &Kubectl, ns: &str) -> usize {
+    admin.run(&["get", "pods", "-n", ns, "-o", "name"]).ok().lines().count()
 }
 
 fn status(quota: &str) -> Value {
@@ -86,9 +85,10 @@ fn status(quota: &str) -> Value {
     serde_json::from_str::<Value>(&out).expect("JSON")["status"].clone()
 }
 
-/// Waits until the quota's status shows a share for each of `spaces`, whose pod shares add up to `pods`, and each share
-/// is in force (its ResourceQuota's status.hard, what admission checks, equals its spec).
-fn shares_settle(quota: &str, spaces: &[String], pods: i64) {
+/// Waits until the quota's status shows a share for each of the namespaces `spaces` of `site`, whose pod shares add up
+/// to `pods`, and each share is in force (its ResourceQuota's status.hard, what admission checks, equals its spec).
+fn shares_settle(site: &Site, quota: &str, spaces: &[String], pods: i64) {
+    let admin = site.admin();
     eventually(SETTLE, || {
         let status = status(quota);
         let shares = status["spaces"].as_array().cloned().unwrap_or_default();
@@ -96,14 +96,16 @@ fn shares_settle(quota: &str, spaces: &[String], pods: i64) {
             .iter()
             .filter_map(|s| s["hard"]["pods"].as_str()?.parse::<i64>().ok())
             .sum();
-        let in_force = spaces.iter().all(|space| {
-            let rq = env()
-                .kubectl("admin")
-                .run(&["get", "resourcequota", "account-quota", "-n", space, "-o", "json"]);
-            let rq: Value = serde_json::from_str(&rq.stdout).unwrap_or_default();
+        let named = spaces.iter().all(|ns| {
+            shares
+                .iter()
+                .any(|s| s["name"].as_str() == Some(site.space(ns).as_str()))
+        });
+        let in_force = spaces.iter().all(|ns| {
+            let rq = share_at(&admin, ns);
             !rq["status"]["hard"].is_null() && rq["status"]["hard"] == rq["spec"]["hard"]
         });
-        if shares.len() == spaces.len() && sum == pods && in_force {
+        if shares.len() == spaces.len() && named && sum == pods && in_force {
             Ok(())
         } else {
             Err(status)
@@ -113,25 +115,35 @@ fn shares_settle(quota: &str, spaces: &[String], pods: i64) {
 
 #[test]
 fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_spaces_that_need_it() {
+    for site in Site::all() {
+        an_account_quota_holds_under_parallel_pod_creates_at(&site);
+    }
+}
+
+/// The account's spaces in `site`; its members create pods straight at that cluster's kube-apiserver.
+fn an_account_quota_holds_under_parallel_pod_creates_at(site: &Site) {
     let env = env();
-    let admin = env.kubectl("admin");
+    let management = env.kubectl("admin");
+    let admin = site.admin();
     let (acc, group, quota) = (unique("quotaed"), unique("team"), unique("aq"));
-    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
-    admin.apply(&account_quota(&quota, &acc));
-    let member = env.kubectl_as(&unique("member"), &[&group]);
+    management.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    management.apply(&account_quota(&quota, &acc));
+    let user = unique("member");
+    let tenant = env.kubectl_as(&user, &[&group]);
+    let member = site.tenant(&user, &[&group]);
     let spaces: Vec<String> = (0..3).map(|_| unique("qs")).collect();
     for space in &spaces {
-        create_space(&member, space);
+        create_space(&tenant, &site.space(space));
         // The create returns once kube-apiserver enforces the share (kube-controller-manager has filled its
         // status.hard), so nothing the owners make from then on escapes it.
-        let share = share(space);
+        let share = share_at(&admin, space);
         let hard = &share["status"]["hard"];
         assert!(
             hard["pods"].is_string() && hard["requests.cpu"].is_string(),
             "space {space}: its share is not enforced when the create returns: {share}"
         );
     }
-    shares_settle(&quota, &spaces, 4);
+    shares_settle(site, &quota, &spaces, 4);
     assert_eq!(in_force(&quota).0, "True", "{}", status(&quota));
 
     // Twenty creates at once across the three spaces: never more than four pods in all.
@@ -154,10 +166,11 @@ fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_s
     });
     let refusals: Vec<&String> = created.iter().filter_map(|r| r.as_ref().err()).collect();
     let created = created.len() - refusals.len();
-    let total = |spaces: &[String]| spaces.iter().map(|s| pods_in(s)).sum::<usize>();
+    let total = |spaces: &[String]| spaces.iter().map(|s| pods_in(&admin, s)).sum::<usize>();
     assert!(
         (1..=4).contains(&created),
-        "{created} pods were admitted; refusals: {refusals:#?}"
+        "{}: {created} pods were admitted; refusals: {refusals:#?}",
+        site.name()
     );
     assert_eq!(total(&spaces), created);
     // Moving headroom afterwards never lets more in.
@@ -168,7 +181,7 @@ fn an_account_quota_holds_under_parallel_pod_creates_and_headroom_moves_to_the_s
     assert!(total(&spaces) <= 4, "{} pods in all", total(&spaces));
 
     // Tenants see their account's usage.
-    let accounts = member.run(&["get", "accounts", &acc]).ok();
+    let accounts = tenant.run(&["get", "accounts", &acc]).ok();
     assert!(accounts.contains("QUOTA") && accounts.contains("pods"), "{accounts}");
 
     // All pods gone: every space may start one again, and the first space, alone busy, gets the headroom the others
@@ -311,7 +324,7 @@ fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_
             share(space)
         );
     }
-    shares_settle(&first, &spaces, 4);
+    shares_settle(&Site::management(), &first, &spaces, 4);
 
     // A second quota for the account: not in force, and it says which one is; the shares stay the first's.
     std::thread::sleep(Duration::from_secs(1)); // creation timestamps have whole seconds
@@ -340,7 +353,7 @@ fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_
             Err((owners, status(&second)))
         }
     });
-    shares_settle(&second, &spaces, 2);
+    shares_settle(&Site::management(), &second, &spaces, 2);
 
     // The second one deleted too: its shares go (no space stays capped by a quota that is gone).
     admin.run(&["delete", "accountquota", &second]).ok();
