@@ -5,6 +5,7 @@
 //! connected cluster's spaces, is in `spaces`.
 
 mod connections;
+mod quota;
 pub(crate) mod spaces;
 
 use std::path::PathBuf;

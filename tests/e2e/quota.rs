@@ -57,7 +57,7 @@ fn pod(name: &str) -> String {
 /// Creates a pod, retrying as a client should when kube-apiserver's quota admission could not record the use: Conflict
 /// (a share was being written at the same moment: "please apply your changes to the latest version and try again"),
 /// or its batch timed out on a loaded machine. Neither creates the pod.
-fn create_pod(user: &Kubectl, space: &str, name: &str) -> Result<(), String> {
+pub(crate) fn create_pod(user: &Kubectl, space: &str, name: &str) -> Result<(), String> {
     for _ in 0..10 {
         let run = user.run_with_stdin(&["create", "-n", space, "-f", "-"], Some(&pod(name)));
         if run.success {

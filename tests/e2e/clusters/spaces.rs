@@ -70,12 +70,12 @@ impl Shared {
     }
 
     /// A turn alone, for a test that takes the cluster away (and brings it back).
-    fn alone(&self) -> RwLockWriteGuard<'_, ()> {
+    pub(crate) fn alone(&self) -> RwLockWriteGuard<'_, ()> {
         self.turn.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The space that namespace `ns` of this cluster is in the management cluster.
-    fn space(&self, ns: &str) -> String {
+    pub(crate) fn space(&self, ns: &str) -> String {
         format!("{}.{ns}", self.name)
     }
 
@@ -152,7 +152,7 @@ impl Shared {
     /// Stops this cluster's kube-apiserver; it is started again by [`Outage::end`], or when the outage is dropped (a
     /// failed test gives the other tests their cluster back).
     #[track_caller]
-    fn outage(&self) -> Outage<'_> {
+    pub(crate) fn outage(&self) -> Outage<'_> {
         if let Err(error) = self.plane.restart("kube-apiserver", "stop") {
             // Maybe half-stopped: start it again for the other tests.
             let _ = self.plane.restart("kube-apiserver", "start");
@@ -166,7 +166,7 @@ impl Shared {
 }
 
 /// X's kube-apiserver, stopped.
-struct Outage<'a> {
+pub(crate) struct Outage<'a> {
     shared: &'a Shared,
     over: bool,
 }
@@ -176,7 +176,7 @@ struct Outage<'a> {
 impl Outage<'_> {
     /// Starts X's kube-apiserver again; returns once it is healthy.
     #[track_caller]
-    fn end(mut self) {
+    pub(crate) fn end(mut self) {
         self.over = true;
         if let Err(error) = self.shared.plane.restart("kube-apiserver", "start") {
             panic!("{error}");
