@@ -42,19 +42,46 @@ pub fn not_found(resource: &str, name: &str) -> Status {
 /// 403 in kube-apiserver's words for a resource request.
 #[must_use]
 pub fn forbidden(user: &str, verb: &str, resource: &str, name: &str, reason: &str) -> Status {
-    let object = if name.is_empty() {
-        format!("{resource}.{GROUP}")
+    let mut status = forbidden_in(user, verb, GROUP, resource, name, "", reason);
+    status.details = Some(details(resource, name));
+    status
+}
+
+/// 403 for `verb` on `resource` of API group `group` (`""`: the core group), named `name` or not, in `namespace` or at
+/// the cluster scope, in kube-apiserver's words.
+#[must_use]
+pub fn forbidden_in(
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+    namespace: &str,
+    reason: &str,
+) -> Status {
+    let qualified = if group.is_empty() {
+        resource.to_owned()
     } else {
-        format!("{resource}.{GROUP} \"{name}\"")
+        format!("{resource}.{group}")
+    };
+    let object = if name.is_empty() {
+        qualified
+    } else {
+        format!("{qualified} \"{name}\"")
+    };
+    let scope = if namespace.is_empty() {
+        "at the cluster scope".to_owned()
+    } else {
+        format!("in the namespace \"{namespace}\"")
     };
     let mut message = format!(
-        "{object} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{GROUP}\" at the cluster scope"
+        "{object} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
     );
     if !reason.is_empty() {
         message.push_str(": ");
         message.push_str(reason);
     }
-    failure(403, "Forbidden", message, Some(details(resource, name)))
+    failure(403, "Forbidden", message, None)
 }
 
 /// 403 for a non-resource path.

@@ -267,27 +267,7 @@ pub fn status_of(error: &Error) -> Status {
                 group,
                 resource,
                 namespace,
-            } => {
-                // kube-apiserver's words for a forbidden request on another group's resource.
-                let qualified = if group.is_empty() {
-                    (*resource).to_owned()
-                } else {
-                    format!("{resource}.{group}")
-                };
-                let scope = if namespace.is_empty() {
-                    "at the cluster scope".to_owned()
-                } else {
-                    format!("in the namespace \"{namespace}\"")
-                };
-                let mut message = format!(
-                    "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
-                );
-                if !reason.is_empty() {
-                    message.push_str(": ");
-                    message.push_str(reason);
-                }
-                status::failure(403, "Forbidden", message, None)
-            }
+            } => status::forbidden_in(user, verb, group, resource, "", namespace, reason),
         },
         Error::NoRoute => status::failure(404, "NotFound", error.to_string(), None),
         Error::InvalidConnection { name, error } => {

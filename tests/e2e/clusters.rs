@@ -140,6 +140,26 @@ impl Drop for SecondControlPlane {
     }
 }
 
+/// The kubeconfig the server got for connected cluster `name`, from its Secret in the management cluster.
+fn server_kubeconfig(name: &str) -> serde_json::Value {
+    let encoded = env()
+        .kubectl("admin")
+        .run(&[
+            "get",
+            "secret",
+            "-n",
+            "tenancy-system",
+            &format!("cluster-{name}"),
+            "-o",
+            "jsonpath={.data.kubeconfig}",
+        ])
+        .ok();
+    let kubeconfig = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .expect("base64");
+    serde_json::from_slice(&kubeconfig).expect("a JSON kubeconfig")
+}
+
 fn tenancy(args: &[&str]) -> (bool, String) {
     let output = Command::new(env().var("SERVER_BIN"))
         .args(args)
@@ -176,21 +196,7 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
         "tenancy-apiserver-connected",
     ]);
     assert!(ok, "{out}");
-    let encoded = admin
-        .run(&[
-            "get",
-            "secret",
-            "-n",
-            "tenancy-system",
-            &format!("cluster-{name}"),
-            "-o",
-            "jsonpath={.data.kubeconfig}",
-        ])
-        .ok();
-    let kubeconfig = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .expect("base64");
-    let kubeconfig: serde_json::Value = serde_json::from_slice(&kubeconfig).expect("a JSON kubeconfig");
+    let kubeconfig = server_kubeconfig(&name);
     let token = kubeconfig["users"][0]["user"]["token"]
         .as_str()
         .expect("a token")

@@ -4,7 +4,7 @@
 // kubeconfig is cleared from the page once sent, whatever the answer.
 
 import {CONNECTIONS, request} from './api.js';
-import {alert, announce, clearAlert} from './ui.js';
+import {alert, announce, clearAlert, clearFieldErrors, markFields} from './ui.js';
 import {show} from './platform.js';
 
 const form = document.getElementById('connect');
@@ -13,36 +13,13 @@ const displayInput = document.getElementById('connect-display');
 const kubeconfigInput = document.getElementById('connect-kubeconfig');
 const FIELDS = {'metadata.name': nameInput, 'spec.kubeconfig': kubeconfigInput};
 
-function clearFieldErrors() {
-  for (const input of Object.values(FIELDS)) {
-    input.removeAttribute('aria-invalid');
-    document.getElementById(`${input.id}-error`).textContent = '';
-  }
-}
-
-/// Puts each cause of a refusal at its field, and focuses the first.
-function markFields(causes) {
-  let first;
-  for (const cause of causes) {
-    const input = FIELDS[cause.field || ''];
-    if (!input) {
-      continue;
-    }
-    input.setAttribute('aria-invalid', 'true');
-    const error = document.getElementById(`${input.id}-error`);
-    error.textContent = [error.textContent, cause.message].filter(Boolean).join(' ');
-    first ||= input;
-  }
-  first?.focus();
-}
-
 form.addEventListener('input', (event) => {
   event.target.removeAttribute?.('aria-invalid');
 });
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
-  clearFieldErrors();
+  clearFieldErrors(form);
   const spec = {kubeconfig: kubeconfigInput.value};
   if (displayInput.value.trim()) {
     spec.displayName = displayInput.value.trim();
@@ -63,7 +40,7 @@ form.addEventListener('submit', async (event) => {
     await show('clusters');
   } catch (error) {
     alert('connect', error);
-    markFields(error.status?.details?.causes || []);
+    markFields(error.status?.details?.causes || [], (field) => FIELDS[field]);
   } finally {
     submit.disabled = false;
   }

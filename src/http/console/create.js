@@ -4,7 +4,7 @@
 // constraints only mark a field while it is typed, so the server's words are the ones the user reads.
 
 import {request, SPACES} from './api.js';
-import {alert, announce, clearAlert, h} from './ui.js';
+import {alert, announce, clearAlert, clearFieldErrors, h, markFields} from './ui.js';
 
 const form = document.getElementById('create');
 const nameInput = document.getElementById('create-name');
@@ -94,34 +94,15 @@ function parameterField(name, declared, value) {
     h('p', {id: `${id}-error`, class: 'field-error'}));
 }
 
-function clearFieldErrors() {
-  for (const input of form.querySelectorAll('[aria-invalid]')) {
-    input.removeAttribute('aria-invalid');
+/// The input of a refusal's field (`metadata.name`, `spec.templateParameters.tier`), if the form has one.
+function inputFor(field) {
+  if (field === 'metadata.name') {
+    return nameInput;
   }
-  for (const error of form.querySelectorAll('.field-error')) {
-    error.textContent = '';
+  if (field.startsWith('spec.templateParameters.')) {
+    return fields.querySelector(`[data-parameter="${CSS.escape(field.slice('spec.templateParameters.'.length))}"]`);
   }
-}
-
-/// Puts each cause of a refusal (`spec.templateParameters.tier`, `metadata.name`) at its field, and focuses the first.
-function markFields(causes) {
-  let first;
-  for (const cause of causes) {
-    const field = cause.field || '';
-    const input = field === 'metadata.name'
-      ? nameInput
-      : field.startsWith('spec.templateParameters.')
-        ? fields.querySelector(`[data-parameter="${CSS.escape(field.slice('spec.templateParameters.'.length))}"]`)
-        : null;
-    if (!input) {
-      continue;
-    }
-    input.setAttribute('aria-invalid', 'true');
-    const error = document.getElementById(`${input.id}-error`);
-    error.textContent = [error.textContent, cause.message].filter(Boolean).join(' ');
-    first ||= input;
-  }
-  first?.focus();
+  return null;
 }
 
 accountSelect.addEventListener('change', showAccount);
@@ -131,7 +112,7 @@ form.addEventListener('input', (event) => {
 
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
-  clearFieldErrors();
+  clearFieldErrors(form);
   const cluster = clusterSelect.value;
   const name = nameInput.value.trim();
   const templateParameters = {};
@@ -166,7 +147,7 @@ form.addEventListener('submit', async (event) => {
     clusterSelect.value = chosenCluster;
   } catch (error) {
     alert('create', error);
-    markFields(error.status?.details?.causes || []);
+    markFields(error.status?.details?.causes || [], inputFor);
   } finally {
     submit.disabled = false;
   }

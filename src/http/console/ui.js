@@ -161,3 +161,30 @@ export function usage(label, used, limit) {
 export function details(pairs) {
   return h('dl', {class: 'details'}, pairs.flatMap(([term, value]) => [h('dt', {}, term), h('dd', {}, value)]));
 }
+
+/// Clears what a refusal marked in `form`: invalid fields and their error texts.
+export function clearFieldErrors(form) {
+  for (const input of form.querySelectorAll('[aria-invalid]')) {
+    input.removeAttribute('aria-invalid');
+  }
+  for (const error of form.querySelectorAll('.field-error')) {
+    error.textContent = '';
+  }
+}
+
+/// Puts each cause of a refusal at its field (`inputFor(cause.field)`, or none), in the field's `<id>-error` text, and
+/// focuses the first.
+export function markFields(causes, inputFor) {
+  let first;
+  for (const cause of causes) {
+    const input = inputFor(cause.field || '');
+    if (!input) {
+      continue;
+    }
+    input.setAttribute('aria-invalid', 'true');
+    const error = document.getElementById(`${input.id}-error`);
+    error.textContent = [error.textContent, cause.message].filter(Boolean).join(' ');
+    first ||= input;
+  }
+  first?.focus();
+}

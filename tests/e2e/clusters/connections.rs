@@ -137,19 +137,14 @@ users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c,
     assert!(ok, "{out}");
     let (ok, out) = plane.kubectl(&["get", "validatingadmissionpolicy", "tenancy-namespace-keys"]);
     assert!(ok, "{out}");
-    // The Secret holds the server's own token there, not the admin's credentials.
-    let secret = admin
-        .run(&[
-            "get",
-            "secret",
-            "-n",
-            "tenancy-system",
-            &format!("cluster-{name}"),
-            "-o",
-            "jsonpath={.data.kubeconfig}",
-        ])
-        .ok();
-    assert!(!secret.is_empty());
+    // The Secret holds the server's own identity there (a token of its ServiceAccount), not the admin's credentials.
+    let kubeconfig = super::server_kubeconfig(&name);
+    let user = &kubeconfig["users"][0];
+    assert_eq!(user["name"], "tenancy-apiserver-connected", "{kubeconfig}");
+    assert!(
+        user["user"]["token"].is_string() && user["user"].get("client-certificate-data").is_none(),
+        "{kubeconfig}"
+    );
     // Connecting the same name again is refused, and changes nothing.
     let (code, status) = as_platform(&pasted(&plane));
     assert_eq!(code, 409, "{status}");
