@@ -378,9 +378,12 @@ test('the platform team sees every account with its usage, the templates and the
   await screenshot(page, 'admin-templates');
 
   await page.getByRole('link', {name: 'Clusters'}).click();
+  // The clusters page's own button, once it is the page shown (another page's Refresh may still be on screen).
+  const clustersPage = page.locator('#page-clusters');
+  await clustersPage.getByRole('heading', {name: 'Clusters', level: 1}).waitFor({timeout: SETTLE});
   const clusters = page.getByRole('table', {name: 'Connected clusters'});
   await eventually(async () => {
-    await page.getByRole('button', {name: 'Refresh'}).filter({visible: true}).click();
+    await clustersPage.getByRole('button', {name: 'Refresh'}).click({timeout: 2000});
     await clusters.getByRole('row', {name: new RegExp(`^${id} +Offline `)}).waitFor({timeout: 1000});
   });
   await screenshot(page, 'admin-clusters');
