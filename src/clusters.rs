@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
@@ -215,6 +217,25 @@ impl Members {
             .map_err(|e| unusable(&e))?;
         // Writes, reviews and probes get the call client's timeout and bounded retries, as the management cluster's do.
         let Clients { watch, call } = clients_from(config).map_err(|e| unusable(&explain::root_cause(&e)))?;
+        // Its identity's rights there take a moment to be in force after `connect` made them: reflectors started
+        // before would be refused and back off for long, so the next pass tries again instead.
+        let namespaces: Api<Namespace> = Api::all(call.clone());
+        match namespaces.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 401 || status.code == 403 => {
+                return Err(format!(
+                    "its kube-apiserver does not let the server's identity list namespaces ({}): if this lasts, \
+run tenancy-apiserver connect again",
+                    status.message
+                ));
+            }
+            Err(error) => {
+                return Err(format!(
+                    "its kube-apiserver did not answer: {}",
+                    explain::sentence(&error)
+                ))
+            }
+        }
         let reflectors = tokio::spawn(connected::reflect(
             cluster.to_owned(),
             watch.clone(),

@@ -16,8 +16,13 @@ use super::{watch, watch_selected};
 use crate::api::account::SHARE_LABEL;
 use crate::state::{Cache, Update};
 
-/// Feeds `cache` with `cluster`'s Namespaces and RBAC, in arrival order, until aborted.
+/// Feeds `cache` with `cluster`'s Namespaces and RBAC, in arrival order, until aborted; its logs name the cluster.
 pub async fn reflect(cluster: String, client: Client, cache: Arc<Cache>, errors: IntCounterVec) {
+    let span = tracing::info_span!("cluster", name = %cluster);
+    tracing::Instrument::instrument(feed(cluster, client, cache, errors), span).await;
+}
+
+async fn feed(cluster: String, client: Client, cache: Arc<Cache>, errors: IntCounterVec) {
     let streams = vec![
         watch(Api::<Namespace>::all(client.clone()), Update::Namespace, &errors),
         watch(Api::<Role>::all(client.clone()), Update::Role, &errors),
