@@ -173,10 +173,25 @@ fn watch_selected<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
+    watch_backing_off(api, config, wrap, errors, watcher::DefaultBackoff::default())
+}
+
+/// [`watch_selected`] that waits `backoff` after each failure.
+fn watch_backing_off<K, B>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: fn(Event<K>) -> Update,
+    errors: &IntCounterVec,
+    backoff: B,
+) -> futures::stream::BoxStream<'static, Update>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    B: kube::runtime::utils::Backoff + 'static,
+{
     let kind = K::kind(&()).into_owned();
     let errors = errors.with_label_values(&[kind.as_str()]);
     watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(backoff)
         .filter_map(move |event| {
             let update = match event {
                 Ok(event) => Some(wrap(event)),

@@ -12,7 +12,7 @@ use prometheus::IntCounterVec;
 
 use kube::runtime::watcher;
 
-use super::{watch, watch_selected};
+use super::watch_backing_off;
 use crate::api::account::SHARE_LABEL;
 use crate::state::{Cache, Update};
 
@@ -23,20 +23,32 @@ pub async fn reflect(cluster: String, client: Client, cache: Arc<Cache>, errors:
 }
 
 async fn feed(cluster: String, client: Client, cache: Arc<Cache>, errors: IntCounterVec) {
+    let all = watcher::Config::default;
     let streams = vec![
-        watch(Api::<Namespace>::all(client.clone()), Update::Namespace, &errors),
-        watch(Api::<Role>::all(client.clone()), Update::Role, &errors),
-        watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole, &errors),
-        watch(Api::<RoleBinding>::all(client.clone()), Update::RoleBinding, &errors),
+        watch(Api::<Namespace>::all(client.clone()), all(), Update::Namespace, &errors),
+        watch(Api::<Role>::all(client.clone()), all(), Update::Role, &errors),
+        watch(
+            Api::<ClusterRole>::all(client.clone()),
+            all(),
+            Update::ClusterRole,
+            &errors,
+        ),
+        watch(
+            Api::<RoleBinding>::all(client.clone()),
+            all(),
+            Update::RoleBinding,
+            &errors,
+        ),
         watch(
             Api::<ClusterRoleBinding>::all(client.clone()),
+            all(),
             Update::ClusterRoleBinding,
             &errors,
         ),
         // Its spaces' shares of their AccountQuotas, whose use moves the quotas' shares.
-        watch_selected(
+        watch(
             Api::<ResourceQuota>::all(client.clone()),
-            watcher::Config::default().labels(SHARE_LABEL),
+            all().labels(SHARE_LABEL),
             Update::Share,
             &errors,
         ),
@@ -48,4 +60,25 @@ async fn feed(cluster: String, client: Client, cache: Arc<Cache>, errors: IntCou
             update: Box::new(update),
         });
     }
+}
+
+/// A watch of a connected cluster. Its failures are retried within a few seconds at most (kube's default waits up to 30
+/// s): a cluster just connected refuses or expires watches for a moment, and a write there waits for its events.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: fn(kube::runtime::watcher::Event<K>) -> Update,
+    errors: &IntCounterVec,
+) -> futures::stream::BoxStream<'static, Update>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let backoff = watcher::ExponentialBackoff::from(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(200))
+            .with_max_delay(std::time::Duration::from_secs(3))
+            .with_jitter()
+            .without_max_times(),
+    );
+    watch_backing_off(api, config, wrap, errors, backoff)
 }

@@ -97,7 +97,8 @@ impl Shared {
         ])
     }
 
-    /// Connects this control plane under this name, then waits until the server reports the Cluster `Ready`.
+    /// Connects this control plane under this name, then waits until the server reports the Cluster `Ready` and shows
+    /// what is made there.
     #[track_caller]
     fn connect(&self) {
         let (ok, out) = self.try_connect();
@@ -116,6 +117,20 @@ impl Shared {
                 ))
             }
         });
+        // And its reflectors deliver: a namespace made there now is a space here within moments. (Right after
+        // connect, the cluster's own watches may be refused or expired for a while.)
+        let probe = unique("xprobe");
+        self.admin().apply(&namespace(&probe));
+        let space = self.space(&probe);
+        eventually(Duration::from_secs(60), || {
+            let run = env().kubectl("admin").run(&["get", "space", &space, "-o", "name"]);
+            if run.success {
+                Ok(())
+            } else {
+                Err(format!("{space} not yet a space: {}", run.stderr))
+            }
+        });
+        let _ = self.admin().run(&["delete", "namespace", &probe, "--wait=false"]);
     }
 
     /// `tenancy-apiserver disconnect` of this cluster, on the management side only (its identity in the cluster stays,
