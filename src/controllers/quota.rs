@@ -46,6 +46,8 @@ pub use plan::{plan, Share};
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often every AccountQuota gets a pass whatever its inputs say (a missed event cannot stall it for longer).
 const FULL_PASS_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a connected cluster may take to answer a quota pass's read of its shares.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 /// A pass raises no share after holding its Lease this long (the Lease may be broken after 15 s; each call may take
 /// up to 10 s).
 const RAISE_DEADLINE: Duration = Duration::from_secs(4);
@@ -151,6 +153,7 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
         if cache.is_ready() {
             let quotas: Vec<Arc<AccountQuota>> = cache.read().quotas.values().cloned().collect();
             done.retain(|name, _| quotas.iter().any(|q| q.metadata.name.as_ref() == Some(name)));
+            let mut due = Vec::new();
             for quota in &quotas {
                 let name = quota.metadata.name.clone().unwrap_or_default();
                 // One quota per account is in force; any other only says which one is.
@@ -168,7 +171,14 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>) {
                     continue;
                 }
                 done.remove(&name);
-                match pass(&cache, &provisioner, quota).await {
+                due.push((name, before, quota.clone()));
+            }
+            // All at once: each holds its own account's Leases, and one that waits on a cluster out of reach must
+            // not hold back the others.
+            let passes = due.iter().map(|(_, _, quota)| pass(&cache, &provisioner, quota));
+            let results = futures::future::join_all(passes).await;
+            for ((name, before, _), result) in due.into_iter().zip(results) {
+                match result {
                     // What the pass wrote comes back as new inputs, and one more pass finds nothing to do.
                     Ok(true) => {
                         done.insert(name, before);
@@ -412,10 +422,21 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         });
         for member in reachable {
             let client = member.client().clone();
-            let listed = Api::<ResourceQuota>::all(client.clone())
-                .list(&ListParams::default().labels(&format!("{SHARE_LABEL}={name}")))
-                .await
-                .map_err(Error::Backend)?;
+            let shares = Api::<ResourceQuota>::all(client.clone());
+            let params = ListParams::default().labels(&format!("{SHARE_LABEL}={name}"));
+            let list = shares.list(&params);
+            // A connected cluster that stopped answering a moment ago still counts as in reach: the pass stops short
+            // (raising nothing) rather than holding its Leases while it waits, and the next one knows better.
+            let listed = match member.cluster() {
+                None => list.await.map_err(Error::Backend)?,
+                Some(cluster) => match tokio::time::timeout(ASK_TIMEOUT, list).await {
+                    Ok(listed) => listed.map_err(Error::Backend)?,
+                    Err(_) => {
+                        tracing::debug!(%cluster, quota = %name, "A cluster did not answer the quota pass in time");
+                        return Ok(false);
+                    }
+                },
+            };
             for rq in listed.items {
                 let namespace = rq.metadata.namespace.clone().unwrap_or_default();
                 let space = member.space(&namespace);

@@ -129,10 +129,15 @@ fn age(ns: &Namespace) -> Duration {
 
 async fn pass(cache: &Cache, provisioner: &Provisioner) {
     let snapshot = snapshot(cache, provisioner.members());
-    for part in snapshot.clusters.iter().filter(|p| p.reachable) {
-        let here = provisioner.in_cluster(part.member.clone());
-        tend(&here, part, &snapshot).await;
-    }
+    // All clusters at once: one that has just stopped answering must not hold back the others' repairs.
+    let tends = snapshot.clusters.iter().filter(|p| p.reachable).map(|part| {
+        let snapshot = &snapshot;
+        async move {
+            let here = provisioner.in_cluster(part.member.clone());
+            tend(&here, part, snapshot).await;
+        }
+    });
+    futures::future::join_all(tends).await;
     for account in &snapshot.accounts {
         upkeep_account(provisioner, account, &snapshot.clusters).await;
     }

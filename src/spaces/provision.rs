@@ -278,30 +278,36 @@ impl Provisioner {
         );
         // Each connected cluster is asked too (under the Lease, so exact); one that does not answer counts with what
         // the state last saw of it.
-        for member in self.members.all_connected() {
-            let cluster = member.cluster().unwrap_or_default();
-            let asked = tokio::time::timeout(
-                COUNT_TIMEOUT,
-                Api::<Namespace>::all(member.client().clone()).list(&selector),
-            )
-            .await;
-            count += match asked {
-                Ok(Ok(list)) => live(list.items),
-                _ => {
-                    let state = self.cache.read();
-                    state.connected.get(cluster).map_or(0, |part| {
-                        part.namespaces
-                            .values()
-                            .filter(|ns| {
-                                ns.metadata.deletion_timestamp.is_none()
-                                    && ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL))
-                                        == Some(&account.to_owned())
-                            })
-                            .count()
-                    })
+        let counts = self.members.all_connected().into_iter().map(|member| {
+            let selector = &selector;
+            async move {
+                let cluster = member.cluster().unwrap_or_default().to_owned();
+                let asked = tokio::time::timeout(
+                    COUNT_TIMEOUT,
+                    Api::<Namespace>::all(member.client().clone()).list(selector),
+                )
+                .await;
+                match asked {
+                    Ok(Ok(list)) => live(list.items),
+                    // One that does not answer counts with what the state last saw of it.
+                    _ => {
+                        let state = self.cache.read();
+                        state.connected.get(&cluster).map_or(0, |part| {
+                            part.namespaces
+                                .values()
+                                .filter(|ns| {
+                                    ns.metadata.deletion_timestamp.is_none()
+                                        && ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL))
+                                            == Some(&account.to_owned())
+                                })
+                                .count()
+                        })
+                    }
                 }
-            };
-        }
+            }
+        });
+        // Every connected cluster at once (under the Lease, so exact).
+        count += futures::future::join_all(counts).await.into_iter().sum::<usize>();
         Ok(i64::try_from(count).unwrap_or(i64::MAX))
     }
 

@@ -117,8 +117,13 @@ impl Shared {
                 ))
             }
         });
-        // And its reflectors deliver: a namespace made there now is a space here within moments. (Right after
-        // connect, the cluster's own watches may be refused or expired for a while.)
+        self.settled();
+    }
+
+    /// Waits until the server shows what is made in this cluster now: a namespace made there becomes a space here.
+    /// (Right after connect, or after its kube-apiserver restarted, its watches may be refused or expired a while.)
+    #[track_caller]
+    pub(crate) fn settled(&self) {
         let probe = unique("xprobe");
         self.admin().apply(&namespace(&probe));
         let space = self.space(&probe);
@@ -196,6 +201,7 @@ impl Outage<'_> {
         if let Err(error) = self.shared.plane.restart("kube-apiserver", "start") {
             panic!("{error}");
         }
+        self.shared.settled();
     }
 }
 
