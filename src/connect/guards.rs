@@ -32,7 +32,16 @@ pub fn guards() -> Vec<Value> {
     };
     let roles = documents(include_str!("../../deploy/tenant-rbac.yaml"))
         .into_iter()
-        .filter(|doc| doc["kind"] == "ClusterRole" && TENANT_ROLES.iter().any(|name| doc["metadata"]["name"] == *name));
+        .filter(|doc| doc["kind"] == "ClusterRole" && TENANT_ROLES.iter().any(|name| doc["metadata"]["name"] == *name))
+        .map(|mut role| {
+            // An aggregated role's rules are kube-controller-manager's to fill: applied as `rules: []`, every apply
+            // would empty them until it fills them again, and the owners would lose their spaces meanwhile.
+            let aggregated = !role["aggregationRule"].is_null();
+            if let (Some(fields), true) = (role.as_object_mut(), aggregated) {
+                fields.remove("rules");
+            }
+            role
+        });
     let mut admission = documents(include_str!("../../deploy/admission.yaml"));
     // Policies before their bindings: a binding to a policy not yet there guards nothing for a moment.
     admission.sort_by_key(|doc| doc["kind"] != "ValidatingAdmissionPolicy");
@@ -158,5 +167,21 @@ mod tests {
                 .map(|name| ("ValidatingAdmissionPolicyBinding".to_owned(), (*name).to_owned())),
         );
         assert_eq!(names, want);
+    }
+
+    #[test]
+    fn an_aggregated_role_is_applied_without_rules_so_its_aggregated_rules_stay() {
+        let guards = guards();
+        let admin = guards
+            .iter()
+            .find(|g| g["metadata"]["name"] == "tenancy-space-admin")
+            .expect("the owners' role");
+        assert!(!admin["aggregationRule"].is_null(), "{admin}");
+        assert!(admin.get("rules").is_none(), "{admin}");
+        let reader = guards
+            .iter()
+            .find(|g| g["metadata"]["name"] == "tenancy-shared-reader")
+            .expect("the shared readers' role");
+        assert!(reader["rules"].as_array().is_some_and(|r| !r.is_empty()), "{reader}");
     }
 }
