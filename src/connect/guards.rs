@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Client;
 use serde_json::Value;
 
@@ -48,6 +48,23 @@ pub fn guards() -> Vec<Value> {
     roles.chain(admission).collect()
 }
 
+/// The API of a guard's kind in the cluster `client` talks to; `None` for a kind that is no guard.
+fn api_of(client: &Client, kind: &str) -> Option<Api<DynamicObject>> {
+    let resource = match kind {
+        "ClusterRole" => ApiResource::erase::<ClusterRole>(&()),
+        "ValidatingAdmissionPolicy" => ApiResource::erase::<ValidatingAdmissionPolicy>(&()),
+        "ValidatingAdmissionPolicyBinding" => ApiResource::erase::<ValidatingAdmissionPolicyBinding>(&()),
+        _ => return None,
+    };
+    Some(Api::all_with(client.clone(), &resource))
+}
+
+/// A guard's kind and name.
+fn kind_and_name(guard: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (text(&guard["kind"]), text(&guard["metadata"]["name"]))
+}
+
 /// Applies every guard in the cluster `client` talks to (server-side apply, forced: they are the platform's).
 ///
 /// # Errors
@@ -55,25 +72,13 @@ pub fn guards() -> Vec<Value> {
 pub async fn install(client: &Client) -> Result<(), (String, kube::Error)> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for guard in guards() {
-        let name = guard["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        let kind = guard["kind"].as_str().unwrap_or_default().to_owned();
-        let patch = Patch::Apply(&guard);
-        let applied = match kind.as_str() {
-            "ClusterRole" => Api::<ClusterRole>::all(client.clone())
-                .patch(&name, &params, &patch)
-                .await
-                .map(drop),
-            "ValidatingAdmissionPolicy" => Api::<ValidatingAdmissionPolicy>::all(client.clone())
-                .patch(&name, &params, &patch)
-                .await
-                .map(drop),
-            "ValidatingAdmissionPolicyBinding" => Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .patch(&name, &params, &patch)
-                .await
-                .map(drop),
-            _ => continue,
+        let (kind, name) = kind_and_name(&guard);
+        let Some(api) = api_of(client, &kind) else {
+            continue;
         };
-        applied.map_err(|error| (format!("{kind} {name}"), error))?;
+        api.patch(&name, &params, &Patch::Apply(&guard))
+            .await
+            .map_err(|error| (format!("{kind} {name}"), error))?;
     }
     Ok(())
 }
@@ -82,25 +87,12 @@ pub async fn install(client: &Client) -> Result<(), (String, kube::Error)> {
 pub async fn missing(client: &Client) -> Vec<(String, String)> {
     let mut missing = Vec::new();
     for guard in guards() {
-        let name = guard["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        let kind = guard["kind"].as_str().unwrap_or_default().to_owned();
-        let there = match kind.as_str() {
-            "ClusterRole" => Api::<ClusterRole>::all(client.clone())
-                .get_opt(&name)
-                .await
-                .map(|o| o.is_some()),
-            "ValidatingAdmissionPolicy" => Api::<ValidatingAdmissionPolicy>::all(client.clone())
-                .get_opt(&name)
-                .await
-                .map(|o| o.is_some()),
-            "ValidatingAdmissionPolicyBinding" => Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .get_opt(&name)
-                .await
-                .map(|o| o.is_some()),
-            _ => continue,
+        let (kind, name) = kind_and_name(&guard);
+        let Some(api) = api_of(client, &kind) else {
+            continue;
         };
         // Not known to be missing is left alone: only what surely was not there is ever removed.
-        if matches!(there, Ok(false)) {
+        if matches!(api.get_opt(&name).await, Ok(None)) {
             missing.push((kind, name));
         }
     }
@@ -112,26 +104,14 @@ pub async fn missing(client: &Client) -> Vec<(String, String)> {
 /// # Errors
 /// The first removal kube-apiserver refuses (one already gone is fine).
 pub async fn remove(client: &Client, made: &[(String, String)]) -> Result<(), kube::Error> {
-    let delete = DeleteParams::default();
     for (kind, name) in made.iter().rev() {
-        let removed = match kind.as_str() {
-            "ValidatingAdmissionPolicyBinding" => Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-                .delete(name, &delete)
-                .await
-                .map(drop),
-            "ValidatingAdmissionPolicy" => Api::<ValidatingAdmissionPolicy>::all(client.clone())
-                .delete(name, &delete)
-                .await
-                .map(drop),
-            "ClusterRole" => Api::<ClusterRole>::all(client.clone())
-                .delete(name, &delete)
-                .await
-                .map(drop),
-            _ => continue,
+        let Some(api) = api_of(client, kind) else {
+            continue;
         };
-        match removed {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            other => other?,
+            Err(error) => return Err(error),
         }
     }
     Ok(())
