@@ -266,6 +266,13 @@ impl State {
             .filter(|(name, _)| connected_part(name).is_none())
     }
 
+    /// Whether a served cluster (`None`: the management cluster) is one to act in now: it answers and its namespaces
+    /// and RBAC have been listed (acting on a partial picture would undo what is there).
+    #[must_use]
+    pub fn is_reachable(&self, cluster: Option<&str>) -> bool {
+        cluster.is_none_or(|c| self.connected.get(c).is_some_and(|p| p.online && p.is_synced()))
+    }
+
     /// One served cluster's namespaces, by their names there (`None`: the management cluster); none for a cluster not
     /// connected.
     pub fn cluster_namespaces<'a>(

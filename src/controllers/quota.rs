@@ -120,9 +120,7 @@ struct At {
 fn account_spaces(state: &crate::state::State, members: &Members, quota: &AccountQuota) -> BTreeMap<String, At> {
     let mut spaces = BTreeMap::new();
     for member in members.all() {
-        let reachable = member
-            .cluster()
-            .is_none_or(|c| state.connected.get(c).is_some_and(|p| p.online && p.is_synced()));
+        let reachable = state.is_reachable(member.cluster());
         for ns in state
             .cluster_namespaces(member.cluster())
             .filter(|ns| account_of(ns) == Some(quota.spec.account.as_str()))
@@ -243,7 +241,11 @@ async fn sweep(cache: &Cache, members: &Members) {
         for member in members.all() {
             let shares = match member.cluster() {
                 None => &state.shares,
-                Some(cluster) => match state.connected.get(cluster).filter(|p| p.online && p.is_synced()) {
+                Some(cluster) => match state
+                    .connected
+                    .get(cluster)
+                    .filter(|_| state.is_reachable(Some(cluster)))
+                {
                     Some(part) => &part.shares,
                     None => continue,
                 },
@@ -415,11 +417,10 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         let started = Instant::now();
         // Each share read, with the cluster it is in and its namespace there.
         let mut read: BTreeMap<String, (Arc<Member>, String, ResourceQuota)> = BTreeMap::new();
-        let reachable = members.all().into_iter().filter(|m| {
-            let state = cache.read();
-            m.cluster()
-                .is_none_or(|c| state.connected.get(c).is_some_and(|p| p.online && p.is_synced()))
-        });
+        let reachable = members
+            .all()
+            .into_iter()
+            .filter(|m| cache.read().is_reachable(m.cluster()));
         for member in reachable {
             let client = member.client().clone();
             let shares = Api::<ResourceQuota>::all(client.clone());

@@ -87,9 +87,7 @@ fn snapshot(cache: &Cache, members: &Members) -> Snapshot {
         .into_iter()
         .map(|member| {
             let (namespaces, mut bindings) = state.cluster_part(member.cluster());
-            let reachable = member
-                .cluster()
-                .is_none_or(|c| state.connected.get(c).is_some_and(|p| p.online && p.is_synced()));
+            let reachable = state.is_reachable(member.cluster());
             Part {
                 reachable,
                 namespaces,
