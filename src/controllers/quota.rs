@@ -599,18 +599,31 @@ fn within(status: &BTreeMap<String, i128>, limits: &BTreeMap<String, i128>) -> b
         .all(|(key, limit)| status.get(key).is_some_and(|s| s <= limit))
 }
 
-/// Whether a share's `status.hard` (what admission checks) is at most `limits`, waiting for kube-controller-manager
-/// until [`RAISE_DEADLINE`].
+/// Whether a lowered share holds: its `status.hard` (what admission checks) is at most `limits`, waiting for
+/// kube-controller-manager until [`RAISE_DEADLINE`], and what it uses then fits in them. Until kube-controller-manager
+/// copies the lowered `spec.hard` into `status.hard`, admission still lets pods in up to the old one: a share that took
+/// more than its lowered limit meanwhile holds more than the plan gave it, and raising the others would let the sum
+/// of what is used pass the total. Once `status.hard` is lowered, every later admission checks it (each writes
+/// `status.used` on that same version), so what is used there stays within it.
 async fn in_force(
     client: &kube::Client,
     space: &str,
     limits: &BTreeMap<String, i128>,
     started: Instant,
 ) -> Result<bool, Error> {
-    wait_for_share(client, space, started + RAISE_DEADLINE, |share| {
-        within(&quantities(share.status.as_ref().and_then(|s| s.hard.as_ref())), limits)
+    let fits = std::sync::atomic::AtomicBool::new(false);
+    let lowered = wait_for_share(client, space, started + RAISE_DEADLINE, |share| {
+        let status = share.status.as_ref();
+        let lowered = within(&quantities(status.and_then(|s| s.hard.as_ref())), limits);
+        let used = quantities(status.and_then(|s| s.used.as_ref()));
+        let fit = used
+            .iter()
+            .all(|(key, used)| limits.get(key).is_none_or(|limit| used <= limit));
+        fits.store(fit, std::sync::atomic::Ordering::Relaxed);
+        lowered
     })
-    .await
+    .await?;
+    Ok(lowered && fits.into_inner())
 }
 
 /// The quota's status: the totals and each space's share and use, in every cluster (`away`: the shares of clusters out
