@@ -59,9 +59,9 @@ fn client(cache: Arc<Cache>, asked: Arc<AtomicU64>) -> kube::Client {
             let allowed = {
                 let state = cache.read();
                 if name.is_empty() {
-                    state.index.has_all(&subjects)
+                    state.management.index.has_all(&subjects)
                 } else {
-                    state.index.may_get(&subjects, name)
+                    state.management.index.may_get(&subjects, name)
                 }
             };
             review["status"] = serde_json::json!({ "allowed": allowed });

@@ -1,10 +1,10 @@
 //! Kube I/O: the two clients (long watches; calls on a request's path), the reflectors (watches of Namespaces, RBAC
 //! objects, Accounts, SpaceTemplates, AccountQuotas and their share ResourceQuotas) feeding the state every read is
 //! answered from, the watch on kube-apiserver's authentication ConfigMap, the SubjectAccessReview reviewer of
-//! `--access-mode=sar` (`review`), the watch of enforced template objects (`enforced`), connected clusters'
-//! clients and reflectors (`connected`), and failed calls told as sentences (`explain`).
+//! `--access-mode=sar` (`review`), the watch of enforced template objects (`enforced`), each served cluster's
+//! reflectors (`cluster`), and failed calls told as sentences (`explain`).
 
-pub mod connected;
+pub mod cluster;
 pub mod enforced;
 pub mod explain;
 pub mod review;
@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
@@ -124,26 +123,13 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Feeds `cache` from a watch per kind, in arrival order, forever (each watch retries with backoff).
 pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
     let errors = &metrics.watch_errors;
-    let streams = vec![
+    let mut streams = vec![
         watch(Api::<Account>::all(client.clone()), Update::Account, errors),
         watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate, errors),
         watch(Api::<AccountQuota>::all(client.clone()), Update::AccountQuota, errors),
-        watch_selected(
-            Api::<ResourceQuota>::all(client.clone()),
-            watcher::Config::default().labels(crate::api::account::SHARE_LABEL),
-            Update::Share,
-            errors,
-        ),
-        watch(Api::<Namespace>::all(client.clone()), Update::Namespace, errors),
-        watch(Api::<Role>::all(client.clone()), Update::Role, errors),
-        watch(Api::<ClusterRole>::all(client.clone()), Update::ClusterRole, errors),
-        watch(Api::<RoleBinding>::all(client.clone()), Update::RoleBinding, errors),
-        watch(
-            Api::<ClusterRoleBinding>::all(client.clone()),
-            Update::ClusterRoleBinding,
-            errors,
-        ),
     ];
+    // The management cluster's own part, from the same reflectors as every connected cluster's.
+    streams.extend(cluster::streams(&client, errors));
     tokio::spawn(probe(client, metrics));
     let mut updates = futures::stream::select_all(streams);
     while let Some(update) = updates.next().await {

@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 use crate::access::view::space_name;
 use crate::authz::Authorizer;
 use crate::backend::enforced::Enforced;
-use crate::backend::{clients_from, connected, explain, Clients};
+use crate::backend::{clients_from, cluster, explain, Clients};
 use crate::state::Cache;
 
 /// One cluster this server serves.
@@ -236,7 +236,7 @@ run tenancy-apiserver connect again",
                 ))
             }
         }
-        let reflectors = tokio::spawn(connected::reflect(
+        let reflectors = tokio::spawn(cluster::reflect(
             cluster.to_owned(),
             watch.clone(),
             cache.clone(),

@@ -1,15 +1,16 @@
-//! The server's picture of the cluster: namespaces, the access index, the change log, Accounts, SpaceTemplates,
-//! AccountQuotas and their shares, and the server's own bindings, changed by one writer task in the order events arrive (fed by backend's reflectors and
-//! reviewer), read by every request under a short read lock (never held across an await).
+//! The server's picture of every cluster it serves: the spaces, the change log, Accounts, SpaceTemplates and
+//! AccountQuotas, and one [`Part`] per cluster (its access index, namespaces, shares and the server's bindings there),
+//! changed by one writer task in the order events arrive (fed by each cluster's reflectors and the reviewer), read by
+//! every request under a short read lock (never held across an await).
 //!
-//! Connected clusters have their part here too (`connected`): their own access index and namespaces, fed by their own
-//! reflectors. Their spaces sit among this cluster's as `<cluster>.<namespace>`, and their changes go into the one
-//! change log, so a list, watch or resume across all clusters is exact exactly as for this cluster alone.
+//! The management cluster's part and each connected cluster's are the same type, fed by the same code. Connected
+//! clusters' spaces sit among the management cluster's as `<cluster>.<namespace>`, and every cluster's changes go into
+//! the one change log, so a list, watch or resume across all clusters is exact exactly as for one cluster alone.
 
-mod connected;
+mod cluster;
 pub mod log;
 
-pub use connected::{Connected, UNKNOWN_PHASE};
+pub use cluster::{Part, UNKNOWN_PHASE};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use kube::ResourceExt;
 use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
+use self::cluster::Relist;
 use self::log::{Change, Entry, Log, Namespaces};
 use crate::access::index::{subjects_of, AccessChange, Index, Scope, SubjectKey};
 use crate::access::view::{connected_part, Subjects, UserView};
@@ -57,7 +59,7 @@ pub enum Update {
     },
     /// A reviewed identity nobody uses any more.
     Forget(SubjectKey),
-    /// A Namespace or RBAC event of a connected cluster.
+    /// A Namespace, RBAC or share event of a connected cluster (those above without it are the management cluster's).
     Connected {
         cluster: String,
         update: Box<Update>,
@@ -75,19 +77,13 @@ pub enum Update {
 /// namespace.
 pub type ServerBindings = BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>;
 
-/// The kinds whose first list must be complete before the server is ready.
-const REQUIRED: [&str; 7] = [
-    "accounts",
-    "spacetemplates",
-    "namespaces",
-    "roles",
-    "clusterroles",
-    "rolebindings",
-    "clusterrolebindings",
-];
+/// The configuration kinds whose first list must be complete (with the management cluster's part) before the server is
+/// ready.
+const REQUIRED: [&str; 2] = ["accounts", "spacetemplates"];
 
 pub struct State {
-    pub index: Index,
+    /// Every served cluster's namespaces as spaces: the management cluster's by their names, a connected cluster's as
+    /// `<cluster>.<namespace>`.
     pub namespaces: Namespaces,
     pub log: Log,
     /// Accounts and SpaceTemplates by name.
@@ -98,28 +94,20 @@ pub struct State {
     pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
     /// AccountQuotas by name.
     pub quotas: BTreeMap<String, Arc<AccountQuota>>,
-    /// The AccountQuota shares (ResourceQuotas `account-quota`), by namespace.
-    pub shares: BTreeMap<String, Arc<ResourceQuota>>,
-    /// The server's RoleBindings (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then namespace.
-    pub server_bindings: ServerBindings,
-    /// Connected clusters by name.
-    pub connected: BTreeMap<String, Connected>,
-    /// Objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
-    relist: Relist,
+    /// The management cluster's part (in `--access-mode=sar`, its index holds the reviewed answers).
+    pub management: Part,
+    /// Connected clusters' parts, by name.
+    pub connected: BTreeMap<String, Part>,
+    /// Configuration objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
+    relist: ConfigRelist,
     synced: HashSet<&'static str>,
 }
 
 #[derive(Default)]
-struct Relist {
-    namespaces: Vec<Namespace>,
-    roles: Vec<Role>,
-    cluster_roles: Vec<ClusterRole>,
-    role_bindings: Vec<RoleBinding>,
-    cluster_role_bindings: Vec<ClusterRoleBinding>,
+struct ConfigRelist {
     accounts: Vec<Account>,
     templates: Vec<SpaceTemplate>,
     quotas: Vec<AccountQuota>,
-    shares: Vec<ResourceQuota>,
 }
 
 pub struct Cache {
@@ -151,17 +139,15 @@ impl Cache {
         Cache {
             mode,
             state: RwLock::new(State {
-                index: Index::default(),
                 namespaces: Namespaces::new(),
                 log: Log::new(LOG_CAPACITY),
                 accounts: BTreeMap::new(),
                 accounts_revision: 0,
                 templates: BTreeMap::new(),
                 quotas: BTreeMap::new(),
-                shares: BTreeMap::new(),
-                server_bindings: BTreeMap::new(),
+                management: Part::new(true),
                 connected: BTreeMap::new(),
-                relist: Relist::default(),
+                relist: ConfigRelist::default(),
                 synced: HashSet::new(),
             }),
             entries: broadcast::channel(WATCH_BUFFER).0,
@@ -217,7 +203,8 @@ impl Cache {
         let mut changes = Vec::new();
         state.apply(update, &mut changes);
         self.generation.send_modify(|g| *g += 1);
-        if REQUIRED.iter().all(|kind| state.synced.contains(kind)) && !self.ready.swap(true, Ordering::AcqRel) {
+        let synced = REQUIRED.iter().all(|kind| state.synced.contains(kind)) && state.management.is_synced();
+        if synced && !self.ready.swap(true, Ordering::AcqRel) {
             tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
         }
         if changes.is_empty() {
@@ -241,7 +228,7 @@ impl State {
     #[must_use]
     pub fn may_get(&self, subjects: &Subjects, name: &str) -> bool {
         match connected_part(name) {
-            None => self.index.may_get(&subjects.local, name),
+            None => self.management.index.may_get(&subjects.local, name),
             Some((cluster, namespace)) => self
                 .connected
                 .get(cluster)
@@ -253,57 +240,35 @@ impl State {
     #[must_use]
     pub fn view(&self, subjects: Subjects) -> UserView {
         UserView::new(
-            &self.index,
+            &self.management.index,
             self.connected.iter().map(|(name, part)| (name.as_str(), &part.index)),
             subjects,
         )
-    }
-
-    /// This cluster's namespaces (connected clusters' spaces left out): what the controllers look after.
-    pub fn local_namespaces(&self) -> impl Iterator<Item = (&String, &Arc<Namespace>)> {
-        self.namespaces
-            .iter()
-            .filter(|(name, _)| connected_part(name).is_none())
     }
 
     /// Whether a served cluster (`None`: the management cluster) is one to act in now: it answers and its namespaces
     /// and RBAC have been listed (acting on a partial picture would undo what is there).
     #[must_use]
     pub fn is_reachable(&self, cluster: Option<&str>) -> bool {
-        cluster.is_none_or(|c| self.connected.get(c).is_some_and(|p| p.online && p.is_synced()))
+        self.part(cluster).is_some_and(|p| p.online && p.is_synced())
     }
 
     /// One served cluster's namespaces, by their names there (`None`: the management cluster); none for a cluster not
     /// connected.
-    pub fn cluster_namespaces<'a>(
-        &'a self,
-        cluster: Option<&str>,
-    ) -> Box<dyn Iterator<Item = &'a Arc<Namespace>> + 'a> {
-        match cluster {
-            None => Box::new(self.local_namespaces().map(|(_, ns)| ns)),
-            Some(cluster) => match self.connected.get(cluster) {
-                Some(part) => Box::new(part.namespaces.values()),
-                None => Box::new(std::iter::empty()),
-            },
-        }
+    pub fn cluster_namespaces<'a>(&'a self, cluster: Option<&str>) -> impl Iterator<Item = &'a Arc<Namespace>> + 'a {
+        self.part(cluster).into_iter().flat_map(|part| part.namespaces.values())
     }
 
     /// One served cluster's namespaces, by their names there (`None`: the management cluster), and the server's
     /// bindings there: what the controllers look after in it. Empty for a cluster not connected.
     #[must_use]
     pub fn cluster_part(&self, cluster: Option<&str>) -> (Vec<Arc<Namespace>>, ServerBindings) {
-        match cluster {
-            None => (
-                self.local_namespaces().map(|(_, ns)| ns.clone()).collect(),
-                self.server_bindings.clone(),
-            ),
-            Some(cluster) => self.connected.get(cluster).map_or_else(Default::default, |part| {
-                (
-                    part.namespaces.values().cloned().collect(),
-                    part.server_bindings.clone(),
-                )
-            }),
-        }
+        self.part(cluster).map_or_else(Default::default, |part| {
+            (
+                part.namespaces.values().cloned().collect(),
+                part.server_bindings.clone(),
+            )
+        })
     }
 
     /// Applies `update`, adding what it changed for watchers to `changes`.
@@ -321,35 +286,28 @@ impl State {
             Update::SpaceTemplate(event) => {
                 self.config_event(event, "spacetemplates", |s| &mut s.templates, |r| &mut r.templates);
             }
-            Update::Share(event) => share_event(&mut self.shares, &mut self.relist.shares, event),
             Update::AccountQuota(event) => {
                 self.config_event(event, "accountquotas", |s| &mut s.quotas, |r| &mut r.quotas);
             }
-            Update::RoleBinding(event) => {
-                track_server_bindings(&mut self.server_bindings, &event);
-                self.rbac_event(event, "rolebindings", &mut access);
-            }
-            Update::Namespace(event) => self.namespace_event(event, changes),
-            Update::Role(event) => self.rbac_event(event, "roles", &mut access),
-            Update::ClusterRole(event) => self.rbac_event(event, "clusterroles", &mut access),
-            Update::ClusterRoleBinding(event) => self.rbac_event(event, "clusterrolebindings", &mut access),
             Update::Reviewed { subject, answers } => {
                 for (scope, allowed) in &answers {
-                    self.index.set_reviewed(&subject, scope, *allowed, &mut access);
+                    self.management
+                        .index
+                        .set_reviewed(&subject, scope, *allowed, &mut access);
                 }
             }
-            Update::Forget(subject) => self.index.forget(&subject, &mut access),
-            Update::Connected { cluster, update } => self.connected_event(&cluster, *update, changes),
+            Update::Forget(subject) => self.management.index.forget(&subject, &mut access),
+            Update::Connected { cluster, update } => self.cluster_event(Some(&cluster), *update, changes),
             Update::Online { cluster, online } => {
-                let part = self.connected.entry(cluster.clone()).or_default();
-                if part.online != online {
-                    part.online = online;
-                    let names: Vec<String> = part.namespaces.keys().cloned().collect();
-                    for name in names {
-                        self.show_connected(&cluster, &name, changes);
-                    }
-                }
+                let at = cluster.clone();
+                self.cluster_event(Some(&at), Update::Online { cluster, online }, changes);
             }
+            cluster_update @ (Update::Namespace(_)
+            | Update::Role(_)
+            | Update::ClusterRole(_)
+            | Update::RoleBinding(_)
+            | Update::ClusterRoleBinding(_)
+            | Update::Share(_)) => self.cluster_event(None, cluster_update, changes),
             Update::Disconnected(cluster) => self.disconnect(&cluster, changes),
         }
         changes.extend(access.into_iter().map(Change::Access));
@@ -361,46 +319,13 @@ impl State {
         }
     }
 
-    fn namespace_event(&mut self, event: Event<Namespace>, changes: &mut Vec<Change>) {
-        match event {
-            Event::Apply(ns) => self.put_namespace(ns, changes),
-            Event::Delete(ns) => {
-                let name = ns.name_any();
-                if let Some(old) = self.namespaces.remove(&name) {
-                    changes.push(Change::Namespace { name, old: Some(old) });
-                }
-            }
-            Event::Init => self.relist.namespaces.clear(),
-            Event::InitApply(ns) => self.relist.namespaces.push(ns),
-            Event::InitDone => {
-                let listed = std::mem::take(&mut self.relist.namespaces);
-                let names: HashSet<String> = listed.iter().map(ResourceExt::name_any).collect();
-                for ns in listed {
-                    self.put_namespace(ns, changes);
-                }
-                let gone: Vec<String> = self
-                    .namespaces
-                    .keys()
-                    .filter(|n| !names.contains(*n))
-                    .cloned()
-                    .collect();
-                for name in gone {
-                    if let Some(old) = self.namespaces.remove(&name) {
-                        changes.push(Change::Namespace { name, old: Some(old) });
-                    }
-                }
-                self.synced.insert("namespaces");
-            }
-        }
-    }
-
     /// Accounts and templates: kept by name, no access effect.
     fn config_event<K: ResourceExt + Clone>(
         &mut self,
         event: Event<K>,
         kind: &'static str,
         map: fn(&mut Self) -> &mut BTreeMap<String, Arc<K>>,
-        buffer: fn(&mut Relist) -> &mut Vec<K>,
+        buffer: fn(&mut ConfigRelist) -> &mut Vec<K>,
     ) {
         match event {
             Event::Apply(object) => {
@@ -419,8 +344,8 @@ impl State {
         }
     }
 
-    /// Shares by namespace (each is named `account-quota`), no access effect.
-    fn put_namespace(&mut self, ns: Namespace, changes: &mut Vec<Change>) {
+    /// Puts a space among the spaces, unless it is the same as shown already.
+    fn put_namespace(&mut self, ns: Arc<Namespace>, changes: &mut Vec<Change>) {
         let name = ns.name_any();
         let old = self.namespaces.get(&name).cloned();
         // The status too: a connected cluster's space shows phase Unknown while its cluster does not answer.
@@ -430,23 +355,12 @@ impl State {
         {
             return;
         }
-        self.namespaces.insert(name.clone(), Arc::new(ns));
+        self.namespaces.insert(name.clone(), ns);
         changes.push(Change::Namespace { name, old });
-    }
-
-    fn rbac_event<K: Rbac>(&mut self, event: Event<K>, kind: &'static str, changes: &mut Vec<AccessChange>) {
-        rbac_event(
-            &mut self.index,
-            &mut self.relist,
-            &mut self.synced,
-            event,
-            kind,
-            changes,
-        );
     }
 }
 
-/// One RBAC event into `index` (this cluster's or a connected one's), relists buffered in `relist`.
+/// One RBAC event into `index` (a cluster's part), relists buffered in `relist`.
 fn rbac_event<K: Rbac>(
     index: &mut Index,
     relist: &mut Relist,

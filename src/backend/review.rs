@@ -238,7 +238,7 @@ impl Reviewer {
             let state = self.cache.read();
             identities
                 .iter()
-                .filter(|identity| !state.index.has_all(std::slice::from_ref(&identity.subject)))
+                .filter(|identity| !state.management.index.has_all(std::slice::from_ref(&identity.subject)))
                 .collect()
         };
         let mut questions: HashMap<SubjectKey, Questions> = HashMap::new();
@@ -314,10 +314,10 @@ impl Reviewer {
                     .filter(|(scope, allowed)| {
                         questions.rbac.contains(scope)
                             && match scope {
-                                Scope::All => state.index.has_all(&identity.rbac_subjects) != *allowed,
+                                Scope::All => state.management.index.has_all(&identity.rbac_subjects) != *allowed,
                                 Scope::One(name) => {
                                     state.namespaces.contains_key(name)
-                                        && state.index.may_get(&identity.rbac_subjects, name) != *allowed
+                                        && state.management.index.may_get(&identity.rbac_subjects, name) != *allowed
                                 }
                             }
                     })
@@ -345,12 +345,9 @@ impl Reviewer {
         let all = self.ask(identity, &Scope::All, class).await?;
         let (existing, held): (Vec<String>, Vec<String>) = {
             let state = self.cache.read();
-            let (_, held) = state.index.subject_view(&identity.subject);
+            let (_, held) = state.management.index.subject_view(&identity.subject);
             let held = held.into_iter().filter(|n| all || !state.namespaces.contains_key(n));
-            (
-                state.local_namespaces().map(|(name, _)| name.clone()).collect(),
-                held.collect(),
-            )
+            (state.management.namespaces.keys().cloned().collect(), held.collect())
         };
         let mut answers = vec![(Scope::All, all)];
         answers.extend(held.into_iter().map(|name| (Scope::One(name), false)));

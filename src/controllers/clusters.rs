@@ -28,7 +28,7 @@ use crate::clusters::{Member, Members};
 use crate::connect;
 use crate::connect::NAMESPACE;
 use crate::metrics::ClusterMetrics;
-use crate::state::{Cache, Connected, Update};
+use crate::state::{Cache, Part, Update};
 
 /// How often each connected cluster is asked (all of them together).
 const INTERVAL: Duration = Duration::from_secs(3);
@@ -166,12 +166,7 @@ async fn probe(context: &Context, cluster: &Cluster, name: &str) {
         });
     let now = Timestamp::now().to_string();
     // Answering, but its spaces are not all known yet until its reflectors have listed once.
-    let synced = context
-        .cache
-        .read()
-        .connected
-        .get(name)
-        .is_some_and(Connected::is_synced);
+    let synced = context.cache.read().connected.get(name).is_some_and(Part::is_synced);
     let guarded = context.guards.lock().get(name).cloned().map(|problem| match problem {
         None => json!({"type": "Guarded", "status": "True", "reason": "Installed", "message": "", "lastTransitionTime": now}),
         Some(problem) => json!({"type": "Guarded", "status": "False", "reason": "Refused", "message": problem, "lastTransitionTime": now}),

@@ -77,14 +77,13 @@ fn inputs(cache: &Cache, members: &Members, quota: &AccountQuota) -> Inputs {
             .map(String::as_str)
             == Some(name)
     };
-    let local = state.shares.iter().map(|(ns, rq)| (ns.clone(), rq));
-    let connected = state.connected.iter().flat_map(|(cluster, part)| {
-        part.shares
-            .iter()
-            .map(move |(ns, rq)| (crate::access::view::space_name(cluster, ns), rq))
-    });
-    let shares = local
-        .chain(connected)
+    let shares = members
+        .all()
+        .into_iter()
+        .flat_map(|member| {
+            let shares = state.part(member.cluster()).into_iter().flat_map(|part| &part.shares);
+            shares.map(move |(ns, rq)| (member.space(ns), rq))
+        })
         .filter(|(_, rq)| ours(rq))
         .map(|(space, rq)| (space, rq.metadata.resource_version.clone()))
         .collect();
@@ -239,18 +238,13 @@ async fn sweep(cache: &Cache, members: &Members) {
             })
         };
         for member in members.all() {
-            let shares = match member.cluster() {
-                None => &state.shares,
-                Some(cluster) => match state
-                    .connected
-                    .get(cluster)
-                    .filter(|_| state.is_reachable(Some(cluster)))
-                {
-                    Some(part) => &part.shares,
-                    None => continue,
-                },
+            let Some(part) = state
+                .part(member.cluster())
+                .filter(|_| state.is_reachable(member.cluster()))
+            else {
+                continue;
             };
-            for (namespace, rq) in shares {
+            for (namespace, rq) in &part.shares {
                 let Some(owner) = rq.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL)) else {
                     continue;
                 };

@@ -264,50 +264,42 @@ impl Provisioner {
     /// The account's spaces as kube-apiserver has them now (a consistent read, not the cache).
     async fn count_spaces(&self, account: &str) -> Result<i64, Error> {
         let selector = ListParams::default().labels(&format!("{ACCOUNT_LABEL}={account}"));
-        let live = |list: Vec<Namespace>| {
-            list.iter()
+        fn live<'a>(namespaces: impl IntoIterator<Item = &'a Namespace>) -> usize {
+            namespaces
+                .into_iter()
                 .filter(|ns| ns.metadata.deletion_timestamp.is_none())
                 .count()
-        };
-        let mut count = live(
-            Api::<Namespace>::all(self.management().clone())
-                .list(&selector)
-                .await
-                .map_err(Error::Backend)?
-                .items,
-        );
-        // Each connected cluster is asked too (under the Lease, so exact); one that does not answer counts with what
-        // the state last saw of it.
-        let counts = self.members.all_connected().into_iter().map(|member| {
+        }
+        // Every cluster is asked, all at once (under the Lease, so exact); one that does not answer counts with what the
+        // state last saw of it.
+        let counts = self.members.all().into_iter().map(|member| {
             let selector = &selector;
             async move {
-                let cluster = member.cluster().unwrap_or_default().to_owned();
                 let asked = tokio::time::timeout(
                     COUNT_TIMEOUT,
                     Api::<Namespace>::all(member.client().clone()).list(selector),
                 )
                 .await;
                 match asked {
-                    Ok(Ok(list)) => live(list.items),
-                    // One that does not answer counts with what the state last saw of it.
-                    _ => {
-                        let state = self.cache.read();
-                        state.connected.get(&cluster).map_or(0, |part| {
-                            part.namespaces
-                                .values()
-                                .filter(|ns| {
-                                    ns.metadata.deletion_timestamp.is_none()
-                                        && ns.metadata.labels.as_ref().and_then(|l| l.get(ACCOUNT_LABEL))
-                                            == Some(&account.to_owned())
-                                })
-                                .count()
-                        })
-                    }
+                    Ok(Ok(list)) => live(&list.items),
+                    _ => live(
+                        self.cache
+                            .read()
+                            .cluster_namespaces(member.cluster())
+                            .map(AsRef::as_ref)
+                            .filter(|ns| {
+                                ns.metadata
+                                    .labels
+                                    .as_ref()
+                                    .and_then(|l| l.get(ACCOUNT_LABEL))
+                                    .map(String::as_str)
+                                    == Some(account)
+                            }),
+                    ),
                 }
             }
         });
-        // Every connected cluster at once (under the Lease, so exact).
-        count += futures::future::join_all(counts).await.into_iter().sum::<usize>();
+        let count: usize = futures::future::join_all(counts).await.into_iter().sum();
         Ok(i64::try_from(count).unwrap_or(i64::MAX))
     }
 

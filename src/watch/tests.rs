@@ -455,3 +455,24 @@ fn with_namespace_only(cache: &Cache) -> bool {
     cache.apply(connected(Update::Namespace(Event::Apply(namespace("a", 20)))));
     cache.read().may_get(&cache.subjects(&user("alice")), "c2.a")
 }
+
+#[test]
+fn a_relist_of_one_clusters_namespaces_leaves_the_others_spaces_alone() {
+    let cache = with_connected_cluster();
+    let spaces = |cache: &Cache| cache.read().namespaces.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(spaces(&cache), ["a", "b", "c2.a", "c2.x"]);
+    // The management cluster's namespace watch lists again (after an expired watch): b is gone, c2's spaces stay.
+    cache.apply(Update::Namespace(Event::Init));
+    cache.apply(Update::Namespace(Event::InitApply(namespace("a", 1))));
+    cache.apply(Update::Namespace(Event::InitDone));
+    assert_eq!(spaces(&cache), ["a", "c2.a", "c2.x"]);
+    // And c2's: x is gone, the management cluster's stay.
+    for update in [
+        Update::Namespace(Event::Init),
+        Update::Namespace(Event::InitApply(namespace("a", 1))),
+        Update::Namespace(Event::InitDone),
+    ] {
+        cache.apply(connected(update));
+    }
+    assert_eq!(spaces(&cache), ["a", "c2.a"]);
+}
