@@ -22,11 +22,6 @@ quota:\n    hard: {{pods: \"{pods}\", requests.cpu: \"2\"}}\n"
     )
 }
 
-/// The share of `space` as JSON, or Null when there is none.
-fn share(space: &str) -> Value {
-    share_at(&env().kubectl("admin"), space)
-}
-
 /// The share in namespace `ns` of the cluster `admin` is the admin of, as JSON, or Null when there is none.
 fn share_at(admin: &Kubectl, ns: &str) -> Value {
     let run = admin.run(&["get", "resourcequota", "account-quota", "-n", ns, "-o", "json"]);
@@ -295,9 +290,10 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {group}}}]\
     );
 }
 
-/// The labels' quota name and the owner of `space`'s share, as (label, ownerReferences[0].name).
-fn share_owner(space: &str) -> Option<(String, String)> {
-    let share = share(space);
+/// The quota its label names and the owner of the share in namespace `ns` of the cluster `admin` is the admin of, as
+/// (label, ownerReferences[0].name: empty where there is none).
+fn share_owner(admin: &Kubectl, ns: &str) -> Option<(String, String)> {
+    let share = share_at(admin, ns);
     let label = share["metadata"]["labels"]["tenancy.loft.sh/account-quota"]
         .as_str()?
         .to_owned();
@@ -310,24 +306,41 @@ fn share_owner(space: &str) -> Option<(String, String)> {
 
 #[test]
 fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_behind() {
+    one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_behind_at(&Site::management());
+}
+
+#[test]
+fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_behind_at_the_connected_cluster() {
+    one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_behind_at(&Site::connected());
+}
+
+/// The account's spaces in `site`.
+fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_behind_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
+    let site_admin = site.admin();
     let (acc, group) = (unique("requota"), unique("team"));
     let (first, second) = (unique("aq-first"), unique("aq-second"));
     admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
     admin.apply(&account_quota(&first, &acc));
+    // A share names its quota by label, and has it for owner where the garbage collector can find it: in the
+    // management cluster, where AccountQuotas are.
+    let owned_by = |quota: &String| {
+        let owner = if site.cluster().is_none() {
+            quota.clone()
+        } else {
+            String::new()
+        };
+        Some((quota.clone(), owner))
+    };
+    let owner = |ns: &String| share_owner(&site_admin, ns);
     let member = env.kubectl_as(&unique("member"), &[&group]);
     let spaces: Vec<String> = (0..2).map(|_| unique("rq")).collect();
-    for space in &spaces {
-        create_space(&member, space);
-        assert_eq!(
-            share_owner(space),
-            Some((first.clone(), first.clone())),
-            "{}",
-            share(space)
-        );
+    for ns in &spaces {
+        create_space(&member, &site.space(ns));
+        assert_eq!(owner(ns), owned_by(&first), "{}", share_at(&site_admin, ns));
     }
-    shares_settle(&Site::management(), &first, &spaces, 4);
+    shares_settle(site, &first, &spaces, 4);
 
     // A second quota for the account: not in force, and it says which one is; the shares stay the first's.
     std::thread::sleep(Duration::from_secs(1)); // creation timestamps have whole seconds
@@ -341,27 +354,29 @@ fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_
     assert_eq!(in_force(&first).0, "True");
     let listed = admin.run(&["get", "accountquota", &second]).ok();
     assert!(listed.contains("INFORCE") && listed.contains("False"), "{listed}");
-    for space in &spaces {
-        assert_eq!(share_owner(space), Some((first.clone(), first.clone())));
+    for ns in &spaces {
+        assert_eq!(owner(ns), owned_by(&first));
     }
 
     // The first one deleted: the second takes over the account's shares and its limit holds.
     admin.run(&["delete", "accountquota", &first]).ok();
     eventually(SETTLE, || {
-        let owners: Vec<_> = spaces.iter().map(|s| share_owner(s)).collect();
-        let want = Some((second.clone(), second.clone()));
-        if owners.iter().all(|o| *o == want) && in_force(&second).0 == "True" {
+        let owners: Vec<_> = spaces.iter().map(owner).collect();
+        if owners.iter().all(|o| *o == owned_by(&second)) && in_force(&second).0 == "True" {
             Ok(())
         } else {
             Err((owners, status(&second)))
         }
     });
-    shares_settle(&Site::management(), &second, &spaces, 2);
+    shares_settle(site, &second, &spaces, 2);
 
     // The second one deleted too: its shares go (no space stays capped by a quota that is gone).
     admin.run(&["delete", "accountquota", &second]).ok();
     eventually(Duration::from_secs(20), || {
-        let left: Vec<&String> = spaces.iter().filter(|s| !share(s).is_null()).collect();
+        let left: Vec<&String> = spaces
+            .iter()
+            .filter(|ns| !share_at(&site_admin, ns).is_null())
+            .collect();
         if left.is_empty() {
             Ok(())
         } else {
@@ -371,17 +386,14 @@ fn one_account_quota_is_in_force_per_account_and_a_deleted_one_leaves_no_shares_
     // A share with no owner reference (so the garbage collector cannot see it), of a quota that is gone: the quota
     // controller deletes it all the same.
     let gone = unique("aq-gone");
-    admin.apply(&format!(
+    site_admin.apply(&format!(
         "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: account-quota\n  namespace: {}\n  labels: \
 {{tenancy.loft.sh/enforced: \"true\", tenancy.loft.sh/account-quota: {gone}}}\nspec: {{hard: {{pods: \"0\"}}}}\n",
         spaces[0]
     ));
-    eventually(Duration::from_secs(20), || {
-        if share(&spaces[0]).is_null() {
-            Ok(())
-        } else {
-            Err(share(&spaces[0]))
-        }
+    eventually(Duration::from_secs(20), || match share_at(&site_admin, &spaces[0]) {
+        Value::Null => Ok(()),
+        share => Err(share),
     });
 }
 

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use crate::harness::{
-    account, assert_default_space_objects, create_space, curl, env, eventually, eventually_holds, front_proxy,
-    label_account, namespace, space, unique, Replica,
+    account, assert_default_space_objects, create_space, curl, env, eventually, eventually_holds, eventually_holds_at,
+    front_proxy, label_account, namespace, space, unique, Replica,
 };
+use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -261,28 +262,44 @@ fn an_accounts_spaces_follow_its_subjects() {
 
 #[test]
 fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired() {
+    a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired_at(&Site::management());
+}
+
+#[test]
+fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired_at_the_connected_cluster() {
+    a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired_at(&Site::connected());
+}
+
+/// A replica dies right after making a space's namespace in `site`; the survivor finishes the space there.
+fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_repaired_at(site: &Site) {
     let env = env();
-    let admin = env.kubectl("admin");
     let (acc, group) = (unique("crashy"), unique("team"));
-    admin.apply(&account(&acc, &group, 5, Some(&["default"]), ""));
-    let name = unique("half-made");
+    env.kubectl("admin")
+        .apply(&account(&acc, &group, 5, Some(&["default"]), ""));
+    let ns = unique("half-made");
+    let name = site.space(&ns);
+    // The replica creates once it has the site's cluster connected and answering.
     let (code, body) =
         Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]).create_until_answered(&group, &name, SETTLE);
-    assert_eq!(code, 0, "the replica should have died mid-create: {body}");
+    assert_eq!(code, 0, "the replica should have died mid-create of {name}: {body}");
     // Right after the crash: a namespace without its owner binding, marked as being created.
-    let marked = admin
-        .run(&[
-            "get",
-            "namespace",
-            &name,
-            "-o",
-            "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
-        ])
-        .ok();
-    assert_eq!(marked, "true");
+    let admin = site.admin();
+    let creating = || {
+        admin
+            .run(&[
+                "get",
+                "namespace",
+                &ns,
+                "-o",
+                "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
+            ])
+            .ok()
+    };
+    assert_eq!(creating(), "true", "{}: right after the crash", site.name());
     // The surviving server finishes it: owner binding, templates, mark removed.
-    eventually_holds(
-        &name,
+    eventually_holds_at(
+        &admin,
+        &ns,
         "rolebinding,resourcequota",
         &[
             "rolebinding.rbac.authorization.k8s.io/tenancy-owner",
@@ -290,24 +307,15 @@ fn a_server_killed_between_namespace_and_owner_binding_leaves_a_space_that_is_re
         ],
         Duration::from_secs(60),
     );
-    eventually(SETTLE, || {
-        let marked = admin
-            .run(&[
-                "get",
-                "namespace",
-                &name,
-                "-o",
-                "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
-            ])
-            .ok();
-        if marked.is_empty() {
-            Ok(())
-        } else {
-            Err(marked)
-        }
+    eventually(SETTLE, || match creating() {
+        marked if marked.is_empty() => Ok(()),
+        marked => Err(marked),
     });
     let member = env.kubectl_as(&unique("member"), &[&group]);
-    assert_eq!(member.space_names(&[]), [name]);
+    eventually(SETTLE, || match member.space_names(&[]) {
+        names if names == [name.clone()] => Ok(()),
+        names => Err(names),
+    });
 }
 
 #[test]

@@ -54,7 +54,13 @@ fn reviewer(namespaces: usize, limit: usize) -> (Arc<Reviewer>, Arc<Cache>, Arc<
 }
 
 fn granted(cache: &Cache, user: &User) -> usize {
-    cache.read().management.index.subject_view(&identity_subject(user)).1.len()
+    cache
+        .read()
+        .management
+        .index
+        .subject_view(&identity_subject(user))
+        .1
+        .len()
 }
 
 #[test]

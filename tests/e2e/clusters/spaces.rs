@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{tenancy, SecondControlPlane};
 use crate::harness::{
-    account, create_space, env, eventually, namespace, role_binding, server_readyz, space, unique, Kubectl, Replica,
+    account, create_space, env, eventually, namespace, role_binding, server_readyz, space, unique, Kubectl,
     DEFAULT_SPACE_OBJECTS,
 };
 
@@ -1005,68 +1005,4 @@ fn disconnect_takes_a_clusters_spaces_out_of_lists_and_connect_brings_them_back(
         SETTLE,
     );
     watch.expect_eventually(&format!("ADDED {remote}"), SETTLE);
-}
-
-#[test]
-fn a_server_killed_between_namespace_and_owner_binding_in_a_connected_cluster_leaves_a_space_that_is_repaired() {
-    let x = shared();
-    let _turn = x.share();
-    let env = env();
-    let admin = env.kubectl("admin");
-    let (acc, group) = (unique("xcrashy"), unique("cg"));
-    admin.apply(&account(&acc, &group, 5, Some(&["default"]), ""));
-    let ns = unique("xhalf");
-    let name = x.space(&ns);
-    // A replica that dies right after making the namespace; it creates once it has X connected and answering.
-    let (code, body) =
-        Replica::start(&[("TENANCY_FAULT_CRASH_AFTER_NAMESPACE", "1")]).create_until_answered(&group, &name, SETTLE);
-    assert_eq!(code, 0, "the replica should have died mid-create of {name}: {body}");
-    let x_admin = x.admin();
-    let marked = x_admin
-        .run(&[
-            "get",
-            "namespace",
-            &ns,
-            "-o",
-            "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
-        ])
-        .ok();
-    assert_eq!(
-        marked, "true",
-        "right after the crash, namespace {ns} in X should be marked as being created"
-    );
-    // The surviving server finishes it there: owner binding, the default template's objects, mark removed.
-    eventually(Duration::from_secs(60), || {
-        let got = x_admin
-            .run(&["get", "rolebinding,resourcequota", "-n", &ns, "-o", "name"])
-            .ok();
-        let marked = x_admin
-            .run(&[
-                "get",
-                "namespace",
-                &ns,
-                "-o",
-                "jsonpath={.metadata.annotations.tenancy\\.loft\\.sh/creating}",
-            ])
-            .ok();
-        if got.contains("rolebinding.rbac.authorization.k8s.io/tenancy-owner")
-            && got.contains("resourcequota/space-quota")
-            && marked.is_empty()
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "namespace {ns} in X not yet repaired: {got:?}, creating mark {marked:?}"
-            ))
-        }
-    });
-    let member = env.kubectl_as(&unique("member"), &[&group]);
-    eventually(SETTLE, || {
-        let names = member.space_names(&["--field-selector", &format!("spec.cluster={}", x.name)]);
-        if names == [name.clone()] {
-            Ok(())
-        } else {
-            Err(names)
-        }
-    });
 }
