@@ -5,15 +5,20 @@ use std::time::Duration;
 
 use crate::harness::{
     account, assert_default_space_objects, create_space, curl, env, eventually, eventually_holds, eventually_holds_at,
-    front_proxy, label_account, namespace, space, unique, Replica,
+    front_proxy, label_account, namespace, space, unique, Kubectl, Replica,
 };
 use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn namespace_gone(name: &str) {
+    namespace_gone_at(&env().kubectl("admin"), name);
+}
+
+/// Waits until namespace `name` of the cluster `admin` is the admin of is gone.
+fn namespace_gone_at(admin: &Kubectl, name: &str) {
     eventually(Duration::from_secs(60), || {
-        let run = env().kubectl("admin").run(&["get", "namespace", name, "-o", "name"]);
+        let run = admin.run(&["get", "namespace", name, "-o", "name"]);
         if run.stderr.contains("NotFound") {
             Ok(())
         } else {
@@ -128,6 +133,16 @@ fn twenty_parallel_creates_on_two_replicas_never_exceed_the_account_limit() {
 
 #[test]
 fn a_template_failure_leaves_no_namespace_behind() {
+    a_template_failure_leaves_no_namespace_behind_at(&Site::management());
+}
+
+#[test]
+fn a_template_failure_leaves_no_namespace_behind_at_the_connected_cluster() {
+    a_template_failure_leaves_no_namespace_behind_at(&Site::connected());
+}
+
+/// The space asked for in `site`.
+fn a_template_failure_leaves_no_namespace_behind_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
     let (acc, group, template) = (unique("broken"), unique("team"), unique("broken-template"));
@@ -141,9 +156,9 @@ fn a_template_failure_leaves_no_namespace_behind() {
         account = account(&acc, &group, 5, Some(&[&template]), ""),
     ));
     let member = env.kubectl_as(&unique("member"), &[&group]);
-    let name = unique("doomed");
+    let ns = unique("doomed");
     let err = eventually(SETTLE, || {
-        let run = member.run_with_stdin(&["create", "-f", "-"], Some(&space(&name)));
+        let run = member.run_with_stdin(&["create", "-f", "-"], Some(&space(&site.space(&ns))));
         if !run.success && run.stderr.contains("SpaceTemplate") {
             Ok(run.stderr)
         } else {
@@ -151,7 +166,7 @@ fn a_template_failure_leaves_no_namespace_behind() {
         }
     });
     assert!(err.contains(&template), "{err}");
-    namespace_gone(&name);
+    namespace_gone_at(&site.admin(), &ns);
 }
 
 /// A template is the platform team's, but its parameters are the tenant's: neither a RoleBinding to cluster-admin in
@@ -216,6 +231,16 @@ fn a_template_cannot_give_the_creator_cluster_rights() {
 /// a member who joins gets them, and a member who stays sees no gap.
 #[test]
 fn an_accounts_spaces_follow_its_subjects() {
+    an_accounts_spaces_follow_its_subjects_at(&Site::management());
+}
+
+#[test]
+fn an_accounts_spaces_follow_its_subjects_at_the_connected_cluster() {
+    an_accounts_spaces_follow_its_subjects_at(&Site::connected());
+}
+
+/// The account's space in `site`.
+fn an_accounts_spaces_follow_its_subjects_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
     let (acc, before, after) = (unique("moving-team"), unique("before"), unique("after"));
@@ -223,7 +248,7 @@ fn an_accounts_spaces_follow_its_subjects() {
     let leaver = env.kubectl_as(&unique("leaver"), &[&before]);
     let joiner = env.kubectl_as(&unique("joiner"), &[&after]);
     let stayer = env.kubectl_as(&unique("stayer"), &[&before, &after]);
-    let name = unique("follows");
+    let name = site.space(&unique("follows"));
     eventually(SETTLE, || {
         let run = leaver.run_with_stdin(
             &["create", "-f", "-"],
@@ -379,19 +404,40 @@ fn a_client_that_disconnects_mid_create_leaves_a_whole_space_and_no_lease_held()
 
 #[test]
 fn an_admin_adopts_a_namespace_into_an_account_by_labelling_it() {
+    an_admin_adopts_a_namespace_into_an_account_by_labelling_it_at(&Site::management());
+}
+
+#[test]
+fn an_admin_adopts_a_namespace_into_an_account_by_labelling_it_at_the_connected_cluster() {
+    an_admin_adopts_a_namespace_into_an_account_by_labelling_it_at(&Site::connected());
+}
+
+/// A namespace of `site`, labelled there by that cluster's admin.
+fn an_admin_adopts_a_namespace_into_an_account_by_labelling_it_at(site: &Site) {
     let env = env();
-    let admin = env.kubectl("admin");
+    let admin = site.admin();
     let (acc, group) = (unique("adopter"), unique("team"));
     let existing = unique("legacy");
-    admin.apply(&(account(&acc, &group, 5, Some(&[]), "") + "---\n" + &namespace(&existing)));
+    env.kubectl("admin").apply(&account(&acc, &group, 5, Some(&[]), ""));
+    admin.apply(&namespace(&existing));
     let member = env.kubectl_as(&unique("member"), &[&group]);
     assert!(member.space_names(&[]).is_empty());
     label_account(&admin, &existing, &acc).ok();
-    member.eventually_lists(&[&existing], SETTLE);
+    member.eventually_lists(&[&site.space(&existing)], SETTLE);
 }
 
 #[test]
 fn deleting_an_account_follows_its_deletion_policy() {
+    deleting_an_account_follows_its_deletion_policy_at(&Site::management());
+}
+
+#[test]
+fn deleting_an_account_follows_its_deletion_policy_at_the_connected_cluster() {
+    deleting_an_account_follows_its_deletion_policy_at(&Site::connected());
+}
+
+/// The accounts' spaces in `site`.
+fn deleting_an_account_follows_its_deletion_policy_at(site: &Site) {
     let env = env();
     let admin = env.kubectl("admin");
     let group = unique("team");
@@ -403,8 +449,8 @@ fn deleting_an_account_follows_its_deletion_policy() {
     ));
     let member = env.kubectl_as(&unique("member"), &[&group]);
     let (doomed, kept) = (unique("goes"), unique("stays"));
-    for (name, acc) in [(&doomed, &deleting), (&kept, &orphaning)] {
-        let manifest = format!("{}spec:\n  account: {acc}\n", space(name));
+    for (ns, acc) in [(&doomed, &deleting), (&kept, &orphaning)] {
+        let manifest = format!("{}spec:\n  account: {acc}\n", space(&site.space(ns)));
         eventually(SETTLE, || {
             let run = member.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
             if run.success {
@@ -440,17 +486,28 @@ fn deleting_an_account_follows_its_deletion_policy() {
             "--timeout=60s",
         ])
         .ok();
-    namespace_gone(&doomed);
-    let labels = admin
+    let there = site.admin();
+    namespace_gone_at(&there, &doomed);
+    let labels = there
         .run(&["get", "namespace", &kept, "-o", "jsonpath={.metadata.labels}"])
         .ok();
     assert!(!labels.contains("tenancy.loft.sh/account"), "{labels}");
-    let bindings = admin.run(&["get", "rolebindings", "-n", &kept, "-o", "name"]).ok();
+    let bindings = there.run(&["get", "rolebindings", "-n", &kept, "-o", "name"]).ok();
     assert!(!bindings.contains("tenancy-owner"), "{bindings}");
 }
 
 #[test]
 fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows() {
+    a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows_at(&Site::management());
+}
+
+#[test]
+fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows_at_the_connected_cluster() {
+    a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows_at(&Site::connected());
+}
+
+/// The space in `site`.
+fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows_at(site: &Site) {
     let env = env();
     let (from, to) = (unique("acct-from"), unique("acct-to"));
     let (group_from, group_to) = (unique("team"), unique("team"));
@@ -462,7 +519,7 @@ fn a_member_of_both_accounts_moves_a_space_and_its_owner_binding_follows() {
     let both = env.kubectl_as(&unique("both"), &[&group_from, &group_to]);
     let only_from = env.kubectl_as(&unique("from-only"), &[&group_from]);
     let only_to = env.kubectl_as(&unique("to-only"), &[&group_to]);
-    let name = unique("mover");
+    let name = site.space(&unique("mover"));
     let manifest = format!("{}spec:\n  account: {from}\n", space(&name));
     eventually(SETTLE, || {
         let run = both.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
