@@ -65,17 +65,13 @@ fn create(user: &Kubectl, manifest: &str, extra: &[&str]) -> crate::harness::Run
     })
 }
 
-fn no_namespace(name: &str) {
-    let run = env().kubectl("admin").run(&["get", "namespace", name, "-o", "name"]);
+/// Namespace `name` is not in the cluster `admin` is the admin of.
+fn no_namespace(admin: &Kubectl, name: &str) {
+    let run = admin.run(&["get", "namespace", name, "-o", "name"]);
     assert!(run.stderr.contains("NotFound"), "{name}: {} {}", run.stdout, run.stderr);
 }
 
-/// `kubectl get configmap NAME -n NS -o jsonpath=PATH` as the admin; `None` when it does not exist.
-fn config_map_value(ns: &str, name: &str, path: &str) -> Option<String> {
-    config_map_value_at(&env().kubectl("admin"), ns, name, path)
-}
-
-/// [`config_map_value`] in the cluster `admin` is the admin of.
+/// `kubectl get configmap NAME -n NS -o jsonpath=PATH` as `admin`; `None` when it does not exist.
 fn config_map_value_at(admin: &Kubectl, ns: &str, name: &str, path: &str) -> Option<String> {
     let run = admin.run(&["get", "configmap", name, "-n", ns, "-o", &format!("jsonpath={path}")]);
     if run.success {
@@ -101,7 +97,18 @@ fn generation(template: &str) -> String {
 
 #[test]
 fn template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_objects() {
+    template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_objects_at(&Site::management());
+}
+
+#[test]
+fn template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_objects_at_the_connected_cluster() {
+    template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_objects_at(&Site::connected());
+}
+
+/// The spaces asked for in `site`; `${SPACE}` is the namespace's name in its cluster.
+fn template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_objects_at(site: &Site) {
     let env = env();
+    let there = site.admin();
     let admin = env.kubectl("admin");
     let (acc, group, tpl) = (unique("params"), unique("team"), unique("params-template"));
     admin.apply(&format!(
@@ -119,52 +126,67 @@ fn template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_object
         ),
         account(&acc, &group, &[&tpl], false),
     ));
-    let member = env.kubectl_as(&unique("member"), &[&group]);
+    let member_name = unique("member");
+    let member = env.kubectl_as(&member_name, &[&group]);
 
     let missing = unique("p-missing");
-    let err = create(&member, &space_with(&missing, &[]), &[]).err();
+    let err = create(&member, &space_with(&site.space(&missing), &[]), &[]).err();
     assert!(
         err.contains("is invalid") && err.contains("spec.templateParameters.team"),
         "{err}"
     );
     assert!(err.contains("Required value"), "{err}");
-    no_namespace(&missing);
+    no_namespace(&there, &missing);
 
-    let err = create(&member, &space_with(&missing, &[]), &["--dry-run=server"]).err();
+    let err = create(&member, &space_with(&site.space(&missing), &[]), &["--dry-run=server"]).err();
     assert!(err.contains("spec.templateParameters.team"), "dry run: {err}");
 
     let invalid = unique("p-invalid");
-    let err = create(&member, &space_with(&invalid, &[("team", "Blue-1")]), &[]).err();
+    let err = create(&member, &space_with(&site.space(&invalid), &[("team", "Blue-1")]), &[]).err();
     assert!(
         err.contains("spec.templateParameters.team") && err.contains("Invalid value"),
         "{err}"
     );
-    no_namespace(&invalid);
+    no_namespace(&there, &invalid);
 
-    let err = create(&member, &space_with(&invalid, &[("team", "blue"), ("tema", "x")]), &[]).err();
+    let err = create(
+        &member,
+        &space_with(&site.space(&invalid), &[("team", "blue"), ("tema", "x")]),
+        &[],
+    )
+    .err();
     assert!(
         err.contains("spec.templateParameters.tema") && err.contains("Unsupported value"),
         "{err}"
     );
-    no_namespace(&invalid);
+    no_namespace(&there, &invalid);
 
-    let name = unique("p-valid");
+    let ns = unique("p-valid");
+    let name = site.space(&ns);
     create(&member, &space_with(&name, &[("team", "blue")]), &[]).ok();
     assert_eq!(
-        config_map_value(&name, "settings", "{.data.team}").as_deref(),
+        config_map_value_at(&there, &ns, "settings", "{.data.team}").as_deref(),
         Some("blue")
     );
     assert_eq!(
-        config_map_value(&name, "settings", "{.data.size}").as_deref(),
+        config_map_value_at(&there, &ns, "settings", "{.data.size}").as_deref(),
         Some("1Gi")
     );
-    assert_eq!(config_map_value(&name, "settings", "{.data.space}"), Some(name.clone()));
     assert_eq!(
-        config_map_value(&name, "settings", "{.data.other}").as_deref(),
+        config_map_value_at(&there, &ns, "settings", "{.data.space}"),
+        Some(ns.clone())
+    );
+    assert_eq!(
+        config_map_value_at(&there, &ns, "settings", "{.data.other}").as_deref(),
         Some("${unknown}")
     );
     assert_eq!(
-        config_map_value(&name, "settings", "{.metadata.labels.tenancy\\.loft\\.sh/template}"),
+        config_map_value_at(
+            &there,
+            &ns,
+            "settings",
+            "{.metadata.labels.tenancy\\.loft\\.sh/template}"
+        ),
         Some(tpl.clone())
     );
 
@@ -175,7 +197,9 @@ fn template_parameters_are_checked_before_a_space_is_made_and_fill_in_its_object
         .run(&["get", "space", &name, "-o", &format!("jsonpath={path}")])
         .ok();
     assert_eq!(seen, format!("blue {tpl} {} Applied 1Gi", generation(&tpl)));
-    member.run(&["get", "configmap", "settings", "-n", &name]).ok();
+    site.tenant(&member_name, &[&group])
+        .run(&["get", "configmap", "settings", "-n", &ns])
+        .ok();
 
     // Given once: a change is refused.
     let err = member
