@@ -37,6 +37,8 @@ pub enum Error {
     #[error("{step}")]
     Kube {
         step: String,
+        /// The cluster whose kube-apiserver refused it.
+        at: Side,
         #[source]
         source: kube::Error,
     },
@@ -48,6 +50,15 @@ pub enum Error {
     /// A kubeconfig that cannot be read or used.
     #[error(transparent)]
     Config(#[from] crate::backend::Error),
+}
+
+/// Which cluster a step of connecting acts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The cluster being connected (or disconnected).
+    Connected,
+    /// The management cluster.
+    Management,
 }
 
 /// `connect`'s arguments.
@@ -107,24 +118,25 @@ pub async fn connect(args: &Connect) -> Result<(), Error> {
 /// An unreadable kubeconfig, or a refusal by either kube-apiserver (what is already gone is not an error).
 pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
     let management = client(args.management_kubeconfig.as_deref()).await?;
-    let gone = |step: &'static str| {
+    let gone = |step: &'static str, at: Side| {
         move |result: Result<(), kube::Error>| match result {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(source) => Err(Error::Kube {
                 step: step.to_owned(),
+                at,
                 source,
             }),
             Ok(()) => Ok(()),
         }
     };
     let delete = DeleteParams::default();
-    gone("deleting the Cluster")(
+    gone("deleting the Cluster", Side::Management)(
         Api::<Cluster>::all(management.clone())
             .delete(&args.name, &delete)
             .await
             .map(|_| ()),
     )?;
-    gone("deleting the kubeconfig Secret")(
+    gone("deleting the kubeconfig Secret", Side::Management)(
         Api::<Secret>::namespaced(management, NAMESPACE)
             .delete(&secret_name(&args.name), &delete)
             .await
@@ -132,19 +144,19 @@ pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
     )?;
     if let Some(kubeconfig) = &args.kubeconfig {
         let target = Target::from_file(kubeconfig).await?.client;
-        gone("deleting the ClusterRoleBinding in the cluster")(
+        gone("deleting the ClusterRoleBinding in the cluster", Side::Connected)(
             Api::<ClusterRoleBinding>::all(target.clone())
                 .delete(IDENTITY, &delete)
                 .await
                 .map(|_| ()),
         )?;
-        gone("deleting the ClusterRole in the cluster")(
+        gone("deleting the ClusterRole in the cluster", Side::Connected)(
             Api::<ClusterRole>::all(target.clone())
                 .delete(IDENTITY, &delete)
                 .await
                 .map(|_| ()),
         )?;
-        gone("deleting the ServiceAccount in the cluster")(
+        gone("deleting the ServiceAccount in the cluster", Side::Connected)(
             Api::<ServiceAccount>::namespaced(target, NAMESPACE)
                 .delete(IDENTITY, &delete)
                 .await
@@ -185,6 +197,7 @@ async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
     let config = crate::backend::config(kubeconfig).await?;
     Client::try_from(config).map_err(|source| Error::Kube {
         step: "building a client for the management cluster".to_owned(),
+        at: Side::Management,
         source,
     })
 }

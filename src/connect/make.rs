@@ -11,7 +11,7 @@ use kube::Client;
 use serde_json::json;
 
 use super::target::Target;
-use super::{connected_role, guards, secret_name, Error, FIELD_MANAGER, IDENTITY, NAMESPACE, TOKEN_SECONDS};
+use super::{connected_role, guards, secret_name, Error, Side, FIELD_MANAGER, IDENTITY, NAMESPACE, TOKEN_SECONDS};
 use crate::api::account::Cluster;
 
 /// What this run made, to be undone if a later step fails.
@@ -48,10 +48,13 @@ async fn steps(
 ) -> Result<(), Error> {
     let there = &target.client;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let step = |what: &str| {
-        let what = what.to_owned();
-        move |source| Error::Kube { step: what, source }
+    let step_at = |at: Side| {
+        move |what: &str| {
+            let what = what.to_owned();
+            move |source| Error::Kube { step: what, at, source }
+        }
     };
+    let (step, step_here) = (step_at(Side::Connected), step_at(Side::Management));
     let namespaces: Api<Namespace> = Api::all(there.clone());
     made.namespace = absent(&namespaces, NAMESPACE).await;
     namespaces
@@ -121,7 +124,7 @@ async fn steps(
     secrets
         .patch(&secret_name(name), &params, &Patch::Apply(secret))
         .await
-        .map_err(step("writing the kubeconfig Secret in the management cluster"))?;
+        .map_err(step_here("writing the kubeconfig Secret in the management cluster"))?;
     let mut spec = json!({"config": {"secretRef": {"name": secret_name(name), "key": "kubeconfig"}}});
     if let Some(display) = display_name {
         spec["displayName"] = json!(display);
@@ -133,7 +136,7 @@ async fn steps(
     clusters
         .patch(name, &params, &Patch::Apply(cluster))
         .await
-        .map_err(step("creating the Cluster in the management cluster"))?;
+        .map_err(step_here("creating the Cluster in the management cluster"))?;
     Ok(())
 }
 

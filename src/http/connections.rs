@@ -83,7 +83,11 @@ pub async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
         .await
         .map_err(|error| match error {
             // Refused in the cluster to connect: about its kubeconfig, for the caller.
-            connect::Error::Kube { step, source } if step.ends_with("in the cluster") => invalid(
+            connect::Error::Kube {
+                step,
+                at: connect::Side::Connected,
+                source,
+            } => invalid(
                 "spec.kubeconfig",
                 Problem::Invalid,
                 format!("{step} was refused: {}", explain::sentence(&source)),
@@ -99,7 +103,7 @@ pub async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
 /// A failed step of connecting, as a sentence.
 fn explain_connect(error: &connect::Error) -> String {
     match error {
-        connect::Error::Kube { step, source } => format!("{step} failed: {}", explain::sentence(source)),
+        connect::Error::Kube { step, source, .. } => format!("{step} failed: {}", explain::sentence(source)),
         other => other.to_string(),
     }
 }
