@@ -26,6 +26,12 @@ pub const GROUP_VERSION: &str = "tenancy.loft.sh/v1";
 pub const CONSOLE_RESOURCE: &str = "console";
 /// Label on a namespace naming its owning Account.
 pub const ACCOUNT_LABEL: &str = "tenancy.loft.sh/account";
+
+/// The value of an object's label `key`, if it has one.
+#[must_use]
+pub fn label<'a>(object: &'a impl kube::Resource, key: &str) -> Option<&'a str> {
+    object.meta().labels.as_ref()?.get(key).map(String::as_str)
+}
 /// Annotation on a namespace naming the user who created it through this server.
 pub const CREATOR_ANNOTATION: &str = "tenancy.loft.sh/creator";
 /// Label marking a space as shared (visible read-only to every authenticated user).

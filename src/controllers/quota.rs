@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::api::account::{quota_in_force, AccountQuota, SpaceShare, IN_FORCE};
 use crate::api::quantity::{from_milli, milli};
-use crate::api::ACCOUNT_LABEL;
+use crate::api::{label, ACCOUNT_LABEL};
 use crate::clusters::{Member, Members};
 use crate::spaces::provision::{wait_for_share, Provisioner, SHARE_LABEL, SHARE_QUOTA};
 use crate::spaces::Error;
@@ -69,14 +69,7 @@ fn inputs(cache: &Cache, members: &Members, quota: &AccountQuota) -> Inputs {
         .map(|(space, at)| (space, (at.closing, at.reachable)))
         .collect();
     let name = quota.metadata.name.as_deref().unwrap_or_default();
-    let ours = |rq: &ResourceQuota| {
-        rq.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SHARE_LABEL))
-            .map(String::as_str)
-            == Some(name)
-    };
+    let ours = |rq: &ResourceQuota| label(rq, SHARE_LABEL) == Some(name);
     let shares = members
         .all()
         .into_iter()
@@ -96,12 +89,7 @@ fn inputs(cache: &Cache, members: &Members, quota: &AccountQuota) -> Inputs {
 
 /// The account a namespace is labelled into, if any.
 fn account_of(namespace: &Namespace) -> Option<&str> {
-    namespace
-        .metadata
-        .labels
-        .as_ref()?
-        .get(ACCOUNT_LABEL)
-        .map(String::as_str)
+    label(namespace, ACCOUNT_LABEL)
 }
 
 /// Where one of an account's spaces is.
@@ -231,9 +219,9 @@ async fn sweep(cache: &Cache, members: &Members) {
                 .and_then(|ns| account_of(ns))
                 .is_some_and(|account| quota_in_force(state.quotas.values(), account).is_some())
         };
-        let looked_after = |owner: &String| {
+        let looked_after = |owner: &str| {
             state.quotas.get(owner).is_some_and(|q| {
-                quota_in_force(state.quotas.values(), &q.spec.account).and_then(|c| c.metadata.name.as_ref())
+                quota_in_force(state.quotas.values(), &q.spec.account).and_then(|c| c.metadata.name.as_deref())
                     == Some(owner)
             })
         };
@@ -245,7 +233,7 @@ async fn sweep(cache: &Cache, members: &Members) {
                 continue;
             };
             for (namespace, rq) in &part.shares {
-                let Some(owner) = rq.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL)) else {
+                let Some(owner) = label(rq.as_ref(), SHARE_LABEL) else {
                     continue;
                 };
                 let space = member.space(namespace);
@@ -257,7 +245,7 @@ async fn sweep(cache: &Cache, members: &Members) {
                     space,
                     member: member.clone(),
                     namespace: namespace.clone(),
-                    owner: owner.clone(),
+                    owner: owner.to_owned(),
                     uid: rq.metadata.uid.clone(),
                     known,
                 });

@@ -48,12 +48,7 @@ pub async fn sync(
         if meta.deletion_timestamp.is_some() || annotations.is_some_and(|a| a.contains_key(CREATING_ANNOTATION)) {
             continue;
         }
-        let Some(account) = meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(ACCOUNT_LABEL))
-            .and_then(|a| syncing.get(a.as_str()))
-        else {
+        let Some(account) = crate::api::label(ns.as_ref(), ACCOUNT_LABEL).and_then(|a| syncing.get(a)) else {
             continue;
         };
         let records = applied_templates(ns);

@@ -287,14 +287,7 @@ impl Provisioner {
                             .read()
                             .cluster_namespaces(member.cluster())
                             .map(AsRef::as_ref)
-                            .filter(|ns| {
-                                ns.metadata
-                                    .labels
-                                    .as_ref()
-                                    .and_then(|l| l.get(ACCOUNT_LABEL))
-                                    .map(String::as_str)
-                                    == Some(account)
-                            }),
+                            .filter(|ns| crate::api::label(*ns, ACCOUNT_LABEL) == Some(account)),
                     ),
                 }
             }

@@ -36,8 +36,7 @@ impl Provisioner {
             Err(error) => return Err(Error::from_kube(error, space)),
         }
         let existing = shares.get(SHARE_QUOTA).await.map_err(|e| Error::from_kube(e, space))?;
-        if existing.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL))
-            == wanted.metadata.labels.as_ref().and_then(|l| l.get(SHARE_LABEL))
+        if crate::api::label(&existing, SHARE_LABEL) == crate::api::label(&wanted, SHARE_LABEL)
             && existing.metadata.owner_references == wanted.metadata.owner_references
         {
             return Ok(());
