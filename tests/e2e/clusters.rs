@@ -53,6 +53,19 @@ impl SecondControlPlane {
         self.env.var("KUBECONFIG_ADMIN").to_owned()
     }
 
+    /// Asserts that the server's identity (its ServiceAccount) is in this cluster.
+    #[track_caller]
+    pub(crate) fn assert_server_identity(&self) {
+        let (ok, out) = self.kubectl(&[
+            "get",
+            "serviceaccount",
+            "-n",
+            "tenancy-system",
+            "tenancy-apiserver-connected",
+        ]);
+        assert!(ok, "{out}");
+    }
+
     fn kubectl(&self, args: &[&str]) -> (bool, String) {
         let output = Command::new(self.env.var("KUBECTL"))
             .arg("--kubeconfig")
@@ -140,6 +153,28 @@ impl Drop for SecondControlPlane {
     }
 }
 
+/// Waits until the Cluster `name`'s `path` (a jsonpath), as the management cluster's admin reads it, is `want`.
+#[track_caller]
+pub(crate) fn cluster_becomes(name: &str, path: &str, want: &str, timeout: Duration) {
+    let admin = env().kubectl("admin");
+    eventually(timeout, || {
+        let got = admin
+            .run(&[
+                "get",
+                "clusters.config.tenancy.loft.sh",
+                name,
+                "-o",
+                &format!("jsonpath={path}"),
+            ])
+            .ok();
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("Cluster {name}: {path} is {got:?}, not {want:?}"))
+        }
+    });
+}
+
 /// The kubeconfig the server got for connected cluster `name`, from its Secret in the management cluster.
 fn server_kubeconfig(name: &str) -> serde_json::Value {
     let encoded = env()
@@ -188,14 +223,7 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
     assert!(ok, "connect: {out}");
 
     // In the connected cluster: the server's identity, whose token may read namespaces and RBAC but not Secrets.
-    let (ok, out) = second.kubectl(&[
-        "get",
-        "serviceaccount",
-        "-n",
-        "tenancy-system",
-        "tenancy-apiserver-connected",
-    ]);
-    assert!(ok, "{out}");
+    second.assert_server_identity();
     let kubeconfig = server_kubeconfig(&name);
     let token = kubeconfig["users"][0]["user"]["token"]
         .as_str()
@@ -276,22 +304,12 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
         let (ok, out) = second.kubectl(&args);
         assert!(ok, "{kind} in the connected cluster: {out}");
     }
-    eventually(SETTLE, || {
-        let guarded = admin
-            .run(&[
-                "get",
-                "cluster",
-                &name,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Guarded\")].status}",
-            ])
-            .ok();
-        if guarded == "True" {
-            Ok(())
-        } else {
-            Err(guarded)
-        }
-    });
+    cluster_becomes(
+        &name,
+        "{.status.conditions[?(@.type==\"Guarded\")].status}",
+        "True",
+        SETTLE,
+    );
 
     // It goes away: Offline with the reason, while the server stays ready.
     second.stop();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::SecondControlPlane;
-use crate::harness::{env, eventually, unique};
+use super::{cluster_becomes, SecondControlPlane};
+use crate::harness::{env, unique};
 
 const PATH: &str = "/apis/tenancy.loft.sh/v1/clusterconnections";
 
@@ -111,30 +111,8 @@ users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c,
         created["spec"].get("kubeconfig").is_none(),
         "the kubeconfig was answered back: {created}"
     );
-    eventually(Duration::from_secs(60), || {
-        let phase = admin
-            .run(&[
-                "get",
-                "clusters.config.tenancy.loft.sh",
-                &name,
-                "-o",
-                "jsonpath={.status.phase}",
-            ])
-            .ok();
-        if phase == "Ready" {
-            Ok(())
-        } else {
-            Err(phase)
-        }
-    });
-    let (ok, out) = plane.kubectl(&[
-        "get",
-        "serviceaccount",
-        "-n",
-        "tenancy-system",
-        "tenancy-apiserver-connected",
-    ]);
-    assert!(ok, "{out}");
+    cluster_becomes(&name, "{.status.phase}", "Ready", Duration::from_secs(60));
+    plane.assert_server_identity();
     let (ok, out) = plane.kubectl(&["get", "validatingadmissionpolicy", "tenancy-namespace-keys"]);
     assert!(ok, "{out}");
     // The Secret holds the server's own identity there (a token of its ServiceAccount), not the admin's credentials.

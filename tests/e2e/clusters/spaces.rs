@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{tenancy, SecondControlPlane};
+use super::{cluster_becomes, tenancy, SecondControlPlane};
 use crate::harness::{
     account, create_space, env, eventually, namespace, role_binding, server_readyz, space, unique, Kubectl,
     DEFAULT_SPACE_OBJECTS,
@@ -103,20 +103,7 @@ impl Shared {
     fn connect(&self) {
         let (ok, out) = self.try_connect();
         assert!(ok, "connect --name {} failed: {out}", self.name);
-        eventually(Duration::from_secs(60), || {
-            let phase = env()
-                .kubectl("admin")
-                .run(&["get", "cluster", &self.name, "-o", "jsonpath={.status.phase}"])
-                .ok();
-            if phase == "Ready" {
-                Ok(())
-            } else {
-                Err(format!(
-                    "Cluster {} should be Ready once connected; its phase: {phase:?}",
-                    self.name
-                ))
-            }
-        });
+        cluster_becomes(&self.name, "{.status.phase}", "Ready", Duration::from_secs(60));
         self.settled();
     }
 
