@@ -10,6 +10,8 @@ use crate::harness::{account, create_space, env, eventually, unique, Kubectl};
 use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(60);
+/// How soon a create refused while headroom was on its way must succeed when retried (as a ReplicaSet retries).
+const RETRY: Duration = Duration::from_secs(5);
 
 fn account_quota(name: &str, account: &str) -> String {
     account_quota_of(name, account, 4)
@@ -182,8 +184,7 @@ fn an_account_quota_holds_under_parallel_pod_creates_at(site: &Site) {
     let accounts = tenant.run(&["get", "accounts", &acc]).ok();
     assert!(accounts.contains("QUOTA") && accounts.contains("pods"), "{accounts}");
 
-    // All pods gone: every space may start one again, and the first space, alone busy, gets the headroom the others
-    // leave while they stay idle.
+    // All pods gone: every space may start one again.
     for space in &spaces {
         admin
             .run(&["delete", "pods", "--all", "-n", space, "--wait=false"])
@@ -193,20 +194,11 @@ fn an_account_quota_holds_under_parallel_pod_creates_at(site: &Site) {
         0 => Ok(()),
         n => Err(n),
     });
-    let (busy, idle) = (&spaces[0], &spaces[1]);
-    eventually(SETTLE, || create_pod(&member, busy, "b1"));
-    eventually(SETTLE, || create_pod(&member, busy, "b2"));
-    // The idle spaces keep one pod each of the headroom: the busy one is refused a third...
-    let refused = create_pod(&member, busy, "b3").expect_err("a third pod while the others are idle");
-    assert!(refused.contains("exceeded quota"), "{refused}");
-    // ...which an idle space can start at once.
-    create_pod(&member, idle, "i1").expect("an idle space starts a pod within its share");
-    // Deleting the busy space's pods frees their headroom for the others.
-    admin
-        .run(&["delete", "pod", "b1", "b2", "-n", busy, "--wait=false"])
-        .ok();
-    eventually(SETTLE, || create_pod(&member, idle, "i2"));
+    for (i, space) in spaces.iter().enumerate() {
+        eventually(RETRY, || create_pod(&member, space, &format!("again{i}")));
+    }
     assert!(total(&spaces) <= 4, "{} pods in all", total(&spaces));
+    let busy = &spaces[0];
 
     // The shares are the space's own: its owners can neither change nor delete them, even when their RBAC lets them
     // write ResourceQuotas (and their status): the admission policy refuses, not RBAC.
@@ -448,7 +440,7 @@ fn one_account_quota_spans_the_accounts_spaces_in_every_cluster() {
     assert_eq!(in_force(&quota).0, "True", "{settled}");
 
     // Straight at each cluster's kube-apiserver, the owner starts pods (as headroom moves to where they are) until
-    // the quota refuses: never more than the quota's pods across both clusters.
+    // the quota refuses: the quota's pods across both clusters, never more.
     let owner_there = x.tenant(&user, &[&group]);
     let start_pods = |owner: &Kubectl, space: &str, prefix: &str| -> (usize, Vec<String>) {
         let mut admitted = 0;
@@ -467,8 +459,9 @@ fn one_account_quota_spans_the_accounts_spaces_in_every_cluster() {
     };
     let (admitted_there, refused_there) = start_pods(&owner_there, &there, "x");
     let (admitted_here, refused_here) = start_pods(&member, &here, "h");
+    // The first to grow takes what the other leaves idle: the whole quota is used, and never more.
     assert!(
-        admitted_there as i64 >= mine_there && admitted_here >= 1 && admitted_there + admitted_here <= 4,
+        admitted_there as i64 >= mine_there && admitted_there + admitted_here == 4,
         "{admitted_there} pods admitted in {}, {admitted_here} here; the quota allows 4",
         x.name()
     );
@@ -508,6 +501,89 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: Group, name: {group}}}]\
             Err(status)
         }
     });
+}
+
+/// Pods started one after another in `space`, one every half second as a Deployment scaling up starts them, each
+/// retried every half second for up to [`RETRY`] when refused; how many refusals there were on the way, or the
+/// refusal that outlasted the retries.
+fn start_one_by_one(owner: &Kubectl, space: &str, prefix: &str, count: usize) -> Result<usize, String> {
+    let mut refusals = 0;
+    for i in 0..count {
+        let deadline = std::time::Instant::now() + RETRY;
+        loop {
+            match create_pod(owner, space, &format!("{prefix}{i}")) {
+                Ok(()) => break,
+                Err(refused) if refused.contains("exceeded quota") && std::time::Instant::now() < deadline => {
+                    refusals += 1;
+                }
+                Err(refused) => return Err(format!("pod {prefix}{i} in {space}: {refused}")),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(refusals)
+}
+
+/// The account's spaces: two in the management cluster and one in the connected cluster. One space alone takes the
+/// whole quota while the others are idle, then gives it back to another that grows the same way.
+#[test]
+fn one_space_alone_grows_to_the_whole_account_quota_and_gives_it_back_when_it_shrinks() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let x = Site::connected();
+    let (acc, group, quota) = (unique("onequota"), unique("team"), unique("aq"));
+    admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    admin.apply(&account_quota(&quota, &acc));
+    let user = unique("member");
+    let member = env.kubectl_as(&user, &[&group]);
+    let (first, second, there) = (unique("qa"), unique("qb"), unique("qx"));
+    for space in [first.clone(), second.clone(), x.space(&there)] {
+        create_space(&member, &space);
+    }
+    let mut names = vec![first.clone(), second.clone(), x.space(&there)];
+    names.sort();
+    eventually(SETTLE, || {
+        let status = status(&quota);
+        let shares = status["spaces"].as_array().cloned().unwrap_or_default();
+        let named: Vec<&str> = shares.iter().filter_map(|s| s["name"].as_str()).collect();
+        let sum: i64 = shares
+            .iter()
+            .filter_map(|s| s["hard"]["pods"].as_str()?.parse::<i64>().ok())
+            .sum();
+        if named == names && sum == 4 {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    });
+
+    // The first space, alone busy, reaches the whole quota: at most one refusal on the way, each retried within 5 s.
+    let refusals = start_one_by_one(&member, &first, "a", 4).unwrap_or_else(|refused| panic!("{refused}"));
+    assert!(refusals <= 1, "{refusals} refusals on the way to the whole quota");
+    assert_eq!(pods_in(&admin, &first), 4);
+    // The account is full: another space is refused, and says which quota.
+    let refused = create_pod(&member, &second, "over").expect_err("a fifth pod in the account");
+    assert!(refused.contains("exceeded quota: account-quota"), "{refused}");
+
+    // The busy space shrinks: the space in the connected cluster grows the same way, straight at its kube-apiserver.
+    admin
+        .run(&["delete", "pods", "--all", "-n", &first, "--wait=false"])
+        .ok();
+    eventually(SETTLE, || match pods_in(&admin, &first) {
+        0 => Ok(()),
+        n => Err(n),
+    });
+    let owner_there = x.tenant(&user, &[&group]);
+    let refusals = start_one_by_one(&owner_there, &there, "x", 4).unwrap_or_else(|refused| panic!("{refused}"));
+    assert!(
+        refusals <= 1,
+        "{refusals} refusals on the way to the whole quota in {}",
+        x.name()
+    );
+    assert_eq!(pods_in(&x.admin(), &there), 4);
+    let refused = create_pod(&member, &first, "over").expect_err("a fifth pod in the account");
+    assert!(refused.contains("exceeded quota"), "{refused}");
 }
 
 /// `check` until it succeeds or `timeout` passes; its last failure then.
