@@ -68,11 +68,12 @@ quota:\n    hard: {{pods: \"4\"}}\n"
         "the share out of reach was changed"
     );
 
-    // Back in reach: its idle headroom moves to where the pods are.
+    // Back in reach: its idle headroom moves to where the pods are, down to the last pod.
     outage.end();
     eventually(SETTLE, || create_pod(&tenant, &here, "p2"));
+    eventually(SETTLE, || create_pod(&tenant, &here, "p3"));
     eventually(SETTLE, || match recorded_pods(&quota, &x.space(&there)) {
-        Some(1) => Ok(()),
+        Some(0) => Ok(()),
         other => Err(other),
     });
 }
