@@ -182,6 +182,8 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "configmaps", "serviceaccounts"], "verbs": ["create", "list", "watch", "patch", "delete"]},
             // AccountQuota shares, read one at a time while kube-controller-manager puts them in force.
             {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get"]},
+            // Why a space's pods are refused under its AccountQuota: an Event on its share.
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "list", "watch", "patch", "delete"]},
             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},

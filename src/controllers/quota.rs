@@ -38,6 +38,7 @@ use crate::spaces::Error;
 use crate::state::Cache;
 
 mod plan;
+mod report;
 
 pub use plan::{plan, Share};
 
@@ -503,6 +504,7 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         let management = members.management().client();
         if planned == lowered {
             write_status(management, quota, &total, &shares, &planned, &away).await?;
+            report_full(quota, &total, &shares, &planned, &away, &where_).await;
             return Ok(raise);
         }
         if !raise {
@@ -529,6 +531,7 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
             }
         }
         write_status(management, quota, &total, &shares, &planned, &away).await?;
+        report_full(quota, &total, &shares, &planned, &away, &where_).await;
         Ok(true)
     };
     let account_lease = format!("quota-account-{}", quota.spec.account);
@@ -606,6 +609,34 @@ async fn in_force(
     })
     .await?;
     Ok(lowered && fits.into_inner())
+}
+
+/// Tells each space whose share the pass left with no room for a resource why, as an Event on its share (best
+/// effort: a refused Event changes nothing of the quota).
+async fn report_full(
+    quota: &AccountQuota,
+    total: &BTreeMap<String, i128>,
+    shares: &[Share],
+    planned: &[BTreeMap<String, i128>],
+    away: &[Share],
+    where_: &[(Client, &str)],
+) {
+    let mut used: BTreeMap<String, i128> = BTreeMap::new();
+    for share in shares.iter().chain(away) {
+        for (key, n) in &share.used {
+            *used.entry(key.clone()).or_default() += n.max(&0);
+        }
+    }
+    let name = quota.metadata.name.as_deref().unwrap_or_default();
+    let tells = shares.iter().zip(planned).zip(where_).filter_map(|((share, planned), (client, namespace))| {
+        let message = report::why_full(quota, total, &used, share, planned)?;
+        Some(async move {
+            if let Err(error) = report::tell(client, namespace, name, &message).await {
+                tracing::warn!(space = %share.space, quota = %name, %error, "Telling a space its share is full failed");
+            }
+        })
+    });
+    futures::future::join_all(tells).await;
 }
 
 /// The quota's status: the totals and each space's share and use, in every cluster (`away`: the shares of clusters out

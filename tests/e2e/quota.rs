@@ -525,6 +525,7 @@ fn start_one_by_one(owner: &Kubectl, space: &str, prefix: &str, count: usize) ->
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    eprintln!("{space}: {count} pods one by one, {refusals} refusals on the way");
     Ok(refusals)
 }
 
@@ -565,9 +566,29 @@ fn one_space_alone_grows_to_the_whole_account_quota_and_gives_it_back_when_it_sh
     let refusals = start_one_by_one(&member, &first, "a", 4).unwrap_or_else(|refused| panic!("{refused}"));
     assert!(refusals <= 1, "{refusals} refusals on the way to the whole quota");
     assert_eq!(pods_in(&admin, &first), 4);
-    // The account is full: another space is refused, and says which quota.
+    // The account is full: another space is refused, and says which quota; its owner reads why among its events.
     let refused = create_pod(&member, &second, "over").expect_err("a fifth pod in the account");
     assert!(refused.contains("exceeded quota: account-quota"), "{refused}");
+    let why = eventually(SETTLE, || {
+        let events = member
+            .run(&[
+                "get",
+                "events",
+                "-n",
+                &second,
+                "--field-selector",
+                "reason=AccountQuotaFull",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .ok();
+        if events.contains("pods is used up: 4 of 4") {
+            Ok(events)
+        } else {
+            Err(events)
+        }
+    });
+    assert!(why.contains(&format!("AccountQuota {quota} of account {acc}")), "{why}");
 
     // The busy space shrinks: the space in the connected cluster grows the same way, straight at its kube-apiserver.
     admin
