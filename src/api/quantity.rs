@@ -66,6 +66,22 @@ pub fn from_milli(milli: i128) -> Quantity {
     })
 }
 
+/// Thousandths of resource `key` back to a quantity as people write it: bytes (memory, storage) in the largest binary
+/// unit that divides them (`8Gi`, not `8589934592`), anything else as [`from_milli`] does.
+#[must_use]
+pub fn quantity_of(key: &str, milli: i128) -> Quantity {
+    if (key.contains("memory") || key.contains("storage")) && milli % 1000 == 0 && milli > 0 {
+        let bytes = milli / 1000;
+        for (power, suffix) in [(60, "Ei"), (50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
+            let unit = 1_i128 << power;
+            if bytes % unit == 0 {
+                return Quantity(format!("{}{suffix}", bytes / unit));
+            }
+        }
+    }
+    from_milli(milli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +112,15 @@ mod tests {
         assert_eq!(from_milli(4_000).0, "4");
         assert_eq!(from_milli(1_500).0, "1500m");
         assert_eq!(from_milli(0).0, "0");
+    }
+
+    #[test]
+    fn formats_bytes_in_the_largest_binary_unit_that_divides_them() {
+        assert_eq!(quantity_of("limits.memory", 8 * (1 << 30) * 1000).0, "8Gi");
+        assert_eq!(quantity_of("requests.storage", 1536 * (1 << 20) * 1000).0, "1536Mi");
+        assert_eq!(quantity_of("requests.memory", 1000 * 1000).0, "1000");
+        assert_eq!(quantity_of("requests.memory", 0).0, "0");
+        assert_eq!(quantity_of("pods", 1024 * 1000).0, "1024");
+        assert_eq!(quantity_of("requests.cpu", 1500).0, "1500m");
     }
 }

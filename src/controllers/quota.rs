@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::api::account::{quota_in_force, AccountQuota, SpaceShare, IN_FORCE};
-use crate::api::quantity::{from_milli, milli};
+use crate::api::quantity::{milli, quantity_of};
 use crate::api::{label, ACCOUNT_LABEL};
 use crate::clusters::{Member, Members};
 use crate::spaces::provision::{wait_for_share, Provisioner, SHARE_LABEL, SHARE_QUOTA};
@@ -551,7 +551,7 @@ fn quantities(
 
 fn quantity_map(map: &BTreeMap<String, i128>) -> Value {
     map.iter()
-        .map(|(key, m)| (key.clone(), json!(from_milli(*m).0)))
+        .map(|(key, m)| (key.clone(), json!(quantity_of(key, *m).0)))
         .collect::<serde_json::Map<_, _>>()
         .into()
 }

@@ -29,11 +29,7 @@ pub fn plan(total: &BTreeMap<String, i128>, shares: &[Share]) -> Vec<BTreeMap<St
     let mut planned = vec![BTreeMap::new(); shares.len()];
     for (key, &limit) in total {
         let used = |s: &Share| s.used.get(key).copied().unwrap_or(0).max(0);
-        let unit = if key.contains("cpu") || limit % 1000 != 0 {
-            1
-        } else {
-            1000
-        };
+        let unit = unit_of(key, limit);
         let sum_used: i128 = shares.iter().map(used).sum();
         if sum_used >= limit {
             let mut left = limit.max(0);
@@ -51,6 +47,24 @@ pub fn plan(total: &BTreeMap<String, i128>, shares: &[Share]) -> Vec<BTreeMap<St
         }
     }
     planned
+}
+
+/// The whole unit shares of `key` move in (thousandths): a mebibyte of memory or storage, a thousandth of a CPU, one
+/// of anything counted; a thousandth where the total is not a whole number of them.
+fn unit_of(key: &str, limit: i128) -> i128 {
+    const MEBIBYTE: i128 = (1 << 20) * 1000;
+    let unit = if key.contains("cpu") {
+        1
+    } else if key.contains("memory") || key.contains("storage") {
+        MEBIBYTE
+    } else {
+        1000
+    };
+    if limit % unit == 0 {
+        unit
+    } else {
+        1
+    }
 }
 
 /// Each space's headroom in units, given what each uses (`used`, thousandths) and which may grow (`open`).
@@ -204,6 +218,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn memory_moves_in_mebibytes_and_cpu_in_millicores() {
+        let shares = [share("a", &[], &[]), share("b", &[], &[]), share("c", &[], &[])];
+        let gib = (1 << 30) * 1000;
+        let planned = plan(&total(&[("limits.memory", 8 * gib), ("requests.cpu", 1000)]), &shares);
+        for p in &planned {
+            assert_eq!(p["limits.memory"] % ((1 << 20) * 1000), 0, "{planned:?}");
+        }
+        assert_eq!(planned.iter().map(|p| p["limits.memory"]).sum::<i128>(), 8 * gib);
+        assert_eq!(
+            planned.iter().map(|p| p["requests.cpu"]).collect::<Vec<_>>(),
+            [334, 333, 333]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::plan::Share;
 use crate::api::account::AccountQuota;
-use crate::api::quantity::from_milli;
+use crate::api::quantity::quantity_of;
 use crate::spaces::provision::SHARE_QUOTA;
 
 /// The reason of the Event.
@@ -29,7 +29,6 @@ pub fn why_full(
     share: &Share,
     planned: &BTreeMap<String, i128>,
 ) -> Option<String> {
-    let quantity = |m: i128| from_milli(m).0;
     let reasons: Vec<String> = total
         .iter()
         .filter_map(|(key, &limit)| {
@@ -41,16 +40,16 @@ pub fn why_full(
             Some(if all >= limit {
                 format!(
                     "{key} is used up: {} of {} across the account's spaces, {} of it here",
-                    quantity(all),
-                    quantity(limit),
-                    quantity(here)
+                    quantity_of(key, all).0,
+                    quantity_of(key, limit).0,
+                    quantity_of(key, here).0
                 )
             } else {
                 format!(
                     "this space's share of {key} is full at {}: the account's other {} are with its busier spaces \
 until their use goes down",
-                    quantity(here),
-                    quantity(limit - all)
+                    quantity_of(key, here).0,
+                    quantity_of(key, limit - all).0
                 )
             })
         })
