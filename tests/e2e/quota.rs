@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{account, create_space, env, eventually, unique, Kubectl};
+use crate::harness::{account, create_space, env, eventually, unique, Kubectl, Replica};
 use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -146,8 +146,14 @@ fn an_account_quota_holds_under_parallel_pod_creates_at(site: &Site) {
     shares_settle(site, &quota, &spaces, 4);
     assert_eq!(in_force(&quota).0, "True", "{}", status(&quota));
 
-    // Twenty creates at once across the three spaces: never more than four pods in all.
+    // Twenty creates at once across the three spaces, with a second replica passing over the quota too, killed
+    // halfway as a rolling update stops one: never more than four pods in all.
+    let second = Replica::start(&[]);
     let created = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(700));
+            drop(second);
+        });
         let tries: Vec<_> = (0..20)
             .map(|i| {
                 let (member, space) = (&member, &spaces[i % 3]);
