@@ -124,8 +124,12 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
     let errors = &metrics.watch_errors;
     let mut streams = vec![
-        watch(Api::<Account>::all(client.clone()), Update::Account, errors),
-        watch(Api::<SpaceTemplate>::all(client.clone()), Update::SpaceTemplate, errors),
+        held_back(watch(Api::<Account>::all(client.clone()), Update::Account, errors)),
+        held_back(watch(
+            Api::<SpaceTemplate>::all(client.clone()),
+            Update::SpaceTemplate,
+            errors,
+        )),
         watch(Api::<AccountQuota>::all(client.clone()), Update::AccountQuota, errors),
     ];
     // The management cluster's own part, from the same reflectors as every connected cluster's.
@@ -135,6 +139,32 @@ pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
     while let Some(update) = updates.next().await {
         cache.apply(update);
     }
+}
+
+/// Test builds only: with [`HOLD_BACK_CONFIG`] set, the Account and SpaceTemplate reflectors deliver their first list
+/// and nothing after it, so a test can prove that writes never decide on a cache that has not caught up.
+#[cfg(feature = "fault-injection")]
+pub const HOLD_BACK_CONFIG: &str = "TENANCY_FAULT_HOLD_BACK_CONFIG";
+
+/// `updates`, or with [`HOLD_BACK_CONFIG`] set (test builds) only up to the end of its first list.
+fn held_back(updates: futures::stream::BoxStream<'static, Update>) -> futures::stream::BoxStream<'static, Update> {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os(HOLD_BACK_CONFIG).is_some() {
+        tracing::warn!("{HOLD_BACK_CONFIG} is set: Accounts and SpaceTemplates are held at their first list");
+        let mut listed = false;
+        return updates
+            .take_while(move |update| {
+                let before = listed;
+                listed |= matches!(
+                    update,
+                    Update::Account(Event::InitDone) | Update::SpaceTemplate(Event::InitDone)
+                );
+                futures::future::ready(!before)
+            })
+            .chain(futures::stream::pending())
+            .boxed();
+    }
+    updates
 }
 
 /// A kind's watch events as [`Update`]s; errors are logged and the watch retried.

@@ -24,7 +24,8 @@ const SPACES: &str = "/apis/tenancy.loft.sh/v1/spaces";
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
 /// kube-apiserver's answers, for what these tests make the server ask: reviews allow everyone but users named
-/// `denied-*`, and users named `viewer-*` everything but namespaces; the token `alice-token` is alice's; namespace
+/// `denied-*`, and users named `viewer-*` everything but namespaces; the token `alice-token` is alice's; Accounts and
+/// SpaceTemplates are read from `cache`; namespace
 /// writes (create, replace, apply, delete) are echoed back as written, and reach `cache` as its reflector would
 /// deliver them (writes answer once the state shows them).
 async fn kube(
@@ -56,6 +57,33 @@ async fn kube(
                 json!({"authenticated": false})
             };
             (200, review)
+        }
+        // The Accounts and SpaceTemplates as the state holds them (as kube-apiserver would have them).
+        (Method::GET, "/apis/config.tenancy.loft.sh/v1/accounts") => {
+            let items: Vec<Value> = cache.read().accounts.values().map(|a| json!(**a)).collect();
+            (
+                200,
+                json!({"apiVersion": "config.tenancy.loft.sh/v1", "kind": "AccountList", "metadata": {}, "items": items}),
+            )
+        }
+        (Method::GET, config) if config.starts_with("/apis/config.tenancy.loft.sh/v1/") => {
+            let (kind, name) = config
+                .trim_start_matches("/apis/config.tenancy.loft.sh/v1/")
+                .split_once('/')
+                .unwrap_or_default();
+            let state = cache.read();
+            let found = match kind {
+                "accounts" => state.accounts.get(name).map(|a| json!(**a)),
+                "spacetemplates" => state.templates.get(name).map(|t| json!(**t)),
+                _ => None,
+            };
+            match found {
+                Some(object) => (200, object),
+                None => (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}),
+                ),
+            }
         }
         (Method::POST, "/api/v1/namespaces") => {
             let mut created = sent.clone();

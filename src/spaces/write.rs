@@ -333,7 +333,9 @@ impl Writer {
                 .map_err(|e| Error::from_kube(e, &name))?;
             return Ok(place.show(&replaced));
         }
-        let account = self.move_target(user, &name, ours.spec.account.as_deref(), target.as_deref())?;
+        let account = self
+            .move_target(user, &name, ours.spec.account.as_deref(), target.as_deref())
+            .await?;
         namespace
             .metadata
             .labels
@@ -365,8 +367,9 @@ impl Writer {
         Ok(place.show(&moved))
     }
 
-    /// The account a space may move to: the caller must belong to it, and to the account it leaves.
-    fn move_target(
+    /// The account a space may move to: the caller must belong to it, and to the account it leaves, as kube-apiserver
+    /// has both Accounts now (read fresh: the cache may not have caught up with a member's removal).
+    async fn move_target(
         &self,
         user: &User,
         name: &str,
@@ -383,16 +386,20 @@ impl Writer {
                 )],
             });
         };
-        let state = self.cache.read();
+        let accounts: kube::Api<Account> = kube::Api::all(self.members.management().client().clone());
         let member = |account: &str| {
-            state
-                .accounts
-                .get(account)
-                .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
-                .cloned()
+            let accounts = accounts.clone();
+            let account = account.to_owned();
+            async move {
+                let now = accounts.get_opt(&account).await.map_err(Error::Backend)?;
+                Ok::<_, Error>(
+                    now.filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
+                        .map(Arc::new),
+                )
+            }
         };
         if let Some(from) = from {
-            if member(from).is_none() {
+            if member(from).await?.is_none() {
                 return Err(Error::AccountForbidden {
                     user: user.name.clone(),
                     account: from.to_owned(),
@@ -400,7 +407,7 @@ impl Writer {
                 });
             }
         }
-        member(to).ok_or_else(|| Error::AccountForbidden {
+        member(to).await?.ok_or_else(|| Error::AccountForbidden {
             user: user.name.clone(),
             account: to.to_owned(),
             space: Some(name.to_owned()),

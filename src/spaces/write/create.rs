@@ -1,8 +1,16 @@
 //! Making a new space: the name (`generateName` filled in), its cluster, its owner (the named account, the caller's
 //! only account, or a caller who may create namespaces there), its plan (labels, annotations, templates, parameters),
 //! then the provisioner's steps; answered once the creator can see it through this server.
+//!
+//! What grants the caller anything (account membership, the account's limit, clusters and templates) is decided on the
+//! Accounts as kube-apiserver has them now, read fresh (one read per create), and on the SpaceTemplates the cache holds,
+//! each one it lacks read fresh: never on a copy the cache has not caught up with, so an Account applied a moment
+//! ago counts, and a member removed a moment ago is refused.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use kube::api::{Api, ListParams};
 
 use super::place::authorize;
 #[cfg(feature = "fault-injection")]
@@ -10,7 +18,7 @@ use super::CRASH_AFTER_NAMESPACE;
 use super::{revision_of, WriteOptions, Writer, READ_AFTER_CREATE};
 use crate::access::index::is_subject;
 use crate::access::view::connected_part;
-use crate::api::account::Account;
+use crate::api::account::{Account, SpaceTemplate};
 use crate::api::Space;
 use crate::authn::User;
 use crate::authz::Authorizer;
@@ -79,7 +87,8 @@ impl Writer {
                 });
             }
         }
-        let mut plan = self.plan(user, &space, owner)?;
+        let templates = self.templates_now(&owner).await?;
+        let mut plan = self.plan(user, &space, owner, &templates)?;
         plan.name.clone_from(&place.namespace);
         let created = place.provisioner.create_namespace(&plan, options.dry_run).await?;
         if options.dry_run {
@@ -107,7 +116,7 @@ impl Writer {
     /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
     /// no account at all — the caller alone, if RBAC lets them create namespaces.
     async fn owner(&self, user: &User, requested: Option<&str>, authorizer: &Authorizer) -> Result<Owner, Error> {
-        let accounts: Vec<Arc<Account>> = self.cache.read().accounts.values().cloned().collect();
+        let accounts = self.accounts_now(requested).await?;
         let mine: Vec<Arc<Account>> = accounts
             .into_iter()
             .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
@@ -143,9 +152,54 @@ impl Writer {
         }
     }
 
+    /// The Accounts as kube-apiserver has them now: `requested` alone when named (one GET), else all (one LIST).
+    async fn accounts_now(&self, requested: Option<&str>) -> Result<Vec<Arc<Account>>, Error> {
+        let accounts: Api<Account> = Api::all(self.members.management().client().clone());
+        let now = match requested {
+            Some(name) => accounts
+                .get_opt(name)
+                .await
+                .map_err(Error::Backend)?
+                .into_iter()
+                .collect(),
+            None => {
+                accounts
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(Error::Backend)?
+                    .items
+            }
+        };
+        Ok(now.into_iter().map(Arc::new).collect())
+    }
+
+    /// The SpaceTemplates the cache holds, with each one `owner`'s account names that it lacks read fresh (a template
+    /// applied together with its Account may not have reached the cache yet).
+    pub(super) async fn templates_now(&self, owner: &Owner) -> Result<BTreeMap<String, Arc<SpaceTemplate>>, Error> {
+        let mut known = self.cache.read().templates.clone();
+        let names = match owner {
+            Owner::Account(account) => account.templates().0,
+            Owner::Creator => vec![crate::api::account::DEFAULT_TEMPLATE.to_owned()],
+        };
+        let templates: Api<SpaceTemplate> = Api::all(self.members.management().client().clone());
+        let missing: Vec<String> = names.into_iter().filter(|name| !known.contains_key(name)).collect();
+        for name in missing {
+            if let Some(template) = templates.get_opt(&name).await.map_err(Error::Backend)? {
+                known.insert(name, Arc::new(template));
+            }
+        }
+        Ok(known)
+    }
+
     /// The labels, annotations and templates of a new space, with its template parameters checked against what the
     /// templates declare.
-    fn plan(&self, user: &User, space: &Space, owner: Owner) -> Result<Plan, Error> {
+    fn plan(
+        &self,
+        user: &User,
+        space: &Space,
+        owner: Owner,
+        known: &BTreeMap<String, Arc<SpaceTemplate>>,
+    ) -> Result<Plan, Error> {
         let mut labels = space.metadata.labels.clone().unwrap_or_default();
         let mut annotations = space.metadata.annotations.clone().unwrap_or_default();
         if let Owner::Account(account) = &owner {
@@ -155,7 +209,7 @@ impl Writer {
             }
             labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
         }
-        let templates = templates_for(&owner, &self.cache.read().templates)?;
+        let templates = templates_for(&owner, known)?;
         let given = &space.spec.template_parameters;
         let errors = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
         if !errors.is_empty() {
