@@ -1104,3 +1104,39 @@ fn a_space_whose_quota_share_kube_controller_manager_does_not_enforce_in_time_is
         "the share is not enforced when the create returns"
     );
 }
+
+/// Issue 29: right after kube-apiserver restarts (its watch cache of Accounts freshly built, the server's reflectors
+/// reconnecting), an Account applied and a space created in the next command succeeds every time, and a member
+/// removed in one command is refused in the next.
+#[test]
+fn right_after_a_kube_apiserver_restart_a_create_decides_on_the_accounts_as_they_are_now() {
+    let _serial = serial();
+    assert_environment_healthy();
+    let mut outage = Outage::begin("kube-apiserver");
+    outage.end();
+    let env = env();
+    let admin = env.kubectl("admin");
+    for i in 0..20 {
+        let (acc, group, other) = (unique("f-now"), unique("f-team"), unique("f-team"));
+        let member = env.kubectl_as(&unique("f-member"), &[&group]);
+        admin.apply(&account(&acc, &group, 5, Some(&[]), ""));
+        let space = format!(
+            "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {}\n",
+            unique("f-now")
+        );
+        let run = member.run_with_stdin(&["create", "-f", "-"], Some(&space));
+        assert!(run.success, "try {i} after the restart: {}", run.stderr);
+        admin.apply(&account(&acc, &other, 5, Some(&[]), ""));
+        let space = format!(
+            "apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {}\n",
+            unique("f-late")
+        );
+        let run = member.run_with_stdin(&["create", "-f", "-"], Some(&space));
+        assert!(
+            !run.success && run.stderr.contains("Forbidden"),
+            "try {i} after the restart: a removed member's create: {} {}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
