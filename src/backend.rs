@@ -132,8 +132,11 @@ pub async fn run(client: Client, cache: Arc<Cache>, metrics: BackendMetrics) {
         )),
         watch(Api::<AccountQuota>::all(client.clone()), Update::AccountQuota, errors),
     ];
-    // The management cluster's own part, from the same reflectors as every connected cluster's.
-    streams.extend(cluster::streams(&client, errors));
+    // The management cluster's own part, from the same reflectors as every connected cluster's (none on a trunk-only
+    // install: its namespaces are not spaces).
+    if cache.read().local_spaces {
+        streams.extend(cluster::streams(&client, errors));
+    }
     tokio::spawn(probe(client, metrics));
     let mut updates = futures::stream::select_all(streams);
     while let Some(update) = updates.next().await {

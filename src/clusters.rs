@@ -125,6 +125,8 @@ impl Member {
 /// The clusters this server serves: the management cluster, and the connected ones by name.
 pub struct Members {
     management: Arc<Member>,
+    /// Whether the management cluster holds spaces too (`--local-spaces`).
+    local_spaces: bool,
     connected: Mutex<BTreeMap<String, Arc<Member>>>,
     /// Woken when an enforced object goes away in any cluster, or a kind's watch has listed: the repair pass looks.
     changed: Arc<Notify>,
@@ -150,6 +152,31 @@ impl Members {
             }),
             connected: Mutex::default(),
             changed,
+            local_spaces: true,
+        }
+    }
+
+    /// These members, with the management cluster holding spaces or not (a trunk-only install).
+    #[must_use]
+    pub fn with_local_spaces(mut self, local_spaces: bool) -> Self {
+        self.local_spaces = local_spaces;
+        self
+    }
+
+    /// Whether the management cluster holds spaces too.
+    #[must_use]
+    pub fn local_spaces(&self) -> bool {
+        self.local_spaces
+    }
+
+    /// The clusters spaces live in: every one served, or only the connected ones on a trunk-only install.
+    #[must_use]
+    pub fn holding_spaces(&self) -> Vec<Arc<Member>> {
+        let connected = self.all_connected();
+        if self.local_spaces {
+            std::iter::once(self.management.clone()).chain(connected).collect()
+        } else {
+            connected
         }
     }
 

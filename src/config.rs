@@ -35,6 +35,10 @@ pub struct Options {
     /// authorizers are not only RBAC (webhooks).
     #[arg(long, value_enum, default_value_t = AccessMode::Rbac)]
     pub access_mode: AccessMode,
+    /// Whether this cluster's own namespaces are spaces. `false`: a management ("trunk") cluster that only connects
+    /// the others; its namespaces are never spaces, and every space lives in a connected cluster (`<cluster>.<name>`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_spaces: bool,
     /// With `--access-mode=sar`: how often every identity in use is reviewed again in full, e.g. `30s` or `2m`
     /// (RBAC changes and new namespaces are reviewed at once; a webhook's own changes wait for this).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -58,6 +62,7 @@ pub struct Config {
     pub tls_private_key_file: PathBuf,
     pub kubeconfig: Option<PathBuf>,
     pub access_mode: AccessMode,
+    pub local_spaces: bool,
     pub access_review_refresh: Duration,
     pub shutdown_grace_period: Duration,
     pub shutdown_delay: Duration,
@@ -123,6 +128,7 @@ impl Options {
             tls_private_key_file: self.tls_private_key_file,
             kubeconfig: self.kubeconfig,
             access_mode: self.access_mode,
+            local_spaces: self.local_spaces,
             access_review_refresh: self.access_review_refresh,
             shutdown_grace_period: self.shutdown_grace_period,
             // The delay is part of the grace period, never longer.

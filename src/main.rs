@@ -205,8 +205,9 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         request_header,
     )?);
 
-    let cache = Arc::new(state::Cache::with_access_mode(config.access_mode));
+    let cache = Arc::new(state::Cache::with_options(config.access_mode, config.local_spaces));
     let registry_metrics = prometheus::Registry::new();
+    metrics::register_local_spaces(&registry_metrics, config.local_spaces);
     tokio::spawn(backend::run(
         client.clone(),
         cache.clone(),
@@ -240,8 +241,10 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         tokio::spawn(reviewer.clone().run());
         reviewer
     });
-    tracing::info!(mode = ?config.access_mode, "Visibility");
-    let members = Arc::new(clusters::Members::new(call.clone(), client.clone(), authorizer.clone()));
+    tracing::info!(mode = ?config.access_mode, local_spaces = config.local_spaces, "Visibility");
+    let members = Arc::new(
+        clusters::Members::new(call.clone(), client.clone(), authorizer.clone()).with_local_spaces(config.local_spaces),
+    );
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),

@@ -216,3 +216,18 @@ impl ClusterMetrics {
         let _ = self.up.remove_label_values(&[cluster]);
     }
 }
+
+/// Where spaces live, as a gauge: `tenancy_local_spaces` 1 when the management cluster's namespaces are spaces, 0 on a
+/// trunk-only install (`--local-spaces=false`).
+///
+/// # Panics
+/// At startup only, if the metric is registered twice.
+pub fn register_local_spaces(registry: &Registry, local_spaces: bool) {
+    let gauge = IntGauge::new(
+        "tenancy_local_spaces",
+        "1 when the management cluster's own namespaces are spaces; 0 on a trunk-only install",
+    )
+    .expect("a valid metric");
+    gauge.set(i64::from(local_spaces));
+    registry.register(Box::new(gauge)).expect("registered once");
+}

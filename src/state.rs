@@ -94,8 +94,11 @@ pub struct State {
     pub templates: BTreeMap<String, Arc<SpaceTemplate>>,
     /// AccountQuotas by name.
     pub quotas: BTreeMap<String, Arc<AccountQuota>>,
-    /// The management cluster's part (in `--access-mode=sar`, its index holds the reviewed answers).
+    /// The management cluster's part (in `--access-mode=sar`, its index holds the reviewed answers); empty when its
+    /// namespaces are not spaces.
     pub management: Part,
+    /// Whether the management cluster's own namespaces are spaces (`--local-spaces`).
+    pub local_spaces: bool,
     /// Connected clusters' parts, by name.
     pub connected: BTreeMap<String, Part>,
     /// Configuration objects of a relist in progress, per kind (watcher `Init` .. `InitDone`).
@@ -136,6 +139,13 @@ impl Cache {
     /// A cache whose views answer from `mode`'s grants.
     #[must_use]
     pub fn with_access_mode(mode: AccessMode) -> Self {
+        Self::with_options(mode, true)
+    }
+
+    /// A cache whose views answer from `mode`'s grants; with `local_spaces` false (a trunk-only install), the
+    /// management cluster's namespaces are never spaces, and its Namespace and RBAC events are not taken.
+    #[must_use]
+    pub fn with_options(mode: AccessMode, local_spaces: bool) -> Self {
         Cache {
             mode,
             state: RwLock::new(State {
@@ -146,6 +156,7 @@ impl Cache {
                 templates: BTreeMap::new(),
                 quotas: BTreeMap::new(),
                 management: Part::new(true),
+                local_spaces,
                 connected: BTreeMap::new(),
                 relist: ConfigRelist::default(),
                 synced: HashSet::new(),
@@ -203,7 +214,8 @@ impl Cache {
         let mut changes = Vec::new();
         state.apply(update, &mut changes);
         self.generation.send_modify(|g| *g += 1);
-        let synced = REQUIRED.iter().all(|kind| state.synced.contains(kind)) && state.management.is_synced();
+        let synced = REQUIRED.iter().all(|kind| state.synced.contains(kind))
+            && (state.management.is_synced() || !state.local_spaces);
         if synced && !self.ready.swap(true, Ordering::AcqRel) {
             tracing::info!(namespaces = state.namespaces.len(), "Caches synced");
         }
@@ -307,7 +319,11 @@ impl State {
             | Update::ClusterRole(_)
             | Update::RoleBinding(_)
             | Update::ClusterRoleBinding(_)
-            | Update::Share(_)) => self.cluster_event(None, cluster_update, changes),
+            | Update::Share(_)) => {
+                if self.local_spaces {
+                    self.cluster_event(None, cluster_update, changes);
+                }
+            }
             Update::Disconnected(cluster) => self.disconnect(&cluster, changes),
         }
         changes.extend(access.into_iter().map(Change::Access));

@@ -69,6 +69,11 @@ pub struct AccountSpaces {
     /// unset or `false`: templates are applied once, at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<bool>,
+    /// Whether its members may create spaces in the management cluster (a bare name): `false` on a trunk-only install
+    /// (`--local-spaces=false`), where every space is `<cluster>.<namespace>`. Shown in the `tenancy.loft.sh` view
+    /// only (never stored on the Account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<bool>,
     /// The parameters its templates declare, so its members know what a new space may be given: shown in the
     /// `tenancy.loft.sh` view only (never stored on the Account).
     #[serde(default, skip_serializing_if = "Option::is_none")]

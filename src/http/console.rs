@@ -85,13 +85,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
 ];
 
 /// The file `name` (`""`: the folder, whose page is index.html), or, for the folder asked for without its slash, the
-/// page that sends the browser to it: the console's files are relative to the folder.
+/// page that sends the browser to it: the console's files are relative to the folder. `install.json` says how this
+/// server is installed (`localSpaces`: whether the management cluster's namespaces are spaces), for the platform pages.
 ///
 /// # Errors
 /// A file the console does not have: 404.
-pub fn serve(name: &str, uri: &Uri, headers: &HeaderMap) -> Result<Response, Error> {
+pub fn serve(name: &str, uri: &Uri, headers: &HeaderMap, local_spaces: bool) -> Result<Response, Error> {
     let mut response = if name.is_empty() && !uri.path().ends_with('/') {
         response::bytes(StatusCode::OK, "text/html; charset=utf-8", TO_FOLDER)
+    } else if name == "install.json" {
+        response::json(StatusCode::OK, &serde_json::json!({"localSpaces": local_spaces}))
     } else {
         let name = if name.is_empty() { "index.html" } else { name };
         let (index, content_type) = FILES

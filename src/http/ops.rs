@@ -7,8 +7,9 @@ use super::request_info::{Document, Probe, RequestInfo};
 use super::{response, App, Response};
 use crate::api::openapi;
 
+/// A health probe's answer; `verbose` (`?verbose`, as kube-apiserver's) lists the checks, and where spaces live.
 #[must_use]
-pub fn probe(app: &App, probe: Probe) -> Response {
+pub fn probe(app: &App, probe: Probe, verbose: bool) -> Response {
     match probe {
         Probe::Live => response::bytes(StatusCode::OK, "text/plain", "ok"),
         // First thing on SIGTERM: endpoints stop sending new requests while this replica still serves them.
@@ -17,6 +18,15 @@ pub fn probe(app: &App, probe: Probe) -> Response {
             "text/plain",
             "[-]shutdown: shutting down\nreadyz check failed",
         ),
+        Probe::Ready if app.registry.cache().is_ready() && verbose => {
+            let spaces = if app.members.local_spaces() {
+                "[+]local-spaces: on (this cluster's namespaces are spaces, and so are the connected clusters')"
+            } else {
+                "[+]local-spaces: off (a trunk-only install: spaces live in connected clusters only)"
+            };
+            let body = format!("[+]caches synced\n{spaces}\nreadyz check passed");
+            response::bytes(StatusCode::OK, "text/plain", body)
+        }
         Probe::Ready if app.registry.cache().is_ready() => response::bytes(StatusCode::OK, "text/plain", "ok"),
         Probe::Ready => response::bytes(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -273,7 +273,7 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
         return response::error(&Error::Internal);
     };
     let result = match (&info.target, user) {
-        (Target::Probe(probe), _) => Ok(ops::probe(&app, *probe)),
+        (Target::Probe(probe), _) => Ok(ops::probe(&app, *probe, info.query.get("verbose").is_some())),
         (Target::MethodNotAllowed, _) => Err(Error::MethodNotAllowed(info.method.clone())),
         (Target::NotFound, _) => Err(Error::NoRoute),
         // Authentication put a user in every request that is not a probe.
@@ -287,7 +287,7 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
                 ..
             },
             Some(_),
-        ) => console::serve(name, &parts.uri, &parts.headers),
+        ) => console::serve(name, &parts.uri, &parts.headers, app.members.local_spaces()),
         (Target::Resource { resource, .. }, Some(user)) => {
             let resource = *resource;
             let call = Call {

@@ -38,6 +38,7 @@ pub fn view(account: &Account) -> Value {
                 "templates": account.templates().0,
                 "parameters": account.spec.space.parameters.clone().unwrap_or_default(),
                 "clusters": account.spec.space.clusters.clone().unwrap_or_default(),
+                "local": account.spec.space.local.unwrap_or(true),
             },
         },
         "status": {"spaces": status.spaces, "spaceCount": status.space_count},
@@ -81,6 +82,7 @@ fn as_members_see(state: &State, account: &Account) -> Account {
         None => state.connected.keys().cloned().collect(),
     };
     account.spec.space.clusters = Some(clusters);
+    account.spec.space.local = Some(state.local_spaces);
     let usage = crate::api::account::quota_in_force(state.quotas.values(), account.name())
         .map(|q| q.status.clone().unwrap_or_default().total);
     if let Some(usage) = usage {

@@ -272,7 +272,7 @@ impl Provisioner {
         }
         // Every cluster is asked, all at once (under the Lease, so exact); one that does not answer counts with what the
         // state last saw of it.
-        let counts = self.members.all().into_iter().map(|member| {
+        let counts = self.members.holding_spaces().into_iter().map(|member| {
             let selector = &selector;
             async move {
                 let asked = tokio::time::timeout(

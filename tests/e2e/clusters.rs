@@ -7,6 +7,7 @@
 mod connections;
 mod quota;
 pub(crate) mod spaces;
+mod trunk;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -6,6 +6,14 @@
 {{- .Values.accessMode -}}
 {{- end -}}
 
+{{/* Whether the management cluster's namespaces are spaces, checked. */}}
+{{- define "tenancy-apiserver.localSpaces" -}}
+{{- if not (kindIs "bool" .Values.localSpaces) -}}
+{{- fail (printf "localSpaces must be true or false, not %q" (toString .Values.localSpaces)) -}}
+{{- end -}}
+{{- .Values.localSpaces -}}
+{{- end -}}
+
 {{/* The certificate mode, checked. */}}
 {{- define "tenancy-apiserver.certMode" -}}
 {{- $mode := .Values.certificates.mode -}}

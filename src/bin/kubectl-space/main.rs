@@ -297,6 +297,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 Some(template) => Some(account_of_template(&client, &template, account.as_deref()).await?),
                 None => account,
             };
+            let name = placed(&client, name, account.as_deref()).await?;
             create(&client, name, account, parameters(params)?, dry_run).await
         }
         Command::Use { name } => {
@@ -388,6 +389,37 @@ struct AccountItemSpace {
     /// The templates its new spaces get (the default one when the Account names none).
     #[serde(default)]
     templates: Vec<String>,
+    /// The connected clusters it may create spaces in.
+    #[serde(default)]
+    clusters: Vec<String>,
+    /// Whether it may create spaces in the management cluster (`false` on a trunk-only install); unset: it may.
+    #[serde(default)]
+    local: Option<bool>,
+}
+
+/// Where a space named `name` goes: as named when the name says its cluster (`<cluster>.<namespace>`) or the account
+/// (`account`, else the caller's only one) may create in the management cluster; on a trunk-only install, in the
+/// account's first connected cluster, said on stderr. Anything unclear is left to the server to answer.
+async fn placed(client: &Client, name: String, account: Option<&str>) -> Result<String, Error> {
+    if name.contains('.') {
+        return Ok(name);
+    }
+    let list: AccountList = client.request(get(ACCOUNTS)).await?;
+    let chosen = match account {
+        Some(wanted) => list.items.iter().find(|a| a.metadata.name.as_deref() == Some(wanted)),
+        None if list.items.len() == 1 => list.items.first(),
+        None => None,
+    };
+    let Some(space) = chosen.map(|a| &a.spec.space).filter(|s| s.local == Some(false)) else {
+        return Ok(name);
+    };
+    Ok(match space.clusters.first() {
+        Some(cluster) => {
+            eprintln!("this server keeps no spaces in its own cluster: creating {name} in cluster {cluster}");
+            format!("{cluster}.{name}")
+        }
+        None => name,
+    })
 }
 
 /// The account a space made from `template` belongs in: of the caller's accounts, the one whose templates include it

@@ -25,7 +25,7 @@ export function card(account, headingLevel = 'h2') {
       ['Template parameters', parameters.length
         ? parameters.map((p) => `${p.name}${p.default ? ` (default ${p.default})` : ''}${p.required ? ', required' : ''}`).join('; ')
         : '<none>'],
-      ['Clusters', ['this cluster', ...(space.clusters || [])].join(', ')],
+      ['Clusters', [...(space.local === false ? [] : ['this cluster']), ...(space.clusters || [])].join(', ') || '<none>'],
       ['Its spaces', (status.spaces || []).join(', ') || '<none>'],
     ]));
 }

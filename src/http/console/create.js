@@ -36,14 +36,16 @@ function showAccount() {
   const space = accounts.get(accountSelect.value)?.spec?.space || {};
   const parameters = space.parameters || [];
   const clusters = space.clusters || [];
-  const key = JSON.stringify([accountSelect.value, parameters, clusters]);
+  // A trunk-only install keeps no spaces in its own cluster: the account's first connected cluster is the default.
+  const local = space.local !== false;
+  const key = JSON.stringify([accountSelect.value, parameters, clusters, local]);
   if (key === shown) {
     return;
   }
   shown = key;
   const chosenCluster = clusterSelect.value;
   clusterSelect.replaceChildren(
-    h('option', {value: ''}, 'This cluster'),
+    ...(local ? [h('option', {value: ''}, 'This cluster')] : []),
     ...clusters.map((c) => h('option', {value: c}, c)),
   );
   if (clusters.includes(chosenCluster)) {

@@ -73,7 +73,13 @@ async function templates() {
 }
 
 async function clusters() {
-  const list = await get(`${CONFIG}/clusters`);
+  const [list, install] = await Promise.all([
+    get(`${CONFIG}/clusters`),
+    fetch('install.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({})),
+  ]);
+  const where = install.localSpaces === false
+    ? 'Spaces live in the connected clusters only: this is a trunk-only install (--local-spaces=false), whose own namespaces are never spaces.'
+    : 'Spaces live in this cluster and in every connected cluster (--local-spaces=true).';
   const items = (list.items || []).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const rows = items.map((cluster) => {
     const status = cluster.status || {};
@@ -89,8 +95,9 @@ async function clusters() {
       age(cluster.metadata.creationTimestamp),
     ];
   });
-  return [table('Connected clusters', ['Name', 'Display name', 'Phase', 'Version', 'Namespaces', 'Message', 'Age'], rows,
-    'No connected clusters: connect one below, or with tenancy-apiserver connect.')];
+  return [h('p', {class: 'hint', id: 'install-mode'}, where),
+    table('Connected clusters', ['Name', 'Display name', 'Phase', 'Version', 'Namespaces', 'Message', 'Age'], rows,
+      'No connected clusters: connect one below, or with tenancy-apiserver connect.')];
 }
 
 const PAGES = {'platform-accounts': accounts, templates, clusters};

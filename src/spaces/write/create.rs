@@ -64,6 +64,12 @@ impl Writer {
         if !errors.is_empty() {
             return Err(Error::Invalid { name, errors });
         }
+        if cluster.is_none() && !self.members.local_spaces() {
+            return Err(super::place::no_local_spaces(
+                &name,
+                &self.clusters_open_to(user).await?,
+            ));
+        }
         let place = self.place(&name)?;
         let owner = self
             .owner(user, space.spec.account.as_deref(), place.member.authorizer())
@@ -150,6 +156,31 @@ impl Writer {
                 }),
             },
         }
+    }
+
+    /// The connected clusters `user` may create spaces in: those their accounts allow (each account's
+    /// `spec.space.clusters`, unset: all), or all for a caller of no account.
+    async fn clusters_open_to(&self, user: &User) -> Result<Vec<String>, Error> {
+        let connected = self.members.names();
+        let mine: Vec<Arc<Account>> = self
+            .accounts_now(None)
+            .await?
+            .into_iter()
+            .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
+            .collect();
+        if mine.is_empty() {
+            return Ok(connected);
+        }
+        let open = |cluster: &String| {
+            mine.iter().any(|a| {
+                a.spec
+                    .space
+                    .clusters
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(cluster))
+            })
+        };
+        Ok(connected.into_iter().filter(open).collect())
     }
 
     /// The Accounts as kube-apiserver has them now: `requested` alone when named (one GET), else all (one LIST).

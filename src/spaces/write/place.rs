@@ -19,9 +19,13 @@ impl Writer {
     /// Where space `name`'s namespace is: this cluster, or a connected cluster that answers now.
     ///
     /// # Errors
-    /// An unknown cluster (422 on `spec.cluster`), or one that does not answer now (503).
+    /// An unknown cluster (422 on `spec.cluster`), one that does not answer now (503), or a bare name where this
+    /// cluster holds no spaces (422 on `metadata.name`).
     pub(super) fn place(&self, name: &str) -> Result<Place, Error> {
         let Some((cluster, namespace)) = connected_part(name) else {
+            if !self.members.local_spaces() {
+                return Err(no_local_spaces(name, &self.members.names()));
+            }
             return Ok(Place {
                 namespace: name.to_owned(),
                 member: self.members.management().clone(),
@@ -47,6 +51,25 @@ impl Writer {
             provisioner: Arc::new(self.provisioner.in_cluster(member.clone())),
             member,
         })
+    }
+}
+
+/// A bare name on a trunk-only install: which clusters it could be made in instead (`clusters`: those the caller may
+/// create in), as an example name.
+pub(super) fn no_local_spaces(name: &str, clusters: &[String]) -> Error {
+    let message = match clusters.first() {
+        Some(first) => format!(
+            "this server keeps no spaces in its own cluster: name it {first}.{name} (<cluster>.<namespace>; you may \
+create in {})",
+            clusters.join(", ")
+        ),
+        None => "this server keeps no spaces in its own cluster, and no connected cluster is open to you: a space is \
+named <cluster>.<namespace>"
+            .to_owned(),
+    };
+    Error::Invalid {
+        name: name.to_owned(),
+        errors: vec![FieldError::new("metadata.name", Problem::Required, message).with_value(name)],
     }
 }
 
