@@ -39,12 +39,19 @@ fn run(program: &Path, kubeconfig: &Path, args: &[&str], extra: &[(&str, &std::f
     }
 }
 
-fn space(kubeconfig: &Path, args: &[&str]) -> Run {
+/// `kubectl space args` with `kubeconfig`.
+pub(crate) fn space(kubeconfig: &Path, args: &[&str]) -> Run {
     run(&plugin_binary(), kubeconfig, args, &[])
 }
 
 /// A kubeconfig for ServiceAccount `sa` in `ns` with a fresh token: what a tenant is handed.
 fn tenant_kubeconfig(dir: &Path, ns: &str, sa: &str) -> PathBuf {
+    let env = env();
+    tenant_kubeconfig_at(dir, env.var("APISERVER_URL"), env.var("CA_CERT"), ns, sa)
+}
+
+/// [`tenant_kubeconfig`] for the server at `server`, whose certificate `ca` signs.
+pub(crate) fn tenant_kubeconfig_at(dir: &Path, server: &str, ca: &str, ns: &str, sa: &str) -> PathBuf {
     let env = env();
     let token = env
         .kubectl("admin")
@@ -58,8 +65,6 @@ fn tenant_kubeconfig(dir: &Path, ns: &str, sa: &str) -> PathBuf {
 certificate-authority: {ca}\nusers:\n- name: alice\n  user:\n    token: {token}\ncontexts:\n- name: alice@local\n  \
 context:\n    cluster: local\n    user: alice\n- name: elsewhere\n  context:\n    cluster: local\n    user: alice\n    \
 namespace: untouched\ncurrent-context: alice@local\n",
-            server = env.var("APISERVER_URL"),
-            ca = env.var("CA_CERT"),
             token = token.trim(),
         ),
     )

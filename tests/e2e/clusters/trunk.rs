@@ -3,13 +3,12 @@
 //! namespace granted to a tenant never shows (list, get, watch); a bare-name create is 422 naming the cluster to use;
 //! `kubectl space create` lands in the connected cluster; readiness and metrics say which mode is in force.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::{env, eventually, front_proxy, namespace, role_binding, unique, RawWatch, Replica};
+use crate::plugin::{space, tenant_kubeconfig_at};
 use crate::sites::Site;
 
 const SETTLE: Duration = Duration::from_secs(30);
@@ -23,28 +22,6 @@ fn names(body: &str) -> Vec<String> {
         .flatten()
         .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// A kubeconfig for ServiceAccount `sa` of `ns`, straight at the server at `url` (its serving CA is the run's).
-fn kubeconfig_at(dir: &Path, url: &str, ns: &str, sa: &str) -> std::path::PathBuf {
-    let env = env();
-    let token = env
-        .kubectl("admin")
-        .run(&["create", "token", sa, "-n", ns, "--duration=1h"])
-        .ok();
-    let file = dir.join("tenant.kubeconfig");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: trunk\n  cluster:\n    server: {url}\n    \
-certificate-authority: {ca}\nusers:\n- name: tenant\n  user:\n    token: {token}\ncontexts:\n- name: tenant\n  \
-context: {{cluster: trunk, user: tenant}}\ncurrent-context: tenant\n",
-            ca = env.var("SERVER_CA_CERT"),
-            token = token.trim(),
-        ),
-    )
-    .expect("writing the tenant's kubeconfig");
-    file
 }
 
 #[test]
@@ -99,22 +76,14 @@ subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {home}}}]\n  space: {{
 
     // kubectl space create lands in the connected cluster, the account's first.
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = kubeconfig_at(dir.path(), &trunk.url, &home, sa);
+    let kubeconfig = tenant_kubeconfig_at(dir.path(), &trunk.url, env.var("SERVER_CA_CERT"), &home, sa);
     let ns = unique("trunk-dev");
     let created = eventually(SETTLE, || {
-        let output = Command::new(env!("CARGO_BIN_EXE_kubectl-space"))
-            .args(["create", &ns])
-            .env("KUBECONFIG", &kubeconfig)
-            .output()
-            .expect("kubectl-space runs");
-        let (out, err) = (
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        );
-        if output.status.success() {
-            Ok((out, err))
+        let run = space(&kubeconfig, &["create", &ns]);
+        if run.success {
+            Ok((run.stdout, run.stderr))
         } else {
-            Err((out, err))
+            Err((run.stdout, run.stderr))
         }
     });
     let space = format!("{cluster}.{ns}");
