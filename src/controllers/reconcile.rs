@@ -285,6 +285,21 @@ async fn follow_account(provisioner: &Provisioner, current: &RoleBinding, plan: 
     if same_subjects && current.role_ref == wanted.role_ref && is_enforced_binding(current) {
         return;
     }
+    // Only on the Account as kube-apiserver has it now: a replica whose cache is behind must not move the binding back.
+    if let Owner::Account(cached) = &plan.owner {
+        let accounts = Api::<Account>::all(provisioner.members().management().client().clone());
+        match accounts.get_opt(cached.name()).await {
+            Ok(Some(now)) if now.spec.subjects == cached.spec.subjects && now.owner_role() == cached.owner_role() => {}
+            Ok(_) => {
+                tracing::debug!(space = %plan.name, "The cached Account is behind; its owner binding waits");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(space = %plan.name, %error, "Reading the Account failed; retrying later");
+                return;
+            }
+        }
+    }
     tracing::info!(space = %plan.name, "The account changed; its owner binding follows");
     let result = if current.role_ref == wanted.role_ref {
         let mut updated = current.clone();

@@ -4,7 +4,11 @@
 //! replica whose Account and SpaceTemplate reflectors are held at their first list, and as users do it, through
 //! kube-apiserver and through a replica started a moment before.
 
-use crate::harness::{account, env, space, unique, Kubectl, Replica};
+use std::time::Duration;
+
+use crate::harness::{account, create_space, env, eventually, space, unique, Kubectl, Replica};
+
+const SETTLE: Duration = Duration::from_secs(20);
 
 const SPACES: &str = "/apis/tenancy.loft.sh/v1/spaces";
 
@@ -37,6 +41,8 @@ fn a_replica_whose_cache_is_held_back_decides_on_the_accounts_and_templates_as_t
     let admin = env.kubectl("admin");
     let (old, leaving, staying) = (unique("acct-held"), unique("team"), unique("team"));
     admin.apply(&account(&old, &leaving, 5, Some(&[]), ""));
+    let kept = unique("kept");
+    create_space(&env.kubectl_as(&unique("member"), &[&leaving]), &kept);
     // Its Accounts and SpaceTemplates stay as they were when it listed them: `old` with the group `leaving`.
     let held = Replica::start(&[("TENANCY_FAULT_HOLD_BACK_CONFIG", "1")]);
 
@@ -51,6 +57,32 @@ fn a_replica_whose_cache_is_held_back_decides_on_the_accounts_and_templates_as_t
     );
     assert_eq!(code, 403, "a removed member created a space: {answer}");
     assert!(answer.contains("not a member"), "{answer}");
+    // The space's owner binding follows the Account to `staying`, and the replica that is behind does not move it back.
+    let bound = || {
+        admin
+            .run(&[
+                "get",
+                "rolebinding",
+                "tenancy-owner",
+                "-n",
+                &kept,
+                "-o",
+                "jsonpath={.subjects[*].name}",
+            ])
+            .ok()
+    };
+    eventually(SETTLE, || match bound() {
+        now if now == staying => Ok(()),
+        now => Err(now),
+    });
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            bound(),
+            staying,
+            "the owner binding of {kept} went back to the old subjects"
+        );
+    }
 
     // A new Account and the template it names, applied together: its member gets the space, with the template's
     // object, though the replica's cache has neither.
