@@ -629,6 +629,10 @@ async fn report_full(
     }
     let name = quota.metadata.name.as_deref().unwrap_or_default();
     let tells = shares.iter().zip(planned).zip(where_).filter_map(|((share, planned), (client, namespace))| {
+        // A terminating space takes no new objects, Events included, and needs no reason.
+        if share.closing {
+            return None;
+        }
         let message = report::why_full(quota, total, &used, share, planned)?;
         Some(async move {
             if let Err(error) = report::tell(client, namespace, name, &message).await {

@@ -326,18 +326,26 @@ pub fn space(name: &str) -> String {
     format!("apiVersion: tenancy.loft.sh/v1\nkind: Space\nmetadata:\n  name: {name}\n")
 }
 
-/// Creates space `name` as `user` with `kubectl create`, retried until kube-apiserver and the server know the user's
-/// Account (its RBAC and the server's cache may be a moment behind the Account's creation).
+/// Creates space `name` as `user` with `kubectl create`, retried as a client retries a create whose answer it did not
+/// get (a 5xx on a loaded machine): a retry that finds the space there (AlreadyExists) and visible to `user` is the
+/// earlier try's success. Every distinct failure is reported if none succeeds.
 #[track_caller]
 pub fn create_space(user: &Kubectl, name: &str) {
     let manifest = space(name);
+    let mut seen: Vec<String> = Vec::new();
     eventually(Duration::from_secs(20), || {
         let run = user.run_with_stdin(&["create", "-f", "-"], Some(&manifest));
         if run.success {
-            Ok(())
-        } else {
-            Err(run.stderr)
+            return Ok(());
         }
+        let retried = !seen.is_empty();
+        if !seen.contains(&run.stderr) {
+            seen.push(run.stderr.clone());
+        }
+        if retried && run.stderr.contains("AlreadyExists") && user.run(&["get", "space", name, "-o", "name"]).success {
+            return Ok(());
+        }
+        Err(seen.join(" | then: "))
     });
 }
 

@@ -140,6 +140,7 @@ fn environment_healthy(timeout: Duration) -> Result<Duration, String> {
             (200, body) if body == "ok" => {}
             (code, body) => return Err(format!("server /readyz: {code} {body}")),
         }
+        quota_controller_answers()?;
         let spaces = admin.run(&["--request-timeout", "5s", "get", "spaces", "-o", "name"]);
         if !spaces.success || !spaces.stdout.contains("space.tenancy.loft.sh/kube-system") {
             return Err(format!("admin's spaces: {} {}", spaces.stdout, spaces.stderr.trim()));
@@ -154,6 +155,50 @@ fn environment_healthy(timeout: Duration) -> Result<Duration, String> {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
+    }
+}
+
+/// Whether kube-controller-manager's quota controller puts a ResourceQuota's limits in force again (it copies
+/// `spec.hard` into `status.hard`): after kube-apiserver or etcd comes back, its informers may take a while longer than
+/// kube-apiserver's readiness, and every space create waits for its share to be in force.
+fn quota_controller_answers() -> Result<(), String> {
+    let admin = env().kubectl("admin");
+    // A new value each time, so that only kube-controller-manager's copy of this very spec can match it.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let pods = (nanos % 1_000_000 + 1000).to_string();
+    let probe = format!(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {{name: faults-probe, namespace: default}}\nspec: {{hard: {{pods: \"{pods}\"}}}}\n"
+    );
+    let applied = admin.run_with_stdin(&["--request-timeout", "5s", "apply", "-f", "-"], Some(&probe));
+    if !applied.success {
+        return Err(format!("applying the quota probe: {}", applied.stderr.trim()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let hard = admin
+            .run(&[
+                "--request-timeout",
+                "5s",
+                "get",
+                "resourcequota",
+                "faults-probe",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.status.hard.pods}",
+            ])
+            .stdout;
+        if hard.trim() == pods {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "kube-controller-manager has not put the quota probe in force: {hard:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
