@@ -596,19 +596,16 @@ async fn in_force(
     limits: &BTreeMap<String, i128>,
     started: Instant,
 ) -> Result<bool, Error> {
-    let fits = std::sync::atomic::AtomicBool::new(false);
     let lowered = wait_for_share(client, space, started + RAISE_DEADLINE, |share| {
-        let status = share.status.as_ref();
-        let lowered = within(&quantities(status.and_then(|s| s.hard.as_ref())), limits);
-        let used = quantities(status.and_then(|s| s.used.as_ref()));
-        let fit = used
-            .iter()
-            .all(|(key, used)| limits.get(key).is_none_or(|limit| used <= limit));
-        fits.store(fit, std::sync::atomic::Ordering::Relaxed);
-        lowered
+        within(&quantities(share.status.as_ref().and_then(|s| s.hard.as_ref())), limits)
     })
     .await?;
-    Ok(lowered && fits.into_inner())
+    let used = |share: &ResourceQuota| quantities(share.status.as_ref().and_then(|s| s.used.as_ref()));
+    Ok(lowered.is_some_and(|share| {
+        used(&share)
+            .iter()
+            .all(|(key, used)| limits.get(key).is_none_or(|limit| used <= limit))
+    }))
 }
 
 /// Tells each space whose share the pass left with no room for a resource why, as an Event on its share (best

@@ -320,7 +320,10 @@ impl Provisioner {
                 // kube-apiserver enforces a ResourceQuota only once kube-controller-manager has filled its
                 // status.hard: until then the owners get no rights here, or what they make in between is not counted.
                 let until = tokio::time::Instant::now() + SHARE_WAIT;
-                if !wait_for_share(self.client(), &plan.name, until, enforced).await? {
+                if wait_for_share(self.client(), &plan.name, until, enforced)
+                    .await?
+                    .is_none()
+                {
                     return Err(Error::ShareNotInForce(plan.name.clone()));
                 }
             }

@@ -109,7 +109,7 @@ pub fn enforced(rq: &ResourceQuota) -> bool {
         .all(|(key, _)| status.is_some_and(|s| s.contains_key(key)))
 }
 
-/// Reads the share of `space` until `ready` says yes (true) or `until` is past (false).
+/// Reads the share of `space` until `ready` says yes (the share as read then) or `until` is past (`None`).
 ///
 /// # Errors
 /// When kube-apiserver refuses a read.
@@ -118,15 +118,15 @@ pub async fn wait_for_share(
     space: &str,
     until: tokio::time::Instant,
     ready: impl Fn(&ResourceQuota) -> bool,
-) -> Result<bool, Error> {
+) -> Result<Option<ResourceQuota>, Error> {
     let shares: Api<ResourceQuota> = Api::namespaced(client.clone(), space);
     loop {
         let share = shares.get(SHARE_QUOTA).await.map_err(|e| Error::from_kube(e, space))?;
         if ready(&share) {
-            return Ok(true);
+            return Ok(Some(share));
         }
         if tokio::time::Instant::now() >= until {
-            return Ok(false);
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
