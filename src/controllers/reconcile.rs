@@ -287,9 +287,8 @@ async fn follow_account(provisioner: &Provisioner, current: &RoleBinding, plan: 
     }
     // Only on the Account as kube-apiserver has it now: a replica whose cache is behind must not move the binding back.
     if let Owner::Account(cached) = &plan.owner {
-        let accounts = Api::<Account>::all(provisioner.members().management().client().clone());
-        match accounts.get_opt(cached.name()).await {
-            Ok(Some(now)) if now.spec.subjects == cached.spec.subjects && now.owner_role() == cached.owner_role() => {}
+        match provisioner.accounts_now(Some(cached.name())).await.as_deref() {
+            Ok([now]) if now.spec.subjects == cached.spec.subjects && now.owner_role() == cached.owner_role() => {}
             Ok(_) => {
                 tracing::debug!(space = %plan.name, "The cached Account is behind; its owner binding waits");
                 return;

@@ -261,6 +261,31 @@ impl Provisioner {
             .map_err(|e| Error::from_kube(e, &plan.name))
     }
 
+    /// The Accounts as kube-apiserver has them now, not as the cache last saw them: `name` alone when given (one GET),
+    /// else all (one LIST). What grants anything on a write is decided on these.
+    ///
+    /// # Errors
+    /// When kube-apiserver does not answer the read.
+    pub async fn accounts_now(&self, name: Option<&str>) -> Result<Vec<Arc<Account>>, Error> {
+        let accounts: Api<Account> = Api::all(self.management().clone());
+        let now = match name {
+            Some(name) => accounts
+                .get_opt(name)
+                .await
+                .map_err(Error::Backend)?
+                .into_iter()
+                .collect(),
+            None => {
+                accounts
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(Error::Backend)?
+                    .items
+            }
+        };
+        Ok(now.into_iter().map(Arc::new).collect())
+    }
+
     /// The account's spaces as kube-apiserver has them now (a consistent read, not the cache).
     async fn count_spaces(&self, account: &str) -> Result<i64, Error> {
         let selector = ListParams::default().labels(&format!("{ACCOUNT_LABEL}={account}"));

@@ -58,6 +58,11 @@ pub enum Deleted {
     Gone { name: String, uid: Option<String> },
 }
 
+/// Whether `user` is a member of `account`: one of its subjects, and the Account is not being deleted.
+fn member_of(account: &Account, user: &User) -> bool {
+    account.metadata.deletion_timestamp.is_none() && is_subject(&account.spec.subjects, user)
+}
+
 pub struct Writer {
     cache: Arc<Cache>,
     /// Every cluster served: a space's namespace is written in its own.
@@ -386,16 +391,11 @@ impl Writer {
                 )],
             });
         };
-        let accounts: kube::Api<Account> = kube::Api::all(self.members.management().client().clone());
         let member = |account: &str| {
-            let accounts = accounts.clone();
             let account = account.to_owned();
             async move {
-                let now = accounts.get_opt(&account).await.map_err(Error::Backend)?;
-                Ok::<_, Error>(
-                    now.filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
-                        .map(Arc::new),
-                )
+                let now = self.provisioner.accounts_now(Some(&account)).await?;
+                Ok::<_, Error>(now.into_iter().find(|a| member_of(a, user)))
             }
         };
         if let Some(from) = from {

@@ -10,13 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
 use super::place::authorize;
 #[cfg(feature = "fault-injection")]
 use super::CRASH_AFTER_NAMESPACE;
-use super::{revision_of, WriteOptions, Writer, READ_AFTER_CREATE};
-use crate::access::index::is_subject;
+use super::{member_of, revision_of, WriteOptions, Writer, READ_AFTER_CREATE};
 use crate::access::view::connected_part;
 use crate::api::account::{Account, SpaceTemplate};
 use crate::api::Space;
@@ -122,11 +121,8 @@ impl Writer {
     /// Who will own the space: the named account (the caller must belong to it), the caller's only account, or — with
     /// no account at all — the caller alone, if RBAC lets them create namespaces.
     async fn owner(&self, user: &User, requested: Option<&str>, authorizer: &Authorizer) -> Result<Owner, Error> {
-        let accounts = self.accounts_now(requested).await?;
-        let mine: Vec<Arc<Account>> = accounts
-            .into_iter()
-            .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
-            .collect();
+        let accounts = self.provisioner.accounts_now(requested).await?;
+        let mine: Vec<Arc<Account>> = accounts.into_iter().filter(|a| member_of(a, user)).collect();
         match requested {
             Some(wanted) => mine
                 .into_iter()
@@ -163,10 +159,11 @@ impl Writer {
     async fn clusters_open_to(&self, user: &User) -> Result<Vec<String>, Error> {
         let connected = self.members.names();
         let mine: Vec<Arc<Account>> = self
+            .provisioner
             .accounts_now(None)
             .await?
             .into_iter()
-            .filter(|a| a.metadata.deletion_timestamp.is_none() && is_subject(&a.spec.subjects, user))
+            .filter(|a| member_of(a, user))
             .collect();
         if mine.is_empty() {
             return Ok(connected);
@@ -183,30 +180,9 @@ impl Writer {
         Ok(connected.into_iter().filter(open).collect())
     }
 
-    /// The Accounts as kube-apiserver has them now: `requested` alone when named (one GET), else all (one LIST).
-    async fn accounts_now(&self, requested: Option<&str>) -> Result<Vec<Arc<Account>>, Error> {
-        let accounts: Api<Account> = Api::all(self.members.management().client().clone());
-        let now = match requested {
-            Some(name) => accounts
-                .get_opt(name)
-                .await
-                .map_err(Error::Backend)?
-                .into_iter()
-                .collect(),
-            None => {
-                accounts
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(Error::Backend)?
-                    .items
-            }
-        };
-        Ok(now.into_iter().map(Arc::new).collect())
-    }
-
     /// The SpaceTemplates the cache holds, with each one `owner`'s account names that it lacks read fresh (a template
     /// applied together with its Account may not have reached the cache yet).
-    pub(super) async fn templates_now(&self, owner: &Owner) -> Result<BTreeMap<String, Arc<SpaceTemplate>>, Error> {
+    async fn templates_now(&self, owner: &Owner) -> Result<BTreeMap<String, Arc<SpaceTemplate>>, Error> {
         let mut known = self.cache.read().templates.clone();
         let names = match owner {
             Owner::Account(account) => account.templates().0,
