@@ -212,6 +212,16 @@ fn a_watch_resumed_from_a_list_resource_version_gets_exactly_the_later_changes()
     admin.apply(
         &(namespace(&granted) + &role_binding(&granted, "access", "ClusterRole/view", &[&format!("User:{user}")])),
     );
+    // The grant is in force before the revoke starts: in --access-mode=sar each waits on its own review, so two
+    // changes made back to back could otherwise land in either order.
+    crate::harness::eventually(Duration::from_secs(10), || {
+        let seen = env.kubectl_as(&user, &[]).space_names(&[]);
+        if seen.contains(&granted) {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    });
     admin.run(&["delete", "rolebinding", "access", "-n", &names[0]]).ok();
     crate::harness::eventually(Duration::from_secs(10), || {
         let seen = env.kubectl_as(&user, &[]).space_names(&[]);
