@@ -23,6 +23,7 @@ use crate::access::view::space_name;
 use crate::authz::Authorizer;
 use crate::backend::enforced::Enforced;
 use crate::backend::{clients_from, cluster, explain, Clients};
+use crate::domains::SpaceDomains;
 use crate::state::Cache;
 
 /// One cluster this server serves.
@@ -36,6 +37,9 @@ pub struct Member {
     enforced: Enforced,
     /// The version of the Secret this member's credentials came from (connected clusters).
     secret_version: String,
+    /// Its space domains: from `serve --space-domain` for the management cluster, from its Cluster's spec for a
+    /// connected one (which may change while it stays connected).
+    domains: Mutex<Option<SpaceDomains>>,
     /// The reflectors feeding this cluster's part of the state (connected clusters; the management cluster's are
     /// `backend::run`'s, for the server's whole life).
     reflectors: Option<AbortHandle>,
@@ -67,6 +71,20 @@ impl Member {
     #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Its space domains, if its platform team gave it a base domain.
+    #[must_use]
+    pub fn domains(&self) -> Option<SpaceDomains> {
+        self.domains.lock().clone()
+    }
+
+    /// Sets its space domains; whether they changed.
+    pub fn set_domains(&self, domains: Option<SpaceDomains>) -> bool {
+        let mut current = self.domains.lock();
+        let changed = *current != domains;
+        *current = domains;
+        changed
     }
 
     /// This cluster's SubjectAccessReviews.
@@ -147,6 +165,7 @@ impl Members {
                 client,
                 authorizer,
                 kinds: Mutex::default(),
+                domains: Mutex::default(),
                 secret_version: String::new(),
                 reflectors: None,
             }),
@@ -275,6 +294,7 @@ run tenancy-apiserver connect again",
             enforced: Enforced::new(watch.clone(), self.changed.clone()),
             client: call,
             kinds: Mutex::default(),
+            domains: Mutex::default(),
             secret_version: secret_version.to_owned(),
             reflectors: Some(reflectors.abort_handle()),
         });

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::AccessMode;
+use crate::domains::SpaceDomains;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("--{flag} {path}: file not found")]
     Missing { flag: &'static str, path: PathBuf },
+    #[error("--space-domain/--space-issuer: {0}")]
+    Domains(String),
 }
 
 /// Flag names follow Kubernetes' generic API servers.
@@ -39,6 +42,15 @@ pub struct Options {
     /// the others; its namespaces are never spaces, and every space lives in a connected cluster (`<cluster>.<name>`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub local_spaces: bool,
+    /// The base domain of this cluster's spaces: each owns `<namespace>.<base>` and every name below it, and
+    /// kube-apiserver refuses every other hostname in it (Ingresses, Gateway API routes, cert-manager Certificates).
+    /// Unset: no space domains here.
+    #[arg(long)]
+    pub space_domain: Option<String>,
+    /// The shared ClusterIssuer tenants may name for certificates under their space's domain; every other
+    /// ClusterIssuer is refused to them. Unset: none.
+    #[arg(long)]
+    pub space_issuer: Option<String>,
     /// With `--access-mode=sar`: how often every identity in use is reviewed again in full, e.g. `30s` or `2m`
     /// (RBAC changes and new namespaces are reviewed at once; a webhook's own changes wait for this).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -63,6 +75,7 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     pub access_mode: AccessMode,
     pub local_spaces: bool,
+    pub space_domains: Option<SpaceDomains>,
     pub access_review_refresh: Duration,
     pub shutdown_grace_period: Duration,
     pub shutdown_delay: Duration,
@@ -101,7 +114,7 @@ impl Options {
     /// Fills in what the flags leave implicit and checks what can be checked before connecting anywhere.
     ///
     /// # Errors
-    /// When a named file does not exist.
+    /// When a named file does not exist, or the space domain or issuer is no DNS name.
     pub fn complete(self) -> Result<Config, Error> {
         for (flag, path) in [
             ("tls-cert-file", &self.tls_cert_file),
@@ -129,6 +142,8 @@ impl Options {
             kubeconfig: self.kubeconfig,
             access_mode: self.access_mode,
             local_spaces: self.local_spaces,
+            space_domains: SpaceDomains::new(self.space_domain.as_deref(), self.space_issuer.as_deref())
+                .map_err(Error::Domains)?,
             access_review_refresh: self.access_review_refresh,
             shutdown_grace_period: self.shutdown_grace_period,
             // The delay is part of the grace period, never longer.

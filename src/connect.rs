@@ -31,6 +31,8 @@ const FIELD_MANAGER: &str = "tenancy-apiserver-connect";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("{0}")]
+    InvalidDomains(String),
     /// The cluster's kubeconfig, or what its cluster says about it.
     #[error(transparent)]
     Target(#[from] target::Problem),
@@ -73,9 +75,22 @@ pub struct Connect {
     /// The management cluster's kubeconfig (unset: in-cluster config, then `$KUBECONFIG`, then `~/.kube/config`).
     #[arg(long)]
     pub management_kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub fields: ClusterFields,
+}
+
+/// What a Cluster says of its cluster besides where its credentials are.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClusterFields {
     /// A name for people.
     #[arg(long)]
     pub display_name: Option<String>,
+    /// The base domain of its spaces: each owns `<namespace>.<base>` and every name below it (`Cluster.spec.spaceDomain`).
+    #[arg(long)]
+    pub space_domain: Option<String>,
+    /// The shared ClusterIssuer there that tenants may name (`Cluster.spec.spaceIssuer`).
+    #[arg(long)]
+    pub space_issuer: Option<String>,
 }
 
 /// `disconnect`'s arguments.
@@ -106,10 +121,12 @@ pub async fn connect(args: &Connect) -> Result<(), Error> {
     if !crate::spaces::validation::name(&args.name).is_empty() {
         return Err(Error::InvalidName(args.name.clone()));
     }
+    crate::domains::SpaceDomains::new(args.fields.space_domain.as_deref(), args.fields.space_issuer.as_deref())
+        .map_err(Error::InvalidDomains)?;
     let target = Target::from_file(&args.kubeconfig).await?;
     target.check().await?;
     let management = client(args.management_kubeconfig.as_deref()).await?;
-    make(&target, &management, &args.name, args.display_name.as_deref()).await
+    make(&target, &management, &args.name, &args.fields).await
 }
 
 /// Disconnects the cluster: its Cluster and Secret here, and with `--kubeconfig` the server's identity there.
@@ -215,7 +232,7 @@ mod tests {
                 name: name.to_owned(),
                 kubeconfig: PathBuf::from("/nonexistent"),
                 management_kubeconfig: None,
-                display_name: None,
+                fields: super::ClusterFields::default(),
             };
             let refused = super::connect(&args).await;
             assert!(

@@ -12,6 +12,7 @@ pub mod clusters;
 pub mod config;
 pub mod connect;
 pub mod controllers;
+pub mod domains;
 #[cfg(test)]
 mod fixtures;
 pub mod http;

@@ -206,6 +206,11 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     )?);
 
     let cache = Arc::new(state::Cache::with_options(config.access_mode, config.local_spaces));
+    // Before the reflectors: the first list already shows each space's domain.
+    cache.apply(state::Update::Domains {
+        cluster: None,
+        domains: config.space_domains.clone(),
+    });
     let registry_metrics = prometheus::Registry::new();
     metrics::register_local_spaces(&registry_metrics, config.local_spaces);
     tokio::spawn(backend::run(
@@ -245,6 +250,8 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     let members = Arc::new(
         clusters::Members::new(call.clone(), client.clone(), authorizer.clone()).with_local_spaces(config.local_spaces),
     );
+    members.management().set_domains(config.space_domains.clone());
+    tracing::info!(domains = ?config.space_domains, "Space domains");
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),

@@ -30,6 +30,7 @@ use crate::access::view::{connected_part, Subjects, UserView};
 use crate::access::AccessMode;
 use crate::api::account::{Account, AccountQuota, SpaceTemplate};
 use crate::authn::User;
+use crate::domains::SpaceDomains;
 
 /// RoleBindings the server makes and tracks: a space's owners, and the readers of a shared space.
 pub const SERVER_BINDINGS: &[&str] = &["tenancy-owner", "tenancy-shared-reader"];
@@ -68,6 +69,11 @@ pub enum Update {
     Online {
         cluster: String,
         online: bool,
+    },
+    /// A served cluster's space domains (`None`: the management cluster), shown in its spaces' status.
+    Domains {
+        cluster: Option<String>,
+        domains: Option<SpaceDomains>,
     },
     /// A connected cluster's Cluster is gone: its spaces and grants go with it.
     Disconnected(String),
@@ -324,6 +330,10 @@ impl State {
                     self.cluster_event(None, cluster_update, changes);
                 }
             }
+            Update::Domains { cluster, domains } => {
+                let at = cluster.clone();
+                self.cluster_event(at.as_deref(), Update::Domains { cluster, domains }, changes);
+            }
             Update::Disconnected(cluster) => self.disconnect(&cluster, changes),
         }
         changes.extend(access.into_iter().map(Change::Access));
@@ -364,11 +374,13 @@ impl State {
     fn put_namespace(&mut self, ns: Arc<Namespace>, changes: &mut Vec<Change>) {
         let name = ns.name_any();
         let old = self.namespaces.get(&name).cloned();
-        // The status too: a connected cluster's space shows phase Unknown while its cluster does not answer.
-        if old
-            .as_ref()
-            .is_some_and(|o| o.resource_version() == ns.resource_version() && o.status == ns.status)
-        {
+        // The status and the shown domain too: a connected cluster's space shows phase Unknown while its cluster does
+        // not answer, and a space's domain follows its cluster's base.
+        if old.as_ref().is_some_and(|o| {
+            o.resource_version() == ns.resource_version()
+                && o.status == ns.status
+                && o.metadata.annotations == ns.metadata.annotations
+        }) {
             return;
         }
         self.namespaces.insert(name.clone(), ns);

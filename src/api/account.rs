@@ -69,6 +69,9 @@ pub struct AccountSpaces {
     /// unset or `false`: templates are applied once, at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<bool>,
+    /// Extra DNS suffixes every space of the account owns besides its own `<namespace>.<base>` (set by admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
     /// Whether its members may create spaces in the management cluster (a bare name): `false` on a trunk-only install
     /// (`--local-spaces=false`), where every space is `<cluster>.<namespace>`. Shown in the `tenancy.loft.sh` view
     /// only (never stored on the Account).
@@ -249,6 +252,12 @@ pub struct ClusterSpec {
     pub config: ClusterConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The base domain of the cluster's spaces (`serve --space-domain` for the management cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_domain: Option<String>,
+    /// The shared ClusterIssuer in that cluster (`serve --space-issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_issuer: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::domains::{SHOWN_DOMAIN, SHOWN_ISSUER};
+
 use super::{ACCOUNT_LABEL, GROUP_VERSION, TEMPLATE_PARAMETERS_ANNOTATION, TEMPLATE_STATUS_ANNOTATION};
 
 /// Kind of a single space.
@@ -55,6 +57,13 @@ pub struct SpaceStatus {
     /// What each SpaceTemplate did in the space, from the namespace's `tenancy.loft.sh/template-status` annotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<AppliedTemplate>,
+    /// The DNS name the space owns, with every name below it (`<namespace>.<base>`), where its cluster has a base
+    /// domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The shared ClusterIssuer its certificates may come from (`kubectl space expose` names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_issuer: Option<String>,
 }
 
 /// The record of one SpaceTemplate in one space.
@@ -111,8 +120,19 @@ impl Space {
     pub fn from_namespace(ns: &Namespace) -> Self {
         // Field by field: managedFields describe the namespace's fields and are most of the metadata's size.
         let m = &ns.metadata;
+        // The state's copy carries the space's domain as annotations of its own; they are status, not the
+        // namespace's.
+        let mut annotations = m.annotations.clone();
+        let mut shown = |key: &str| {
+            let value = annotations.as_mut().and_then(|a| a.remove(key));
+            if value.is_some() && annotations.as_ref().is_some_and(BTreeMap::is_empty) {
+                annotations = None;
+            }
+            value
+        };
+        let (domain, domain_issuer) = (shown(SHOWN_DOMAIN), shown(SHOWN_ISSUER));
         let metadata = ObjectMeta {
-            annotations: m.annotations.clone(),
+            annotations,
             creation_timestamp: m.creation_timestamp.clone(),
             deletion_grace_period_seconds: m.deletion_grace_period_seconds,
             deletion_timestamp: m.deletion_timestamp.clone(),
@@ -156,6 +176,8 @@ impl Space {
             status: SpaceStatus {
                 phase,
                 templates: applied_templates(ns),
+                domain,
+                domain_issuer,
             },
             metadata,
         }

@@ -17,7 +17,11 @@ pub const TENANT_ROLES: [&str; 3] = [
     "tenancy-shared-reader",
 ];
 /// The admission policies (and their bindings, of the same names).
-pub const POLICIES: [&str; 2] = ["tenancy-namespace-keys", "tenancy-enforced-objects"];
+pub const POLICIES: [&str; 3] = [
+    "tenancy-namespace-keys",
+    "tenancy-enforced-objects",
+    "tenancy-space-domains",
+];
 
 /// The field manager of the guards: the server and `connect` own them alike.
 const FIELD_MANAGER: &str = "tenancy-apiserver-guards";

@@ -11,7 +11,9 @@ use kube::Client;
 use serde_json::json;
 
 use super::target::Target;
-use super::{connected_role, guards, secret_name, Error, Side, FIELD_MANAGER, IDENTITY, NAMESPACE, TOKEN_SECONDS};
+use super::{
+    connected_role, guards, secret_name, ClusterFields, Error, Side, FIELD_MANAGER, IDENTITY, NAMESPACE, TOKEN_SECONDS,
+};
 use crate::api::account::Cluster;
 
 /// What this run made, to be undone if a later step fails.
@@ -30,9 +32,9 @@ struct Made {
 ///
 /// # Errors
 /// The first step either kube-apiserver refuses.
-pub async fn make(target: &Target, management: &Client, name: &str, display_name: Option<&str>) -> Result<(), Error> {
+pub async fn make(target: &Target, management: &Client, name: &str, fields: &ClusterFields) -> Result<(), Error> {
     let mut made = Made::default();
-    let result = steps(target, management, name, display_name, &mut made).await;
+    let result = steps(target, management, name, fields, &mut made).await;
     if result.is_err() {
         undo(&made, &target.client, management, name).await;
     }
@@ -43,7 +45,7 @@ async fn steps(
     target: &Target,
     management: &Client,
     name: &str,
-    display_name: Option<&str>,
+    fields: &ClusterFields,
     made: &mut Made,
 ) -> Result<(), Error> {
     let there = &target.client;
@@ -126,8 +128,14 @@ async fn steps(
         .await
         .map_err(step_here("writing the kubeconfig Secret in the management cluster"))?;
     let mut spec = json!({"config": {"secretRef": {"name": secret_name(name), "key": "kubeconfig"}}});
-    if let Some(display) = display_name {
-        spec["displayName"] = json!(display);
+    for (key, value) in [
+        ("displayName", &fields.display_name),
+        ("spaceDomain", &fields.space_domain),
+        ("spaceIssuer", &fields.space_issuer),
+    ] {
+        if let Some(value) = value {
+            spec[key] = json!(value);
+        }
     }
     let cluster =
         json!({"apiVersion": "config.tenancy.loft.sh/v1", "kind": "Cluster", "metadata": {"name": name}, "spec": spec});

@@ -27,6 +27,7 @@ use crate::backend::explain;
 use crate::clusters::{Member, Members};
 use crate::connect;
 use crate::connect::NAMESPACE;
+use crate::domains::SpaceDomains;
 use crate::metrics::ClusterMetrics;
 use crate::state::{Cache, Part, Update};
 
@@ -232,6 +233,20 @@ async fn ask(context: &Context, cluster: &Cluster, name: &str) -> Result<(String
         .await?;
     if new {
         tokio::spawn(guard(Arc::downgrade(&member), name.to_owned(), context.guards.clone()));
+    }
+    let domains = SpaceDomains::new(
+        cluster.spec.space_domain.as_deref(),
+        cluster.spec.space_issuer.as_deref(),
+    )
+    .unwrap_or_else(|problem| {
+        tracing::warn!(cluster = %name, %problem, "A Cluster's space domain is unusable; it has none until fixed");
+        None
+    });
+    if member.set_domains(domains.clone()) || new {
+        context.cache.apply(Update::Domains {
+            cluster: Some(name.to_owned()),
+            domains,
+        });
     }
     let unanswered = |e: kube::Error| format!("its kube-apiserver did not answer: {}", explain::sentence(&e));
     let remote = member.client().clone();

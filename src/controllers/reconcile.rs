@@ -7,6 +7,7 @@
 //! - keeps the `tenancy-shared-reader` binding in exactly the namespaces labelled `tenancy.loft.sh/shared=true`;
 //! - recreates a space's enforced template objects (label `tenancy.loft.sh/enforced=true`) when they go;
 //! - brings the spaces of accounts with `spec.space.sync: true` to their templates' new versions (`controllers::templates`);
+//! - keeps each cluster's space-domain params and its account namespaces' extra domains (`controllers::domains`);
 //! - keeps each Account's status (its spaces in every cluster, and their count) current;
 //! - carries out an Account's deletion policy in every cluster, holding it with a finalizer until that is done.
 //!
@@ -183,6 +184,7 @@ async fn tend(provisioner: &Provisioner, part: &Part, snapshot: &Snapshot) {
         }
     }
     super::templates::sync(provisioner, &part.namespaces, &snapshot.accounts, &snapshot.templates).await;
+    super::domains::tend(&part.member, &part.namespaces, &snapshot.accounts).await;
 }
 
 fn plan_for(ns: &Namespace, owner: Owner, templates: Vec<Arc<SpaceTemplate>>) -> Plan {

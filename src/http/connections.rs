@@ -76,10 +76,13 @@ pub async fn create(app: &Arc<App>, call: Call) -> Result<Response, Error> {
         .check()
         .await
         .map_err(|problem| invalid("spec.kubeconfig", Problem::Invalid, problem.to_string()))?;
-    let display_name = connection.spec.display_name.as_deref();
+    let fields = connect::ClusterFields {
+        display_name: connection.spec.display_name.clone(),
+        ..connect::ClusterFields::default()
+    };
     let user = call.user.name.clone();
     tracing::info!(cluster = %name, %user, "Connecting a cluster from the web console");
-    connect::make(&target, &management, &name, display_name)
+    connect::make(&target, &management, &name, &fields)
         .await
         .map_err(|error| match error {
             // Refused in the cluster to connect: about its kubeconfig, for the caller.

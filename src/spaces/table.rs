@@ -22,7 +22,7 @@ const fn column(
     }
 }
 
-/// NAME, ACCOUNT, CLUSTER, PHASE, AGE; with `-o wide` also CREATOR and SHARED.
+/// NAME, ACCOUNT, CLUSTER, PHASE, AGE; with `-o wide` also CREATOR, SHARED and DOMAIN.
 #[must_use]
 pub fn columns() -> Vec<ColumnDefinition> {
     vec![
@@ -49,6 +49,13 @@ pub fn columns() -> Vec<ColumnDefinition> {
             "boolean",
             "",
             "Whether every tenant may read the space's services.",
+            1,
+        ),
+        column(
+            "Domain",
+            "string",
+            "",
+            "The DNS name the space owns, and every name below it; empty where its cluster has no base domain.",
             1,
         ),
     ]
@@ -83,6 +90,7 @@ pub fn rows(spaces: &[Space], include: IncludeObject, version: &str, now: Timest
                 json!(age(space.metadata.creation_timestamp.as_ref().map(|t| t.0), now)),
                 json!(annotation(CREATOR_ANNOTATION)),
                 json!(shared),
+                json!(space.status.domain.clone().unwrap_or_default()),
             ];
             let object = match include {
                 IncludeObject::None => None,

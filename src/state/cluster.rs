@@ -16,6 +16,7 @@ use super::log::Change;
 use super::{rbac_event, share_event, track_server_bindings, ServerBindings, State, Update};
 use crate::access::index::{AccessChange, Index};
 use crate::access::view::space_name;
+use crate::domains::SpaceDomains;
 
 /// One served cluster's part of the state.
 pub struct Part {
@@ -29,6 +30,8 @@ pub struct Part {
     pub server_bindings: ServerBindings,
     /// The AccountQuota shares there (ResourceQuotas `account-quota`), by namespace.
     pub shares: BTreeMap<String, Arc<ResourceQuota>>,
+    /// Its space domains, shown in its spaces' status.
+    pub domains: Option<SpaceDomains>,
     pub(super) relist: Relist,
     synced: HashSet<&'static str>,
 }
@@ -68,6 +71,7 @@ impl Part {
             online,
             server_bindings: ServerBindings::new(),
             shares: BTreeMap::new(),
+            domains: None,
             relist: Relist::default(),
             synced: HashSet::new(),
         }
@@ -141,10 +145,11 @@ impl State {
             Update::Share(event) => share_event(&mut part.shares, &mut relist.shares, event),
             Update::Online { online, .. } if part.online != online => {
                 part.online = online;
-                let names: Vec<String> = part.namespaces.keys().cloned().collect();
-                for name in names {
-                    self.show(cluster, &name, changes);
-                }
+                self.show_all(cluster, changes);
+            }
+            Update::Domains { domains, .. } if part.domains != domains => {
+                part.domains = domains;
+                self.show_all(cluster, changes);
             }
             _ => {}
         }
@@ -183,8 +188,20 @@ impl State {
         }
     }
 
+    /// Shows every namespace of cluster `cluster` again (its reachability or domains changed).
+    fn show_all(&mut self, cluster: Option<&str>, changes: &mut Vec<Change>) {
+        let names: Vec<String> = self
+            .part(cluster)
+            .map(|part| part.namespaces.keys().cloned().collect())
+            .unwrap_or_default();
+        for name in names {
+            self.show(cluster, &name, changes);
+        }
+    }
+
     /// Puts cluster `cluster`'s namespace `name` among the spaces: the management cluster's as it is, a connected
-    /// one's as `<cluster>.<name>`, its phase `Unknown` while that cluster does not answer.
+    /// one's as `<cluster>.<name>`, its phase `Unknown` while that cluster does not answer, and its domain (where the
+    /// cluster has a base) as annotations of the state's copy that the space's status takes.
     fn show(&mut self, cluster: Option<&str>, name: &str, changes: &mut Vec<Change>) {
         let Some(part) = self.part(cluster) else {
             return;
@@ -192,16 +209,21 @@ impl State {
         let Some(ns) = part.namespaces.get(name) else {
             return;
         };
-        let shown = match cluster {
-            None => ns.clone(),
-            Some(cluster) => {
-                let mut shown = Namespace::clone(ns);
+        let offline = cluster.is_some() && !part.online;
+        let shown = if cluster.is_none() && part.domains.is_none() {
+            ns.clone()
+        } else {
+            let mut shown = Namespace::clone(ns);
+            if let Some(cluster) = cluster {
                 shown.metadata.name = Some(space_name(cluster, name));
-                if !part.online {
-                    shown.status.get_or_insert_with(Default::default).phase = Some(UNKNOWN_PHASE.to_owned());
-                }
-                Arc::new(shown)
             }
+            if offline {
+                shown.status.get_or_insert_with(Default::default).phase = Some(UNKNOWN_PHASE.to_owned());
+            }
+            if let Some(domains) = &part.domains {
+                domains.mark(name, &mut shown);
+            }
+            Arc::new(shown)
         };
         self.put_namespace(shown, changes);
     }

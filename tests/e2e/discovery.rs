@@ -97,7 +97,7 @@ fn the_server_answers_discovery_v2_itself_with_an_etag() {
 }
 
 #[test]
-fn table_prints_name_account_phase_age_and_wide_adds_creator_and_shared() {
+fn table_prints_name_account_phase_age_and_wide_adds_creator_shared_and_domain() {
     let env = env();
     let admin = env.kubectl("admin");
     let out = admin.run(&["get", "spaces"]).ok();
@@ -107,7 +107,7 @@ fn table_prints_name_account_phase_age_and_wide_adds_creator_and_shared() {
     let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE", "CREATOR", "SHARED"],
+        ["NAME", "ACCOUNT", "CLUSTER", "PHASE", "AGE", "CREATOR", "SHARED", "DOMAIN"],
         "{out}"
     );
     // A row object lets kubectl add labels client-side.

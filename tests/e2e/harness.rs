@@ -622,6 +622,9 @@ impl Replica {
             .arg("--kubeconfig")
             .arg(env.var("SERVER_KUBECONFIG"))
             .args(["--access-mode", env.var("SERVER_ACCESS_MODE")])
+            // The run's space domains: replicas of one install share their flags.
+            .args(["--space-domain", env.var("SPACE_DOMAIN")])
+            .args(["--space-issuer", env.var("SPACE_ISSUER")])
             .args(args)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::null())

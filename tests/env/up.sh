@@ -96,10 +96,15 @@ contexts:
 current-context: tenancy-apiserver
 KUBECONFIG
 
+# Each space owns <namespace>.apps.test (kube-apiserver refuses other hostnames to tenants), certificates from the
+# shared ClusterIssuer shared-ca.
+space_domain="${TENANCY_SPACE_DOMAIN:-apps.test}"
+space_issuer="${TENANCY_SPACE_ISSUER:-shared-ca}"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 RUST_LOG="${RUST_LOG:-info}" "$server_bin" serve --bind-address 127.0.0.1 --secure-port "$port" \
   --tls-cert-file "$serving/tls.crt" --tls-private-key-file "$serving/tls.key" \
-  --kubeconfig "$server_kubeconfig" --access-mode "$access_mode" >"$LOG_DIR/tenancy-apiserver.log" 2>&1 &
+  --kubeconfig "$server_kubeconfig" --access-mode "$access_mode" \
+  --space-domain "$space_domain" --space-issuer "$space_issuer" >"$LOG_DIR/tenancy-apiserver.log" 2>&1 &
 echo $! >"$PID_DIR/tenancy-apiserver.pid"
 server_url="https://127.0.0.1:$port"
 
@@ -136,6 +141,8 @@ done
   q SERVER_PORT "$port"
   q SERVER_URL "$server_url"
   q SERVER_ACCESS_MODE "$access_mode"
+  q SPACE_DOMAIN "$space_domain"
+  q SPACE_ISSUER "$space_issuer"
   q SERVER_CA_CERT "$serving/ca.crt"
   q SERVER_KUBECONFIG "$server_kubeconfig"
   q REPO_DIR "$repo"

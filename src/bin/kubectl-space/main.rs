@@ -9,6 +9,7 @@
 //! Status message, as kubectl prints them, with a non-zero exit.
 
 mod console;
+mod expose;
 mod kubeconfig;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,9 @@ your access allows, and the accounts you belong to.",
 
   # Delete a space
   kubectl space delete team-a-dev
+
+  # Publish service web of the current space at https://web.<space domain>
+  kubectl space expose web
 
   # Open the web console in a browser
   kubectl space console",
@@ -197,6 +201,33 @@ Examples:
         #[arg(long, value_name = "SECONDS", default_value_t = 120)]
         timeout: u64,
     },
+    /// Publish a service of the current space over HTTPS at a host under the space's domain
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space expose SERVICE [--port PORT] [--host SUB] [-n SPACE] [options]",
+        before_help = " Makes the Ingress SUB.<the space's domain> (kubectl get space NAME -o wide shows the domain) with a
+ certificate from the platform's shared ClusterIssuer, and prints its URL.
+
+Examples:
+  # Publish service web of the current space at https://web.<space domain>
+  kubectl space expose web
+
+  # Its port 8080, at https://shop.<space domain>, in space team-a-dev
+  kubectl space expose web --port 8080 --host shop -n team-a-dev"
+    )]
+    Expose {
+        /// The Service to publish.
+        service: String,
+        /// Its port to route to, by number or name (default: its first).
+        #[arg(long, value_name = "PORT")]
+        port: Option<String>,
+        /// The host below the space's domain (default: the service's name).
+        #[arg(long, value_name = "SUB")]
+        host: Option<String>,
+        /// The space (default: the namespace of the current context).
+        #[arg(short, long, value_name = "SPACE")]
+        namespace: Option<String>,
+    },
     /// List the accounts you belong to
     #[command(
         help_template = COMMAND_HELP,
@@ -282,7 +313,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Console { port, no_browser } = &cli.command {
         return Ok(console::run(cli.kubeconfig.as_deref(), cli.context.as_deref(), *port, !no_browser).await?);
     }
-    let client = client(&cli).await?;
+    let config = config(&cli).await?;
+    let context_namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(Error::Client)?;
     match cli.command {
         Command::List { output } => print_table(&client, SPACES, output, "spaces").await,
         Command::Accounts => print_table(&client, ACCOUNTS, None, "accounts").await,
@@ -309,13 +342,27 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Delete { name, wait, timeout } => delete(&client, &name, wait, Duration::from_secs(timeout)).await,
+        Command::Expose {
+            service,
+            port,
+            host,
+            namespace,
+        } => {
+            let namespace = namespace.unwrap_or(context_namespace);
+            let exposed = expose::expose(&client, &namespace, &service, port.as_deref(), host.as_deref()).await?;
+            println!("ingress.networking.k8s.io/{} exposed: {}", exposed.ingress, exposed.url);
+            if let Some(issuer) = exposed.issuer {
+                println!("Its certificate comes from ClusterIssuer {issuer}: kubectl get certificate -n {namespace}");
+            }
+            Ok(())
+        }
         // Served above, before a client is made.
         Command::Console { .. } => Ok(()),
     }
 }
 
-/// A client from the kubeconfig kubectl would use, with `--kubeconfig` and `--context` applied.
-async fn client(cli: &Cli) -> Result<Client, Error> {
+/// The kubeconfig kubectl would use, with `--kubeconfig` and `--context` applied.
+async fn config(cli: &Cli) -> Result<Config, Error> {
     let options = KubeConfigOptions {
         context: cli.context.clone(),
         ..KubeConfigOptions::default()
@@ -333,7 +380,7 @@ async fn client(cli: &Cli) -> Result<Client, Error> {
         // $KUBECONFIG, ~/.kube/config, then a pod's own service account.
         None => Config::infer().await.map_err(|e| Error::Config(e.to_string()))?,
     };
-    Client::try_from(config).map_err(Error::Client)
+    Ok(config)
 }
 
 fn get(path: &str) -> Request<Vec<u8>> {

@@ -97,10 +97,11 @@ impl Place {
     /// A namespace there as the space this server shows.
     pub(super) fn show(&self, namespace: &Namespace) -> Space {
         let mut namespace = namespace.clone();
-        namespace.metadata.name = Some(
-            self.member
-                .space(namespace.metadata.name.as_deref().unwrap_or_default()),
-        );
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        if let Some(domains) = self.member.domains() {
+            domains.mark(&name, &mut namespace);
+        }
+        namespace.metadata.name = Some(self.member.space(&name));
         Space::from_namespace(&namespace)
     }
 

@@ -166,7 +166,8 @@ func (e *env) rollTo(t *testing.T, ctx context.Context, port string) {
 	defer logFile.Close()
 	cmd := exec.Command(v["SERVER_BIN"], "serve", "--bind-address", "127.0.0.1", "--secure-port", port,
 		"--tls-cert-file", filepath.Join(serving, "tls.crt"), "--tls-private-key-file", filepath.Join(serving, "tls.key"),
-		"--kubeconfig", v["SERVER_KUBECONFIG"], "--access-mode", v["SERVER_ACCESS_MODE"])
+		"--kubeconfig", v["SERVER_KUBECONFIG"], "--access-mode", v["SERVER_ACCESS_MODE"],
+		"--space-domain", v["SPACE_DOMAIN"], "--space-issuer", v["SPACE_ISSUER"])
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group: it outlives this test process, as up.sh's server does.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

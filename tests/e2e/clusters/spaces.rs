@@ -94,7 +94,16 @@ impl Shared {
             &self.plane.admin_kubeconfig(),
             "--management-kubeconfig",
             env().var("KUBECONFIG_ADMIN"),
+            "--space-domain",
+            &self.space_domain(),
+            "--space-issuer",
+            "shared-ca",
         ])
+    }
+
+    /// The base domain of this cluster's spaces (its Cluster's `spec.spaceDomain`): its own, not the management's.
+    pub(crate) fn space_domain(&self) -> String {
+        format!("{}.test", self.name)
     }
 
     /// Connects this control plane under this name, then waits until the server reports the Cluster `Ready` and shows
