@@ -12,6 +12,7 @@ mod clusters;
 mod console;
 mod cross_site;
 mod discovery;
+mod domains;
 mod fresh;
 mod install;
 mod isolation;

@@ -53,6 +53,14 @@ impl Site {
         }
     }
 
+    /// The base domain of this site's spaces: the run's `--space-domain`, or the connected cluster's own.
+    pub fn space_domain(&self) -> String {
+        match &self.cluster {
+            None => env().var("SPACE_DOMAIN").to_owned(),
+            Some(_) => shared().space_domain(),
+        }
+    }
+
     /// What a failing check names the site by.
     pub fn name(&self) -> &str {
         self.cluster.as_deref().unwrap_or("the management cluster")

@@ -1,0 +1,340 @@
+//! Space domains end to end, at each site: a space owns `<namespace>.<base>` (its Space's status and the DOMAIN column
+//! say so) and its account's extra suffixes, and the site's kube-apiserver itself refuses a tenant, with plain kubectl,
+//! every other hostname: Ingress hosts and TLS hosts, no host, a default backend, a wildcard beyond the space, a
+//! ClusterIssuer other than the shared one, cert-manager Certificates for foreign names or CAs, and CertificateRequests
+//! against a ClusterIssuer; on create and on update, with nothing made. The cluster's admin may do anything.
+
+use std::sync::Mutex;
+
+use crate::harness::{account, create_space, env, eventually, unique, Kubectl};
+use crate::sites::Site;
+use std::time::Duration;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// An Ingress `name` routing `host` (none: a rule without a host) to service web, with TLS for `tls` when given, and
+/// `annotations` (a YAML flow mapping's entries).
+fn ingress(name: &str, host: Option<&str>, tls: &[&str], annotations: &str) -> String {
+    let host = host.map_or(String::new(), |h| format!("host: \"{h}\", "));
+    let tls = if tls.is_empty() {
+        String::new()
+    } else {
+        let hosts: Vec<String> = tls.iter().map(|h| format!("\"{h}\"")).collect();
+        format!("  tls: [{{hosts: [{}], secretName: {name}-tls}}]\n", hosts.join(", "))
+    };
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, annotations: {{{annotations}}}}}\n\
+spec:\n  rules: [{{{host}http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: \
+{{number: 80}}}}}}}}]}}}}]\n{tls}"
+    )
+}
+
+/// A cert-manager Certificate `name` with `spec` (YAML flow mapping entries besides secretName).
+fn certificate(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: {name}}}\n\
+spec: {{secretName: {name}, {spec}}}\n"
+    )
+}
+
+/// cert-manager's aggregated role for namespace admins, as its Helm chart installs it.
+const CERT_MANAGER_EDIT: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  \
+name: cert-manager-edit\n  labels: {rbac.authorization.k8s.io/aggregate-to-admin: \"true\", \
+rbac.authorization.k8s.io/aggregate-to-edit: \"true\"}\nrules:\n- apiGroups: [cert-manager.io]\n  \
+resources: [certificates, certificaterequests, issuers]\n  \
+verbs: [get, list, watch, create, delete, deletecollection, patch, update]\n";
+
+/// cert-manager's CRDs in the site's cluster (from the cert-manager module the run built), once per cluster.
+fn cert_manager_crds(site: &Site) {
+    static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = site.name().to_owned();
+    if done.contains(&key) {
+        return;
+    }
+    let crds = std::fs::read_to_string(env().var("CERT_MANAGER_CRDS")).expect("cert-manager's CRDs");
+    let admin = site.admin();
+    admin
+        .run_with_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&crds))
+        .ok();
+    // What cert-manager's chart gives namespace admins (its role cert-manager-edit), so a space's owners may use it.
+    admin.apply(CERT_MANAGER_EDIT);
+    admin
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/certificates.cert-manager.io",
+            "crd/certificaterequests.cert-manager.io",
+            "--timeout=60s",
+        ])
+        .ok();
+    done.push(key);
+}
+
+/// `manifest` created by `who` in namespace `ns` is refused with a message holding each of `words`, and nothing of
+/// kind `kind` named `name` is there afterwards.
+#[track_caller]
+fn refused(who: &Kubectl, admin: &Kubectl, ns: &str, (kind, name): (&str, &str), manifest: &str, words: &[&str]) {
+    let stderr = who
+        .run_with_stdin(&["create", "-n", ns, "-f", "-"], Some(manifest))
+        .err();
+    for word in words {
+        assert!(
+            stderr.contains(word),
+            "{kind} {name}: {word:?} not in the refusal: {stderr}"
+        );
+    }
+    let left = admin.run(&["get", kind, name, "-n", ns]);
+    assert!(!left.success, "{kind} {name} was made though refused");
+}
+
+#[test]
+fn a_space_owns_its_domain_and_kube_apiserver_refuses_tenants_every_other_hostname() {
+    hostnames_at(&Site::management());
+}
+
+#[test]
+fn a_space_owns_its_domain_and_kube_apiserver_refuses_tenants_every_other_hostname_at_the_connected_cluster() {
+    hostnames_at(&Site::connected());
+}
+
+fn hostnames_at(site: &Site) {
+    let env = env();
+    let management = env.kubectl("admin");
+    let admin = site.admin();
+    let (acc, group, user) = (unique("domains"), unique("team"), unique("member"));
+    management.apply(&account(&acc, &group, 5, Some(&[]), ""));
+    let tenant = env.kubectl_as(&user, &[&group]);
+    let (a, b) = (unique("da"), unique("db"));
+    create_space(&tenant, &site.space(&a));
+    create_space(&tenant, &site.space(&b));
+    let base = site.space_domain();
+    let (mine, theirs) = (format!("{a}.{base}"), format!("{b}.{base}"));
+
+    // The space says what it owns, in its status and in `-o wide`.
+    let status = tenant
+        .run(&[
+            "get",
+            "space",
+            &site.space(&a),
+            "-o",
+            "jsonpath={.status.domain} {.status.domainIssuer}",
+        ])
+        .ok();
+    assert_eq!(status, format!("{mine} shared-ca"), "{}", site.name());
+    let wide = tenant.run(&["get", "spaces", &site.space(&a), "-o", "wide"]).ok();
+    assert!(
+        wide.lines().next().is_some_and(|h| h.contains("DOMAIN")) && wide.contains(&mine),
+        "{wide}"
+    );
+
+    // Straight at the site's kube-apiserver, as the space's owner with plain kubectl.
+    let member = site.tenant(&user, &[&group]);
+    let issuer = "cert-manager.io/cluster-issuer: shared-ca";
+    for (name, host, tls) in [
+        ("own", format!("web.{mine}"), vec![format!("web.{mine}")]),
+        ("apex", mine.clone(), vec![format!("*.{mine}")]),
+    ] {
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        member
+            .run_with_stdin(
+                &["create", "-n", &a, "-f", "-"],
+                Some(&ingress(name, Some(&host), &tls, issuer)),
+            )
+            .ok();
+    }
+    let owns = format!("owns {mine}");
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "foreign",
+            ingress("foreign", Some(&format!("web.{theirs}")), &[], ""),
+            vec![format!("host web.{theirs} is not this space's"), owns.clone()],
+        ),
+        (
+            "foreign-tls",
+            ingress(
+                "foreign-tls",
+                Some(&format!("web.{mine}")),
+                &[&format!("web.{theirs}")],
+                "",
+            ),
+            vec![format!("host web.{theirs}")],
+        ),
+        (
+            "suffix",
+            ingress("suffix", Some(&format!("web.x{mine}")), &[], ""),
+            vec![format!("host web.x{mine}")],
+        ),
+        (
+            "wildcard",
+            ingress("wildcard", Some(&format!("web.{mine}")), &[&format!("*.{base}")], ""),
+            vec![format!("host *.{base}")],
+        ),
+        (
+            "nohost",
+            ingress("nohost", None, &[], ""),
+            vec!["without a host claims every hostname".into()],
+        ),
+        (
+            "other-issuer",
+            ingress(
+                "other-issuer",
+                Some(&format!("web.{mine}")),
+                &[],
+                "cert-manager.io/cluster-issuer: other-ca",
+            ),
+            vec!["ClusterIssuer other-ca is not the platform's shared issuer (shared-ca)".into()],
+        ),
+    ];
+    for (name, manifest, words) in &cases {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        refused(&member, &admin, &a, ("ingress", name), manifest, &words);
+    }
+    let default_backend = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: catchall}}\n\
+spec: {{defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+    );
+    refused(
+        &member,
+        &admin,
+        &a,
+        ("ingress", "catchall"),
+        &default_backend,
+        &["a default backend claims every hostname"],
+    );
+    // Updates too: the owner cannot move an Ingress onto another space's host.
+    let moved = member.run(&[
+        "patch",
+        "ingress",
+        "own",
+        "-n",
+        &a,
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"replace","path":"/spec/rules/0/host","value":"web.{theirs}"}}]"#),
+    ]);
+    assert!(moved.err().contains(&format!("host web.{theirs}")));
+    let host = admin
+        .run(&[
+            "get",
+            "ingress",
+            "own",
+            "-n",
+            &a,
+            "-o",
+            "jsonpath={.spec.rules[0].host}",
+        ])
+        .ok();
+    assert_eq!(host, format!("web.{mine}"));
+    // The cluster's admin may publish any host anywhere.
+    admin
+        .run_with_stdin(
+            &["create", "-n", &a, "-f", "-"],
+            Some(&ingress("by-admin", Some(&format!("web.{theirs}")), &[], "")),
+        )
+        .ok();
+
+    // An account's extra suffix: every space of the account owns it, once an admin gives it; the owner cannot give it
+    // to themselves on their namespace.
+    let extra = format!("{}.example.org", unique("extra"));
+    let own_annotation = member.run(&[
+        "annotate",
+        "namespace",
+        &a,
+        &format!("tenancy.loft.sh/account-domains={extra}"),
+    ]);
+    assert!(own_annotation.err().contains("managed by tenancy-apiserver"));
+    let extra_ingress = ingress("extra", Some(&format!("shop.{extra}")), &[], "");
+    refused(
+        &member,
+        &admin,
+        &a,
+        ("ingress", "extra"),
+        &extra_ingress,
+        &[&format!("host shop.{extra}")],
+    );
+    management
+        .run(&[
+            "patch",
+            "accounts.config.tenancy.loft.sh",
+            &acc,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"space":{{"domains":["{extra}"]}}}}}}"#),
+        ])
+        .ok();
+    eventually(SETTLE, || {
+        let run = member.run_with_stdin(&["create", "-n", &b, "-f", "-"], Some(&extra_ingress));
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+
+    // cert-manager's kinds: Certificates for the space's names only, from the shared ClusterIssuer, never a CA; a
+    // CertificateRequest against a ClusterIssuer is cert-manager's own to make.
+    cert_manager_crds(site);
+    let shared = "issuerRef: {kind: ClusterIssuer, name: shared-ca}";
+    eventually(SETTLE, || {
+        let run = member.run_with_stdin(
+            &["create", "-n", &a, "-f", "-"],
+            Some(&certificate(
+                "web",
+                // Letter case and a trailing dot do not matter (kube-apiserver refuses them in Ingresses itself).
+                &format!(
+                    "dnsNames: [web.{mine}, \"*.{mine}\", \"API.{}.\"], {shared}",
+                    mine.to_uppercase()
+                ),
+            )),
+        );
+        // A CRD just established may take a moment to be served.
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+    let certificates = [
+        (
+            "cert-foreign",
+            format!("dnsNames: [web.{theirs}], {shared}"),
+            format!("host web.{theirs}"),
+        ),
+        (
+            "cert-cn",
+            format!("commonName: web.{theirs}, dnsNames: [web.{mine}], {shared}"),
+            format!("host web.{theirs}"),
+        ),
+        (
+            "cert-ca",
+            format!("isCA: true, dnsNames: [web.{mine}], {shared}"),
+            "isCA certificates are not issued".into(),
+        ),
+        (
+            "cert-issuer",
+            format!("dnsNames: [web.{mine}], issuerRef: {{kind: ClusterIssuer, name: other-ca}}"),
+            "ClusterIssuer other-ca is not the platform's shared issuer".into(),
+        ),
+    ];
+    for (name, spec, words) in &certificates {
+        refused(
+            &member,
+            &admin,
+            &a,
+            ("certificate", name),
+            &certificate(name, spec),
+            &[words],
+        );
+    }
+    let request = "apiVersion: cert-manager.io/v1\nkind: CertificateRequest\nmetadata: {name: mine}\n\
+spec: {request: AAAA, issuerRef: {kind: ClusterIssuer, name: shared-ca}}\n";
+    refused(
+        &member,
+        &admin,
+        &a,
+        ("certificaterequest", "mine"),
+        request,
+        &["only cert-manager asks ClusterIssuer shared-ca"],
+    );
+}
