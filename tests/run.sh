@@ -17,6 +17,9 @@ cargo clippy --locked --all-targets --all-features --quiet -- -D warnings
 step "control plane binaries"
 tests/controlplane/build.sh >/dev/null
 
+step "cert-manager for the space-domain tests (tests/certmanager/build.sh)"
+tests/certmanager/build.sh >/dev/null
+
 step "console test tools: Debian's Chromium, Node.js, playwright-core (tests/console/install.sh)"
 tests/console/install.sh
 

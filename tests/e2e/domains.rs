@@ -6,7 +6,8 @@
 
 use std::sync::Mutex;
 
-use crate::harness::{account, create_space, env, eventually, unique, Kubectl};
+use crate::harness::{account, create_space, env, eventually, namespace, unique, Kubectl};
+use crate::plugin::{create_eventually, space as plugin, tenant_kubeconfig};
 use crate::sites::Site;
 use std::time::Duration;
 
@@ -337,4 +338,119 @@ spec: {request: AAAA, issuerRef: {kind: ClusterIssuer, name: shared-ca}}\n";
         request,
         &["only cert-manager asks ClusterIssuer shared-ca"],
     );
+}
+
+#[test]
+fn kubectl_space_expose_publishes_a_service_over_https_with_a_certificate_from_the_shared_issuer() {
+    let env = env();
+    let admin = env.kubectl("admin");
+    let (home, acc, space) = (unique("expose-home"), unique("expose"), unique("shop"));
+    admin.apply(&format!(
+        "{}apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: dev\n  namespace: {home}\n---\n\
+apiVersion: config.tenancy.loft.sh/v1\nkind: Account\nmetadata:\n  name: {acc}\nspec:\n  \
+subjects: [{{kind: ServiceAccount, name: dev, namespace: {home}}}]\n  space: {{limit: 2, templates: []}}\n",
+        namespace(&home)
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = tenant_kubeconfig(dir.path(), &home, "dev");
+    create_eventually(&kubeconfig, &["create", &space, "--account", &acc]);
+    // Her service, made with plain kubectl and her own kubeconfig.
+    let kubectl = |args: &[&str]| {
+        let output = std::process::Command::new(env.var("KUBECTL"))
+            .env("KUBECONFIG", &kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    kubectl(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "--tcp=80:8080",
+        "--tcp=8443:8443",
+        "-n",
+        &space,
+    ]);
+
+    let host = format!("web.{space}.{}", env.var("SPACE_DOMAIN"));
+    let out = plugin(&kubeconfig, &["expose", "web", "-n", &space]).ok();
+    assert!(out.contains(&format!("https://{host}")), "{out}");
+    let rule = admin
+        .run(&[
+            "get",
+            "ingress",
+            "web",
+            "-n",
+            &space,
+            "-o",
+            "jsonpath={.spec.rules[0].host} {.spec.tls[0].hosts[0]} \
+{.metadata.annotations.cert-manager\\.io/cluster-issuer} {.spec.rules[0].http.paths[0].backend.service.port.number}",
+        ])
+        .ok();
+    assert_eq!(rule, format!("{host} {host} shared-ca 80"));
+    // Bad input changes nothing: an unknown port, a host that is no DNS name.
+    let port = plugin(&kubeconfig, &["expose", "web", "--port", "9999", "-n", &space]).err();
+    assert!(port.contains("has no port 9999: its ports are 80, 8443"), "{port}");
+    let bad = plugin(&kubeconfig, &["expose", "web", "--host", "a_b", "-n", &space]).err();
+    assert!(bad.contains("is not a DNS name"), "{bad}");
+    let shop = plugin(
+        &kubeconfig,
+        &["expose", "web", "--port", "8443", "--host", "shop", "-n", &space],
+    )
+    .ok();
+    assert!(shop.contains(&format!("https://shop.{space}.")), "{shop}");
+
+    // cert-manager makes the certificate from the Ingress, and it names the host and verifies against the shared CA.
+    eventually(Duration::from_secs(90), || {
+        let ready = admin.run(&[
+            "get",
+            "certificate",
+            "web-tls",
+            "-n",
+            &space,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        if ready.stdout == "True" {
+            Ok(())
+        } else {
+            Err(ready.stdout + &ready.stderr)
+        }
+    });
+    let crt = admin
+        .run(&[
+            "get",
+            "secret",
+            "web-tls",
+            "-n",
+            &space,
+            "-o",
+            "jsonpath={.data.tls\\.crt}",
+        ])
+        .ok();
+    let pem = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, crt.trim()).expect("base64");
+    let file = dir.path().join("web.crt");
+    std::fs::write(&file, pem).expect("writing the certificate");
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile", env.var("CERT_MANAGER_CA")])
+        .arg(&file)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout) + String::from_utf8_lossy(&verify.stderr)
+    );
+    let names = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&file)
+        .output()
+        .expect("openssl runs");
+    assert!(String::from_utf8_lossy(&names.stdout).contains(&format!("DNS:{host}")));
 }

@@ -45,7 +45,7 @@ pub(crate) fn space(kubeconfig: &Path, args: &[&str]) -> Run {
 }
 
 /// A kubeconfig for ServiceAccount `sa` in `ns` with a fresh token: what a tenant is handed.
-fn tenant_kubeconfig(dir: &Path, ns: &str, sa: &str) -> PathBuf {
+pub(crate) fn tenant_kubeconfig(dir: &Path, ns: &str, sa: &str) -> PathBuf {
     let env = env();
     tenant_kubeconfig_at(dir, env.var("APISERVER_URL"), env.var("CA_CERT"), ns, sa)
 }
@@ -73,7 +73,7 @@ namespace: untouched\ncurrent-context: alice@local\n",
 }
 
 /// `kubectl space args` (a create), again until it succeeds: the server may be a moment behind a new Account. Its stdout.
-fn create_eventually(kubeconfig: &Path, args: &[&str]) -> String {
+pub(crate) fn create_eventually(kubeconfig: &Path, args: &[&str]) -> String {
     eventually(SETTLE, || {
         let run = space(kubeconfig, args);
         if run.success {

@@ -135,9 +135,47 @@ until k explain space.spec >/dev/null 2>&1; do
   sleep 0.2
 done
 
+# cert-manager (tests/certmanager: its controllers out of cluster, with the admin's identity) and the CA ClusterIssuer
+# shared-ca, the space domains' shared issuer; with cert-manager's role for namespace admins as its chart installs it.
+cert_manager_out="$("$repo/tests/certmanager/build.sh")" || fail "building cert-manager failed"
+cert_manager_bin="$(sed -n 's/^cert-manager=//p' <<<"$cert_manager_out")"
+cert_manager_crds="$(sed -n 's/^cert-manager-crds=//p' <<<"$cert_manager_out")"
+k apply --server-side --force-conflicts -f "$cert_manager_crds" >/dev/null
+k wait --for=condition=Established crd/clusterissuers.cert-manager.io crd/certificates.cert-manager.io --timeout=30s >&2
+ca_dir="$STATE_DIR/shared-ca"
+mkdir -p "$ca_dir"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=tenancy e2e shared CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout "$ca_dir/tls.key" -out "$ca_dir/ca.crt" 2>/dev/null
+k create namespace cert-manager --dry-run=client -o yaml | k apply -f - >/dev/null
+k create secret tls shared-ca -n cert-manager --cert "$ca_dir/ca.crt" --key "$ca_dir/tls.key" \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+k apply -f - >/dev/null <<'MANIFESTS'
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {name: shared-ca}
+spec: {ca: {secretName: shared-ca}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: cert-manager-edit
+  labels: {rbac.authorization.k8s.io/aggregate-to-admin: "true", rbac.authorization.k8s.io/aggregate-to-edit: "true"}
+rules:
+  - apiGroups: [cert-manager.io]
+    resources: [certificates, certificaterequests, issuers]
+    verbs: [get, list, watch, create, delete, deletecollection, patch, update]
+MANIFESTS
+"$cert_manager_bin" --kubeconfig "$KUBECONFIG_ADMIN" --cluster-resource-namespace cert-manager \
+  >"$LOG_DIR/cert-manager.log" 2>&1 &
+echo $! >"$PID_DIR/cert-manager.pid"
+log "cert-manager started (ClusterIssuer shared-ca, log $LOG_DIR/cert-manager.log)"
+
 {
   q() { printf 'export %s=%q\n' "$1" "$2"; }
   q SERVER_BIN "$server_bin"
+  q CERT_MANAGER_CRDS "$cert_manager_crds"
+  q CERT_MANAGER_CA "$ca_dir/ca.crt"
   q SERVER_PORT "$port"
   q SERVER_URL "$server_url"
   q SERVER_ACCESS_MODE "$access_mode"
