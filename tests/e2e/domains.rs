@@ -191,16 +191,14 @@ fn hostnames_at(site: &Site) {
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         refused(&member, &admin, &a, ("ingress", name), manifest, &words);
     }
-    let default_backend = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: catchall}}\n\
-spec: {{defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
-    );
+    let default_backend = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: catchall}\n\
+spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n";
     refused(
         &member,
         &admin,
         &a,
         ("ingress", "catchall"),
-        &default_backend,
+        default_backend,
         &["a default backend claims every hostname"],
     );
     // Updates too: the owner cannot move an Ingress onto another space's host.
