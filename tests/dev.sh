@@ -40,11 +40,28 @@ show() {
   echo "\$ kubectl $*   # as $user"
   "$KUBECTL" --kubeconfig "${!kubeconfig}" "$@"
 }
-show alice get spaces
+show alice get spaces -o wide
 show alice get accounts
 show alice get configmap space-info -n team-a-dev -o jsonpath='{.data}{"\n"}'
 show carol get spaces
 show admin get spaces
+
+# alice publishes a service of team-a-dev at its space domain; cert-manager issues its certificate from the shared
+# ClusterIssuer (the space may still be filling its quota and service account: retried for a while).
+for _ in $(seq 50); do
+  "$KUBECTL" --kubeconfig "$KUBECONFIG_ALICE" create service clusterip web --tcp=80:8080 -n team-a-dev >/dev/null 2>&1 &&
+    break
+  sleep 0.2
+done
+echo
+echo "\$ kubectl space expose web -n team-a-dev   # as alice"
+KUBECONFIG="$KUBECONFIG_ALICE" "$target_dir/debug/kubectl-space" expose web -n team-a-dev || true
+for _ in $(seq 60); do
+  [[ "$("$KUBECTL" --kubeconfig "$KUBECONFIG_ALICE" get certificate web-tls -n team-a-dev \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]] && break
+  sleep 0.5
+done
+show alice get certificate -n team-a-dev
 cat <<MSG
 
 Running. Try it yourself:
