@@ -68,16 +68,17 @@ impl SpaceDomains {
         }
     }
 
-    /// The policy's params: the ConfigMap [`PARAMS`] as the server applies it.
+    /// The policy's params: the ConfigMap [`PARAMS`] in `namespace` (the server's, tenancy-system) as the server
+    /// applies it.
     #[must_use]
-    pub fn params(&self) -> Value {
+    pub fn params(&self, namespace: &str) -> Value {
         let mut data = json!({"base": self.base});
         if let Some(issuer) = &self.issuer {
             data["issuer"] = json!(issuer);
         }
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": PARAMS, "namespace": crate::connect::NAMESPACE},
+            "metadata": {"name": PARAMS, "namespace": namespace},
             "data": data,
         })
     }

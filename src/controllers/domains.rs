@@ -56,7 +56,7 @@ async fn params(member: &Member) -> Result<(), kube::Error> {
         .pop();
     match (member.domains(), current) {
         (Some(domains), current) => {
-            let want = domains.params();
+            let want = domains.params(NAMESPACE);
             let have = current.and_then(|c| c.data).map(|d| json!(d));
             if have.as_ref() != Some(&want["data"]) {
                 api.patch(PARAMS, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&want))

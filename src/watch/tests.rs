@@ -476,3 +476,51 @@ fn a_relist_of_one_clusters_namespaces_leaves_the_others_spaces_alone() {
     }
     assert_eq!(spaces(&cache), ["a", "c2.a"]);
 }
+
+#[test]
+fn a_clusters_space_domain_shows_in_its_spaces_status_and_a_new_base_reaches_open_watches() {
+    let cache = with_connected_cluster();
+    cache.apply(connected(Update::RoleBinding(Event::Apply(binding(
+        "a", "rb", "alice", 10,
+    )))));
+    let mut alice = start(
+        &cache,
+        &user("alice"),
+        everything(),
+        From::Now { initial_events: false },
+    )
+    .expect("started");
+    let domain_of = |name: &str| {
+        let state = cache.read();
+        let space = crate::api::Space::from_namespace(&state.namespaces[name]);
+        (
+            space.status.domain,
+            space.status.domain_issuer,
+            space.metadata.annotations,
+        )
+    };
+    assert_eq!(domain_of("c2.a").0, None);
+    let domains = |base: &str| crate::domains::SpaceDomains::new(Some(base), Some("shared-ca")).expect("valid");
+    cache.apply(Update::Domains {
+        cluster: Some("c2".to_owned()),
+        domains: domains("east.example.com"),
+    });
+    let (domain, issuer, annotations) = domain_of("c2.a");
+    assert_eq!(domain.as_deref(), Some("a.east.example.com"));
+    assert_eq!(issuer.as_deref(), Some("shared-ca"));
+    // Status only: the namespace's own annotations are as they were.
+    assert!(annotations.is_none_or(|a| !a.keys().any(|k| k.starts_with("tenancy.loft.sh/domain"))));
+    assert_eq!(drain(&mut alice), [(EventType::Modified, "c2.a".to_owned())]);
+    // The same again changes nothing; the management cluster's spaces are not its.
+    cache.apply(Update::Domains {
+        cluster: Some("c2".to_owned()),
+        domains: domains("east.example.com"),
+    });
+    assert!(drain(&mut alice).is_empty());
+    cache.apply(Update::Domains {
+        cluster: Some("c2".to_owned()),
+        domains: None,
+    });
+    assert_eq!(domain_of("c2.a").0, None);
+    assert_eq!(drain(&mut alice), [(EventType::Modified, "c2.a".to_owned())]);
+}
