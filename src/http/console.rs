@@ -61,6 +61,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("console/create.js"),
     ),
     (
+        "expose.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("console/expose.js"),
+    ),
+    (
         "accounts.js",
         "text/javascript; charset=utf-8",
         include_bytes!("console/accounts.js"),

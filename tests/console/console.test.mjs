@@ -279,6 +279,34 @@ test('creating a space shows the server\'s refusal of an invalid parameter, then
   await screenshot(page, 'alice-created');
 });
 
+test('alice publishes a service of her space at its domain and sees its URL and its certificate become ready', async () => {
+  const {page} = alice;
+  const space = `${id}-web`;
+  kubectl('alice', ['create', 'service', 'clusterip', 'shop', '--tcp=80:8080', '-n', space]);
+  const form = page.getByRole('form', {name: 'Publish a service'});
+  await form.getByLabel('Space').selectOption(space, {timeout: SETTLE});
+  const host = `shop.${space}.${env.SPACE_DOMAIN}`;
+  await page.getByRole('row', {name: new RegExp(`^${space} ${id} .* ${space}\\.${env.SPACE_DOMAIN.replaceAll('.', '\\.')} `)}).waitFor();
+  await eventually(async () => {
+    await form.getByRole('button', {name: 'Refresh'}).click();
+    await form.getByLabel('Service').selectOption('shop', {timeout: 2_000});
+  }, SETTLE);
+  await form.getByRole('button', {name: 'Publish'}).click();
+  await page.getByRole('status').getByText(`ingress.networking.k8s.io/shop exposed: https://${host}`).waitFor();
+  assert.equal(kubectl('alice', ['get', 'ingress', 'shop', '-n', space, '-o', 'jsonpath={.spec.tls[0].hosts[0]}']), host);
+  // cert-manager issues its certificate from the shared issuer; the list says so once it is Ready.
+  await eventually(async () => {
+    await form.getByRole('button', {name: 'Refresh'}).click();
+    await form.getByRole('row', {name: `shop https://${host} Ready`}).waitFor({timeout: 2_000});
+  }, 60_000);
+  await form.getByRole('link', {name: `https://${host}`}).waitFor();
+  // Publishing it again is kube-apiserver's refusal, in kubectl's words.
+  await form.getByRole('button', {name: 'Publish'}).click();
+  await page.getByRole('alert').getByText('Error from server (AlreadyExists)').waitFor();
+  await screenshot(page, 'alice-published');
+  await page.getByRole('alert').getByRole('button', {name: 'Dismiss'}).click();
+});
+
 test('alice\'s accounts show her space count against the limit and the quota\'s use', async () => {
   const {page} = alice;
   await page.getByRole('link', {name: 'My accounts'}).click();

@@ -6,6 +6,7 @@ import {ACCOUNTS, follow, request, SPACES} from './api.js';
 import * as accounts from './accounts.js';
 import './connect.js';
 import * as create from './create.js';
+import * as expose from './expose.js';
 import * as platform from './platform.js';
 import * as shared from './shared.js';
 import * as spaces from './spaces.js';
@@ -82,6 +83,7 @@ follow(SPACES, {
     clearAlert('spaces');
     spaces.render(items);
     shared.setSpaces(items);
+    expose.setSpaces(items);
   },
   onError: (error) => alert('spaces', error),
 });

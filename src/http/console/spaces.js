@@ -1,22 +1,23 @@
 // The Spaces page's table: the caller's spaces with the columns of `kubectl get spaces` (name, account, cluster, phase,
-// age), updated in place from the watch, and deleting one after a confirmation dialog.
+// age; and the domain of `-o wide`), updated in place from the watch, and deleting one after a confirmation dialog.
 
 import {request, SPACES} from './api.js';
 import {alert, announce, clearAlert, h, keyedTable, setAge} from './ui.js';
 
-const COLUMNS = ['Name', 'Account', 'Cluster', 'Phase', 'Age', 'Actions'];
+const COLUMNS = ['Name', 'Account', 'Cluster', 'Phase', 'Domain', 'Age', 'Actions'];
 const update = keyedTable(document.querySelector('#spaces-table tbody'), COLUMNS, 'No resources found');
 
 /// Shows `items` (name -> Space), as the watch keeps them.
 export function render(items) {
   document.querySelector('#spaces-table tbody tr.empty:not([data-key])')?.remove();
-  update(items, (space, [name, account, cluster, phase, since, actions]) => {
+  update(items, (space, [name, account, cluster, phase, domain, since, actions]) => {
     const spaceName = space.metadata.name;
     name.textContent = spaceName;
     account.textContent = space.spec?.account || '<none>';
     cluster.textContent = space.spec?.cluster || 'this cluster';
     const terminating = space.status?.phase === 'Terminating' || Boolean(space.metadata.deletionTimestamp);
     phase.textContent = space.status?.phase || '';
+    domain.textContent = space.status?.domain || '';
     setAge(since, space.metadata.creationTimestamp);
     let button = actions.querySelector('button');
     if (!button) {
