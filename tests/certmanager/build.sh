@@ -3,7 +3,8 @@
 # go.mod) from the Go module proxy into a cache outside the repo, in a directory keyed by that version, as
 # cert-manager-HASH, HASH being of main.go, go.mod and go.sum so that checkouts with different versions of them share
 # the cache; and writes that version's CRDs (deploy/crds/ of the same module, plain YAML) to crds.yaml beside it.
-# Rebuilds only what is missing. Progress on stderr; on stdout "cert-manager=PATH" and "cert-manager-crds=PATH".
+# Also writes Gateway API's standard CRDs (sigs.k8s.io/gateway-api, version below) there. Rebuilds only what is missing.
+# Progress on stderr; on stdout "cert-manager=PATH", "cert-manager-crds=PATH" and "gateway-api-crds=PATH".
 #
 # Extra go flags come through GOFLAGS, e.g. GOFLAGS=-p=1 on a busy machine.
 set -euo pipefail
@@ -53,5 +54,23 @@ else
   echo "certmanager: wrote ${#files[@]} CRDs of cert-manager $version to $crds" >&2
 fi
 
+# Gateway API's standard-channel CRDs (Gateway and the routes whose hostnames space domains guard), from its module at
+# the version below, beside cert-manager's: the other kind of object that claims hostnames.
+gateway_api_version=v1.6.3
+gateway_crds="$out_dir/gateway-api-$gateway_api_version-crds.yaml"
+if [[ -s "$gateway_crds" ]]; then
+  echo "certmanager: Gateway API CRDs cached" >&2
+else
+  gateway_dir="$(cd "$here" && go mod download -json "sigs.k8s.io/gateway-api@$gateway_api_version" |
+    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  for kind in gatewayclasses gateways httproutes grpcroutes tlsroutes referencegrants; do
+    echo "---"
+    cat "$gateway_dir/config/crd/standard/gateway.networking.k8s.io_$kind.yaml"
+  done >"$gateway_crds.tmp"
+  mv "$gateway_crds.tmp" "$gateway_crds"
+  echo "certmanager: wrote Gateway API $gateway_api_version CRDs to $gateway_crds" >&2
+fi
+
 echo "cert-manager=$bin"
 echo "cert-manager-crds=$crds"
+echo "gateway-api-crds=$gateway_crds"

@@ -38,38 +38,54 @@ spec: {{secretName: {name}, {spec}}}\n"
     )
 }
 
-/// cert-manager's aggregated role for namespace admins, as its Helm chart installs it.
-const CERT_MANAGER_EDIT: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  \
+/// What cert-manager's chart gives namespace admins (its role cert-manager-edit), and the like for Gateway API routes
+/// (which a platform team using it grants), so a space's owners may use them.
+const TENANT_ROLES: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  \
 name: cert-manager-edit\n  labels: {rbac.authorization.k8s.io/aggregate-to-admin: \"true\", \
 rbac.authorization.k8s.io/aggregate-to-edit: \"true\"}\nrules:\n- apiGroups: [cert-manager.io]\n  \
 resources: [certificates, certificaterequests, issuers]\n  \
-verbs: [get, list, watch, create, delete, deletecollection, patch, update]\n";
+verbs: [get, list, watch, create, delete, deletecollection, patch, update]\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  \
+name: gateway-api-edit\n  labels: {rbac.authorization.k8s.io/aggregate-to-admin: \"true\"}\nrules:\n\
+- apiGroups: [gateway.networking.k8s.io]\n  resources: [gateways, httproutes, grpcroutes, tlsroutes]\n  \
+verbs: [get, list, watch, create, delete, patch, update]\n";
 
-/// cert-manager's CRDs in the site's cluster (from the cert-manager module the run built), once per cluster.
-fn cert_manager_crds(site: &Site) {
+/// cert-manager's and Gateway API's CRDs in the site's cluster (from the modules the run took them from), and the
+/// roles that let a space's owners use them: once per cluster.
+fn hostname_kinds(site: &Site) {
     static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let key = site.name().to_owned();
     if done.contains(&key) {
         return;
     }
-    let crds = std::fs::read_to_string(env().var("CERT_MANAGER_CRDS")).expect("cert-manager's CRDs");
     let admin = site.admin();
-    admin
-        .run_with_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&crds))
-        .ok();
-    // What cert-manager's chart gives namespace admins (its role cert-manager-edit), so a space's owners may use it.
-    admin.apply(CERT_MANAGER_EDIT);
+    for file in ["CERT_MANAGER_CRDS", "GATEWAY_API_CRDS"] {
+        let crds = std::fs::read_to_string(env().var(file)).expect("the run's CRDs");
+        admin
+            .run_with_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&crds))
+            .ok();
+    }
+    admin.apply(TENANT_ROLES);
     admin
         .run(&[
             "wait",
             "--for=condition=Established",
             "crd/certificates.cert-manager.io",
             "crd/certificaterequests.cert-manager.io",
+            "crd/gateways.gateway.networking.k8s.io",
+            "crd/httproutes.gateway.networking.k8s.io",
+            "crd/grpcroutes.gateway.networking.k8s.io",
+            "crd/tlsroutes.gateway.networking.k8s.io",
             "--timeout=60s",
         ])
         .ok();
     done.push(key);
+}
+
+/// A Gateway API object of `kind` named `name` with `spec` (YAML flow mapping entries).
+fn gateway_api(kind: &str, name: &str, spec: &str) -> String {
+    format!("apiVersion: gateway.networking.k8s.io/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n")
 }
 
 /// `manifest` created by `who` in namespace `ns` is refused with a message holding each of `words`, and nothing of
@@ -273,7 +289,7 @@ spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n";
 
     // cert-manager's kinds: Certificates for the space's names only, from the shared ClusterIssuer, never a CA; a
     // CertificateRequest against a ClusterIssuer is cert-manager's own to make.
-    cert_manager_crds(site);
+    hostname_kinds(site);
     let shared = "issuerRef: {kind: ClusterIssuer, name: shared-ca}";
     eventually(SETTLE, || {
         let run = member.run_with_stdin(
@@ -335,6 +351,76 @@ spec: {request: AAAA, issuerRef: {kind: ClusterIssuer, name: shared-ca}}\n";
         ("certificaterequest", "mine"),
         request,
         &["only cert-manager asks ClusterIssuer shared-ca"],
+    );
+
+    // Gateway API: route hostnames and Gateway listeners, as Ingress hosts (none: every hostname).
+    let backend = "rules: [{backendRefs: [{name: web, port: 80}]}]";
+    let parent = "parentRefs: [{name: gw}]";
+    for (kind, plural) in [
+        ("HTTPRoute", "httproutes"),
+        ("GRPCRoute", "grpcroutes"),
+        ("TLSRoute", "tlsroutes"),
+    ] {
+        let name = plural.trim_end_matches('s');
+        let own = gateway_api(
+            kind,
+            name,
+            &format!("{parent}, hostnames: [\"{name}.{mine}\"], {backend}"),
+        );
+        eventually(SETTLE, || {
+            let run = member.run_with_stdin(&["create", "-n", &a, "-f", "-"], Some(&own));
+            if run.success {
+                Ok(())
+            } else {
+                Err(run.stderr)
+            }
+        });
+        let foreign = gateway_api(
+            kind,
+            "foreign",
+            &format!("{parent}, hostnames: [\"{name}.{theirs}\"], {backend}"),
+        );
+        refused(
+            &member,
+            &admin,
+            &a,
+            (plural, "foreign"),
+            &foreign,
+            &[&format!("host {name}.{theirs}")],
+        );
+        // A TLSRoute must name its hostnames (its schema says so); the others may omit them, claiming every one.
+        if kind != "TLSRoute" {
+            let every = gateway_api(kind, "every", &format!("{parent}, {backend}"));
+            refused(
+                &member,
+                &admin,
+                &a,
+                (plural, "every"),
+                &every,
+                &["no hostnames claims every hostname"],
+            );
+        }
+    }
+    let listener = |name: &str, host: &str| {
+        gateway_api(
+            "Gateway",
+            name,
+            &format!("gatewayClassName: shared, listeners: [{{name: http, protocol: HTTP, port: 80{host}}}]"),
+        )
+    };
+    member
+        .run_with_stdin(
+            &["create", "-n", &a, "-f", "-"],
+            Some(&listener("own", &format!(", hostname: \"*.{mine}\""))),
+        )
+        .ok();
+    refused(
+        &member,
+        &admin,
+        &a,
+        ("gateways", "catchall"),
+        &listener("catchall", ""),
+        &["a listener without a hostname"],
     );
 }
 

@@ -140,7 +140,8 @@ done
 cert_manager_out="$("$repo/tests/certmanager/build.sh")" || fail "building cert-manager failed"
 cert_manager_bin="$(sed -n 's/^cert-manager=//p' <<<"$cert_manager_out")"
 cert_manager_crds="$(sed -n 's/^cert-manager-crds=//p' <<<"$cert_manager_out")"
-k apply --server-side --force-conflicts -f "$cert_manager_crds" >/dev/null
+gateway_api_crds="$(sed -n 's/^gateway-api-crds=//p' <<<"$cert_manager_out")"
+k apply --server-side --force-conflicts -f "$cert_manager_crds" -f "$gateway_api_crds" >/dev/null
 k wait --for=condition=Established crd/clusterissuers.cert-manager.io crd/certificates.cert-manager.io --timeout=30s >&2
 ca_dir="$STATE_DIR/shared-ca"
 mkdir -p "$ca_dir"
@@ -175,6 +176,7 @@ log "cert-manager started (ClusterIssuer shared-ca, log $LOG_DIR/cert-manager.lo
   q() { printf 'export %s=%q\n' "$1" "$2"; }
   q SERVER_BIN "$server_bin"
   q CERT_MANAGER_CRDS "$cert_manager_crds"
+  q GATEWAY_API_CRDS "$gateway_api_crds"
   q CERT_MANAGER_CA "$ca_dir/ca.crt"
   q SERVER_PORT "$port"
   q SERVER_URL "$server_url"
