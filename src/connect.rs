@@ -197,6 +197,9 @@ fn connected_role() -> serde_json::Value {
             {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["tenancy-space-admin", "tenancy-shared-reader"]},
             // Template objects, as in this cluster (deploy/rbac.yaml).
             {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "configmaps", "serviceaccounts"], "verbs": ["create", "list", "watch", "patch", "delete"]},
+            // The space-domain policy's params (kept by the server): kube-apiserver lets only who may get them bind
+            // the policy to them.
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": [crate::domains::PARAMS]},
             // AccountQuota shares, read one at a time while kube-controller-manager puts them in force.
             {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get"]},
             // Why a space's pods are refused under its AccountQuota: an Event on its share.

@@ -289,11 +289,11 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
     for (kind, names) in [
         (
             "validatingadmissionpolicy",
-            "tenancy-namespace-keys tenancy-enforced-objects",
+            "tenancy-namespace-keys tenancy-enforced-objects tenancy-space-domains",
         ),
         (
             "validatingadmissionpolicybinding",
-            "tenancy-namespace-keys tenancy-enforced-objects",
+            "tenancy-namespace-keys tenancy-enforced-objects tenancy-space-domains",
         ),
         (
             "clusterrole",
@@ -311,6 +311,56 @@ fn connect_makes_a_second_cluster_ready_then_offline_and_disconnect_removes_it()
         "True",
         SETTLE,
     );
+
+    // Without a space domain nothing changes for anyone; with one (set on its Cluster), kube-apiserver there refuses
+    // a space's owner another space's host; without it again, nothing is refused.
+    let ns = unique("dom");
+    second.admin().run(&["create", "namespace", &ns]).ok();
+    second
+        .admin()
+        .run(&[
+            "create",
+            "rolebinding",
+            "owner",
+            "--clusterrole=admin",
+            "--user=owner",
+            "-n",
+            &ns,
+        ])
+        .ok();
+    let owner = second.kubectl_as("owner", &[]);
+    let publish = |host: &str| {
+        let ingress = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{generateName: web-}}\nspec:\n  \
+rules: [{{host: {host}, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: \
+{{number: 80}}}}}}}}]}}}}]\n"
+        );
+        owner.run_with_stdin(&["create", "-n", &ns, "-f", "-"], Some(&ingress))
+    };
+    publish("anything.example.com").ok();
+    let domain = |value: &str| {
+        admin
+            .run(&[
+                "patch",
+                "cluster",
+                &name,
+                "--type=merge",
+                "-p",
+                &format!(r#"{{"spec":{{"spaceDomain":{value}}}}}"#),
+            ])
+            .ok();
+    };
+    domain("\"fresh.test\"");
+    eventually(SETTLE, || match publish("again.example.com") {
+        run if !run.success && run.stderr.contains(&format!("owns {ns}.fresh.test")) => Ok(()),
+        run => Err(run.stderr),
+    });
+    publish(&format!("web.{ns}.fresh.test")).ok();
+    domain("null");
+    eventually(SETTLE, || match publish("later.example.com") {
+        run if run.success => Ok(()),
+        run => Err(run.stderr),
+    });
 
     // It goes away: Offline with the reason, while the server stays ready.
     second.stop();
