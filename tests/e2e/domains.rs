@@ -105,6 +105,20 @@ fn refused(who: &Kubectl, admin: &Kubectl, ns: &str, (kind, name): (&str, &str),
     assert!(!left.success, "{kind} {name} was made though refused");
 }
 
+/// `manifest` created by `who` in namespace `ns`, tried again while refused: what it needs may be a moment away (a
+/// CRD just established, an account's suffix on its way to the namespace).
+#[track_caller]
+fn made_eventually(who: &Kubectl, ns: &str, manifest: &str) {
+    eventually(SETTLE, || {
+        let run = who.run_with_stdin(&["create", "-n", ns, "-f", "-"], Some(manifest));
+        if run.success {
+            Ok(())
+        } else {
+            Err(run.stderr)
+        }
+    });
+}
+
 #[test]
 fn a_space_owns_its_domain_and_kube_apiserver_refuses_tenants_every_other_hostname() {
     hostnames_at(&Site::management());
@@ -278,38 +292,18 @@ spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}\n";
             &format!(r#"{{"spec":{{"space":{{"domains":["{extra}"]}}}}}}"#),
         ])
         .ok();
-    eventually(SETTLE, || {
-        let run = member.run_with_stdin(&["create", "-n", &b, "-f", "-"], Some(&extra_ingress));
-        if run.success {
-            Ok(())
-        } else {
-            Err(run.stderr)
-        }
-    });
+    made_eventually(&member, &b, &extra_ingress);
 
     // cert-manager's kinds: Certificates for the space's names only, from the shared ClusterIssuer, never a CA; a
     // CertificateRequest against a ClusterIssuer is cert-manager's own to make.
     hostname_kinds(site);
     let shared = "issuerRef: {kind: ClusterIssuer, name: shared-ca}";
-    eventually(SETTLE, || {
-        let run = member.run_with_stdin(
-            &["create", "-n", &a, "-f", "-"],
-            Some(&certificate(
-                "web",
-                // Letter case and a trailing dot do not matter (kube-apiserver refuses them in Ingresses itself).
-                &format!(
-                    "dnsNames: [web.{mine}, \"*.{mine}\", \"API.{}.\"], {shared}",
-                    mine.to_uppercase()
-                ),
-            )),
-        );
-        // A CRD just established may take a moment to be served.
-        if run.success {
-            Ok(())
-        } else {
-            Err(run.stderr)
-        }
-    });
+    // Letter case and a trailing dot do not matter (kube-apiserver refuses them in Ingresses itself).
+    let names = format!(
+        "dnsNames: [web.{mine}, \"*.{mine}\", \"API.{}.\"], {shared}",
+        mine.to_uppercase()
+    );
+    made_eventually(&member, &a, &certificate("web", &names));
     let certificates = [
         (
             "cert-foreign",
@@ -367,14 +361,7 @@ spec: {request: AAAA, issuerRef: {kind: ClusterIssuer, name: shared-ca}}\n";
             name,
             &format!("{parent}, hostnames: [\"{name}.{mine}\"], {backend}"),
         );
-        eventually(SETTLE, || {
-            let run = member.run_with_stdin(&["create", "-n", &a, "-f", "-"], Some(&own));
-            if run.success {
-                Ok(())
-            } else {
-                Err(run.stderr)
-            }
-        });
+        made_eventually(&member, &a, &own);
         let foreign = gateway_api(
             kind,
             "foreign",
