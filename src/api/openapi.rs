@@ -123,6 +123,8 @@ fn schemas(version: Version) -> Map<String, Value> {
                     "type": "object",
                     "properties": {
                         "phase": {"description": "Active or Terminating, from the namespace.", "type": "string"},
+                        "domain": {"description": "The DNS name the space owns, with every name below it (<namespace>.<base domain of its cluster>); unset where its cluster has no base domain.", "type": "string"},
+                        "domainIssuer": {"description": "The platform's shared cert-manager ClusterIssuer for names under the space's domain.", "type": "string"},
                         "templates": {
                             "description": "What each SpaceTemplate did in the space (read-only, from the namespace's tenancy.loft.sh/template-status annotation).",
                             "type": "array",

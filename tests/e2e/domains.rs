@@ -153,6 +153,8 @@ fn hostnames_at(site: &Site) {
         ])
         .ok();
     assert_eq!(status, format!("{mine} shared-ca"), "{}", site.name());
+    let explained = tenant.run(&["explain", "space.status.domain"]).ok();
+    assert!(explained.contains("The DNS name the space owns"), "{explained}");
     let wide = tenant.run(&["get", "spaces", &site.space(&a), "-o", "wide"]).ok();
     assert!(
         wide.lines().next().is_some_and(|h| h.contains("DOMAIN")) && wide.contains(&mine),
