@@ -18,7 +18,7 @@
 //! another, and shares no quota in force looks after (their quota deleted) are deleted here, not only by the garbage
 //! collector.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -366,7 +366,17 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         .filter_map(|(key, q)| milli(q).map(|m| (key.clone(), m)))
         .collect();
     let members = provisioner.members();
-    let spaces = account_spaces(&cache.read(), members, quota);
+    // One view of the state for both: which clusters are in reach, and where the account's spaces are.
+    let (spaces, in_reach) = {
+        let state = cache.read();
+        let in_reach: BTreeSet<Option<String>> = members
+            .all()
+            .iter()
+            .map(|m| m.cluster().map(str::to_owned))
+            .filter(|cluster| state.is_reachable(cluster.as_deref()))
+            .collect();
+        (account_spaces(&state, members, quota), in_reach)
+    };
     // Shares out of reach keep what the last pass gave them, as the quota's status recorded it.
     let recorded: BTreeMap<&str, &SpaceShare> = quota
         .status
@@ -400,10 +410,10 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         let started = Instant::now();
         // Each share read, with the cluster it is in and its namespace there.
         let mut read: BTreeMap<String, (Arc<Member>, String, ResourceQuota)> = BTreeMap::new();
-        let reachable = members
-            .all()
-            .into_iter()
-            .filter(|m| cache.read().is_reachable(m.cluster()));
+        // The clusters in reach as `spaces` saw them, not as they are after the Leases: a cluster that came into reach
+        // meanwhile has its shares among `away`, already taken from `available`; planned again here, they would be
+        // planned out of nothing and lowered to zero (a replica's first pass, while it is still probing a cluster).
+        let reachable = members.all().into_iter().filter(|m| in_reach.contains(&m.cluster().map(str::to_owned)));
         for member in reachable {
             let client = member.client().clone();
             let shares = Api::<ResourceQuota>::all(client.clone());
