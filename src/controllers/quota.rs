@@ -413,7 +413,10 @@ async fn pass(cache: &Cache, provisioner: &Provisioner, quota: &AccountQuota) ->
         // The clusters in reach as `spaces` saw them, not as they are after the Leases: a cluster that came into reach
         // meanwhile has its shares among `away`, already taken from `available`; planned again here, they would be
         // planned out of nothing and lowered to zero (a replica's first pass, while it is still probing a cluster).
-        let reachable = members.all().into_iter().filter(|m| in_reach.contains(&m.cluster().map(str::to_owned)));
+        let reachable = members
+            .all()
+            .into_iter()
+            .filter(|m| in_reach.contains(&m.cluster().map(str::to_owned)));
         for member in reachable {
             let client = member.client().clone();
             let shares = Api::<ResourceQuota>::all(client.clone());
