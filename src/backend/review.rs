@@ -67,9 +67,41 @@ pub struct Identity {
     reviewed: AtomicBool,
     /// A full review waits for its turn: refreshes slower than their interval queue one more, never a pile.
     refresh_queued: AtomicBool,
-    /// Held while answers are asked and applied, so that the last answer applied is the last one asked.
+    /// Held by a whole review while it asks and applies: one at a time. A change's few questions never wait for it.
     reviewing: tokio::sync::Mutex<()>,
+    /// When the answers applied were asked, so that an answer asked earlier never replaces one asked later.
+    applied: Mutex<Applied>,
     last_used: Mutex<Instant>,
+}
+
+/// When the answers in force for one identity were asked: its last whole review, and each scope asked on its own
+/// since then (forgotten by the next whole review asked after it, so this stays as small as the changes between two).
+#[derive(Debug, Default)]
+struct Applied {
+    whole: Option<Instant>,
+    scopes: HashMap<Scope, Instant>,
+}
+
+// === impl Applied ===
+
+impl Applied {
+    /// Keeps the answers asked at `asked` that nothing applied was asked after, and records them as in force.
+    fn admit(&mut self, asked: Instant, whole: bool, answers: Vec<(Scope, bool)>) -> Vec<(Scope, bool)> {
+        let newer_whole = !whole && self.whole.is_some_and(|at| at > asked);
+        let answers: Vec<(Scope, bool)> = answers
+            .into_iter()
+            .filter(|(scope, _)| !newer_whole && self.scopes.get(scope).is_none_or(|at| *at <= asked))
+            .collect();
+        if whole {
+            self.whole = self.whole.max(Some(asked));
+            self.scopes.retain(|_, at| *at > asked);
+        } else {
+            for (scope, _) in &answers {
+                self.scopes.insert(scope.clone(), asked);
+            }
+        }
+        answers
+    }
 }
 
 /// Keeps an identity reviewed while held: a watch holds it for as long as it is open.
@@ -153,6 +185,7 @@ impl Reviewer {
                     reviewed: AtomicBool::new(false),
                     refresh_queued: AtomicBool::new(false),
                     reviewing: tokio::sync::Mutex::new(()),
+                    applied: Mutex::new(Applied::default()),
                     last_used: Mutex::new(Instant::now()),
                 });
                 identities.insert(key, identity.clone());
@@ -205,8 +238,8 @@ impl Reviewer {
         }
     }
 
-    /// Every identity in use, including those whose first review is under way: a change it missed is asked about
-    /// once that review is done (the questions wait for its lock).
+    /// Every identity in use, including those whose first review is under way: a change that review may have missed
+    /// is asked about at once, and whichever answer was asked last stays in force ([`Applied`]).
     fn identities_in_use(&self) -> Vec<Hold> {
         self.identities.lock().values().cloned().collect()
     }
@@ -284,10 +317,16 @@ impl Reviewer {
     fn spawn_review(self: &Arc<Self>, identity: Hold, questions: Questions) {
         let reviewer = self.clone();
         tokio::spawn(async move {
-            let _reviewing = identity.reviewing.lock().await;
-            if questions.whole {
+            // A change's questions are answered beside a whole review under way, not after it: under a webhook
+            // authorizer every identity's refresh asks about every namespace, which may take longer than a watcher
+            // should wait to see a new namespace.
+            let _reviewing = if questions.whole {
+                let reviewing = identity.reviewing.lock().await;
                 identity.refresh_queued.store(false, Ordering::Release);
-            }
+                Some(reviewing)
+            } else {
+                None
+            };
             // A change's few questions are waited on by a watcher (within a second); a whole review is background.
             let class = if questions.whole { Class::Later } else { Class::First };
             if let Err(error) = reviewer.review(&identity, &questions, class).await {
@@ -300,11 +339,13 @@ impl Reviewer {
     /// contradict what the RBAC index now says for the identity's RBAC subjects are asked again after each of
     /// [`CATCH_UP`]'s waits, for kube-apiserver's authorizer to catch up.
     async fn review(&self, identity: &Identity, questions: &Questions, class: Class) -> Result<(), Error> {
+        let mut asked = Instant::now();
         let mut answers = if questions.whole {
             self.whole(identity, class).await?
         } else {
             self.ask_names(identity, questions.names.iter().cloned(), class).await?
         };
+        let mut whole = questions.whole;
         let mut waits = catch_up();
         loop {
             let disputed: Vec<Scope> = {
@@ -324,14 +365,20 @@ impl Reviewer {
                     .map(|(scope, _)| scope.clone())
                     .collect()
             };
-            self.cache.apply(Update::Reviewed {
-                subject: identity.subject.clone(),
-                answers: std::mem::take(&mut answers),
-            });
+            {
+                // Admitted and applied under one lock: no answer asked later can be applied in between.
+                let mut applied = identity.applied.lock();
+                let answers = applied.admit(asked, whole, std::mem::take(&mut answers));
+                self.cache.apply(Update::Reviewed {
+                    subject: identity.subject.clone(),
+                    answers,
+                });
+            }
             let Some(wait) = waits.next().filter(|_| !disputed.is_empty()) else {
                 return Ok(());
             };
             tokio::time::sleep(wait).await;
+            (asked, whole) = (Instant::now(), false);
             for scope in disputed {
                 let allowed = self.ask(identity, &scope, class).await?;
                 answers.push((scope, allowed));

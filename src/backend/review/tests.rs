@@ -3,7 +3,7 @@ use std::pin::pin;
 use std::sync::atomic::AtomicUsize;
 
 use bytes::Bytes;
-use futures::poll;
+use futures::{poll, FutureExt};
 use http_body_util::{BodyExt, Full};
 use kube::runtime::watcher::Event;
 
@@ -21,19 +21,32 @@ fn with_extra(mut user: User, key: &str, value: &str) -> User {
 /// A reviewer over a cache of `namespaces` namespaces, whose authorizer allows each namespace by name but not all
 /// at once, and counts the reviews it answers.
 fn reviewer(namespaces: usize, limit: usize) -> (Arc<Reviewer>, Arc<Cache>, Arc<AtomicUsize>) {
+    reviewer_answering(namespaces, limit, |name| {
+        let allowed = name.is_some();
+        async move { allowed }.boxed()
+    })
+}
+
+/// A reviewer whose authorizer answers a question about a namespace (`None`: all of them) with `answer`.
+fn reviewer_answering(
+    namespaces: usize,
+    limit: usize,
+    answer: impl Fn(Option<String>) -> futures::future::BoxFuture<'static, bool> + Send + Sync + 'static,
+) -> (Arc<Reviewer>, Arc<Cache>, Arc<AtomicUsize>) {
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = asked.clone();
+    let answer = Arc::new(answer);
     let client = kube::Client::new(
         tower::service_fn(move |request: http::Request<kube::client::Body>| {
-            let counter = counter.clone();
+            let (counter, answer) = (counter.clone(), answer.clone());
             async move {
                 counter.fetch_add(1, Ordering::Relaxed);
                 let sent: serde_json::Value =
                     serde_json::from_slice(&request.into_body().collect().await.expect("body").to_bytes())
                         .expect("a review");
                 let mut review = sent.clone();
-                let named = sent["spec"]["resourceAttributes"]["name"].as_str().is_some();
-                review["status"] = serde_json::json!({ "allowed": named });
+                let name = sent["spec"]["resourceAttributes"]["name"].as_str().map(str::to_owned);
+                review["status"] = serde_json::json!({ "allowed": answer(name).await });
                 Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(review.to_string()))))
             }
         }),
@@ -51,6 +64,99 @@ fn reviewer(namespaces: usize, limit: usize) -> (Arc<Reviewer>, Arc<Cache>, Arc<
         limit,
     );
     (reviewer, cache, asked)
+}
+
+fn grants(cache: &Cache, user: &User) -> BTreeSet<String> {
+    cache
+        .read()
+        .management
+        .index
+        .subject_view(&identity_subject(user))
+        .1
+        .into_iter()
+        .collect()
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 2 s: {what}");
+}
+
+/// A refresh may take long (one question per namespace for every identity in use). The questions of a change are
+/// answered beside it, and the refresh, asked before them, does not undo their answers when it ends.
+#[tokio::test]
+async fn a_changes_questions_do_not_wait_for_a_refresh_under_way_nor_get_undone_by_it() {
+    let (open, gate) = tokio::sync::watch::channel(true);
+    let allowed: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new((0..3).map(|i| format!("ns-{i}")).collect()));
+    let (reviewer, cache, asked) = reviewer_answering(3, 8, {
+        let allowed = allowed.clone();
+        move |name| {
+            let mut gate = gate.clone();
+            let allowed = allowed.clone();
+            async move {
+                let Some(name) = name else { return false };
+                // What kube-apiserver answers is decided when the question arrives, however long it then takes.
+                let answer = allowed.lock().contains(&name);
+                if name == "ns-0" {
+                    gate.wait_for(|open| *open).await.expect("gate");
+                }
+                answer
+            }
+            .boxed()
+        }
+    });
+    let alice = user("alice", &[]);
+    let identity = reviewer.hold(&alice).await.expect("reviewed");
+    assert_eq!(grants(&cache, &alice).len(), 3);
+
+    open.send_replace(false);
+    reviewer.review_all();
+    // The refresh has asked about every namespace: all of them and the three names.
+    eventually("the refresh asked", || asked.load(Ordering::Relaxed) == 4 + 4).await;
+    allowed.lock().remove("ns-1");
+    allowed.lock().insert("ns-new".to_owned());
+    cache.apply(Update::Namespace(Event::Apply(namespace("ns-new", 1))));
+    reviewer.spawn_review(
+        identity.clone(),
+        Questions {
+            names: ["ns-1".to_owned(), "ns-new".to_owned()].into(),
+            ..Questions::default()
+        },
+    );
+    let expected: BTreeSet<String> = ["ns-0", "ns-2", "ns-new"].map(str::to_owned).into();
+    eventually("the change's answers while the refresh waits", || {
+        grants(&cache, &alice) == expected
+    })
+    .await;
+
+    let before = identity.applied.lock().whole;
+    open.send_replace(true);
+    eventually("the refresh ends", || identity.applied.lock().whole != before).await;
+    assert_eq!(
+        grants(&cache, &alice),
+        expected,
+        "the refresh asked about ns-1 before it was revoked"
+    );
+    assert_eq!(
+        identity.applied.lock().scopes.len(),
+        2,
+        "kept until a refresh asked after them ends"
+    );
+
+    let before = identity.applied.lock().whole;
+    reviewer.review_all();
+    eventually("the next refresh ends", || identity.applied.lock().whole != before).await;
+    assert_eq!(grants(&cache, &alice), expected);
+    assert!(
+        identity.applied.lock().scopes.is_empty(),
+        "{:?}",
+        identity.applied.lock()
+    );
 }
 
 fn granted(cache: &Cache, user: &User) -> usize {
