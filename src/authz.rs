@@ -110,17 +110,24 @@ impl Authorizer {
 
 fn review(user: &User, attributes: &Attributes) -> SubjectAccessReview {
     let (resource_attributes, non_resource_attributes) = match attributes {
-        Attributes::Resource { verb, resource, name } => (
-            Some(ResourceAttributes {
-                group: Some(GROUP.to_owned()),
-                version: Some(crate::api::VERSION.to_owned()),
-                resource: Some(resource.clone()),
-                verb: Some(verb.clone()),
-                name: (!name.is_empty()).then(|| name.clone()),
-                ..ResourceAttributes::default()
-            }),
-            None,
-        ),
+        Attributes::Resource { verb, resource, name } => {
+            // `spaces/sleep` is resource `spaces`, subresource `sleep`, as kube-apiserver asks it.
+            let (resource, subresource) = resource
+                .split_once('/')
+                .map_or((resource.as_str(), None), |(r, s)| (r, Some(s.to_owned())));
+            (
+                Some(ResourceAttributes {
+                    group: Some(GROUP.to_owned()),
+                    version: Some(crate::api::VERSION.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    subresource,
+                    verb: Some(verb.clone()),
+                    name: (!name.is_empty()).then(|| name.clone()),
+                    ..ResourceAttributes::default()
+                }),
+                None,
+            )
+        }
         Attributes::Namespace { verb, name } => (
             Some(ResourceAttributes {
                 group: Some(String::new()),

@@ -4,6 +4,7 @@
 //! `--access-mode=sar` (`review`), the watch of enforced template objects (`enforced`), each served cluster's
 //! reflectors (`cluster`), and failed calls told as sentences (`explain`).
 
+pub mod activity;
 pub mod cluster;
 pub mod enforced;
 pub mod explain;

@@ -21,6 +21,7 @@ use tokio::task::AbortHandle;
 
 use crate::access::view::space_name;
 use crate::authz::Authorizer;
+use crate::backend::activity::Activity;
 use crate::backend::enforced::Enforced;
 use crate::backend::{clients_from, cluster, explain, Clients};
 use crate::domains::SpaceDomains;
@@ -35,6 +36,10 @@ pub struct Member {
     /// Template kinds discovered in this cluster, by `apiVersion/kind`.
     kinds: Mutex<HashMap<String, ApiResource>>,
     enforced: Enforced,
+    /// For long watches there.
+    watch: Client,
+    /// What tenants do there (sleep mode), watched from the first time sleep mode asks.
+    activity: std::sync::OnceLock<Activity>,
     /// The version of the Secret this member's credentials came from (connected clusters).
     secret_version: String,
     /// Its space domains: from `serve --space-domain` for the management cluster, from its Cluster's spec for a
@@ -91,6 +96,11 @@ impl Member {
     #[must_use]
     pub fn authorizer(&self) -> &Arc<Authorizer> {
         &self.authorizer
+    }
+
+    /// What tenants do in this cluster's namespaces (the first call starts its watches).
+    pub fn activity(&self) -> &Activity {
+        self.activity.get_or_init(|| Activity::new(&self.watch))
     }
 
     /// Which enforced template objects exist in this cluster.
@@ -161,7 +171,9 @@ impl Members {
         Members {
             management: Arc::new(Member {
                 cluster: None,
-                enforced: Enforced::new(watch, changed.clone()),
+                enforced: Enforced::new(watch.clone(), changed.clone()),
+                watch,
+                activity: std::sync::OnceLock::new(),
                 client,
                 authorizer,
                 kinds: Mutex::default(),
@@ -292,6 +304,8 @@ run tenancy-apiserver connect again",
             cluster: Some(cluster.to_owned()),
             authorizer: Arc::new(Authorizer::new(call.clone())),
             enforced: Enforced::new(watch.clone(), self.changed.clone()),
+            watch,
+            activity: std::sync::OnceLock::new(),
             client: call,
             kinds: Mutex::default(),
             domains: Mutex::default(),

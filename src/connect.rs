@@ -184,8 +184,8 @@ pub async fn disconnect(args: &Disconnect) -> Result<(), Error> {
 }
 
 /// The least the server needs in a connected cluster: read namespaces and RBAC (its index), make namespaces, owner
-/// bindings and template objects (spaces created there), ask TokenReviews and SubjectAccessReviews, and keep its
-/// guards current.
+/// bindings and template objects (spaces created there), put spaces to sleep and wake them, ask TokenReviews and
+/// SubjectAccessReviews, and keep its guards current.
 fn connected_role() -> serde_json::Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": IDENTITY},
@@ -205,6 +205,12 @@ fn connected_role() -> serde_json::Value {
             // Why a space's pods are refused under its AccountQuota: an Event on its share.
             {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create", "list", "watch", "patch", "delete"]},
+            // Sleep mode, as in this cluster (deploy/rbac.yaml).
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments/scale", "statefulsets/scale"], "verbs": ["get", "patch", "update"]},
+            {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["list", "watch"]},
             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
             // Its guards (`guards`), kept current by the server: these objects only, and the tenant roles' rights

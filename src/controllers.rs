@@ -4,4 +4,5 @@ pub mod clusters;
 pub mod domains;
 pub mod quota;
 pub mod reconcile;
+pub mod sleep;
 pub mod templates;

@@ -17,6 +17,7 @@ pub mod domains;
 mod fixtures;
 pub mod http;
 pub mod metrics;
+pub mod sleep;
 pub mod spaces;
 pub mod state;
 pub mod tls;

@@ -252,10 +252,14 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     );
     members.management().set_domains(config.space_domains.clone());
     tracing::info!(domains = ?config.space_domains, "Space domains");
+    let sleeper = Arc::new(spaces::sleep::Sleeper::new(spaces::sleep::SleepMetrics::register(
+        &registry_metrics,
+    )));
+    tokio::spawn(controllers::sleep::run(cache.clone(), members.clone(), sleeper.clone()));
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),
-        writer: spaces::write::Writer::new(cache, members.clone()),
+        writer: spaces::write::Writer::new(cache, members.clone()).with_sleeper(sleeper.clone()),
         members: members.clone(),
         authorizer,
         tokens: authn::token::TokenAuthenticator::new(call.clone()),

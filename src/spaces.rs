@@ -7,6 +7,7 @@ pub mod paging;
 pub mod parameters;
 pub mod provision;
 pub mod selector;
+pub mod sleep;
 pub mod table;
 pub mod validation;
 pub mod write;

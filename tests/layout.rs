@@ -254,7 +254,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves",
         &[
-            "api", "access", "authn", "authz", "metrics", "config", "tls", "fixtures", "domains",
+            "api", "access", "authn", "authz", "metrics", "config", "tls", "fixtures", "domains", "sleep",
         ],
     ),
 ];

@@ -64,7 +64,7 @@ pub struct AccountSpaces {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub templates: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<ForcedMetadata>,
+    pub metadata: Option<Box<ForcedMetadata>>,
     /// `true`: the account's spaces follow their templates when those change (objects created, updated and removed);
     /// unset or `false`: templates are applied once, at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +72,9 @@ pub struct AccountSpaces {
     /// Extra DNS suffixes every space of the account owns besides its own `<namespace>.<base>` (set by admins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domains: Option<Vec<String>>,
+    /// Sleep settings of its spaces that have none of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<Box<crate::sleep::SleepSettings>>,
     /// Whether its members may create spaces in the management cluster (a bare name): `false` on a trunk-only install
     /// (`--local-spaces=false`), where every space is `<cluster>.<namespace>`. Shown in the `tenancy.loft.sh` view
     /// only (never stored on the Account).

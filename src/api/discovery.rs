@@ -4,7 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery, ListMeta, ObjectMeta,
 };
 use kube::core::discovery::v2::{
-    APIGroupDiscovery, APIGroupDiscoveryList, APIResourceDiscovery, APIVersionDiscovery, GroupVersionKind,
+    APIGroupDiscovery, APIGroupDiscoveryList, APIResourceDiscovery, APISubresourceDiscovery, APIVersionDiscovery,
+    GroupVersionKind,
 };
 use serde_json::{json, Value};
 
@@ -15,6 +16,8 @@ pub const SPACE_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "
 /// The read-only accounts view.
 pub const ACCOUNT_VERBS: &[&str] = &["get", "list", "watch"];
 pub const SPACE_SHORT_NAMES: &[&str] = &["sp"];
+/// A space's subresources (sleep mode's actions): each takes `create` and answers the Space.
+pub const SPACE_SUBRESOURCES: &[&str] = &["sleep", "wake"];
 pub const CATEGORIES: &[&str] = &["tenancy"];
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -49,27 +52,34 @@ pub fn api_group_list() -> APIGroupList {
 pub fn api_resource_list() -> APIResourceList {
     APIResourceList {
         group_version: GROUP_VERSION.to_owned(),
-        resources: vec![
-            APIResource {
-                name: space::RESOURCE.to_owned(),
-                singular_name: "space".to_owned(),
-                namespaced: false,
-                kind: space::KIND.to_owned(),
-                verbs: strings(SPACE_VERBS),
-                short_names: Some(strings(SPACE_SHORT_NAMES)),
-                categories: Some(strings(CATEGORIES)),
-                ..APIResource::default()
-            },
-            APIResource {
-                name: "accounts".to_owned(),
-                singular_name: "account".to_owned(),
-                namespaced: false,
-                kind: "Account".to_owned(),
-                verbs: strings(ACCOUNT_VERBS),
-                categories: Some(strings(CATEGORIES)),
-                ..APIResource::default()
-            },
-        ],
+        resources: vec![APIResource {
+            name: space::RESOURCE.to_owned(),
+            singular_name: "space".to_owned(),
+            namespaced: false,
+            kind: space::KIND.to_owned(),
+            verbs: strings(SPACE_VERBS),
+            short_names: Some(strings(SPACE_SHORT_NAMES)),
+            categories: Some(strings(CATEGORIES)),
+            ..APIResource::default()
+        }]
+        .into_iter()
+        .chain(SPACE_SUBRESOURCES.iter().map(|subresource| APIResource {
+            name: format!("{}/{subresource}", space::RESOURCE),
+            namespaced: false,
+            kind: space::KIND.to_owned(),
+            verbs: strings(&["create"]),
+            ..APIResource::default()
+        }))
+        .chain([APIResource {
+            name: "accounts".to_owned(),
+            singular_name: "account".to_owned(),
+            namespaced: false,
+            kind: "Account".to_owned(),
+            verbs: strings(ACCOUNT_VERBS),
+            categories: Some(strings(CATEGORIES)),
+            ..APIResource::default()
+        }])
+        .collect(),
     }
 }
 
@@ -103,7 +113,22 @@ pub fn aggregated_v2() -> Value {
                 version: Some(VERSION.to_owned()),
                 freshness: Some("Current".to_owned()),
                 resources: vec![
-                    resource(space::RESOURCE, "space", space::KIND, SPACE_VERBS, SPACE_SHORT_NAMES),
+                    APIResourceDiscovery {
+                        subresources: SPACE_SUBRESOURCES
+                            .iter()
+                            .map(|subresource| APISubresourceDiscovery {
+                                subresource: Some((*subresource).to_owned()),
+                                response_kind: Some(GroupVersionKind {
+                                    group: Some(GROUP.to_owned()),
+                                    version: Some(VERSION.to_owned()),
+                                    kind: Some(space::KIND.to_owned()),
+                                }),
+                                verbs: strings(&["create"]),
+                                accepted_types: Vec::new(),
+                            })
+                            .collect(),
+                        ..resource(space::RESOURCE, "space", space::KIND, SPACE_VERBS, SPACE_SHORT_NAMES)
+                    },
                     resource("accounts", "account", "Account", ACCOUNT_VERBS, &[]),
                 ],
             }],

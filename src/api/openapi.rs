@@ -116,13 +116,34 @@ fn schemas(version: Version) -> Map<String, Value> {
                         "cluster": {"description": "The connected cluster the space's namespace is in (the space is then named <cluster>.<namespace>); empty for the management cluster's own. Set at creation; immutable.", "type": "string"},
                         "finalizers": {"description": "Mirror of the namespace's spec.finalizers (read-only).", "type": "array", "items": {"type": "string", "default": ""}},
                         "templateParameters": {"description": "Values of the parameters the space's SpaceTemplates declare (spec.parameters), substituted as ${name}. Checked at creation (required, validation pattern, known names); immutable afterwards.", "type": "object", "additionalProperties": {"type": "string", "default": ""}},
+                        "sleep": {
+                            "description": "When the space sleeps on its own (unset: its Account's spec.space.sleep). Asleep: Deployments and StatefulSets scaled to 0 and CronJobs suspended, each with its value recorded; a change in the space by anyone but the server wakes it.",
+                            "type": "object",
+                            "properties": {
+                                "afterInactivity": {"description": "Asleep once nobody but the server has changed anything in the space for this long (at least 10s), e.g. 30m or 2h.", "type": "string"},
+                                "schedule": {"description": "Asleep at each of these times: cron, five fields (minute hour day-of-month month day-of-week), e.g. 0 20 * * 1-5.", "type": "string"},
+                                "wakeSchedule": {"description": "Awake at each of these times (cron, five fields), e.g. 0 7 * * 1-5.", "type": "string"},
+                                "timezone": {"description": "The IANA time zone of both schedules (default UTC).", "type": "string"},
+                            },
+                        },
                     },
                 },
                 "status": {
                     "description": "SpaceStatus is the observed state of the space.",
                     "type": "object",
                     "properties": {
-                        "phase": {"description": "Active or Terminating, from the namespace.", "type": "string"},
+                        "phase": {"description": "Active or Terminating, from the namespace; Sleeping while an active space sleeps.", "type": "string"},
+                        "sleep": {
+                            "description": "Whether the space sleeps, since when and why, and its last activity (read-only).",
+                            "type": "object",
+                            "properties": {
+                                "sleeping": {"description": "Whether it sleeps now.", "type": "boolean"},
+                                "since": version.described_reference(&format!("{META}.Time"), "Since when it sleeps."),
+                                "reason": {"description": "Why it sleeps: Inactivity, Schedule or Requested.", "type": "string"},
+                                "lastActivity": version.described_reference(&format!("{META}.Time"), "The last change in the space by anyone but the server, as recorded (at most once a minute)."),
+                                "lastActivityBy": {"description": "Who made it: a field manager (kubectl, kubectl-client-side-apply, ...) or a user.", "type": "string"},
+                            },
+                        },
                         "domain": {"description": "The DNS name the space owns, with every name below it (<namespace>.<base domain of its cluster>); unset where its cluster has no base domain.", "type": "string"},
                         "domainIssuer": {"description": "The platform's shared cert-manager ClusterIssuer for names under the space's domain.", "type": "string"},
                         "templates": {

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::domains::{SHOWN_DOMAIN, SHOWN_ISSUER};
+use crate::sleep::{SleepSettings, SleepStatus, SETTINGS_ANNOTATION, STATUS_ANNOTATION};
 
 use super::{ACCOUNT_LABEL, GROUP_VERSION, TEMPLATE_PARAMETERS_ANNOTATION, TEMPLATE_STATUS_ANNOTATION};
 
@@ -46,14 +47,21 @@ pub struct SpaceSpec {
     /// the namespace's `tenancy.loft.sh/template-parameters` annotation.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub template_parameters: BTreeMap<String, String>,
+    /// When the space sleeps on its own (unset: its Account's `spec.space.sleep`); mirrored from the namespace's
+    /// `tenancy.loft.sh/sleep` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<SleepSettings>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SpaceStatus {
-    /// `Active` or `Terminating`, from the namespace.
+    /// `Active` or `Terminating`, from the namespace; `Sleeping` for an active namespace whose space sleeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Whether it sleeps, since when and why, and its last activity (`tenancy.loft.sh/sleep-status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<SleepStatus>,
     /// What each SpaceTemplate did in the space, from the namespace's `tenancy.loft.sh/template-status` annotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub templates: Vec<AppliedTemplate>,
@@ -89,6 +97,8 @@ pub struct AppliedTemplate {
     pub objects: Vec<ObjectReference>,
 }
 
+/// The phase of a sleeping space.
+pub const SLEEPING: &str = "Sleeping";
 /// Status of a template that was applied whole.
 pub const APPLIED: &str = "Applied";
 /// Status of a template that could not be applied; `reason` says why.
@@ -158,7 +168,11 @@ impl Space {
             .as_ref()
             .and_then(|spec| spec.finalizers.clone())
             .unwrap_or_default();
-        let phase = ns.status.as_ref().and_then(|status| status.phase.clone());
+        let sleep: Option<SleepStatus> = annotation_json(ns, STATUS_ANNOTATION);
+        let phase = match ns.status.as_ref().and_then(|status| status.phase.clone()) {
+            Some(phase) if phase == "Active" && sleep.as_ref().is_some_and(|s| s.sleeping) => Some(SLEEPING.to_owned()),
+            phase => phase,
+        };
         let cluster = metadata
             .name
             .as_deref()
@@ -172,9 +186,11 @@ impl Space {
                 cluster,
                 finalizers,
                 template_parameters: template_parameters(ns),
+                sleep: annotation_json(ns, SETTINGS_ANNOTATION),
             },
             status: SpaceStatus {
                 phase,
+                sleep,
                 templates: applied_templates(ns),
                 domain,
                 domain_issuer,

@@ -22,6 +22,10 @@ pub enum Resource {
     Console,
     /// Connecting a cluster from the web console (create only).
     ClusterConnections,
+    /// A space sent to sleep now (`spaces/<name>/sleep`, create only).
+    SpaceSleep,
+    /// A space woken now (`spaces/<name>/wake`, create only).
+    SpaceWake,
 }
 
 /// kube's verbs, as RBAC names them.
@@ -145,6 +149,8 @@ impl Resource {
             Resource::Accounts => crate::spaces::accounts::RESOURCE,
             Resource::Console => crate::api::CONSOLE_RESOURCE,
             Resource::ClusterConnections => crate::api::connection::RESOURCE,
+            Resource::SpaceSleep => "spaces/sleep",
+            Resource::SpaceWake => "spaces/wake",
         }
     }
 }
@@ -249,6 +255,12 @@ fn target(method: &Method, path: &str, query: &Query) -> Target {
             Method::DELETE => resource(Resource::Spaces, Verb::Delete, name),
             _ => Target::MethodNotAllowed,
         },
+        (["apis", GROUP, "v1", "spaces", name, "sleep"], false) if *method == Method::POST => {
+            resource(Resource::SpaceSleep, Verb::Create, name)
+        }
+        (["apis", GROUP, "v1", "spaces", name, "wake"], false) if *method == Method::POST => {
+            resource(Resource::SpaceWake, Verb::Create, name)
+        }
         (["apis", GROUP, "v1", "accounts"], true) => resource(Resource::Accounts, collection, ""),
         (["apis", GROUP, "v1", "accounts", name], true) => resource(Resource::Accounts, Verb::Get, name),
         // kube-apiserver's RequestInfo: `console` (with or without its slash) is a list, `console/app.js` a get.

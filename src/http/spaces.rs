@@ -304,6 +304,15 @@ async fn patch(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     written(StatusCode::OK, &patched, &warnings, &call)
 }
 
+/// `POST spaces/<name>/sleep` and `/wake`: the space as it then is.
+pub async fn sleep_or_wake(app: &Arc<App>, call: Call, sleep: bool) -> Result<Response, Error> {
+    if let Some(reviewer) = &app.reviewer {
+        reviewer.hold(&call.user).await?;
+    }
+    let space = app.writer.sleep_or_wake(&call.user, call.name(), sleep).await?;
+    written(StatusCode::OK, &space, &[], &call)
+}
+
 async fn delete(app: &Arc<App>, call: Call) -> Result<Response, Error> {
     // A body's media type is judged only when there is a body, as kube-apiserver does; so is the body itself.
     let format = media_type::object(&call.headers);

@@ -300,6 +300,8 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
                 Resource::Spaces => spaces::serve(&app, call).await,
                 Resource::Accounts => accounts::serve(&app, &call),
                 Resource::ClusterConnections => connections::create(&app, call).await,
+                Resource::SpaceSleep => spaces::sleep_or_wake(&app, call, true).await,
+                Resource::SpaceWake => spaces::sleep_or_wake(&app, call, false).await,
                 // Served above, from the raw URI (whose trailing slash request info trims).
                 Resource::Console => Err(Error::Internal),
             }

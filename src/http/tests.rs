@@ -1311,7 +1311,7 @@ async fn console_is_authorized_as_kube_apiserver_authorizes_its_paths_and_is_not
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    assert_eq!(names, ["spaces", "accounts"]);
+    assert_eq!(names, ["spaces", "spaces/sleep", "spaces/wake", "accounts"]);
     let v2 = admin
         .get_as(
             "/apis",

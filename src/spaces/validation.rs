@@ -125,6 +125,14 @@ pub fn space(sent: &Space, current: Option<&Space>) -> Vec<FieldError> {
             ));
         }
     }
+    if let Some(settings) = sent
+        .spec
+        .sleep
+        .as_ref()
+        .filter(|_| current.is_none_or(|c| c.spec.sleep != sent.spec.sleep))
+    {
+        causes.extend(sleep_settings("spec.sleep", settings));
+    }
     // A new space may name its account (the create flow checks membership); an existing one keeps it.
     let account = current.and_then(|c| c.spec.account.as_ref());
     if current.is_some() && sent.spec.account.as_ref() != account {
@@ -135,6 +143,18 @@ pub fn space(sent: &Space, current: Option<&Space>) -> Vec<FieldError> {
         ));
     }
     causes
+}
+
+/// What is wrong with sleep settings at `field` (`spec.sleep`): each field that does not parse, named.
+#[must_use]
+pub fn sleep_settings(field: &str, settings: &crate::sleep::SleepSettings) -> Vec<FieldError> {
+    settings
+        .rules()
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, detail)| FieldError::new(format!("{field}.{name}"), Problem::Invalid, detail))
+        .collect()
 }
 
 #[cfg(test)]

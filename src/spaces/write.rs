@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::provision::{Owner, Plan, Provisioner};
+use super::sleep::Sleeper;
 use super::{validation, Error, FieldError, Problem};
 use crate::access::index::is_subject;
 use crate::api::account::Account;
@@ -25,6 +26,7 @@ use place::Place;
 
 mod create;
 mod place;
+mod sleep;
 
 /// Set in the environment, the server aborts right after creating a space's namespace (tests prove repair with it).
 /// Only in builds with the `fault-injection` feature, which the e2e environment turns on; never in a release binary.
@@ -68,6 +70,8 @@ pub struct Writer {
     /// Every cluster served: a space's namespace is written in its own.
     members: Arc<Members>,
     provisioner: Arc<Provisioner>,
+    /// Sends spaces to sleep and wakes them on request (`spaces/<name>/sleep`, `/wake`).
+    sleeper: Arc<Sleeper>,
 }
 
 // === impl Writer ===
@@ -79,7 +83,15 @@ impl Writer {
             provisioner: Arc::new(Provisioner::new(members.clone(), cache.clone())),
             cache,
             members,
+            sleeper: Arc::default(),
         }
+    }
+
+    /// This writer, counting the wake-ups it makes in `sleeper`'s metrics.
+    #[must_use]
+    pub fn with_sleeper(mut self, sleeper: Arc<Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
     }
 
     /// The steps of making a space in the management cluster, shared with the controllers.
@@ -275,6 +287,14 @@ impl Writer {
                     .filter(|c| c.field == "spec.account"),
             );
         }
+        if let Some(sleep) = space
+            .spec
+            .sleep
+            .as_ref()
+            .filter(|_| space.spec.sleep != ours.spec.sleep)
+        {
+            errors.extend(validation::sleep_settings("spec.sleep", sleep));
+        }
         if !errors.is_empty() {
             return Err(Error::Invalid { name, errors });
         }
@@ -284,6 +304,11 @@ impl Writer {
         }
         if let Some(annotations) = sent.pointer("/metadata/annotations") {
             metadata["annotations"] = annotations.clone();
+        }
+        // Applied settings are the applier's field, as the namespace's annotation that keeps them.
+        if let Some(sleep) = &space.spec.sleep {
+            let recorded = serde_json::to_string(sleep).map_err(|e| Error::BadRequest(e.to_string()))?;
+            metadata["annotations"][crate::sleep::SETTINGS_ANNOTATION] = Value::String(recorded);
         }
         let configuration = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata});
         let mut params = PatchParams::apply(manager);
@@ -325,6 +350,10 @@ impl Writer {
         namespace.metadata.name = Some(place.namespace.clone());
         namespace.metadata.labels = space.metadata.labels;
         namespace.metadata.annotations = space.metadata.annotations;
+        if space.spec.sleep != ours.spec.sleep {
+            crate::spaces::sleep::set_settings(&mut namespace, space.spec.sleep.as_ref(), &user.name)
+                .map_err(|e| Error::BadRequest(e.to_string()))?;
+        }
         namespace.metadata.managed_fields = None;
         let params = PostParams {
             dry_run: options.dry_run,

@@ -11,6 +11,8 @@
 mod console;
 mod expose;
 mod kubeconfig;
+mod sleep;
+mod table;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +25,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde::Deserialize;
+use table::print_table;
+#[cfg(test)]
+use table::{render, Table};
 use tenancy_apiserver::api::space::{SpaceSpec, KIND};
 use tenancy_apiserver::api::{Space, GROUP, GROUP_VERSION};
 
@@ -81,6 +86,10 @@ your access allows, and the accounts you belong to.",
 
   # Delete a space
   kubectl space delete team-a-dev
+
+  # Send a space to sleep now, and wake it
+  kubectl space sleep team-a-dev
+  kubectl space wake team-a-dev
 
   # Publish service web of the current space at https://web.<space domain>
   kubectl space expose web
@@ -228,6 +237,33 @@ Examples:
         #[arg(short, long, value_name = "SPACE")]
         namespace: Option<String>,
     },
+    /// Send a space to sleep now: its Deployments and StatefulSets scaled to 0, its CronJobs suspended
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space sleep NAME [options]",
+        before_help = " Any change in the space by you or anyone else (kubectl apply, kubectl scale, a new Deployment) wakes it,
+ and what you changed wins over what it had before.
+
+Examples:
+  # Send space team-a-dev to sleep
+  kubectl space sleep team-a-dev"
+    )]
+    Sleep {
+        /// The space.
+        name: String,
+    },
+    /// Wake a sleeping space: every Deployment, StatefulSet and CronJob as it was
+    #[command(
+        help_template = COMMAND_HELP,
+        override_usage = "kubectl space wake NAME [options]",
+        before_help = "Examples:
+  # Wake space team-a-dev
+  kubectl space wake team-a-dev"
+    )]
+    Wake {
+        /// The space.
+        name: String,
+    },
     /// List the accounts you belong to
     #[command(
         help_template = COMMAND_HELP,
@@ -356,6 +392,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Sleep { name } => sleep::sleep_or_wake(&client, &name, true).await,
+        Command::Wake { name } => sleep::sleep_or_wake(&client, &name, false).await,
         // Served above, before a client is made.
         Command::Console { .. } => Ok(()),
     }
@@ -596,102 +634,6 @@ async fn delete(client: &Client, name: &str, wait: bool, timeout: Duration) -> R
             Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
-}
-
-/// The parts of a `meta.k8s.io/v1` Table this tool prints.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Table {
-    #[serde(default)]
-    column_definitions: Vec<Column>,
-    #[serde(default)]
-    rows: Vec<Row>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Column {
-    name: String,
-    #[serde(default)]
-    format: String,
-    #[serde(default)]
-    priority: i32,
-}
-
-#[derive(Debug, Deserialize)]
-struct Row {
-    #[serde(default)]
-    cells: Vec<serde_json::Value>,
-}
-
-async fn print_table(client: &Client, path: &str, output: Option<Output>, resource: &str) -> Result<(), Error> {
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("{path}?includeObject=None"))
-        .header(header::ACCEPT, ACCEPT_TABLE)
-        .body(Vec::new())
-        .expect("a GET request from a path");
-    let table: Table = client.request(request).await?;
-    if table.rows.is_empty() {
-        eprintln!("No resources found");
-        return Ok(());
-    }
-    print!("{}", render(&table, output, &format!("{resource}.{GROUP}")));
-    Ok(())
-}
-
-/// The table as kubectl prints it: upper-case headers, columns padded to their widest cell plus three spaces, priority
-/// columns only when wide. `name` prints `resource/NAME` lines (the singular resource name, as kubectl does).
-fn render(table: &Table, output: Option<Output>, resource: &str) -> String {
-    let cell = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "<none>".to_owned(),
-        other => other.to_string(),
-    };
-    if output == Some(Output::Name) {
-        let at = table
-            .column_definitions
-            .iter()
-            .position(|c| c.format == "name")
-            .unwrap_or(0);
-        let singular = resource
-            .replacen("spaces.", "space.", 1)
-            .replacen("accounts.", "account.", 1);
-        return table
-            .rows
-            .iter()
-            .filter_map(|r| r.cells.get(at))
-            .map(|v| format!("{singular}/{}\n", cell(v)))
-            .collect();
-    }
-    let shown: Vec<usize> = (0..table.column_definitions.len())
-        .filter(|&i| output == Some(Output::Wide) || table.column_definitions[i].priority == 0)
-        .collect();
-    let mut lines: Vec<Vec<String>> = vec![shown
-        .iter()
-        .map(|&i| table.column_definitions[i].name.to_uppercase())
-        .collect()];
-    lines.extend(table.rows.iter().map(|r| {
-        shown
-            .iter()
-            .map(|&i| r.cells.get(i).map(cell).unwrap_or_default())
-            .collect()
-    }));
-    let widths: Vec<usize> = (0..shown.len())
-        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for line in &lines {
-        let mut text = String::new();
-        for (c, value) in line.iter().enumerate() {
-            text.push_str(value);
-            if c + 1 < line.len() {
-                text.push_str(&" ".repeat(widths[c] - value.chars().count() + 3));
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -217,6 +217,10 @@ impl Writer {
             labels.insert(crate::api::ACCOUNT_LABEL.to_owned(), account.name().to_owned());
         }
         let templates = templates_for(&owner, known)?;
+        if let Some(settings) = space.spec.sleep.as_ref().filter(|s| !s.is_empty()) {
+            let recorded = serde_json::to_string(settings).map_err(|e| Error::BadRequest(e.to_string()))?;
+            annotations.insert(crate::sleep::SETTINGS_ANNOTATION.to_owned(), recorded);
+        }
         let given = &space.spec.template_parameters;
         let errors = parameters::check(&templates.iter().map(AsRef::as_ref).collect::<Vec<_>>(), given);
         if !errors.is_empty() {
