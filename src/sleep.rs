@@ -18,10 +18,12 @@ pub const SETTINGS_ANNOTATION: &str = "tenancy.loft.sh/sleep";
 pub const STATUS_ANNOTATION: &str = "tenancy.loft.sh/sleep-status";
 /// On a Deployment or StatefulSet of a sleeping space: its replicas before it was scaled to 0.
 pub const REPLICAS_ANNOTATION: &str = "tenancy.loft.sh/sleep-replicas";
+/// On a Deployment or StatefulSet of a sleeping space, once it is scaled to 0 (after [`REPLICAS_ANNOTATION`]): from
+/// then on, replicas above 0 are someone's change.
+pub const SCALED_ANNOTATION: &str = "tenancy.loft.sh/sleep-scaled";
 /// On a CronJob of a sleeping space: its `spec.suspend` before it was suspended (`true`, `false`, or empty: unset).
 pub const SUSPEND_ANNOTATION: &str = "tenancy.loft.sh/sleep-suspend";
-/// The field manager of every write sleep mode makes: whether the server still owns a workload's replicas (or a
-/// CronJob's suspend) when it wakes tells a tenant's own change from the server's.
+/// The field manager of every write sleep mode makes (its changes are never a tenant's activity).
 pub const FIELD_MANAGER: &str = "tenancy-apiserver-sleep";
 /// Writers whose changes are not a tenant's activity: this server, and the control plane's own components (a
 /// ReplicaSet made by the deployment controller, a pod's status from its kubelet).
@@ -99,7 +101,7 @@ pub struct Seen {
     pub at: Timestamp,
     pub by: String,
     /// Someone set a value sleep mode recorded (a sleeping Deployment's replicas): a change made while the space
-    /// sleeps even within the second it fell asleep (managed fields' times have whole seconds).
+    /// sleeps, even within the second it fell asleep (managed fields' times have whole seconds).
     pub taken: bool,
 }
 
@@ -276,48 +278,20 @@ pub fn latest_change(fields: &[ManagedFieldsEntry]) -> Option<Seen> {
         .max_by_key(|seen| seen.at)
 }
 
-/// Whether sleep mode still owns `field` (`replicas`, `suspend`) of an object's spec: nobody changed it since the
-/// server set it.
+/// Whether someone set a sleeping workload's value since sleep mode did: a Deployment or StatefulSet it scaled to 0
+/// runs replicas again, or a CronJob it suspended is not suspended. A kubectl scale through the scale subresource leaves
+/// no managed-fields owner, so the value itself is what tells.
 #[must_use]
-pub fn owns(fields: &[ManagedFieldsEntry], field: &str) -> bool {
-    let key = format!("f:{field}");
-    fields.iter().any(|entry| {
-        entry.manager.as_deref() == Some(FIELD_MANAGER)
-            && entry
-                .fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|spec| spec.get(&key))
-                .is_some()
-    })
-}
-
-/// Who took `field` of an object's spec from sleep mode, and when: a workload a sleeping space recorded, whose
-/// replicas (or suspend) someone else has set since.
-#[must_use]
-pub fn taken_over(fields: &[ManagedFieldsEntry], field: &str) -> Option<Seen> {
-    if owns(fields, field) {
-        return None;
+pub fn taken(
+    annotations: &std::collections::BTreeMap<String, String>,
+    replicas: Option<i32>,
+    suspend: Option<bool>,
+) -> bool {
+    match (replicas, suspend) {
+        (Some(replicas), _) => annotations.contains_key(SCALED_ANNOTATION) && replicas != 0,
+        (None, Some(suspend)) => annotations.contains_key(SUSPEND_ANNOTATION) && !suspend,
+        (None, None) => false,
     }
-    let key = format!("f:{field}");
-    fields
-        .iter()
-        .filter(|entry| {
-            entry
-                .fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|spec| spec.get(&key))
-                .is_some()
-        })
-        .filter_map(|entry| {
-            Some(Seen {
-                at: entry.time.as_ref()?.0,
-                by: entry.manager.clone().unwrap_or_default(),
-                taken: true,
-            })
-        })
-        .max_by_key(|seen| seen.at)
 }
 
 #[cfg(test)]

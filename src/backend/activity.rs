@@ -1,8 +1,8 @@
 //! What tenants do in a cluster's namespaces, as sleep mode needs it: the latest change in each namespace by anyone
 //! but this server and the control plane, read from the managed fields of its workloads, pods, services and config
-//! maps (one metadata watch per kind, cluster-wide; nothing of the objects is kept). A workload whose recorded sleep
-//! value someone took over (`kubectl scale` of a sleeping Deployment) is a change now, whatever the clock says; so is
-//! the deletion of an object nothing owns.
+//! maps (one watch per kind, cluster-wide, metadata only but for the workloads sleep mode records; nothing of the
+//! objects is kept). A sleeping workload whose value someone set since (`kubectl scale` of a sleeping Deployment, a
+//! suspended CronJob resumed) is a change now, whatever the clock says; so is the deletion of an object nothing owns.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use crate::sleep::{latest_change, taken_over, Seen, REPLICAS_ANNOTATION, SUSPEND_ANNOTATION};
+use crate::sleep::{latest_change, taken, Seen};
 
 /// The kinds watched.
 const KINDS: usize = 7;
@@ -50,32 +50,26 @@ impl Activity {
     #[must_use]
     pub fn new(client: &Client) -> Self {
         let (seen, listed, changed) = (Arc::default(), Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-        let follow = |task: tokio::task::JoinHandle<()>| task.abort_handle();
+        let handle = |task: tokio::task::JoinHandle<()>| task.abort_handle();
         let context = Context {
             seen: Arc::clone(&seen),
             listed: Arc::clone(&listed),
             changed: Arc::clone(&changed),
         };
         let watches = vec![
-            follow(tokio::spawn(watch::<Deployment>(
+            handle(tokio::spawn(watch_recorded::<Deployment>(
                 client.clone(),
                 context.clone(),
-                Some("replicas"),
             ))),
-            follow(tokio::spawn(watch::<StatefulSet>(
+            handle(tokio::spawn(watch_recorded::<StatefulSet>(
                 client.clone(),
                 context.clone(),
-                Some("replicas"),
             ))),
-            follow(tokio::spawn(watch::<CronJob>(
-                client.clone(),
-                context.clone(),
-                Some("suspend"),
-            ))),
-            follow(tokio::spawn(watch::<Job>(client.clone(), context.clone(), None))),
-            follow(tokio::spawn(watch::<Pod>(client.clone(), context.clone(), None))),
-            follow(tokio::spawn(watch::<Service>(client.clone(), context.clone(), None))),
-            follow(tokio::spawn(watch::<ConfigMap>(client.clone(), context, None))),
+            handle(tokio::spawn(watch_recorded::<CronJob>(client.clone(), context.clone()))),
+            handle(tokio::spawn(watch::<Job>(client.clone(), context.clone()))),
+            handle(tokio::spawn(watch::<Pod>(client.clone(), context.clone()))),
+            handle(tokio::spawn(watch::<Service>(client.clone(), context.clone()))),
+            handle(tokio::spawn(watch::<ConfigMap>(client.clone(), context))),
         ];
         Activity {
             seen,
@@ -124,18 +118,68 @@ impl Context {
     }
 }
 
-/// Follows one kind forever (the watch retries with backoff). `recorded`: the spec field sleep mode records on it.
-async fn watch<K>(client: Client, context: Context, recorded: Option<&'static str>)
+/// What the watcher reads of a workload sleep mode records: its replicas (Deployments, StatefulSets) or its suspend
+/// (CronJobs).
+trait Recorded {
+    fn value(&self) -> (Option<i32>, Option<bool>);
+}
+
+impl Recorded for Deployment {
+    fn value(&self) -> (Option<i32>, Option<bool>) {
+        (Some(self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)), None)
+    }
+}
+
+impl Recorded for StatefulSet {
+    fn value(&self) -> (Option<i32>, Option<bool>) {
+        (Some(self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)), None)
+    }
+}
+
+impl Recorded for CronJob {
+    fn value(&self) -> (Option<i32>, Option<bool>) {
+        (None, Some(self.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)))
+    }
+}
+
+/// Follows one kind of workload sleep mode records, whole (its value is in its spec), forever.
+async fn watch_recorded<K>(client: Client, context: Context)
+where
+    K: Resource<DynamicType = ()> + Recorded + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    follow(Api::<K>::all(client), context, |object: &K| {
+        let (replicas, suspend) = object.value();
+        taken(object.annotations(), replicas, suspend).then(|| Seen {
+            at: Timestamp::now(),
+            by: format!("a change to {}/{}", K::kind(&()), object.name_any()),
+            taken: true,
+        })
+    })
+    .await;
+}
+
+/// Follows one kind's metadata forever.
+async fn watch<K>(client: Client, context: Context)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    let api: Api<PartialObjectMeta<K>> = Api::all(client);
+    follow(Api::<PartialObjectMeta<K>>::all(client), context, |_| None).await;
+}
+
+/// Records each object's latest change by a tenant, what `taken` says of it, and deletions of objects nothing owns;
+/// the watch retries with backoff.
+async fn follow<K>(api: Api<K>, context: Context, taken: impl Fn(&K) -> Option<Seen>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
     let mut events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut listed = false;
     while let Some(event) = events.next().await {
-        let object: PartialObjectMeta<K> = match event {
+        let object = match event {
             Ok(Event::InitDone) => {
                 if !listed {
                     listed = true;
@@ -148,30 +192,22 @@ where
             Ok(Event::Apply(object) | Event::InitApply(object)) => object,
             Ok(Event::Delete(object)) => {
                 if object.owner_references().is_empty() {
-                    let by = format!("someone (deleted {}/{})", K::kind(&()), object.name_any());
+                    let by = format!("someone (deleted {kind}/{})", object.name_any());
                     context.record(object.namespace().unwrap_or_default(), Seen::new(Timestamp::now(), by));
                 }
                 continue;
             }
             Err(error) => {
-                tracing::debug!(kind = %K::kind(&()), %error, "Watching activity failed; retrying");
+                tracing::debug!(%kind, %error, "Watching activity failed; retrying");
                 continue;
             }
         };
         let namespace = object.namespace().unwrap_or_default();
-        let fields = object.metadata.managed_fields.as_deref().unwrap_or_default();
-        if let Some(change) = latest_change(fields) {
+        if let Some(change) = latest_change(object.meta().managed_fields.as_deref().unwrap_or_default()) {
             context.record(namespace.clone(), change);
         }
-        let record = match recorded {
-            Some("replicas") => REPLICAS_ANNOTATION,
-            Some(_) => SUSPEND_ANNOTATION,
-            None => continue,
-        };
-        if object.annotations().contains_key(record) {
-            if let Some(change) = taken_over(fields, recorded.unwrap_or_default()) {
-                context.record(namespace, change);
-            }
+        if let Some(change) = taken(&object) {
+            context.record(namespace, change);
         }
     }
 }

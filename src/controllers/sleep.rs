@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
 use kube::ResourceExt;
 
 use crate::clusters::{Member, Members};
@@ -140,6 +141,17 @@ async fn finish(
     let key = (member.cluster().map(str::to_owned), ns.name_any());
     if converged.get(&key) == Some(text) {
         return;
+    }
+    // The state may be a moment behind another replica's decision: acting on a status that is no longer the
+    // namespace's would undo it.
+    let namespaces: Api<Namespace> = Api::all(member.client().clone());
+    match namespaces.get(&key.1).await {
+        Ok(now) if now.annotations().get(STATUS_ANNOTATION) == Some(text) => {}
+        Ok(_) => return,
+        Err(error) => {
+            tracing::warn!(cluster = ?member.cluster(), namespace = %key.1, %error, "Sleep mode could not act");
+            return;
+        }
     }
     match converge(member.client(), &key.1, status).await {
         Ok(()) => {

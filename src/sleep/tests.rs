@@ -152,7 +152,6 @@ fn entry(manager: &str, time: &str, subresource: Option<&str>, fields: serde_jso
 
 #[test]
 fn activity_is_the_latest_change_by_anyone_but_the_server_and_the_control_plane() {
-    let replicas = serde_json::json!({"f:spec": {"f:replicas": {}}});
     let fields = [
         entry(
             "kubectl-client-side-apply",
@@ -167,31 +166,44 @@ fn activity_is_the_latest_change_by_anyone_but_the_server_and_the_control_plane(
             serde_json::json!({}),
         ),
         entry("kubectl", "2026-12-05T11:30:00Z", Some("status"), serde_json::json!({})),
-        entry(FIELD_MANAGER, "2026-12-05T12:00:00Z", Some("scale"), replicas.clone()),
+        entry(
+            FIELD_MANAGER,
+            "2026-12-05T12:00:00Z",
+            None,
+            serde_json::json!({"f:spec": {"f:suspend": {}}}),
+        ),
     ];
     assert_eq!(
         latest_change(&fields),
         Some(seen("2026-12-05T10:00:00Z", "kubectl-client-side-apply"))
     );
-    assert!(owns(&fields, "replicas"));
-    assert_eq!(taken_over(&fields, "replicas"), None);
-    let scaled = [
-        entry(
-            "kubectl-client-side-apply",
-            "2026-12-05T10:00:00Z",
-            None,
-            serde_json::json!({}),
-        ),
-        entry("kubectl", "2026-12-05T12:00:01Z", Some("scale"), replicas),
-    ];
-    assert!(!owns(&scaled, "replicas"));
-    let taken = taken_over(&scaled, "replicas").expect("taken");
-    assert_eq!((taken.by.as_str(), taken.taken), ("kubectl", true));
+}
+
+#[test]
+fn a_sleeping_workload_is_taken_when_its_value_is_not_the_one_sleep_mode_set() {
+    let map = |keys: &[&str]| -> std::collections::BTreeMap<String, String> {
+        keys.iter().map(|k| ((*k).to_owned(), "2".to_owned())).collect()
+    };
+    let scaled = map(&[REPLICAS_ANNOTATION, SCALED_ANNOTATION]);
+    assert!(!taken(&scaled, Some(0), None));
+    assert!(taken(&scaled, Some(3), None));
+    assert!(
+        !taken(&map(&[REPLICAS_ANNOTATION]), Some(2), None),
+        "recorded, not yet scaled"
+    );
+    let suspended = map(&[SUSPEND_ANNOTATION]);
+    assert!(!taken(&suspended, None, Some(true)));
+    assert!(taken(&suspended, None, Some(false)));
+    assert!(!taken(&map(&[]), Some(3), None));
     // Within the second the space fell asleep: a taken value wakes it, another change does not.
     let since = at("2026-12-05T12:00:01Z");
-    assert!(taken.after(since));
+    let change = Seen {
+        taken: true,
+        ..seen("2026-12-05T12:00:01Z", "kubectl")
+    };
+    assert!(change.after(since));
     assert!(!seen("2026-12-05T12:00:01Z", "kubectl").after(since));
-    assert!(taken.newer_than(&seen("2026-12-05T12:00:01Z", "kubectl")));
+    assert!(change.newer_than(&seen("2026-12-05T12:00:01Z", "kubectl")));
 }
 
 /// The Account CRD checks its `spec.space.sleep` with patterns (kube-apiserver answers 422 for an Account, as the

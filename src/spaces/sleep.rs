@@ -1,9 +1,10 @@
 //! Sleep mode's actions in one cluster: a space's namespace put to sleep or woken (its `tenancy.loft.sh/sleep-status`,
 //! written only if the namespace is still as the decision saw it, so two replicas never both act), and its workloads
 //! brought to that state. Asleep: each Deployment and StatefulSet made before the space fell asleep has its replicas
-//! recorded on it, then is scaled to 0 through its scale subresource; each CronJob is suspended with its previous
-//! `suspend` recorded (one write). Awake: each recorded object gets its value back, unless someone else set that field
-//! since (their change wins), and the record goes. Every step is idempotent, so a pass after a crash finishes the work.
+//! recorded on it, is scaled to 0 through its scale subresource, and is marked scaled; each CronJob is suspended with
+//! its previous `suspend` recorded (one write). Awake: each recorded object gets its value back unless someone set it
+//! since (their value wins: replicas above 0, a CronJob resumed), and the record goes. Every step is idempotent, so a
+//! pass after a crash finishes the work.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -24,8 +25,8 @@ use serde_json::{json, Value};
 use crate::api::account::Account;
 use crate::api::ACCOUNT_LABEL;
 use crate::sleep::{
-    owns, SleepSettings, SleepStatus, FIELD_MANAGER, REPLICAS_ANNOTATION, SETTINGS_ANNOTATION, STATUS_ANNOTATION,
-    SUSPEND_ANNOTATION,
+    SleepSettings, SleepStatus, FIELD_MANAGER, REPLICAS_ANNOTATION, SCALED_ANNOTATION, SETTINGS_ANNOTATION,
+    STATUS_ANNOTATION, SUSPEND_ANNOTATION,
 };
 
 /// Spaces asleep, and wake-ups by cause.
@@ -217,8 +218,8 @@ pub async fn converge(client: &Client, namespace: &str, status: &SleepStatus) ->
         scale_down(&statefulsets, since, replicas_of_statefulset).await?;
         suspend(&cronjobs, since).await
     } else {
-        scale_up(&deployments).await?;
-        scale_up(&statefulsets).await?;
+        scale_up(&deployments, replicas_of_deployment).await?;
+        scale_up(&statefulsets, replicas_of_statefulset).await?;
         resume(&cronjobs).await
     }
 }
@@ -234,45 +235,24 @@ fn created_after(object: &impl Resource, since: Timestamp) -> bool {
     object.meta().creation_timestamp.as_ref().is_some_and(|t| t.0 > since)
 }
 
-/// When `field` of `object`'s spec was last set, by whoever set it.
-fn field_set_at(object: &impl Resource, field: &str) -> Option<Timestamp> {
-    let key = format!("f:{field}");
-    object
-        .meta()
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|entry| {
-            entry
-                .fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|spec| spec.get(&key))
-                .is_some()
-        })
-        .filter_map(|entry| entry.time.as_ref().map(|t| t.0))
-        .max()
-}
-
-/// Records and zeroes the replicas of every object made before `since` that runs any. A recorded object still
-/// running whose replicas nobody set after `since` is one a crash left between the two writes: it is scaled now.
+/// Records and zeroes the replicas of every object made before `since` that runs any: the replicas first (a crash
+/// after it leaves a record to finish from), then the scale to 0 through the scale subresource, then the mark that it
+/// is scaled (from then on, replicas above 0 are someone's change). A record without its mark is finished.
 async fn scale_down<K>(api: &Api<K>, since: Timestamp, replicas_of: impl Fn(&K) -> i32) -> Result<(), kube::Error>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Serialize,
 {
     for object in api.list(&ListParams::default()).await?.items {
-        let replicas = replicas_of(&object);
-        if replicas == 0 || created_after(&object, since) {
+        let name = object.name_any();
+        let annotations = object.annotations();
+        if annotations.contains_key(SCALED_ANNOTATION) || created_after(&object, since) {
             continue;
         }
-        let name = object.name_any();
-        if object.annotations().contains_key(REPLICAS_ANNOTATION) {
-            let unfinished = !owns(object.meta().managed_fields.as_deref().unwrap_or_default(), "replicas")
-                && field_set_at(&object, "replicas").is_none_or(|at| at < since);
-            if !unfinished {
+        if !annotations.contains_key(REPLICAS_ANNOTATION) {
+            let replicas = replicas_of(&object);
+            if replicas == 0 {
                 continue;
             }
-        } else {
             let record = json!({"metadata": {
                 "resourceVersion": object.resource_version(),
                 "annotations": {REPLICAS_ANNOTATION: replicas.to_string()},
@@ -286,12 +266,15 @@ where
         }
         api.patch_scale(&name, &params(), &Patch::Merge(&json!({"spec": {"replicas": 0}})))
             .await?;
+        let mark = json!({"metadata": {"annotations": {SCALED_ANNOTATION: "true"}}});
+        api.patch(&name, &params(), &Patch::Merge(&mark)).await?;
     }
     Ok(())
 }
 
-/// Gives every recorded object its replicas back, unless someone else set them since, and drops the record.
-async fn scale_up<K>(api: &Api<K>) -> Result<(), kube::Error>
+/// Gives every recorded object its replicas back, unless someone scaled it since (their replicas win), and drops the
+/// record.
+async fn scale_up<K>(api: &Api<K>, replicas_of: impl Fn(&K) -> i32) -> Result<(), kube::Error>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Serialize,
 {
@@ -300,8 +283,7 @@ where
             continue;
         };
         let name = object.name_any();
-        let ours = owns(object.meta().managed_fields.as_deref().unwrap_or_default(), "replicas");
-        if let (true, Ok(replicas)) = (ours, recorded.parse::<i32>()) {
+        if let (0, Ok(replicas)) = (replicas_of(&object), recorded.parse::<i32>()) {
             api.patch_scale(
                 &name,
                 &params(),
@@ -309,7 +291,8 @@ where
             )
             .await?;
         }
-        let forget = json!({"metadata": {"annotations": {REPLICAS_ANNOTATION: Value::Null}}});
+        let forget =
+            json!({"metadata": {"annotations": {REPLICAS_ANNOTATION: Value::Null, SCALED_ANNOTATION: Value::Null}}});
         api.patch(&name, &params(), &Patch::Merge(&forget)).await?;
     }
     Ok(())
@@ -341,14 +324,14 @@ async fn suspend(api: &Api<CronJob>, since: Timestamp) -> Result<(), kube::Error
     Ok(())
 }
 
-/// Gives every recorded CronJob its previous `suspend` back, unless someone else set it since, and drops the record.
+/// Gives every recorded CronJob its previous `suspend` back, unless someone resumed it since, and drops the record.
 async fn resume(api: &Api<CronJob>) -> Result<(), kube::Error> {
     for cronjob in api.list(&ListParams::default()).await?.items {
         let Some(recorded) = cronjob.annotations().get(SUSPEND_ANNOTATION) else {
             continue;
         };
         let mut patch = json!({"metadata": {"annotations": {SUSPEND_ANNOTATION: Value::Null}}});
-        if owns(cronjob.meta().managed_fields.as_deref().unwrap_or_default(), "suspend") {
+        if cronjob.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
             patch["spec"] = json!({"suspend": recorded.parse::<bool>().ok()});
         }
         api.patch(&cronjob.name_any(), &params(), &Patch::Merge(&patch)).await?;

@@ -381,7 +381,7 @@ start kube-controller-manager "$BIN_DIR/kube-controller-manager" \
   --root-ca-file "$PKI/ca.crt" \
   --cluster-signing-cert-file "$PKI/ca.crt" \
   --cluster-signing-key-file "$PKI/ca.key" \
-  --controllers namespace-controller,garbage-collector-controller,clusterrole-aggregation-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,resourcequota-controller \
+  --controllers namespace-controller,garbage-collector-controller,clusterrole-aggregation-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,resourcequota-controller,deployment-controller,replicaset-controller,statefulset-controller \
   --profiling=false
 
 default_sa_exists() { admin get serviceaccount default --namespace default; }

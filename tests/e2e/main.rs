@@ -23,6 +23,7 @@ mod plugin;
 mod positions;
 mod quota;
 mod sites;
+mod sleep;
 mod templates;
 mod tenancy;
 mod visibility;
