@@ -185,7 +185,7 @@ fn sleeps_and_wakes_at(site: &Site) {
         replicas == "2"
             && !annotations.contains(RECORDED_REPLICAS)
             && suspend == "false"
-            && !cron_annotations.contains("sleep")
+            && !cron_annotations.contains("tenancy.loft.sh/sleep-suspend")
     });
     until("two pods again", ACTS, || pods(&admin, &ns) == 2);
 
