@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -40,6 +41,8 @@ pub struct Member {
     watch: Client,
     /// What tenants do there (sleep mode), watched from the first time sleep mode asks.
     activity: std::sync::OnceLock<Activity>,
+    /// The server's own user name there, once asked.
+    identity: tokio::sync::OnceCell<String>,
     /// The version of the Secret this member's credentials came from (connected clusters).
     secret_version: String,
     /// Its space domains: from `serve --space-domain` for the management cluster, from its Cluster's spec for a
@@ -101,6 +104,30 @@ impl Member {
     /// What tenants do in this cluster's namespaces (the first call starts its watches).
     pub fn activity(&self) -> &Activity {
         self.activity.get_or_init(|| Activity::new(&self.watch))
+    }
+
+    /// The server's own user name in this cluster (a SelfSubjectReview, asked once): its requests are never a tenant's.
+    ///
+    /// # Errors
+    /// When kube-apiserver does not answer.
+    pub async fn identity(&self) -> Result<&str, kube::Error> {
+        let name = self
+            .identity
+            .get_or_try_init(|| async {
+                let reviews: Api<SelfSubjectReview> = Api::all(self.client.clone());
+                let review = reviews
+                    .create(&kube::api::PostParams::default(), &SelfSubjectReview::default())
+                    .await?;
+                Ok::<_, kube::Error>(
+                    review
+                        .status
+                        .and_then(|s| s.user_info)
+                        .and_then(|u| u.username)
+                        .unwrap_or_default(),
+                )
+            })
+            .await?;
+        Ok(name)
     }
 
     /// Which enforced template objects exist in this cluster.
@@ -174,6 +201,7 @@ impl Members {
                 enforced: Enforced::new(watch.clone(), changed.clone()),
                 watch,
                 activity: std::sync::OnceLock::new(),
+                identity: tokio::sync::OnceCell::new(),
                 client,
                 authorizer,
                 kinds: Mutex::default(),
@@ -306,6 +334,7 @@ run tenancy-apiserver connect again",
             enforced: Enforced::new(watch.clone(), self.changed.clone()),
             watch,
             activity: std::sync::OnceLock::new(),
+            identity: tokio::sync::OnceCell::new(),
             client: call,
             kinds: Mutex::default(),
             domains: Mutex::default(),

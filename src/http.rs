@@ -4,6 +4,7 @@
 //! [`error::status_of`] and nowhere else; other modules say what went wrong in their own types.
 
 pub mod accounts;
+pub mod audit;
 pub mod connections;
 pub mod console;
 pub mod discovery;

@@ -278,6 +278,18 @@ pub fn latest_change(fields: &[ManagedFieldsEntry]) -> Option<Seen> {
         .max_by_key(|seen| seen.at)
 }
 
+/// Whether a request kube-apiserver audited is a tenant's activity: anyone's but the server's own identity (`server`),
+/// the control plane's (`system:` users that are no ServiceAccount, and `kube-system`'s ServiceAccounts) and cluster
+/// admins' (`system:masters`: a platform engineer looking around does not keep a space awake).
+#[must_use]
+pub fn is_tenant(username: &str, groups: &[String], server: &str) -> bool {
+    let component = match username.strip_prefix("system:serviceaccount:") {
+        Some(account) => account.starts_with("kube-system:"),
+        None => username.starts_with("system:"),
+    };
+    username != server && !component && !groups.iter().any(|g| g == "system:masters")
+}
+
 /// Whether someone set a sleeping workload's value since sleep mode did: a Deployment or StatefulSet it scaled to 0
 /// runs replicas again, or a CronJob it suspended is not suspended. A kubectl scale through the scale subresource leaves
 /// no managed-fields owner, so the value itself is what tells.

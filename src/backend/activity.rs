@@ -28,10 +28,7 @@ use crate::sleep::{latest_change, taken, Seen};
 const KINDS: usize = 7;
 
 pub struct Activity {
-    seen: Arc<Mutex<HashMap<String, Seen>>>,
-    /// Kinds whose first list is in.
-    listed: Arc<AtomicUsize>,
-    changed: Arc<Notify>,
+    context: Context,
     watches: Vec<AbortHandle>,
 }
 
@@ -72,9 +69,7 @@ impl Activity {
             handle(tokio::spawn(watch::<ConfigMap>(client.clone(), context))),
         ];
         Activity {
-            seen,
-            listed,
-            changed,
+            context: Context { seen, listed, changed },
             watches,
         }
     }
@@ -82,18 +77,23 @@ impl Activity {
     /// Whether every kind has been listed once: before that, a namespace's quiet may only be unseen activity.
     #[must_use]
     pub fn is_listed(&self) -> bool {
-        self.listed.load(Ordering::Acquire) >= KINDS
+        self.context.listed.load(Ordering::Acquire) >= KINDS
+    }
+
+    /// A request in `namespace` that kube-apiserver's audit webhook reported (reads count too).
+    pub fn record(&self, namespace: &str, seen: Seen) {
+        self.context.record(namespace.to_owned(), seen);
     }
 
     /// The latest change seen in `namespace`.
     #[must_use]
     pub fn latest(&self, namespace: &str) -> Option<Seen> {
-        self.seen.lock().get(namespace).cloned()
+        self.context.seen.lock().get(namespace).cloned()
     }
 
     /// Completes at the next change seen anywhere.
     pub async fn changed(&self) {
-        self.changed.notified().await;
+        self.context.changed.notified().await;
     }
 }
 

@@ -56,6 +56,9 @@ pub enum Error {
     /// A request body over the limit.
     #[error("request entity too large")]
     TooLarge { limit: usize },
+    /// Something the answer needs cannot be had now; the client sends again.
+    #[error("{0}")]
+    Unavailable(String),
     /// The handler did not answer in time (watches answer at once and stream afterwards).
     #[error("request timed out")]
     Timeout,
@@ -69,6 +72,7 @@ pub enum Error {
 pub fn status_of(error: &Error) -> Status {
     match error {
         Error::Authn(_) => status::failure(401, "Unauthorized", "Unauthorized".to_owned(), None),
+        Error::Unavailable(message) => status::failure(503, "ServiceUnavailable", message.clone(), None),
         Error::Authz(cause) => {
             tracing::error!(error = %cause, source = ?std::error::Error::source(cause), "Authorization failed");
             status::failure(

@@ -82,6 +82,12 @@ pub enum Target {
         /// Empty for collection verbs.
         name: String,
     },
+    /// kube-apiserver's audit webhook (`POST /audit`, `/audit/<cluster>` from a connected cluster's): requests in
+    /// namespaces are sleep mode's activity.
+    Audit {
+        /// `None`: the management cluster's kube-apiserver.
+        cluster: Option<String>,
+    },
     /// A method this server does not serve on an existing resource path.
     MethodNotAllowed,
     /// A method other than GET on a path this server does not serve.
@@ -214,6 +220,11 @@ impl RequestInfo {
                 verb: "get".to_owned(),
                 path: self.path.clone(),
             }),
+            // As kube-apiserver authorizes a non-resource POST.
+            Target::Audit { .. } => Access::Authorized(Attributes::Path {
+                verb: "post".to_owned(),
+                path: self.path.clone(),
+            }),
             Target::Resource { resource, verb, name } => Access::Authorized(Attributes::Resource {
                 verb: verb.as_str().to_owned(),
                 resource: resource.as_str().to_owned(),
@@ -276,6 +287,10 @@ fn target(method: &Method, path: &str, query: &Query) -> Target {
         (["openapi", "v3"], true) => Target::Document(Document::OpenApiV3Root),
         (["openapi", "v3", "apis", GROUP, "v1"], true) => Target::Document(Document::OpenApiV3Group),
         (["metrics"], true) => Target::Document(Document::Metrics),
+        (["audit"], false) if *method == Method::POST => Target::Audit { cluster: None },
+        (["audit", cluster], false) if *method == Method::POST => Target::Audit {
+            cluster: Some((*cluster).to_owned()),
+        },
         (_, true) => Target::Document(Document::Unknown),
         (_, false) => Target::NotFound,
     }

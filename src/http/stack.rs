@@ -20,7 +20,8 @@ use tower_http::trace::TraceLayer;
 use super::error::Error;
 use super::request_info::{Access, RequestInfo, Resource, Target, Verb};
 use super::{
-    accounts, connections, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response, MAX_BODY,
+    accounts, audit, connections, console, discovery, ops, response, spaces, App, BoxError, Call, Request, Response,
+    MAX_BODY,
 };
 use crate::authn::{self, PeerIdentity, RequestHeaderConfig, User};
 use crate::authz::Decision;
@@ -280,6 +281,7 @@ async fn dispatch(app: Arc<App>, request: Request) -> Response {
         (_, None) => Err(Error::Internal),
         (Target::Discovery(document), Some(_)) => discovery::serve(*document, &parts.headers),
         (Target::Document(document), Some(_)) => ops::document(&app, *document, &info, &parts.headers),
+        (Target::Audit { cluster }, Some(_)) => audit::receive(&app, cluster.as_deref(), body).await,
         (
             Target::Resource {
                 resource: Resource::Console,

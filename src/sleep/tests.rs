@@ -253,3 +253,20 @@ fn the_account_crds_patterns_agree_with_the_servers_parser() {
         assert_eq!(duration.is_match(text), valid, "the CRD on {text:?}");
     }
 }
+
+#[test]
+fn an_audited_request_is_activity_unless_the_server_the_control_plane_or_an_admin_made_it() {
+    let server = "system:serviceaccount:tenancy-system:tenancy-apiserver";
+    let none: Vec<String> = Vec::new();
+    assert!(is_tenant("alice", &none, server));
+    assert!(is_tenant("system:serviceaccount:team-a:ci", &none, server));
+    assert!(!is_tenant(server, &none, server));
+    assert!(!is_tenant("system:kube-controller-manager", &none, server));
+    assert!(!is_tenant("system:node:worker-1", &none, server));
+    assert!(!is_tenant(
+        "system:serviceaccount:kube-system:replicaset-controller",
+        &none,
+        server
+    ));
+    assert!(!is_tenant("root", &["system:masters".to_owned()], server));
+}

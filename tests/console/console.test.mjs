@@ -325,6 +325,22 @@ test('alice\'s accounts show her space count against the limit and the quota\'s 
   await screenshot(page, 'alice-accounts');
 });
 
+test('a space sleeps and wakes from its row, as kubectl space sleep and wake do', async () => {
+  const {page} = alice;
+  const name = `${id}-web`;
+  await page.getByRole('link', {name: 'Spaces'}).click();
+  await page.getByRole('button', {name: `Send to sleep space ${name}`}).click();
+  await page.getByRole('status').getByText(`space.tenancy.loft.sh "${name}" sent to sleep`).waitFor();
+  await page.getByRole('row', {name: new RegExp(`^${name} .* Sleeping `)}).waitFor({timeout: SETTLE});
+  await eventually(() => assert.equal(
+    kubectl('alice', ['get', 'spaces.tenancy.loft.sh', name, '-o', 'jsonpath={.status.phase}']), 'Sleeping'));
+  await screenshot(page, 'alice-sleeping');
+  await page.getByRole('button', {name: `Wake space ${name}`}).click();
+  await page.getByRole('status').getByText(`space.tenancy.loft.sh "${name}" woken`).waitFor();
+  await page.getByRole('row', {name: new RegExp(`^${name} .* Active `)}).waitFor({timeout: SETTLE});
+  await sameAsKubectl(page, 'alice');
+});
+
 test('deleting asks first: Escape or Cancel keep the space, Delete removes it', async () => {
   const {page} = alice;
   const name = `${id}-web`;

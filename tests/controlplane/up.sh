@@ -6,6 +6,8 @@
 # Stop it with down.sh STATE_DIR.
 #
 # Usage: up.sh STATE_DIR   -> progress on stderr; prints the path of STATE_DIR/env on stdout's last line.
+# With CONTROLPLANE_AUDIT_WEBHOOK_KUBECONFIG set, kube-apiserver sends its audit events there (deploy/audit-policy.yaml,
+# batches of at most 1 s), as a platform does for sleep mode.
 #
 # Each run starts a fresh cluster: the previous etcd data, PKI, tokens and kubeconfigs in STATE_DIR are replaced.
 set -euo pipefail
@@ -295,7 +297,12 @@ authorizers:
 EOF
 
 # ---------------------------------------------------------------------------------------------------- kube-apiserver
-start kube-apiserver "$BIN_DIR/kube-apiserver" \
+audit_flags=()
+if [[ -n "${CONTROLPLANE_AUDIT_WEBHOOK_KUBECONFIG:-}" ]]; then
+  audit_flags=(--audit-policy-file "$here/../../deploy/audit-policy.yaml"
+    --audit-webhook-config-file "$CONTROLPLANE_AUDIT_WEBHOOK_KUBECONFIG" --audit-webhook-batch-max-wait 1s)
+fi
+start kube-apiserver "$BIN_DIR/kube-apiserver" "${audit_flags[@]}" \
   --bind-address 127.0.0.1 \
   --advertise-address 127.0.0.1 \
   --secure-port "$APISERVER_PORT" \

@@ -32,11 +32,17 @@ pub(crate) struct SecondControlPlane {
 
 impl SecondControlPlane {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A control plane whose up.sh gets `vars` in its environment.
+    fn start_with(vars: &[(&str, &str)]) -> Self {
         let state = std::env::temp_dir().join(unique("tenancy-second-cluster"));
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let output = Command::new("bash")
             .arg(repo.join("tests/controlplane/up.sh"))
             .arg(&state)
+            .envs(vars.iter().copied())
             .stderr(Stdio::inherit())
             .output()
             .expect("tests/controlplane/up.sh runs");

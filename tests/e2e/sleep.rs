@@ -348,3 +348,40 @@ fn only_who_may_update_a_space_sends_it_to_sleep_and_a_hidden_one_is_not_found()
     assert!(said.contains("is awake"), "{said}");
     assert_eq!(phase(&owner, &ns), "Active");
 }
+
+/// Where kube-apiserver's audit webhook reaches the server (the shared connected cluster's does, as
+/// deploy/audit-policy.yaml and README set it up), a tenant's read in a sleeping space wakes it; an admin's does not.
+#[test]
+fn a_tenants_read_wakes_a_sleeping_space_where_the_audit_webhook_reaches_the_server() {
+    let site = Site::connected();
+    let env = env();
+    let management = env.kubectl("admin");
+    let admin = site.admin();
+    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("reader"));
+    management.apply(&account(&acc, &group, None));
+    let tenant = env.kubectl_as(&user, &[&group]);
+    let direct = site.tenant(&user, &[&group]);
+    let ns = unique("read");
+    let space = site.space(&ns);
+    create_space(&tenant, &space);
+    direct
+        .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
+        .ok();
+    eventually(ACTS, || act(&tenant, &space, "sleep").success.then_some(()).ok_or(()));
+    until("stopped", ACTS, || workload_state(&admin, &ns).0 == "0");
+    // A cluster admin looking around (its own reads, not as a tenant) leaves it asleep.
+    admin.run(&["get", "pods,deployments", "-n", &ns]).ok();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(phase(&tenant, &space), "Sleeping");
+
+    direct.run(&["get", "pods", "-n", &ns]).ok();
+    until("woken by the tenant's read", ACTS, || {
+        phase(&tenant, &space) == "Active"
+    });
+    let by = get(
+        &tenant,
+        &["get", "space", &space, "-o", "jsonpath={.status.sleep.lastActivityBy}"],
+    );
+    assert_eq!(by, user);
+    until("restored", ACTS, || workload_state(&admin, &ns).0 == "2");
+}

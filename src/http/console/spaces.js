@@ -1,5 +1,6 @@
 // The Spaces page's table: the caller's spaces with the columns of `kubectl get spaces` (name, account, cluster, phase,
-// age; and the domain of `-o wide`), updated in place from the watch, and deleting one after a confirmation dialog.
+// age; and the domain of `-o wide`), updated in place from the watch; sending one to sleep or waking it (phase
+// Sleeping), and deleting one after a confirmation dialog.
 
 import {request, SPACES} from './api.js';
 import {alert, announce, clearAlert, h, keyedTable, setAge} from './ui.js';
@@ -19,7 +20,17 @@ export function render(items) {
     phase.textContent = space.status?.phase || '';
     domain.textContent = space.status?.domain || '';
     setAge(since, space.metadata.creationTimestamp);
-    let button = actions.querySelector('button');
+    const sleeping = space.status?.sleep?.sleeping === true;
+    let rest = actions.querySelector('button.sleep');
+    if (!rest) {
+      rest = h('button', {type: 'button', class: 'sleep quiet', onclick: () => sleepOrWake(spaceName, rest)});
+      actions.append(rest);
+    }
+    rest.textContent = sleeping ? 'Wake' : 'Sleep';
+    rest.dataset.action = sleeping ? 'wake' : 'sleep';
+    rest.setAttribute('aria-label', `${sleeping ? 'Wake' : 'Send to sleep'} space ${spaceName}`);
+    rest.disabled = terminating;
+    let button = actions.querySelector('button.danger');
     if (!button) {
       button = h('button', {type: 'button', class: 'danger quiet', 'aria-label': `Delete space ${spaceName}`,
         onclick: () => confirmDelete(spaceName)}, 'Delete');
@@ -27,6 +38,23 @@ export function render(items) {
     }
     button.disabled = terminating;
   });
+}
+
+/// Sends a space to sleep, or wakes it (its `sleep` and `wake` subresources, as `kubectl space sleep|wake` does); the
+/// watch then shows its new phase.
+async function sleepOrWake(name, button) {
+  const action = button.dataset.action;
+  button.disabled = true;
+  try {
+    await request('POST', `${SPACES}/${encodeURIComponent(name)}/${action}`, {});
+    clearAlert('sleep');
+    announce(`space.tenancy.loft.sh "${name}" ${action === 'wake' ? 'woken' : 'sent to sleep'}`);
+  } catch (error) {
+    alert('sleep', error);
+  } finally {
+    button.disabled = false;
+    button.focus();
+  }
 }
 
 const dialog = document.getElementById('confirm-delete');

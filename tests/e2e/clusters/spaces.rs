@@ -48,8 +48,9 @@ pub(crate) struct Shared {
 pub(crate) fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let plane = SecondControlPlane::start();
         let name = unique("x");
+        let audit = audit_webhook(&name);
+        let plane = SecondControlPlane::start_with(&[("CONTROLPLANE_AUDIT_WEBHOOK_KUBECONFIG", &audit)]);
         plane.clean_up_after_exit(&name);
         let shared = Shared {
             name,
@@ -59,6 +60,42 @@ pub(crate) fn shared() -> &'static Shared {
         shared.connect();
         shared
     })
+}
+
+/// A kubeconfig for kube-apiserver's audit webhook that sends the events of connected cluster `name` to the run's
+/// server (`/audit/<name>`), as a platform sets it up for sleep mode: a token of the management cluster's
+/// ServiceAccount `tenancy-system/tenancy-audit`, bound to ClusterRole `tenancy-audit-sink` (deploy/rbac.yaml).
+fn audit_webhook(name: &str) -> String {
+    let env = env();
+    let admin = env.kubectl("admin");
+    admin.apply(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: tenancy-audit, namespace: tenancy-system}\n---\n\
+apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: tenancy-audit-sink}\n\
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tenancy-audit-sink}\n\
+subjects: [{kind: ServiceAccount, name: tenancy-audit, namespace: tenancy-system}]\n",
+    );
+    let token = admin
+        .run(&[
+            "create",
+            "token",
+            "tenancy-audit",
+            "-n",
+            "tenancy-system",
+            "--duration",
+            "24h",
+        ])
+        .ok();
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: tenancy\n  cluster:\n    server: {server}/audit/{name}\n    \
+certificate-authority: {ca}\nusers:\n- name: audit\n  user:\n    token: {token}\ncontexts:\n- name: audit\n  context: \
+{{cluster: tenancy, user: audit}}\ncurrent-context: audit\n",
+        server = env.var("SERVER_URL"),
+        ca = env.var("SERVER_CA_CERT"),
+        token = token.trim(),
+    );
+    let path = std::env::temp_dir().join(format!("{}-audit.kubeconfig", unique("tenancy")));
+    std::fs::write(&path, kubeconfig).expect("the audit webhook's kubeconfig is written");
+    path.display().to_string()
 }
 
 // === impl Shared ===
