@@ -255,7 +255,6 @@ async fn serve(config: config::Config) -> Result<(), Error> {
     let sleeper = Arc::new(spaces::sleep::Sleeper::new(spaces::sleep::SleepMetrics::register(
         &registry_metrics,
     )));
-    tokio::spawn(controllers::sleep::run(cache.clone(), members.clone(), sleeper.clone()));
     let app = Arc::new(http::App {
         reviewer,
         registry: spaces::Registry::new(cache.clone()),
@@ -279,6 +278,11 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         metrics: metrics::ClusterMetrics::register(&app.registry_metrics),
         guards: Arc::default(),
     }));
+    tokio::spawn(controllers::sleep::run(
+        app.registry.cache().clone(),
+        app.writer.provisioner(),
+        sleeper,
+    ));
     tokio::spawn(controllers::quota::run(
         app.registry.cache().clone(),
         app.writer.provisioner(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, MicroTime};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -66,12 +66,12 @@ pub struct SleepStatus {
     #[serde(default)]
     pub sleeping: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<Time>,
+    pub since: Option<MicroTime>,
     /// `Inactivity`, `Schedule` or `Requested`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_activity: Option<Time>,
+    pub last_activity: Option<MicroTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity_by: Option<String>,
 }
@@ -100,33 +100,48 @@ pub enum Verdict {
 pub struct Seen {
     pub at: Timestamp,
     pub by: String,
-    /// Someone set a value sleep mode recorded (a sleeping Deployment's replicas): a change made while the space
-    /// sleeps, even within the second it fell asleep (managed fields' times have whole seconds).
-    pub taken: bool,
+    /// Whether `at` is exact: false for a time from managed fields, which have whole seconds (a change in the second a
+    /// space fell asleep may have come after it).
+    pub exact: bool,
 }
 
 // === impl Seen ===
 
 impl Seen {
+    /// A change at an exact time (an audited request, a value taken over, seen now).
     #[must_use]
-    pub fn new(at: Timestamp, by: impl Into<String>) -> Self {
+    pub fn exact(at: Timestamp, by: impl Into<String>) -> Self {
         Seen {
             at,
             by: by.into(),
-            taken: false,
+            exact: true,
         }
     }
 
-    /// Whether this is a change made after `since`.
+    /// A change at a time given to the second (managed fields).
     #[must_use]
-    pub fn after(&self, since: Timestamp) -> bool {
-        self.at > since || (self.taken && self.at >= since)
+    pub fn to_the_second(at: Timestamp, by: impl Into<String>) -> Self {
+        Seen {
+            at,
+            by: by.into(),
+            exact: false,
+        }
     }
 
-    /// Whether this says more than `known`: later, or as late and a taken value.
+    /// Whether this change may have come after `since`: one known to the second counts when made in the same second.
+    #[must_use]
+    pub fn after(&self, since: Timestamp) -> bool {
+        if self.exact {
+            self.at > since
+        } else {
+            self.at.as_second() >= since.as_second()
+        }
+    }
+
+    /// Whether this says more than `known`: later.
     #[must_use]
     pub fn newer_than(&self, known: &Seen) -> bool {
-        self.at > known.at || (self.at == known.at && self.taken && !known.taken)
+        self.at > known.at
     }
 }
 
@@ -273,7 +288,7 @@ pub fn latest_change(fields: &[ManagedFieldsEntry]) -> Option<Seen> {
         .filter_map(|entry| {
             let manager = entry.manager.as_deref().unwrap_or_default();
             let quiet = QUIET_MANAGERS.contains(&manager);
-            Some(Seen::new(entry.time.as_ref()?.0, manager)).filter(|_| !quiet)
+            Some(Seen::to_the_second(entry.time.as_ref()?.0, manager)).filter(|_| !quiet)
         })
         .max_by_key(|seen| seen.at)
 }

@@ -138,9 +138,9 @@ fn schemas(version: Version) -> Map<String, Value> {
                             "type": "object",
                             "properties": {
                                 "sleeping": {"description": "Whether it sleeps now.", "type": "boolean"},
-                                "since": version.described_reference(&format!("{META}.Time"), "Since when it sleeps."),
+                                "since": {"description": "Since when it sleeps (RFC 3339, microseconds).", "type": "string", "format": "date-time"},
                                 "reason": {"description": "Why it sleeps: Inactivity, Schedule or Requested.", "type": "string"},
-                                "lastActivity": version.described_reference(&format!("{META}.Time"), "The last change in the space by anyone but the server, as recorded (at most once a minute)."),
+                                "lastActivity": {"description": "The last change (or audited request) in the space by anyone but the server, as recorded (at most once a minute while awake).", "type": "string", "format": "date-time"},
                                 "lastActivityBy": {"description": "Who made it: a field manager (kubectl, kubectl-client-side-apply, ...) or a user.", "type": "string"},
                             },
                         },

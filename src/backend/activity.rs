@@ -149,10 +149,11 @@ where
 {
     follow(Api::<K>::all(client), context, |object: &K| {
         let (replicas, suspend) = object.value();
-        taken(object.annotations(), replicas, suspend).then(|| Seen {
-            at: Timestamp::now(),
-            by: format!("a change to {}/{}", K::kind(&()), object.name_any()),
-            taken: true,
+        taken(object.annotations(), replicas, suspend).then(|| {
+            Seen::exact(
+                Timestamp::now(),
+                format!("a change to {}/{}", K::kind(&()), object.name_any()),
+            )
         })
     })
     .await;
@@ -193,7 +194,10 @@ where
             Ok(Event::Delete(object)) => {
                 if object.owner_references().is_empty() {
                     let by = format!("someone (deleted {kind}/{})", object.name_any());
-                    context.record(object.namespace().unwrap_or_default(), Seen::new(Timestamp::now(), by));
+                    context.record(
+                        object.namespace().unwrap_or_default(),
+                        Seen::exact(Timestamp::now(), by),
+                    );
                 }
                 continue;
             }

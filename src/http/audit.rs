@@ -95,7 +95,7 @@ pub async fn receive(app: &Arc<App>, cluster: Option<&str>, body: RequestBody) -
         let user = event.impersonated_user.unwrap_or(event.user);
         if let (Some(at), false) = (at, refused) {
             if is_tenant(&user.username, &user.groups, server) {
-                activity.record(&namespace, Seen::new(at, user.username));
+                activity.record(&namespace, Seen::exact(at, user.username));
             }
         }
     }

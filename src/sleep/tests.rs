@@ -1,4 +1,4 @@
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, Time};
 
 use super::*;
 
@@ -18,14 +18,14 @@ fn settings(after: Option<&str>, schedule: Option<&str>, wake: Option<&str>) -> 
 fn asleep(since: &str) -> SleepStatus {
     SleepStatus {
         sleeping: true,
-        since: Some(Time(at(since))),
+        since: Some(MicroTime(at(since))),
         reason: Some(BY_REQUEST.to_owned()),
         ..SleepStatus::default()
     }
 }
 
 fn seen(text: &str, by: &str) -> Seen {
-    Seen::new(at(text), by)
+    Seen::to_the_second(at(text), by)
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn inactivity_counts_from_the_last_change_or_the_creation() {
         Verdict::Sleep(BY_INACTIVITY)
     );
     let recorded = SleepStatus {
-        last_activity: Some(Time(at("2026-12-01T10:40:00Z"))),
+        last_activity: Some(MicroTime(at("2026-12-01T10:40:00Z"))),
         ..SleepStatus::default()
     };
     assert_eq!(
@@ -125,7 +125,7 @@ fn a_schedule_sends_a_space_to_sleep_once_per_tick_and_a_tenant_after_it_keeps_i
         Verdict::Sleep(BY_SCHEDULE)
     );
     let woken = SleepStatus {
-        last_activity: Some(Time(at("2026-12-05T21:00:00Z"))),
+        last_activity: Some(MicroTime(at("2026-12-05T21:00:00Z"))),
         ..SleepStatus::default()
     };
     assert_eq!(
@@ -195,15 +195,13 @@ fn a_sleeping_workload_is_taken_when_its_value_is_not_the_one_sleep_mode_set() {
     assert!(!taken(&suspended, None, Some(true)));
     assert!(taken(&suspended, None, Some(false)));
     assert!(!taken(&map(&[]), Some(3), None));
-    // Within the second the space fell asleep: a taken value wakes it, another change does not.
-    let since = at("2026-12-05T12:00:01Z");
-    let change = Seen {
-        taken: true,
-        ..seen("2026-12-05T12:00:01Z", "kubectl")
-    };
-    assert!(change.after(since));
-    assert!(!seen("2026-12-05T12:00:01Z", "kubectl").after(since));
-    assert!(change.newer_than(&seen("2026-12-05T12:00:01Z", "kubectl")));
+    // A space fell asleep at 12:00:01.5: a change known to the second at 12:00:01 may have come after it; an exact
+    // one before it did not.
+    let since = at("2026-12-05T12:00:01.5Z");
+    assert!(seen("2026-12-05T12:00:01Z", "kubectl").after(since));
+    assert!(!seen("2026-12-05T12:00:00Z", "kubectl").after(since));
+    assert!(!Seen::exact(at("2026-12-05T12:00:01.2Z"), "a change to Deployment/web").after(since));
+    assert!(Seen::exact(at("2026-12-05T12:00:01.7Z"), "alice").after(since));
 }
 
 /// The Account CRD checks its `spec.space.sleep` with patterns (kube-apiserver answers 422 for an Account, as the

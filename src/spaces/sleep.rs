@@ -13,7 +13,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -22,6 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::provision::Provisioner;
+use super::Error;
 use crate::api::account::Account;
 use crate::api::ACCOUNT_LABEL;
 use crate::sleep::{
@@ -115,7 +117,7 @@ pub fn settings_of(ns: &Namespace, accounts: &BTreeMap<String, Arc<Account>>) ->
 /// When the settings or status cannot be written as JSON.
 pub fn set_settings(ns: &mut Namespace, settings: Option<&SleepSettings>, by: &str) -> Result<(), serde_json::Error> {
     let mut status = status_of(ns);
-    status.last_activity = Some(Time(Timestamp::now()));
+    status.last_activity = Some(MicroTime(Timestamp::now()));
     status.last_activity_by = Some(by.to_owned());
     let annotations = ns.metadata.annotations.get_or_insert_with(BTreeMap::new);
     match settings {
@@ -135,7 +137,7 @@ pub fn set_settings(ns: &mut Namespace, settings: Option<&SleepSettings>, by: &s
 pub fn asleep(previous: &SleepStatus, reason: &str) -> SleepStatus {
     SleepStatus {
         sleeping: true,
-        since: Some(Time(Timestamp::now())),
+        since: Some(MicroTime(Timestamp::now())),
         reason: Some(reason.to_owned()),
         ..previous.clone()
     }
@@ -145,10 +147,20 @@ pub fn asleep(previous: &SleepStatus, reason: &str) -> SleepStatus {
 #[must_use]
 pub fn awake(at: Timestamp, by: &str) -> SleepStatus {
     SleepStatus {
-        last_activity: Some(Time(at)),
+        last_activity: Some(MicroTime(at)),
         last_activity_by: Some(by.to_owned()),
         ..SleepStatus::default()
     }
+}
+
+/// What to do with a space's namespace, decided on the namespace as it is (read under the space's Lease).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Write this sleep status (waking for this cause); its workloads follow when it sleeps or wakes.
+    Write(SleepStatus, Option<WakeCause>),
+    /// Bring its workloads to the status it has (what a crash may have left half-done).
+    Converge,
+    Nothing,
 }
 
 /// Carries out sleep and wake in a cluster, counting wake-ups.
@@ -165,40 +177,60 @@ impl Sleeper {
         Sleeper { metrics }
     }
 
-    /// Writes `status` on `ns` if `ns` is still as it was read (its resourceVersion), then brings its workloads to it.
-    /// `None` when the namespace changed meanwhile: the caller decides again on what it is now.
+    /// Reads namespace `namespace` of `provisioner`'s cluster, takes the [`Step`] that `decide` asks for it, and
+    /// brings its workloads along; the namespace as it then is. All of it holding the space's Lease in the management
+    /// cluster: replicas act on one space one at a time, each on what the one before left (a decision made on an older
+    /// view never undoes a newer one).
     ///
     /// # Errors
-    /// When the cluster refuses or does not answer.
-    pub async fn change(
+    /// The Lease cannot be had, or the cluster refuses or does not answer.
+    pub async fn act(
         &self,
-        client: &Client,
-        ns: &Namespace,
-        status: &SleepStatus,
-        cause: Option<WakeCause>,
-    ) -> Result<Option<Namespace>, kube::Error> {
-        let name = ns.name_any();
-        let text = serde_json::to_string(status).map_err(kube::Error::SerdeError)?;
-        let patch = json!({"metadata": {
-            "resourceVersion": ns.resource_version(),
-            "annotations": {STATUS_ANNOTATION: text},
-        }});
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let written = match namespaces
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        provisioner: &Provisioner,
+        namespace: &str,
+        decide: impl FnOnce(&Namespace) -> Step,
+    ) -> Result<Namespace, Error> {
+        let member = provisioner.member().clone();
+        let space = member.space(namespace);
+        let lease = format!("sleep.{space}");
+        provisioner
+            .holding(&lease, async {
+                let client = member.client();
+                let namespaces: Api<Namespace> = Api::all(client.clone());
+                let fresh = namespaces
+                    .get(namespace)
+                    .await
+                    .map_err(|e| Error::from_kube(e, &space))?;
+                let previous = status_of(&fresh);
+                let (written, status) = match decide(&fresh) {
+                    Step::Nothing => return Ok(fresh),
+                    Step::Converge => (fresh, previous.clone()),
+                    Step::Write(status, cause) => {
+                        let text = serde_json::to_string(&status).map_err(|e| Error::BadRequest(e.to_string()))?;
+                        let patch = json!({"metadata": {
+                            "resourceVersion": fresh.resource_version(),
+                            "annotations": {STATUS_ANNOTATION: text},
+                        }});
+                        let written = namespaces
+                            .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(|e| Error::from_kube(e, &space))?;
+                        if previous.sleeping && !status.sleeping {
+                            let cause = cause.unwrap_or(WakeCause::Activity);
+                            self.metrics.wakeups.with_label_values(&[cause.as_str()]).inc();
+                        }
+                        if previous.sleeping == status.sleeping {
+                            return Ok(written);
+                        }
+                        (written, status)
+                    }
+                };
+                converge(client, namespace, &status)
+                    .await
+                    .map_err(|e| Error::from_kube(e, &space))?;
+                Ok(written)
+            })
             .await
-        {
-            Ok(written) => written,
-            Err(kube::Error::Api(status)) if status.code == 409 => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        let was_sleeping = status_of(ns).sleeping;
-        if was_sleeping && !status.sleeping {
-            let cause = cause.unwrap_or(WakeCause::Activity);
-            self.metrics.wakeups.with_label_values(&[cause.as_str()]).inc();
-        }
-        converge(client, &name, status).await?;
-        Ok(Some(written))
     }
 }
 
