@@ -100,8 +100,7 @@ pub enum Verdict {
 pub struct Seen {
     pub at: Timestamp,
     pub by: String,
-    /// Whether `at` is exact: false for a time from managed fields, which have whole seconds (a change in the second a
-    /// space fell asleep may have come after it).
+    /// Whether `at` is exact: false for a time from managed fields, which have whole seconds.
     pub exact: bool,
 }
 
@@ -128,13 +127,15 @@ impl Seen {
         }
     }
 
-    /// Whether this change may have come after `since`: one known to the second counts when made in the same second.
+    /// Whether this change came after `since`. One known to the second counts from the next second on: `kubectl
+    /// apply` then `kubectl space sleep` in one breath leaves the space asleep (a change in the same second after the
+    /// sleep waits for the next one; a taken value is exact and never waits).
     #[must_use]
     pub fn after(&self, since: Timestamp) -> bool {
         if self.exact {
             self.at > since
         } else {
-            self.at.as_second() >= since.as_second()
+            self.at.as_second() > since.as_second()
         }
     }
 

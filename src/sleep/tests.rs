@@ -195,11 +195,11 @@ fn a_sleeping_workload_is_taken_when_its_value_is_not_the_one_sleep_mode_set() {
     assert!(!taken(&suspended, None, Some(true)));
     assert!(taken(&suspended, None, Some(false)));
     assert!(!taken(&map(&[]), Some(3), None));
-    // A space fell asleep at 12:00:01.5: a change known to the second at 12:00:01 may have come after it; an exact
-    // one before it did not.
+    // A space fell asleep at 12:00:01.5: a change known to the second counts from 12:00:02 on; an exact one when it
+    // came after.
     let since = at("2026-12-05T12:00:01.5Z");
-    assert!(seen("2026-12-05T12:00:01Z", "kubectl").after(since));
-    assert!(!seen("2026-12-05T12:00:00Z", "kubectl").after(since));
+    assert!(!seen("2026-12-05T12:00:01Z", "kubectl").after(since));
+    assert!(seen("2026-12-05T12:00:02Z", "kubectl").after(since));
     assert!(!Seen::exact(at("2026-12-05T12:00:01.2Z"), "a change to Deployment/web").after(since));
     assert!(Seen::exact(at("2026-12-05T12:00:01.7Z"), "alice").after(since));
 }

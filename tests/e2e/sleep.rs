@@ -367,6 +367,7 @@ fn a_tenants_read_wakes_a_sleeping_space_where_the_audit_webhook_reaches_the_ser
     direct
         .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
         .ok();
+    until("two pods", ACTS, || pods(&admin, &ns) == 2);
     eventually(ACTS, || act(&tenant, &space, "sleep").success.then_some(()).ok_or(()));
     until("stopped", ACTS, || workload_state(&admin, &ns).0 == "0");
     // A cluster admin looking around (its own reads, not as a tenant) leaves it asleep.
@@ -384,4 +385,49 @@ fn a_tenants_read_wakes_a_sleeping_space_where_the_audit_webhook_reaches_the_ser
     );
     assert_eq!(by, user);
     until("restored", ACTS, || workload_state(&admin, &ns).0 == "2");
+}
+
+/// A schedule sends a space to sleep at its next time (every minute here, in a time zone of its own), and the reason
+/// says so.
+#[test]
+fn a_schedule_sends_a_space_to_sleep_at_its_time() {
+    let env = env();
+    let management = env.kubectl("admin");
+    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("nightly"));
+    management.apply(&account(&acc, &group, None));
+    let tenant = env.kubectl_as(&user, &[&group]);
+    let ns = unique("scheduled");
+    create_space(&tenant, &ns);
+    tenant
+        .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
+        .ok();
+    tenant
+        .run(&[
+            "patch",
+            "space",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"sleep":{"schedule":"* * * * *","timezone":"Asia/Kolkata"}}}"#,
+        ])
+        .ok();
+    until("asleep on schedule", Duration::from_secs(90), || {
+        phase(&tenant, &ns) == "Sleeping"
+    });
+    let reason = get(&tenant, &["get", "space", &ns, "-o", "jsonpath={.status.sleep.reason}"]);
+    assert_eq!(reason, "Schedule");
+    until("stopped", ACTS, || workload_state(&management, &ns).0 == "0");
+    // Without a schedule, a woken space stays awake.
+    tenant
+        .run(&[
+            "patch",
+            "space",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"sleep":null}}"#,
+        ])
+        .ok();
+    act(&tenant, &ns, "wake").ok();
+    until("restored", ACTS, || workload_state(&management, &ns).0 == "2");
 }
