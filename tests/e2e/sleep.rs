@@ -102,6 +102,12 @@ fn until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     eventually(timeout, || if check() { Ok(()) } else { Err(what.to_owned()) });
 }
 
+/// Sets a space's `spec.sleep` (JSON; `null` removes it) with kubectl, as `who`.
+fn set_sleep(who: &Kubectl, space: &str, sleep: &str) {
+    let patch = format!(r#"{{"spec":{{"sleep":{sleep}}}}}"#);
+    who.run(&["patch", "space", space, "--type=merge", "-p", &patch]).ok();
+}
+
 /// POST to a space's sleep or wake subresource with kubectl, as `who`.
 fn act(who: &Kubectl, space: &str, action: &str) -> crate::harness::Run {
     who.run_with_stdin(
@@ -116,6 +122,44 @@ fn act(who: &Kubectl, space: &str, action: &str) -> crate::harness::Run {
     )
 }
 
+/// A member of a new Account (sleeping after `after` by default, if given) with a space of their own at `site`,
+/// named `<prefix>-...`, holding the Deployment and the CronJob of [`workloads`] (`with_workloads`).
+struct Owner {
+    user: String,
+    account: String,
+    group: String,
+    /// The member, through the management cluster (the tenancy API).
+    tenant: Kubectl,
+    /// The member, straight at the site's kube-apiserver.
+    direct: Kubectl,
+    ns: String,
+    space: String,
+}
+
+fn owner(site: &Site, prefix: &str, after: Option<&str>, with_workloads: bool) -> Owner {
+    let env = env();
+    let (account_name, group, user) = (unique("sleepers"), unique("team"), unique("sleeper"));
+    env.kubectl("admin").apply(&account(&account_name, &group, after));
+    let ns = unique(prefix);
+    let owner = Owner {
+        tenant: env.kubectl_as(&user, &[&group]),
+        direct: site.tenant(&user, &[&group]),
+        space: site.space(&ns),
+        ns,
+        user,
+        account: account_name,
+        group,
+    };
+    create_space(&owner.tenant, &owner.space);
+    if with_workloads {
+        owner
+            .direct
+            .run_with_stdin(&["apply", "-n", &owner.ns, "-f", "-"], Some(workloads()))
+            .ok();
+    }
+    owner
+}
+
 #[test]
 fn an_idle_space_sleeps_and_wakes_exactly_and_a_tenants_change_wakes_it_and_wins() {
     sleeps_and_wakes_at(&Site::management());
@@ -128,32 +172,21 @@ fn an_idle_space_sleeps_and_wakes_exactly_and_a_tenants_change_wakes_it_and_wins
 
 /// At the management cluster the space says when it sleeps; at the connected cluster its Account's default does.
 fn sleeps_and_wakes_at(site: &Site) {
-    let env = env();
-    let management = env.kubectl("admin");
+    let management = env().kubectl("admin");
     let admin = site.admin();
-    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("sleeper"));
     let by_account = site.cluster().is_some();
-    management.apply(&account(&acc, &group, by_account.then_some("15s")));
-    let tenant = env.kubectl_as(&user, &[&group]);
-    let direct = site.tenant(&user, &[&group]);
-    let ns = unique("sleepy");
-    let space = site.space(&ns);
-    create_space(&tenant, &space);
-    direct
-        .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
-        .ok();
+    let Owner {
+        account: acc,
+        group,
+        tenant,
+        direct,
+        ns,
+        space,
+        ..
+    } = owner(site, "sleepy", by_account.then_some("15s"), true);
     until("two pods", ACTS, || pods(&admin, &ns) == 2);
     if !by_account {
-        tenant
-            .run(&[
-                "patch",
-                "space",
-                &space,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"sleep":{"afterInactivity":"15s"}}}"#,
-            ])
-            .ok();
+        set_sleep(&tenant, &space, r#"{"afterInactivity":"15s"}"#);
     }
 
     // Idle: asleep, every workload recorded and stopped.
@@ -194,16 +227,7 @@ fn sleeps_and_wakes_at(site: &Site) {
     if by_account {
         management.apply(&account(&acc, &group, None));
     } else {
-        tenant
-            .run(&[
-                "patch",
-                "space",
-                &space,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"sleep":null}}"#,
-            ])
-            .ok();
+        set_sleep(&tenant, &space, "null");
     }
     let slept = act(&tenant, &space, "sleep").ok();
     assert!(slept.contains(r#""phase":"Sleeping""#), "{slept}");
@@ -236,16 +260,14 @@ fn sleeps_and_wakes_at(site: &Site) {
 /// it to sleep is killed. Every replica runs the sleep loop at once (the run's server too), and none undoes another.
 #[test]
 fn a_space_sent_to_sleep_by_one_replica_is_woken_exactly_by_another_started_after_the_first_was_killed() {
-    let env = env();
-    let management = env.kubectl("admin");
-    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("sleeper"));
-    management.apply(&account(&acc, &group, None));
-    let tenant = env.kubectl_as(&user, &[&group]);
-    let ns = unique("restart");
-    create_space(&tenant, &ns);
-    tenant
-        .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
-        .ok();
+    let management = env().kubectl("admin");
+    let Owner {
+        user,
+        group,
+        tenant,
+        ns,
+        ..
+    } = owner(&Site::management(), "restart", None, true);
     let groups = [group.as_str(), "system:authenticated"];
     let path = |action: &str| format!("/apis/tenancy.loft.sh/v1/spaces/{ns}/{action}");
 
@@ -269,11 +291,13 @@ fn a_space_sent_to_sleep_by_one_replica_is_woken_exactly_by_another_started_afte
 fn only_who_may_update_a_space_sends_it_to_sleep_and_a_hidden_one_is_not_found() {
     let env = env();
     let management = env.kubectl("admin");
-    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("owner"));
-    management.apply(&account(&acc, &group, None));
-    let owner = env.kubectl_as(&user, &[&group]);
-    let ns = unique("guarded");
-    create_space(&owner, &ns);
+    let Owner {
+        account: acc,
+        group,
+        tenant: owner,
+        ns,
+        ..
+    } = owner(&Site::management(), "guarded", None, false);
 
     let stranger = env.kubectl_as(&unique("stranger"), &[]);
     for action in ["sleep", "wake"] {
@@ -354,19 +378,15 @@ fn only_who_may_update_a_space_sends_it_to_sleep_and_a_hidden_one_is_not_found()
 #[test]
 fn a_tenants_read_wakes_a_sleeping_space_where_the_audit_webhook_reaches_the_server() {
     let site = Site::connected();
-    let env = env();
-    let management = env.kubectl("admin");
     let admin = site.admin();
-    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("reader"));
-    management.apply(&account(&acc, &group, None));
-    let tenant = env.kubectl_as(&user, &[&group]);
-    let direct = site.tenant(&user, &[&group]);
-    let ns = unique("read");
-    let space = site.space(&ns);
-    create_space(&tenant, &space);
-    direct
-        .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
-        .ok();
+    let Owner {
+        user,
+        tenant,
+        direct,
+        ns,
+        space,
+        ..
+    } = owner(&site, "read", None, true);
     until("two pods", ACTS, || pods(&admin, &ns) == 2);
     eventually(ACTS, || act(&tenant, &space, "sleep").success.then_some(()).ok_or(()));
     until("stopped", ACTS, || workload_state(&admin, &ns).0 == "0");
@@ -391,26 +411,9 @@ fn a_tenants_read_wakes_a_sleeping_space_where_the_audit_webhook_reaches_the_ser
 /// says so.
 #[test]
 fn a_schedule_sends_a_space_to_sleep_at_its_time() {
-    let env = env();
-    let management = env.kubectl("admin");
-    let (acc, group, user) = (unique("sleepers"), unique("team"), unique("nightly"));
-    management.apply(&account(&acc, &group, None));
-    let tenant = env.kubectl_as(&user, &[&group]);
-    let ns = unique("scheduled");
-    create_space(&tenant, &ns);
-    tenant
-        .run_with_stdin(&["apply", "-n", &ns, "-f", "-"], Some(workloads()))
-        .ok();
-    tenant
-        .run(&[
-            "patch",
-            "space",
-            &ns,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"sleep":{"schedule":"* * * * *","timezone":"Asia/Kolkata"}}}"#,
-        ])
-        .ok();
+    let management = env().kubectl("admin");
+    let Owner { tenant, ns, .. } = owner(&Site::management(), "scheduled", None, true);
+    set_sleep(&tenant, &ns, r#"{"schedule":"* * * * *","timezone":"Asia/Kolkata"}"#);
     until("asleep on schedule", Duration::from_secs(90), || {
         phase(&tenant, &ns) == "Sleeping"
     });
@@ -418,16 +421,7 @@ fn a_schedule_sends_a_space_to_sleep_at_its_time() {
     assert_eq!(reason, "Schedule");
     until("stopped", ACTS, || workload_state(&management, &ns).0 == "0");
     // Without a schedule, a woken space stays awake.
-    tenant
-        .run(&[
-            "patch",
-            "space",
-            &ns,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"sleep":null}}"#,
-        ])
-        .ok();
+    set_sleep(&tenant, &ns, "null");
     act(&tenant, &ns, "wake").ok();
     until("restored", ACTS, || workload_state(&management, &ns).0 == "2");
 }

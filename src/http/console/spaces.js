@@ -67,7 +67,7 @@ for (const button of dialog.querySelectorAll('button')) {
 dialog.addEventListener('close', async () => {
   const name = pending;
   pending = '';
-  const row = document.querySelector(`#spaces-table tr[data-key="${CSS.escape(name)}"] button`);
+  const row = document.querySelector(`#spaces-table tr[data-key="${CSS.escape(name)}"] button.danger`);
   if (dialog.returnValue !== 'delete' || !name) {
     row?.focus();
     return;
