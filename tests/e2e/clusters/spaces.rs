@@ -30,8 +30,10 @@ const QUIET: Duration = Duration::from_millis(1500);
 const UNKNOWN_WITHIN: Duration = Duration::from_secs(15);
 /// From X's kube-apiserver being healthy again to its spaces showing phase `Active`.
 const BACK_WITHIN: Duration = Duration::from_secs(30);
-/// How long a namespace deletion may take in X (its namespace controller empties the namespace first).
-const GONE_WITHIN: Duration = Duration::from_secs(60);
+/// How long a namespace deletion may take in X: its kube-controller-manager's namespace controller empties the
+/// namespace first, and on a loaded two-core machine right after X's kube-apiserver restarted (another test takes it
+/// away and back) that once took over 60 s. What is ours is checked at once: Terminating right after the delete.
+const GONE_WITHIN: Duration = Duration::from_secs(120);
 
 // ===================================================================================== the shared connected cluster
 
