@@ -128,8 +128,8 @@ impl Seen {
     }
 
     /// Whether this change came after `since`. One known to the second counts from the next second on: `kubectl
-    /// apply` then `kubectl space sleep` in one breath leaves the space asleep (a change in the same second after the
-    /// sleep waits for the next one; a taken value is exact and never waits).
+    /// apply` then `kubectl space sleep` in one breath leaves the space asleep (so does a change made in the rest of
+    /// the second after the sleep; a taken value is exact and always counts).
     #[must_use]
     pub fn after(&self, since: Timestamp) -> bool {
         if self.exact {
@@ -198,7 +198,7 @@ impl SleepSettings {
     }
 }
 
-/// A duration of at least a minute, as kube writes them (`90s`, `30m`, `1h30m`).
+/// A duration of at least 10 s, as kube writes them (`90s`, `30m`, `1h30m`).
 fn duration(text: &str) -> Result<Duration, String> {
     let parsed: kube::core::Duration = text
         .parse()
