@@ -44,6 +44,11 @@ pub async fn run(cache: Arc<Cache>, provisioner: Arc<Provisioner>, sleeper: Arc<
             sleeping += pass(&cache, &provisioner, &sleeper, &mut converged).await;
         }
         sleeper.metrics.asleep.set(sleeping);
+        // No cluster holds spaces (a trunk-only install with none connected yet): `select_all` takes at least one.
+        if clusters.is_empty() {
+            tokio::time::sleep(INTERVAL).await;
+            continue;
+        }
         let seen = futures::future::select_all(clusters.iter().map(|m| Box::pin(m.activity().changed())));
         let _ = tokio::time::timeout(INTERVAL, seen).await;
         // Let a burst of changes settle into one pass.

@@ -268,3 +268,18 @@ fn an_audited_request_is_activity_unless_the_server_the_control_plane_or_an_admi
     ));
     assert!(!is_tenant("root", &["system:masters".to_owned()], server));
 }
+
+#[test]
+fn a_schedule_that_never_comes_neither_hangs_nor_sends_to_sleep() {
+    let rules = settings(None, Some("0 0 30 2 *"), None)
+        .rules()
+        .expect("parses, as a CronJob's would");
+    let verdict = decide(
+        &rules,
+        &SleepStatus::default(),
+        None,
+        at("2020-01-01T00:00:00Z"),
+        at("2026-12-05T12:00:00Z"),
+    );
+    assert_eq!(verdict, Verdict::Stay);
+}
