@@ -6,14 +6,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::BodyExt;
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
 use super::error::Error;
-use super::{response, App, RequestBody, Response, MAX_BODY};
+use super::{media_type, response, App, RequestBody, Response};
 use crate::sleep::{is_tenant, Seen};
 
 /// `audit.k8s.io/v1` EventList, as far as sleep mode reads it.
@@ -69,13 +67,7 @@ pub async fn receive(app: &Arc<App>, cluster: Option<&str>, body: RequestBody) -
         None => app.members.management().clone(),
         Some(cluster) => app.members.connected(cluster).ok_or(Error::NoRoute)?,
     };
-    let bytes: Bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(Error::TooLarge { limit: MAX_BODY })
-        }
-        Err(_) => return Err(Error::BadRequest("the request body could not be read".to_owned())),
-    };
+    let bytes = media_type::read(body).await?;
     let events: EventList =
         serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("not an audit EventList: {e}")))?;
     let server = member

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use super::error::Error;
-use super::{Call, MAX_BODY};
+use super::{Call, RequestBody, MAX_BODY};
 use crate::spaces::write::PatchType;
 
 /// What create, update and delete accept, in kube-apiserver's order (a body without a Content-Type is the first).
@@ -67,8 +67,13 @@ pub fn patch(headers: &HeaderMap) -> Result<PatchType, Error> {
 /// The request body, whole, within [`MAX_BODY`].
 pub async fn body(call: Call) -> Result<(Call, Bytes), Error> {
     let (call, body) = call.take_body();
+    Ok((call, read(body).await?))
+}
+
+/// A request body, whole, within [`MAX_BODY`] (the stack limits it; past it, 413).
+pub async fn read(body: RequestBody) -> Result<Bytes, Error> {
     match body.collect().await {
-        Ok(collected) => Ok((call, collected.to_bytes())),
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(Error::TooLarge { limit: MAX_BODY }),
         Err(_) => Err(Error::BadRequest("the request body could not be read".to_owned())),
     }
