@@ -118,9 +118,9 @@ impl Context {
     }
 }
 
-/// What the watcher reads of a workload sleep mode records: its replicas (Deployments, StatefulSets) or its suspend
-/// (CronJobs).
-trait Recorded {
+/// What sleep mode records of a workload, as it is now: its replicas (Deployments, StatefulSets; unset is 1) or its
+/// suspend (CronJobs; unset is false). The watcher reads it to tell a taken value, `spaces::sleep` to scale.
+pub trait Recorded {
     fn value(&self) -> (Option<i32>, Option<bool>);
 }
 

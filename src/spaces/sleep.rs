@@ -26,6 +26,7 @@ use super::provision::Provisioner;
 use super::Error;
 use crate::api::account::Account;
 use crate::api::ACCOUNT_LABEL;
+use crate::backend::activity::Recorded;
 use crate::sleep::{
     SleepSettings, SleepStatus, FIELD_MANAGER, REPLICAS_ANNOTATION, SCALED_ANNOTATION, SETTINGS_ANNOTATION,
     STATUS_ANNOTATION, SUSPEND_ANNOTATION,
@@ -243,17 +244,19 @@ pub async fn converge(client: &Client, namespace: &str, status: &SleepStatus) ->
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
-    let replicas_of_deployment = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let replicas_of_statefulset = |s: &StatefulSet| s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     if status.sleeping {
-        scale_down(&deployments, since, replicas_of_deployment).await?;
-        scale_down(&statefulsets, since, replicas_of_statefulset).await?;
+        scale_down(&deployments, since).await?;
+        scale_down(&statefulsets, since).await?;
         suspend(&cronjobs, since).await
     } else {
-        scale_up(&deployments, replicas_of_deployment).await?;
-        scale_up(&statefulsets, replicas_of_statefulset).await?;
+        scale_up(&deployments).await?;
+        scale_up(&statefulsets).await?;
         resume(&cronjobs).await
     }
+}
+
+fn replicas_of(object: &impl Recorded) -> i32 {
+    object.value().0.unwrap_or_default()
 }
 
 fn params() -> PatchParams {
@@ -270,9 +273,9 @@ fn created_after(object: &impl Resource, since: Timestamp) -> bool {
 /// Records and zeroes the replicas of every object made before `since` that runs any: the replicas first (a crash
 /// after it leaves a record to finish from), then the scale to 0 through the scale subresource, then the mark that it
 /// is scaled (from then on, replicas above 0 are someone's change). A record without its mark is finished.
-async fn scale_down<K>(api: &Api<K>, since: Timestamp, replicas_of: impl Fn(&K) -> i32) -> Result<(), kube::Error>
+async fn scale_down<K>(api: &Api<K>, since: Timestamp) -> Result<(), kube::Error>
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Serialize,
+    K: Resource + Recorded + Clone + Debug + DeserializeOwned + Serialize,
 {
     for object in api.list(&ListParams::default()).await?.items {
         let name = object.name_any();
@@ -306,9 +309,9 @@ where
 
 /// Gives every recorded object its replicas back, unless someone scaled it since (their replicas win), and drops the
 /// record.
-async fn scale_up<K>(api: &Api<K>, replicas_of: impl Fn(&K) -> i32) -> Result<(), kube::Error>
+async fn scale_up<K>(api: &Api<K>) -> Result<(), kube::Error>
 where
-    K: Resource + Clone + Debug + DeserializeOwned + Serialize,
+    K: Resource + Recorded + Clone + Debug + DeserializeOwned + Serialize,
 {
     for object in api.list(&ListParams::default()).await?.items {
         let Some(recorded) = object.annotations().get(REPLICAS_ANNOTATION) else {
