@@ -329,7 +329,7 @@ impl Registry {
         let namespaces = if requested == current {
             state.namespaces.clone()
         } else {
-            match state.log.lookup(requested) {
+            match state.log.lookup(requested, &state.namespaces) {
                 Lookup::At { namespaces, later } => {
                     crate::state::log::undo(&mut view, &later);
                     namespaces

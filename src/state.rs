@@ -228,7 +228,7 @@ impl Cache {
         if changes.is_empty() {
             return;
         }
-        let entry = Arc::new(Entry::new(state.log.next_position(), changes, state.namespaces.clone()));
+        let entry = Arc::new(Entry::new(state.log.next_position(), changes, &state.namespaces));
         state.log.push(entry.clone());
         // No receiver is fine; a full receiver lags and closes itself: the writer never waits.
         let _ = self.entries.send(entry);

@@ -149,10 +149,9 @@ impl Session {
         }
     }
 
-    fn visible<'a>(&self, name: &str, namespaces: &'a Namespaces) -> Option<&'a Arc<Namespace>> {
-        namespaces
-            .get(name)
-            .filter(|ns| self.view.sees(name) && (self.filter)(ns))
+    /// `namespace` (named `name`), if this watcher's user sees it and its selectors let it through.
+    fn visible<'a>(&self, name: &str, namespace: Option<&'a Arc<Namespace>>) -> Option<&'a Arc<Namespace>> {
+        namespace.filter(|ns| self.view.sees(name) && (self.filter)(ns))
     }
 
     /// Takes `namespaces` as what the client already knows.
@@ -163,7 +162,7 @@ impl Session {
             self.view.granted_names().cloned().collect()
         };
         for name in names {
-            if let Some(ns) = self.visible(&name, namespaces) {
+            if let Some(ns) = self.visible(&name, namespaces.get(&name)) {
                 self.shown.insert(name, ns.clone());
             }
         }
@@ -193,14 +192,14 @@ impl Session {
             }
         }
         if everything {
-            affected.extend(entry.namespaces.keys().cloned());
+            affected.extend(entry.every_name().cloned());
             affected.extend(self.shown.keys().cloned());
         }
         for name in affected {
             let position = through
                 .is_none_or(|through| name.as_str() > through)
                 .then(|| Position::inside(entry.position, &name));
-            let now = self.visible(&name, &entry.namespaces).cloned();
+            let now = self.visible(&name, entry.namespace(&name)).cloned();
             let kind = match (self.shown.get(&name), &now) {
                 (None, Some(_)) => EventType::Added,
                 (Some(before), Some(after)) if !Arc::ptr_eq(before, after) => EventType::Modified,
@@ -215,8 +214,7 @@ impl Session {
                 None => {
                     let shown = self.shown.remove(&name);
                     let latest = entry
-                        .namespaces
-                        .get(&name)
+                        .namespace(&name)
                         .or_else(|| last_known.get(name.as_str()).copied());
                     match latest.cloned().or(shown) {
                         Some(ns) => ns,
@@ -263,7 +261,7 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
             }
             session
         }
-        From::Position(requested) => match state.log.lookup(requested.after) {
+        From::Position(requested) => match state.log.lookup(requested.after, &state.namespaces) {
             // A position inside an entry names one that exists.
             Lookup::At { later, .. } if requested.through.is_some() && later.is_empty() => {
                 return Err(Error::TooLarge {

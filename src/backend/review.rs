@@ -279,7 +279,7 @@ impl Reviewer {
             match change {
                 // Connected clusters' spaces are decided by their RBAC, never by a review sent here.
                 Change::Namespace { name, old: None }
-                    if entry.namespaces.contains_key(name) && connected_part(name).is_none() =>
+                    if entry.namespace(name).is_some() && connected_part(name).is_none() =>
                 {
                     for identity in &named {
                         questions

@@ -124,7 +124,8 @@ impl Writer {
         // A watch event inside a change carries `<position>.<its space>`: that space as it was after the change.
         let position = position.after + u64::from(position.through.is_some());
         let name = current.metadata.name.as_deref().unwrap_or_default();
-        match self.cache.read().log.lookup(position) {
+        let state = self.cache.read();
+        match state.log.lookup(position, &state.namespaces) {
             Lookup::At { namespaces, .. } => namespaces
                 .get(name)
                 .and_then(|ns| ns.metadata.resource_version.as_deref())
