@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
 use super::grants_get_namespaces;
 use crate::authn::User;
@@ -77,14 +77,47 @@ impl Grant {
 }
 
 type NamespacedKey = (String, String);
-type Contribution = Vec<(SubjectKey, Scope)>;
+/// What a binding grants each of its subjects.
+type Contribution = Box<[Scope]>;
 
+/// One binding as the index keeps it: 30,000 of them at 10,000 namespaces, so kept small (a sorted slice rather than
+/// a set of subjects, the role's kind as a tag).
 #[derive(Clone, Debug)]
 struct BindingState {
-    role_kind: String,
+    role_kind: RoleKind,
     role_name: String,
-    subjects: BTreeSet<SubjectKey>,
+    /// Sorted, without duplicates.
+    subjects: Box<[SubjectKey]>,
     contribution: Contribution,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RoleKind {
+    ClusterRole,
+    Role,
+    /// Anything else a roleRef may say: grants nothing.
+    Other,
+}
+
+impl RoleKind {
+    fn of(kind: &str) -> Self {
+        match kind {
+            "ClusterRole" => RoleKind::ClusterRole,
+            "Role" => RoleKind::Role,
+            _ => RoleKind::Other,
+        }
+    }
+}
+
+impl BindingState {
+    fn new(role_ref: &RoleRef, subjects: Option<&[Subject]>, namespace: &str) -> Self {
+        BindingState {
+            role_kind: RoleKind::of(&role_ref.kind),
+            role_name: role_ref.name.clone(),
+            subjects: subject_keys(subjects, namespace).into_iter().collect(),
+            contribution: Box::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -263,12 +296,7 @@ impl Index {
         let Some(key) = meta_key(binding.metadata.namespace.as_deref(), binding.metadata.name.as_deref()) else {
             return;
         };
-        let state = BindingState {
-            role_kind: binding.role_ref.kind.clone(),
-            role_name: binding.role_ref.name.clone(),
-            subjects: subject_keys(binding.subjects.as_deref(), &key.0),
-            contribution: Vec::new(),
-        };
+        let state = BindingState::new(&binding.role_ref, binding.subjects.as_deref(), &key.0);
         self.replace_role_binding(key, Some(state), changes);
     }
 
@@ -280,12 +308,7 @@ impl Index {
         let Some(name) = binding.metadata.name.clone() else {
             return;
         };
-        let state = BindingState {
-            role_kind: binding.role_ref.kind.clone(),
-            role_name: binding.role_ref.name.clone(),
-            subjects: subject_keys(binding.subjects.as_deref(), ""),
-            contribution: Vec::new(),
-        };
+        let state = BindingState::new(&binding.role_ref, binding.subjects.as_deref(), "");
         self.replace_cluster_role_binding(name, Some(state), changes);
     }
 
@@ -306,10 +329,10 @@ impl Index {
             Scope::All => grants.is_some_and(|g| g.all > 0),
             Scope::One(name) => grants.is_some_and(|g| g.names.contains_key(name)),
         };
-        let contribution = vec![(subject.clone(), scope.clone())];
+        let (subjects, scopes) = (std::slice::from_ref(subject), std::slice::from_ref(scope));
         match (allowed, held) {
-            (true, false) => self.add(&contribution, changes),
-            (false, true) => self.remove(&contribution, changes),
+            (true, false) => self.add(subjects, scopes, changes),
+            (false, true) => self.remove(subjects, scopes, changes),
             _ => {}
         }
     }
@@ -319,13 +342,13 @@ impl Index {
         let Some(grants) = self.by_subject.get(subject) else {
             return;
         };
-        let mut contribution: Contribution = grants
+        let mut scopes: Vec<Scope> = grants
             .names
             .iter()
-            .flat_map(|(name, count)| std::iter::repeat_n((subject.clone(), Scope::One(name.clone())), *count as usize))
+            .flat_map(|(name, count)| std::iter::repeat_n(Scope::One(name.clone()), *count as usize))
             .collect();
-        contribution.extend(std::iter::repeat_n((subject.clone(), Scope::All), grants.all as usize));
-        self.remove(&contribution, changes);
+        scopes.extend(std::iter::repeat_n(Scope::All, grants.all as usize));
+        self.remove(std::slice::from_ref(subject), &scopes, changes);
     }
 
     /// Names of every RBAC object held, by kind, for relists: what is not in a fresh list must be deleted.
@@ -352,36 +375,27 @@ impl Index {
     // --- internals ---
 
     fn role_binding_contribution(&self, namespace: &str, state: &BindingState) -> Contribution {
-        let grants = match state.role_kind.as_str() {
-            "ClusterRole" => self.cluster_role_grants.get(&state.role_name),
-            "Role" => self.role_grants.get(&(namespace.to_owned(), state.role_name.clone())),
-            _ => None,
+        let grants = match state.role_kind {
+            RoleKind::ClusterRole => self.cluster_role_grants.get(&state.role_name),
+            RoleKind::Role => self.role_grants.get(&(namespace.to_owned(), state.role_name.clone())),
+            RoleKind::Other => None,
         }
         .is_some_and(|grant| grant.allows(namespace));
         if !grants {
-            return Vec::new();
+            return Box::default();
         }
-        state
-            .subjects
-            .iter()
-            .map(|s| (s.clone(), Scope::One(namespace.to_owned())))
-            .collect()
+        Box::new([Scope::One(namespace.to_owned())])
     }
 
     fn cluster_role_binding_contribution(&self, state: &BindingState) -> Contribution {
-        if state.role_kind != "ClusterRole" {
-            return Vec::new();
+        if state.role_kind != RoleKind::ClusterRole {
+            return Box::default();
         }
-        let scopes: Vec<Scope> = match self.cluster_role_grants.get(&state.role_name) {
-            None | Some(Grant::Nothing) => Vec::new(),
-            Some(Grant::All) => vec![Scope::All],
+        match self.cluster_role_grants.get(&state.role_name) {
+            None | Some(Grant::Nothing) => Box::default(),
+            Some(Grant::All) => Box::new([Scope::All]),
             Some(Grant::Names(names)) => names.iter().cloned().map(Scope::One).collect(),
-        };
-        state
-            .subjects
-            .iter()
-            .flat_map(|s| scopes.iter().map(move |scope| (s.clone(), scope.clone())))
-            .collect()
+        }
     }
 
     fn replace_role_binding(&mut self, key: NamespacedKey, new: Option<BindingState>, changes: &mut Vec<AccessChange>) {
@@ -390,21 +404,21 @@ impl Index {
             state
         });
         if let Some(state) = &new {
-            self.add(&state.contribution, changes);
-            match state.role_kind.as_str() {
-                "ClusterRole" => {
+            self.add(&state.subjects, &state.contribution, changes);
+            match state.role_kind {
+                RoleKind::ClusterRole => {
                     self.role_bindings_by_cluster_role
                         .entry(state.role_name.clone())
                         .or_default()
                         .insert(key.clone());
                 }
-                "Role" => {
+                RoleKind::Role => {
                     self.role_bindings_by_role
                         .entry((key.0.clone(), state.role_name.clone()))
                         .or_default()
                         .insert(key.clone());
                 }
-                _ => {}
+                RoleKind::Other => {}
             }
         }
         let old = match new {
@@ -412,16 +426,20 @@ impl Index {
             None => self.role_bindings.remove(&key),
         };
         if let Some(old) = old {
-            self.remove(&old.contribution, changes);
+            self.remove(&old.subjects, &old.contribution, changes);
             let still_refs = self
                 .role_bindings
                 .get(&key)
                 .is_some_and(|s| s.role_kind == old.role_kind && s.role_name == old.role_name);
             if !still_refs {
-                match old.role_kind.as_str() {
-                    "ClusterRole" => remove_ref(&mut self.role_bindings_by_cluster_role, &old.role_name, &key),
-                    "Role" => remove_ref(&mut self.role_bindings_by_role, &(key.0.clone(), old.role_name), &key),
-                    _ => {}
+                match old.role_kind {
+                    RoleKind::ClusterRole => {
+                        remove_ref(&mut self.role_bindings_by_cluster_role, &old.role_name, &key);
+                    }
+                    RoleKind::Role => {
+                        remove_ref(&mut self.role_bindings_by_role, &(key.0.clone(), old.role_name), &key);
+                    }
+                    RoleKind::Other => {}
                 }
             }
         }
@@ -438,7 +456,7 @@ impl Index {
             state
         });
         if let Some(state) = &new {
-            self.add(&state.contribution, changes);
+            self.add(&state.subjects, &state.contribution, changes);
             self.cluster_role_bindings_by_cluster_role
                 .entry(state.role_name.clone())
                 .or_default()
@@ -449,7 +467,7 @@ impl Index {
             None => self.cluster_role_bindings.remove(&name),
         };
         if let Some(old) = old {
-            self.remove(&old.contribution, changes);
+            self.remove(&old.subjects, &old.contribution, changes);
             let still_refs = self
                 .cluster_role_bindings
                 .get(&name)
@@ -490,9 +508,10 @@ impl Index {
                 continue;
             };
             let contribution = self.role_binding_contribution(&key.0, state);
-            self.add(&contribution, changes);
+            let subjects = state.subjects.clone();
+            self.add(&subjects, &contribution, changes);
             if let Some(state) = self.role_bindings.get_mut(key) {
-                removals.push(std::mem::replace(&mut state.contribution, contribution));
+                removals.push((subjects, std::mem::replace(&mut state.contribution, contribution)));
             }
         }
         for name in cluster_role_bindings {
@@ -500,18 +519,20 @@ impl Index {
                 continue;
             };
             let contribution = self.cluster_role_binding_contribution(state);
-            self.add(&contribution, changes);
+            let subjects = state.subjects.clone();
+            self.add(&subjects, &contribution, changes);
             if let Some(state) = self.cluster_role_bindings.get_mut(name) {
-                removals.push(std::mem::replace(&mut state.contribution, contribution));
+                removals.push((subjects, std::mem::replace(&mut state.contribution, contribution)));
             }
         }
-        for old in removals {
-            self.remove(&old, changes);
+        for (subjects, old) in removals {
+            self.remove(&subjects, &old, changes);
         }
     }
 
-    fn add(&mut self, contribution: &Contribution, changes: &mut Vec<AccessChange>) {
-        for (subject, scope) in contribution {
+    /// Grants each of `subjects` each of `scopes` once more.
+    fn add(&mut self, subjects: &[SubjectKey], scopes: &[Scope], changes: &mut Vec<AccessChange>) {
+        for (subject, scope) in subjects.iter().flat_map(|s| scopes.iter().map(move |scope| (s, scope))) {
             let grants = self.by_subject.entry(subject.clone()).or_default();
             let count = match scope {
                 Scope::All => &mut grants.all,
@@ -536,8 +557,9 @@ impl Index {
         }
     }
 
-    fn remove(&mut self, contribution: &Contribution, changes: &mut Vec<AccessChange>) {
-        for (subject, scope) in contribution {
+    /// Takes one grant of each of `scopes` from each of `subjects`.
+    fn remove(&mut self, subjects: &[SubjectKey], scopes: &[Scope], changes: &mut Vec<AccessChange>) {
+        for (subject, scope) in subjects.iter().flat_map(|s| scopes.iter().map(move |scope| (s, scope))) {
             let Some(grants) = self.by_subject.get_mut(subject) else {
                 continue;
             };
