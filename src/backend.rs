@@ -214,9 +214,7 @@ where
         .backoff(backoff)
         .filter_map(move |event| {
             let update = match event {
-                // Nothing the server does reads the managed fields of what it keeps, and they are most of a small
-                // object's memory (a JSON tree per field manager).
-                Ok(event) => Some(wrap(event.modify(|object| object.meta_mut().managed_fields = None))),
+                Ok(event) => Some(wrap(event)),
                 Err(error) => {
                     errors.inc();
                     tracing::warn!(%kind, %error, "Watch failed; retrying");

@@ -79,6 +79,40 @@ pub enum Update {
     Disconnected(String),
 }
 
+// === impl Update ===
+
+impl Update {
+    /// Drops the objects' managed fields: nothing the server does reads them in what it keeps, and they are most of a
+    /// small object's memory (a JSON tree per field manager).
+    fn forget_managed_fields(&mut self) {
+        fn forget<K: kube::Resource>(event: &mut Event<K>) {
+            match event {
+                Event::Apply(object) | Event::Delete(object) | Event::InitApply(object) => {
+                    object.meta_mut().managed_fields = None;
+                }
+                Event::Init | Event::InitDone => {}
+            }
+        }
+        match self {
+            Update::Account(event) => forget(event),
+            Update::SpaceTemplate(event) => forget(event),
+            Update::AccountQuota(event) => forget(event),
+            Update::Share(event) => forget(event),
+            Update::Namespace(event) => forget(event),
+            Update::Role(event) => forget(event),
+            Update::ClusterRole(event) => forget(event),
+            Update::RoleBinding(event) => forget(event),
+            Update::ClusterRoleBinding(event) => forget(event),
+            Update::Connected { update, .. } => update.forget_managed_fields(),
+            Update::Reviewed { .. }
+            | Update::Forget(_)
+            | Update::Online { .. }
+            | Update::Domains { .. }
+            | Update::Disconnected(_) => {}
+        }
+    }
+}
+
 /// The server's RoleBindings in one cluster (`tenancy-owner`, `tenancy-shared-reader`), by binding name, then
 /// namespace.
 pub type ServerBindings = BTreeMap<String, BTreeMap<String, Arc<RoleBinding>>>;
@@ -215,7 +249,8 @@ impl Cache {
     }
 
     /// Applies one event (the writer's only entry point).
-    pub fn apply(&self, update: Update) {
+    pub fn apply(&self, mut update: Update) {
+        update.forget_managed_fields();
         let mut state = self.state.write();
         let mut changes = Vec::new();
         state.apply(update, &mut changes);
