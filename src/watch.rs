@@ -121,11 +121,12 @@ pub fn not_older_than(log: &Log, requested: &Position) -> Result<(), Error> {
 /// Which namespaces the watcher's selectors let through.
 pub type Filter = Box<dyn Fn(&Namespace) -> bool + Send + Sync>;
 
-/// One watcher's view: what its user may see and what it has shown its client.
+/// One watcher's view: what its user may see, as of the last entry it processed. What it has shown its client is not
+/// kept: it is exactly what that view and the namespaces at that position let through (kept, it was a map of every
+/// shown space per open watch, most of a watch's memory).
 pub struct Session {
     view: UserView,
     filter: Filter,
-    shown: HashMap<String, Arc<Namespace>>,
 }
 
 /// A started watch: what to send first, and the live entries to follow.
@@ -142,11 +143,7 @@ pub struct Started {
 
 impl Session {
     fn new(view: UserView, filter: Filter) -> Self {
-        Session {
-            view,
-            filter,
-            shown: HashMap::new(),
-        }
+        Session { view, filter }
     }
 
     /// `namespace` (named `name`), if this watcher's user sees it and its selectors let it through.
@@ -154,18 +151,20 @@ impl Session {
         namespace.filter(|ns| self.view.sees(name) && (self.filter)(ns))
     }
 
-    /// Takes `namespaces` as what the client already knows.
-    fn seed(&mut self, namespaces: &Namespaces) {
-        let names: Vec<String> = if self.view.sees_all_of_a_cluster() {
-            namespaces.keys().cloned().collect()
-        } else {
-            self.view.granted_names().cloned().collect()
-        };
-        for name in names {
-            if let Some(ns) = self.visible(&name, namespaces.get(&name)) {
-                self.shown.insert(name, ns.clone());
-            }
+    /// What the client is shown of `namespaces`, in name order.
+    fn shown<'a>(&self, namespaces: &'a Namespaces) -> Vec<&'a Arc<Namespace>> {
+        if self.view.sees_all_of_a_cluster() {
+            return namespaces
+                .iter()
+                .filter_map(|(name, ns)| self.visible(name, Some(ns)))
+                .collect();
         }
+        let mut names: Vec<&String> = self.view.granted_names().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| self.visible(name, namespaces.get(name)))
+            .collect()
     }
 
     /// What one log entry means to this watcher, in namespace-name order. Events for names up to `through` (where a
@@ -175,7 +174,8 @@ impl Session {
         let first = out.len();
         let mut affected = BTreeSet::new();
         let mut everything = false;
-        let mut last_known: HashMap<&str, &Arc<Namespace>> = HashMap::new();
+        // A namespace as it was before this entry, for those it changes: the value before its first change here.
+        let mut before: HashMap<&str, Option<&Arc<Namespace>>> = HashMap::new();
         for change in &entry.changes {
             match change.apply_to(&mut self.view) {
                 Effect::None => {}
@@ -186,41 +186,41 @@ impl Session {
             }
             if let Change::Namespace { name, old } = change {
                 affected.insert(name.clone());
-                if let Some(old) = old {
-                    last_known.entry(name).or_insert(old);
-                }
+                before.entry(name).or_insert(old.as_ref());
             }
         }
-        if everything {
-            affected.extend(entry.every_name().cloned());
-            affected.extend(self.shown.keys().cloned());
+        if affected.is_empty() && !everything {
+            return;
         }
-        for name in affected {
+        if everything {
+            // Every namespace there was before the entry is still there, or one of its changes deleted it.
+            affected.extend(entry.every_name().cloned());
+        }
+        let before_of = |name: &str| before.get(name).copied().unwrap_or_else(|| entry.namespace(name));
+        // What the client was shown before: the view taken back over this entry, then brought forward again.
+        crate::state::log::undo_entry(&mut self.view, entry);
+        let was_shown: Vec<bool> = affected
+            .iter()
+            .map(|name| self.visible(name, before_of(name)).is_some())
+            .collect();
+        for change in &entry.changes {
+            change.apply_to(&mut self.view);
+        }
+        for (name, was_shown) in affected.into_iter().zip(was_shown) {
             let position = through
                 .is_none_or(|through| name.as_str() > through)
                 .then(|| Position::inside(entry.position, &name));
-            let now = self.visible(&name, entry.namespace(&name)).cloned();
-            let kind = match (self.shown.get(&name), &now) {
-                (None, Some(_)) => EventType::Added,
-                (Some(before), Some(after)) if !Arc::ptr_eq(before, after) => EventType::Modified,
-                (Some(_), None) => EventType::Deleted,
+            let was = before_of(&name);
+            let now = self.visible(&name, entry.namespace(&name));
+            let kind = match (was_shown, now) {
+                (false, Some(_)) => EventType::Added,
+                (true, Some(now)) if !was.is_some_and(|was| Arc::ptr_eq(was, now)) => EventType::Modified,
+                (true, None) => EventType::Deleted,
                 _ => continue,
             };
-            let namespace = match now {
-                Some(ns) => {
-                    self.shown.insert(name, ns.clone());
-                    ns
-                }
-                None => {
-                    let shown = self.shown.remove(&name);
-                    let latest = entry
-                        .namespace(&name)
-                        .or_else(|| last_known.get(name.as_str()).copied());
-                    match latest.cloned().or(shown) {
-                        Some(ns) => ns,
-                        None => continue,
-                    }
-                }
+            // A space gone from view is told as it is now, or (deleted) as it last was.
+            let Some(namespace) = now.or_else(|| entry.namespace(&name)).or(was).cloned() else {
+                continue;
             };
             if let Some(position) = position {
                 out.push(Item::Event {
@@ -248,16 +248,18 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
     let mut first = Vec::new();
     let session = match from {
         From::Now { initial_events } => {
-            let mut session = Session::new(view, filter);
-            session.seed(&state.namespaces);
+            let session = Session::new(view, filter);
             if initial_events {
-                let mut names: Vec<&String> = session.shown.keys().collect();
-                names.sort();
-                first.extend(names.into_iter().map(|name| Item::Event {
-                    kind: EventType::Added,
-                    namespace: session.shown[name].clone(),
-                    position: Position::at(position),
-                }));
+                first.extend(
+                    session
+                        .shown(&state.namespaces)
+                        .into_iter()
+                        .map(|namespace| Item::Event {
+                            kind: EventType::Added,
+                            namespace: namespace.clone(),
+                            position: Position::at(position),
+                        }),
+                );
             }
             session
         }
@@ -269,11 +271,10 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
                     current: position,
                 })
             }
-            Lookup::At { namespaces, later } => {
+            Lookup::At { later, .. } => {
                 // The view now, taken back to the requested position, then replayed forward with the client.
                 crate::state::log::undo(&mut view, &later);
                 let mut session = Session::new(view, filter);
-                session.seed(&namespaces);
                 let mut through = requested.through.as_deref();
                 for entry in later {
                     session.process(entry, through.take(), &mut first);
@@ -330,6 +331,8 @@ pub async fn run(
             return;
         }
     }
+    // Not kept for the watch's lifetime: a watch that began with every space of its user would carry them all.
+    drop(first);
     let mut bookmarks = tokio::time::interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
     let mut items = Vec::new();
     loop {

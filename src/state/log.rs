@@ -63,12 +63,17 @@ impl Change {
 /// Takes `later` (entries, oldest first) back from `view`, newest change first: the view as it was before them.
 pub fn undo(view: &mut UserView, later: &[&Arc<Entry>]) {
     for entry in later.iter().rev() {
-        for change in entry.changes.iter().rev() {
-            match change {
-                Change::Access(change) => view.undo(change),
-                Change::Connected { cluster, change } => view.undo_connected(cluster, change),
-                Change::Namespace { .. } => {}
-            }
+        undo_entry(view, entry);
+    }
+}
+
+/// Takes one entry back from `view`.
+pub fn undo_entry(view: &mut UserView, entry: &Entry) {
+    for change in entry.changes.iter().rev() {
+        match change {
+            Change::Access(change) => view.undo(change),
+            Change::Connected { cluster, change } => view.undo_connected(cluster, change),
+            Change::Namespace { .. } => {}
         }
     }
 }
