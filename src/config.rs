@@ -64,6 +64,11 @@ pub struct Options {
     /// sending new connections first (kube-apiserver's `--shutdown-delay-duration`). `0s` closes at once.
     #[arg(long, default_value = "3s", value_parser = parse_duration_or_zero)]
     pub shutdown_delay: Duration,
+    /// Connections served at once; past it, a new connection is closed as soon as it is accepted. kube-apiserver needs
+    /// a few (it multiplexes every request and watch over HTTP/2); the cap bounds what idle or abusive connections
+    /// cost (each holds its TLS and HTTP buffers).
+    #[arg(long, default_value_t = 2000)]
+    pub max_connections: usize,
 }
 
 /// Validated settings.
@@ -79,6 +84,7 @@ pub struct Config {
     pub access_review_refresh: Duration,
     pub shutdown_grace_period: Duration,
     pub shutdown_delay: Duration,
+    pub max_connections: usize,
 }
 
 /// A duration as Kubernetes flags write them (Go's syntax, read by kube's parser: `30s`, `2m`, `1h30m`, `1.5s`), at
@@ -148,6 +154,7 @@ impl Options {
             shutdown_grace_period: self.shutdown_grace_period,
             // The delay is part of the grace period, never longer.
             shutdown_delay: self.shutdown_delay.min(self.shutdown_grace_period),
+            max_connections: self.max_connections.max(1),
         })
     }
 }

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap};
 use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,11 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Go opens extra connections past its peer's stream limit; kube-apiserver multiplexes every watch on one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// How long an HTTP/1 client may take to send a request's headers (hyper's default, made to take effect by a timer).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings: a peer that does not answer one within the timeout is gone, and its connection closed.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Everything a request may need, shared by all connections.
 pub struct App {
@@ -137,8 +142,14 @@ impl Shutdown {
 ///
 /// # Errors
 /// When accepting fails fatally.
-pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: Arc<Acceptor>,
+    app: Arc<App>,
+    max_connections: usize,
+) -> std::io::Result<()> {
     let connections = TaskTracker::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let closing = app.shutdown.closing.clone();
     loop {
         let accepted = tokio::select! {
@@ -154,9 +165,15 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
                 continue;
             }
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::debug!(%remote, max_connections, "Too many connections; closing a new one");
+            app.metrics.refused_connections.inc();
+            continue;
+        };
         let settings = acceptor.current();
         let (app, acceptor, closing) = (app.clone(), acceptor.clone(), closing.clone());
         connections.spawn(async move {
+            let _permit = permit;
             let tls = tokio_rustls::TlsAcceptor::from(settings.server_config.clone());
             let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
@@ -173,7 +190,17 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<Acceptor>, app: Arc<App>
             let peer = Arc::new(stack::Peer::accepted(certificates, acceptor));
             let service = TowerToHyperService::new(stack::stack(app, peer));
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http2().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+            // An HTTP/1 client silent for HEADER_READ_TIMEOUT, or an HTTP/2 peer that stops answering pings, is cut.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+                .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let result = tokio::select! {

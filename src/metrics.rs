@@ -5,13 +5,17 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Requests by verb, route class and code.
 #[derive(Clone)]
 pub struct RequestMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Connections closed on accepting them, past `--max-connections`.
+    pub refused_connections: IntCounter,
 }
 
 // === impl RequestMetrics ===
@@ -40,9 +44,21 @@ impl RequestMetrics {
             &["method", "route"],
         )
         .expect("valid metric");
+        let refused_connections = IntCounter::new(
+            "tenancy_apiserver_refused_connections_total",
+            "Connections closed as they were accepted, past --max-connections.",
+        )
+        .expect("valid metric");
         registry.register(Box::new(requests.clone())).expect("registered once");
         registry.register(Box::new(latency.clone())).expect("registered once");
-        RequestMetrics { requests, latency }
+        registry
+            .register(Box::new(refused_connections.clone()))
+            .expect("registered once");
+        RequestMetrics {
+            requests,
+            latency,
+            refused_connections,
+        }
     }
 
     pub fn observe(&self, method: &Method, path: &str, code: StatusCode, elapsed: Duration) {
