@@ -26,7 +26,7 @@ use tokio::sync::broadcast;
 use self::cluster::Relist;
 use self::log::{Change, Entry, Log, Namespaces};
 use crate::access::index::{subjects_of, AccessChange, Index, Scope, SubjectKey};
-use crate::access::view::{connected_part, Subjects, UserView};
+use crate::access::view::{connected_part, SharedViews, Subjects, UserView};
 use crate::access::AccessMode;
 use crate::api::account::{Account, AccountQuota, SpaceTemplate};
 use crate::authn::User;
@@ -160,6 +160,8 @@ pub struct Cache {
     ready: AtomicBool,
     /// Counts applied events; every subscriber wakes on each (the reconcilers and the accounts watches look again).
     generation: tokio::sync::watch::Sender<u64>,
+    /// The views of open watches, one per user and position.
+    views: Arc<SharedViews>,
 }
 
 // === impl Cache ===
@@ -204,6 +206,7 @@ impl Cache {
             entries: broadcast::channel(WATCH_BUFFER).0,
             ready: AtomicBool::new(false),
             generation: tokio::sync::watch::Sender::new(0),
+            views: Arc::default(),
         }
     }
 
@@ -222,6 +225,12 @@ impl Cache {
             AccessMode::Sar => vec![crate::access::index::identity_subject(user)],
         };
         Subjects { local, connected }
+    }
+
+    /// The views open watches share.
+    #[must_use]
+    pub fn views(&self) -> &Arc<SharedViews> {
+        &self.views
     }
 
     /// A receiver that wakes after each applied event.

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
-use crate::access::view::{Effect, UserView};
+use crate::access::view::{Effect, SharedViews, UserView};
 use crate::authn::User;
 use crate::state::log::{Change, Entry, Log, Lookup, Namespaces, Position};
 use crate::state::Cache;
@@ -125,8 +125,10 @@ pub type Filter = Box<dyn Fn(&Namespace) -> bool + Send + Sync>;
 /// kept: it is exactly what that view and the namespaces at that position let through (kept, it was a map of every
 /// shown space per open watch, most of a watch's memory).
 pub struct Session {
-    view: UserView,
+    /// Shared with the other watches of its user at the same position.
+    view: Arc<UserView>,
     filter: Filter,
+    views: Arc<SharedViews>,
 }
 
 /// A started watch: what to send first, and the live entries to follow.
@@ -142,13 +144,23 @@ pub struct Started {
 // === impl Session ===
 
 impl Session {
-    fn new(view: UserView, filter: Filter) -> Self {
-        Session { view, filter }
+    fn new(view: Arc<UserView>, filter: Filter, views: Arc<SharedViews>) -> Self {
+        Session { view, filter, views }
     }
 
     /// `namespace` (named `name`), if this watcher's user sees it and its selectors let it through.
     fn visible<'a>(&self, name: &str, namespace: Option<&'a Arc<Namespace>>) -> Option<&'a Arc<Namespace>> {
-        namespace.filter(|ns| self.view.sees(name) && (self.filter)(ns))
+        self.visible_in(&self.view, name, namespace)
+    }
+
+    /// [`Session::visible`] under `view`.
+    fn visible_in<'a>(
+        &self,
+        view: &UserView,
+        name: &str,
+        namespace: Option<&'a Arc<Namespace>>,
+    ) -> Option<&'a Arc<Namespace>> {
+        namespace.filter(|ns| view.sees(name) && (self.filter)(ns))
     }
 
     /// What the client is shown of `namespaces`, in name order.
@@ -174,15 +186,20 @@ impl Session {
         let first = out.len();
         let mut affected = BTreeSet::new();
         let mut everything = false;
+        let mut moves_view = false;
         // A namespace as it was before this entry, for those it changes: the value before its first change here.
         let mut before: HashMap<&str, Option<&Arc<Namespace>>> = HashMap::new();
         for change in &entry.changes {
-            match change.apply_to(&mut self.view) {
+            match change.effect_on(&self.view) {
                 Effect::None => {}
                 Effect::One(name) => {
+                    moves_view = true;
                     affected.insert(name);
                 }
-                Effect::All => everything = true,
+                Effect::All => {
+                    moves_view = true;
+                    everything = true;
+                }
             }
             if let Change::Namespace { name, old } = change {
                 affected.insert(name.clone());
@@ -197,16 +214,21 @@ impl Session {
             affected.extend(entry.every_name().cloned());
         }
         let before_of = |name: &str| before.get(name).copied().unwrap_or_else(|| entry.namespace(name));
-        // What the client was shown before: the view taken back over this entry, then brought forward again.
-        crate::state::log::undo_entry(&mut self.view, entry);
-        let was_shown: Vec<bool> = affected
-            .iter()
-            .map(|name| self.visible(name, before_of(name)).is_some())
-            .collect();
-        for change in &entry.changes {
-            change.apply_to(&mut self.view);
+        let was_view = self.view.clone();
+        if moves_view {
+            self.view = match self.views.get(self.view.subjects(), entry.position) {
+                Some(shared) => shared,
+                None => {
+                    let mut view = UserView::clone(&self.view);
+                    for change in &entry.changes {
+                        change.apply_to(&mut view);
+                    }
+                    self.views.share(entry.position, Arc::new(view))
+                }
+            };
         }
-        for (name, was_shown) in affected.into_iter().zip(was_shown) {
+        for name in affected {
+            let was_shown = self.visible_in(&was_view, &name, before_of(&name)).is_some();
             let position = through
                 .is_none_or(|through| name.as_str() > through)
                 .then(|| Position::inside(entry.position, &name));
@@ -243,12 +265,17 @@ impl Session {
 pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<Started, Error> {
     let state = cache.read();
     let entries = cache.subscribe(&state);
-    let mut view = state.view(cache.subjects(user));
+    let subjects = cache.subjects(user);
     let position = state.log.position();
+    let views = cache.views().clone();
     let mut first = Vec::new();
     let session = match from {
         From::Now { initial_events } => {
-            let session = Session::new(view, filter);
+            let view = match views.get(&subjects, position) {
+                Some(shared) => shared,
+                None => views.share(position, Arc::new(state.view(subjects))),
+            };
+            let session = Session::new(view, filter, views);
             if initial_events {
                 first.extend(
                     session
@@ -273,8 +300,9 @@ pub fn start(cache: &Cache, user: &User, filter: Filter, from: From) -> Result<S
             }
             Lookup::At { later, .. } => {
                 // The view now, taken back to the requested position, then replayed forward with the client.
+                let mut view = state.view(subjects);
                 crate::state::log::undo(&mut view, &later);
-                let mut session = Session::new(view, filter);
+                let mut session = Session::new(Arc::new(view), filter, views);
                 let mut through = requested.through.as_deref();
                 for entry in later {
                     session.process(entry, through.take(), &mut first);

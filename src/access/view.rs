@@ -1,14 +1,20 @@
 //! One user's visibility, derived from the index of each cluster and movable along the change log: forward (a watch
 //! applying new changes) and backward (a resume or a paged list looking at an older position). A connected cluster's
 //! grants count only for its own spaces (`<cluster>.<namespace>`), never for another cluster's.
+//!
+//! Open watches share views: a view is a function of the user's subjects and a log position, so every watch of one
+//! user at one position holds the same one ([`SharedViews`]), instead of a copy of every space its user may see each.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use super::index::{AccessChange, Index, Scope, SubjectKey};
 
 /// The index subjects a user matches: in this cluster (as the access mode says), and in connected clusters (its name
 /// and groups, which their RBAC decides on).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Subjects {
     pub local: Vec<SubjectKey>,
     pub connected: Vec<SubjectKey>,
@@ -102,6 +108,28 @@ impl UserView {
         self.names.keys()
     }
 
+    #[must_use]
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// What a change of this cluster (`cluster` `None`) or of a connected one would do to this view, without doing it.
+    #[must_use]
+    pub fn effect(&self, cluster: Option<&str>, change: &AccessChange) -> Effect {
+        let subjects = match cluster {
+            None => &self.subjects.local,
+            Some(_) => &self.subjects.connected,
+        };
+        if !subjects.contains(&change.subject) {
+            return Effect::None;
+        }
+        match (&change.scope, cluster) {
+            (Scope::All, _) => Effect::All,
+            (Scope::One(name), None) => Effect::One(name.clone()),
+            (Scope::One(name), Some(cluster)) => Effect::One(space_name(cluster, name)),
+        }
+    }
+
     /// Applies a change of this cluster going forward.
     pub fn apply(&mut self, change: &AccessChange) -> Effect {
         self.shift(None, change, change.gained)
@@ -159,5 +187,56 @@ impl UserView {
                 Effect::One(name)
             }
         }
+    }
+}
+
+/// The views of open watches, each held once per user and position: a watch that moves its view to a position where
+/// another watch of the same user already holds one takes that one and drops its own.
+#[derive(Debug, Default)]
+pub struct SharedViews {
+    views: Mutex<Pool>,
+}
+
+#[derive(Debug, Default)]
+struct Pool {
+    /// The newest view held of each user's subjects, and its position.
+    by_subjects: HashMap<Subjects, (u64, Weak<UserView>)>,
+    /// Entries at the last sweep of views nobody holds.
+    swept_at: usize,
+}
+
+// === impl SharedViews ===
+
+impl SharedViews {
+    /// The view of `subjects` at `position`, if a watch holds it.
+    #[must_use]
+    pub fn get(&self, subjects: &Subjects, position: u64) -> Option<Arc<UserView>> {
+        let pool = self.views.lock();
+        let (held_at, view) = pool.by_subjects.get(subjects)?;
+        (*held_at == position).then(|| view.upgrade()).flatten()
+    }
+
+    /// `view`, which is at `position`, or the equal one a watch already holds there.
+    #[must_use]
+    pub fn share(&self, position: u64, view: Arc<UserView>) -> Arc<UserView> {
+        let mut pool = self.views.lock();
+        if let Some((held_at, held)) = pool.by_subjects.get(&view.subjects) {
+            if *held_at == position {
+                if let Some(held) = held.upgrade() {
+                    return held;
+                }
+            }
+            if *held_at > position && held.strong_count() > 0 {
+                // A newer one is held: this watch is behind, and keeps its own until it gets there.
+                return view;
+            }
+        }
+        pool.by_subjects
+            .insert(view.subjects.clone(), (position, Arc::downgrade(&view)));
+        if pool.by_subjects.len() >= 2 * pool.swept_at.max(64) {
+            pool.by_subjects.retain(|_, (_, view)| view.strong_count() > 0);
+            pool.swept_at = pool.by_subjects.len();
+        }
+        view
     }
 }

@@ -60,6 +60,18 @@ impl Change {
     }
 }
 
+impl Change {
+    /// What this change would do to one user's view, without doing it.
+    #[must_use]
+    pub fn effect_on(&self, view: &UserView) -> Effect {
+        match self {
+            Change::Access(change) => view.effect(None, change),
+            Change::Connected { cluster, change } => view.effect(Some(cluster), change),
+            Change::Namespace { .. } => Effect::None,
+        }
+    }
+}
+
 /// Takes `later` (entries, oldest first) back from `view`, newest change first: the view as it was before them.
 pub fn undo(view: &mut UserView, later: &[&Arc<Entry>]) {
     for entry in later.iter().rev() {

@@ -86,6 +86,48 @@ fn grants_and_revocations_reach_only_the_affected_user() {
 }
 
 #[test]
+fn the_watches_of_one_user_share_one_view_and_each_still_gets_its_own_exact_events() {
+    let cache = cache();
+    let now = || From::Now { initial_events: true };
+    let mut first = start(&cache, &user("alice"), everything(), now()).expect("started");
+    let mut second = start(&cache, &user("alice"), everything(), now()).expect("started");
+    let mut bob = start(&cache, &user("bob"), everything(), now()).expect("started");
+    let shared = |a: &Started, b: &Started| Arc::ptr_eq(&a.session.view, &b.session.view);
+    assert!(shared(&first, &second), "one user at one position: one view");
+    assert!(!shared(&first, &bob));
+
+    cache.apply(Update::RoleBinding(Event::Apply(binding("a", "rb", "alice", 10))));
+    assert_eq!(drain(&mut first), [(EventType::Added, "a".to_owned())]);
+    assert!(!shared(&first, &second), "the second has not moved yet");
+    // The second watch moves later, onto the first's view, with the same events.
+    cache.apply(Update::RoleBinding(Event::Apply(binding("b", "rb", "alice", 11))));
+    cache.apply(Update::RoleBinding(Event::Delete(binding("a", "rb", "alice", 12))));
+    let events = [
+        (EventType::Added, "a".to_owned()),
+        (EventType::Added, "b".to_owned()),
+        (EventType::Deleted, "a".to_owned()),
+    ];
+    assert_eq!(drain(&mut second), events);
+    assert_eq!(drain(&mut first), events[1..]);
+    assert!(shared(&first, &second));
+    assert!(first.session.view.sees("b") && !first.session.view.sees("a"));
+    assert_eq!(drain(&mut bob), []);
+
+    // A watch resumed from an older position replays exactly, whatever the others hold.
+    let position = first.position;
+    let mut resumed = start(
+        &cache,
+        &user("alice"),
+        everything(),
+        From::Position(Position::at(position)),
+    )
+    .expect("in the log");
+    assert_eq!(summary(&resumed.first), events);
+    assert_eq!(drain(&mut resumed), []);
+    assert!(shared(&first, &resumed), "the replay ends on the view the others hold");
+}
+
+#[test]
 fn namespace_creation_and_deletion_follow_existing_grants() {
     let cache = cache();
     cache.apply(Update::RoleBinding(Event::Apply(binding("c", "rb", "alice", 10))));
