@@ -12,7 +12,6 @@
 #[allow(dead_code, reason = "shared with the benchmarks, which use all of it")]
 mod memory;
 #[path = "../benches/world/mod.rs"]
-#[allow(dead_code, reason = "shared with the benchmarks, which use all of it")]
 mod world;
 
 use std::alloc::System;
