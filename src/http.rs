@@ -55,6 +55,9 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Go opens extra connections past its peer's stream limit; kube-apiserver multiplexes every watch on one connection.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// What HTTP/2 buffers per stream that its peer has not taken yet (hyper's default is 400 KiB): an unread watch holds
+/// at most this and its WATCH_FRAMES until SEND_TIMEOUT closes it.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
 /// How long an HTTP/1 client may take to send a request's headers (hyper's default, made to take effect by a timer).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 pings: a peer that does not answer one within the timeout is gone, and its connection closed.
@@ -199,6 +202,7 @@ pub async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+                .max_send_buf_size(MAX_SEND_BUFFER)
                 .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
                 .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
             let connection = builder.serve_connection(TokioIo::new(stream), service);

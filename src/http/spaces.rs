@@ -24,8 +24,9 @@ use crate::backend::review::Hold;
 use crate::spaces::{self as registry, table, write, FieldError, Problem};
 use crate::watch;
 
-/// Events between the watcher task and the response body; small, since the watcher's own entry buffer absorbs bursts.
-const WATCH_FRAMES: usize = 64;
+/// Events between the watcher task and the response body; small, since the watcher's own entry buffer absorbs bursts
+/// (and an unread watch holds these until it is closed).
+const WATCH_FRAMES: usize = 16;
 
 /// # Errors
 /// Whatever the registry or the writer refuses, bad options or bodies, or a representation this server cannot give.
