@@ -9,6 +9,7 @@ pub mod connections;
 pub mod console;
 pub mod discovery;
 pub mod error;
+pub mod idle;
 pub mod media_type;
 pub mod negotiate;
 pub mod ops;
@@ -141,7 +142,8 @@ impl Shutdown {
 
 /// Accepts connections until the server closes ([`Shutdown::close`]), each served on its own task; then stops
 /// accepting, tells every connection to finish (HTTP/1.1: after its response in flight; HTTP/2: GOAWAY, then its open
-/// streams) and returns once all have.
+/// streams) and returns once all have. At most `max_connections` are served at once (a new one past it is closed as
+/// it is accepted), and one idle for [`idle::IDLE_TIMEOUT`] is told to finish the same way.
 ///
 /// # Errors
 /// When accepting fails fatally.
@@ -191,7 +193,8 @@ pub async fn serve(
             };
             let certificates = tls::PeerCertificates::of(stream.get_ref().1, &settings.request_header);
             let peer = Arc::new(stack::Peer::accepted(certificates, acceptor));
-            let service = TowerToHyperService::new(stack::stack(app, peer));
+            let activity = idle::Activity::new();
+            let service = TowerToHyperService::new(idle::track(stack::stack(app, peer), activity.clone()));
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             // An HTTP/1 client silent for HEADER_READ_TIMEOUT, or an HTTP/2 peer that stops answering pings, is cut.
             builder
@@ -210,6 +213,11 @@ pub async fn serve(
             let result = tokio::select! {
                 result = connection.as_mut() => result,
                 () = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+                () = activity.idle_for(idle::IDLE_TIMEOUT) => {
+                    tracing::debug!(%remote, "Closing an idle connection");
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
