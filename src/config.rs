@@ -69,6 +69,10 @@ pub struct Options {
     /// cost (each holds its TLS and HTTP buffers).
     #[arg(long, default_value_t = 2000)]
     pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed (a watch is in flight while it is open), one
+    /// that never sent a request included. kube-apiserver dials again when it next needs one.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_connection_timeout: Duration,
 }
 
 /// Validated settings.
@@ -84,7 +88,14 @@ pub struct Config {
     pub access_review_refresh: Duration,
     pub shutdown_grace_period: Duration,
     pub shutdown_delay: Duration,
+    pub connections: Limits,
+}
+
+/// What connections may cost: how many are served at once, and how long one may carry nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
     pub max_connections: usize,
+    pub idle_timeout: Duration,
 }
 
 /// A duration as Kubernetes flags write them (Go's syntax, read by kube's parser: `30s`, `2m`, `1h30m`, `1.5s`), at
@@ -154,7 +165,10 @@ impl Options {
             shutdown_grace_period: self.shutdown_grace_period,
             // The delay is part of the grace period, never longer.
             shutdown_delay: self.shutdown_delay.min(self.shutdown_grace_period),
-            max_connections: self.max_connections.max(1),
+            connections: Limits {
+                max_connections: self.max_connections.max(1),
+                idle_timeout: self.idle_connection_timeout,
+            },
         })
     }
 }

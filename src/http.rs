@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::authn::{self, User};
 use crate::authz::Authorizer;
+use crate::config::Limits;
 use crate::metrics::RequestMetrics;
 use crate::spaces::Registry;
 use crate::tls::{self, Acceptor};
@@ -142,8 +143,8 @@ impl Shutdown {
 
 /// Accepts connections until the server closes ([`Shutdown::close`]), each served on its own task; then stops
 /// accepting, tells every connection to finish (HTTP/1.1: after its response in flight; HTTP/2: GOAWAY, then its open
-/// streams) and returns once all have. At most `max_connections` are served at once (a new one past it is closed as
-/// it is accepted), and one idle for [`idle::IDLE_TIMEOUT`] is told to finish the same way.
+/// streams) and returns once all have. At most [`Limits::max_connections`] are served at once (a new one past it is
+/// closed as it is accepted), and one idle for [`Limits::idle_timeout`] is told to finish the same way.
 ///
 /// # Errors
 /// When accepting fails fatally.
@@ -151,10 +152,10 @@ pub async fn serve(
     listener: TcpListener,
     acceptor: Arc<Acceptor>,
     app: Arc<App>,
-    max_connections: usize,
+    limits: Limits,
 ) -> std::io::Result<()> {
     let connections = TaskTracker::new();
-    let open = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let closing = app.shutdown.closing.clone();
     loop {
         let accepted = tokio::select! {
@@ -171,7 +172,7 @@ pub async fn serve(
             }
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            tracing::debug!(%remote, max_connections, "Too many connections; closing a new one");
+            tracing::debug!(%remote, limits.max_connections, "Too many connections; closing a new one");
             app.metrics.refused_connections.inc();
             continue;
         };
@@ -216,7 +217,7 @@ pub async fn serve(
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
-                () = activity.idle_for(idle::IDLE_TIMEOUT) => {
+                () = activity.idle_for(limits.idle_timeout) => {
                     tracing::debug!(%remote, "Closing an idle connection");
                     connection.as_mut().graceful_shutdown();
                     connection.await

@@ -300,7 +300,7 @@ async fn serve(config: config::Config) -> Result<(), Error> {
         })?;
     tracing::info!(addr = %config.listen, "Serving");
     tokio::spawn(acceptor.clone().watch_files());
-    let mut server = tokio::spawn(http::serve(listener, acceptor, app.clone(), config.max_connections));
+    let mut server = tokio::spawn(http::serve(listener, acceptor, app.clone(), config.connections));
     tokio::select! {
         result = &mut server => return result.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve),
         () = shutdown_signal() => {}

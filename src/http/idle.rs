@@ -1,6 +1,6 @@
 //! Idle connections: a connection with no request in flight (a watch is in flight until its response ends) for
-//! [`IDLE_TIMEOUT`] is closed, whatever its protocol, including one that never sent a byte after its TLS handshake.
-//! Together with `--max-connections` this bounds what idle or abandoned connections cost.
+//! `--idle-connection-timeout` is closed, whatever its protocol, including one that never sent a byte after its TLS
+//! handshake. Together with `--max-connections` this bounds what idle or abandoned connections cost.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,10 +15,6 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use super::{Body, BoxError, Response};
-
-/// How long a connection may carry nothing. kube-apiserver's connection carries every watch through the aggregator,
-/// so it is idle only when nothing is asked of this server; Go then simply dials again.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One connection's requests in flight, and when it last did anything (milliseconds after it was accepted).
 pub struct Activity {

@@ -280,3 +280,96 @@ fn json_logs_give_one_line_per_request_with_verb_user_code_latency_and_audit_id(
     assert_eq!(span["path"], "/apis/tenancy.loft.sh/v1/spaces", "{line}");
     assert_eq!(span["method"], "GET", "{line}");
 }
+
+/// A TLS connection to `port` (the handshake done, nothing sent), or why not.
+fn silent_connection(port: u16) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(env().path("SERVER_CA_CERT")).expect("the CA") {
+        roots.add(ca.expect("a certificate")).expect("the server's CA");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").expect("a name");
+    let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a client");
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).expect("a timeout");
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(rustls::StreamOwned::new(tls, tcp))
+}
+
+/// Whether the server closed `connection` within `timeout` (a read ends, rather than timing out).
+fn closed_within(
+    connection: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    timeout: Duration,
+) -> bool {
+    use std::io::Read;
+    connection.sock.set_read_timeout(Some(timeout)).expect("a timeout");
+    let mut buffer = [0u8; 64];
+    match connection.read(&mut buffer) {
+        Ok(read) => read == 0,
+        Err(error) => !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_at_once_and_idle_ones_after_the_idle_timeout() {
+    let replica = Replica::start_with(
+        &[],
+        None,
+        &["--max-connections", "3", "--idle-connection-timeout", "3s"],
+    );
+    // Three that say nothing after their handshakes (again, while the readiness check's connection is let go).
+    let mut silent = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while silent.len() < 3 {
+        match silent_connection(replica.port()) {
+            Ok(connection) => silent.push(connection),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Err(error) => panic!("three connections could not be made: {error}"),
+        }
+    }
+    let started = Instant::now();
+    assert!(
+        silent_connection(replica.port()).is_err(),
+        "a fourth connection is closed as it is accepted"
+    );
+    for connection in &mut silent {
+        assert!(
+            closed_within(connection, Duration::from_secs(15)),
+            "an idle connection is closed"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the idle timeout ({:?})",
+        started.elapsed()
+    );
+    // Room again: a request is served.
+    let ca = env().path("SERVER_CA_CERT").display().to_string();
+    let (code, body) = curl(&format!("{}/readyz", replica.url), &["--cacert", &ca]);
+    assert_eq!(code, 200, "{body}");
+    let (_, metrics) = replica.request_as(ADMIN.0, ADMIN.1, "GET", "/metrics", None);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("tenancy_apiserver_refused_connections_total ") && !line.ends_with(" 0")),
+        "the refusal is counted: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("refused"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
