@@ -171,6 +171,11 @@ pub async fn serve(
                 continue;
             }
         };
+        // Watch events are small writes that must go out at once: Nagle's algorithm held each for tens of
+        // milliseconds, waiting on kube-apiserver's delayed ACK.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%remote, %error, "Could not set TCP_NODELAY");
+        }
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::debug!(%remote, limits.max_connections, "Too many connections; closing a new one");
             app.metrics.refused_connections.inc();

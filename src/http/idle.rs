@@ -88,10 +88,12 @@ where
     tower::service_fn(move |request: R| {
         let in_flight = activity.begin();
         let call = inner.clone().oneshot(request);
-        async move {
+        // Boxed: hyper keeps a request's future in the task that then streams its response, sized for the larger of
+        // the two, for as long as a watch is open; a box is let go once the response is made.
+        Box::pin(async move {
             let response = call.await?;
             Ok(response.map(|body| Tracked { body, in_flight }.boxed_unsync()))
-        }
+        })
     })
 }
 
