@@ -6,9 +6,10 @@
 # Build: deploy/build-binary.sh, the release build CI runs too (tests/run.sh), with its check that the binary is static.
 # Here it builds for musl (Alpine's own target, so no cross toolchain), which Rust links statically.
 FROM rust:1.95-alpine AS build
-# A C compiler and musl's headers for ring's C and assembly parts (gcc brings binutils' readelf for the static check);
+# A C compiler, make and musl's headers for ring's C and assembly parts and jemalloc (gcc brings binutils' readelf for
+# the static check);
 # CA certificates for the final image.
-RUN apk add --no-cache gcc musl-dev ca-certificates
+RUN apk add --no-cache gcc make musl-dev ca-certificates
 WORKDIR /src
 COPY . .
 # Its stdout is the binary's path alone (cargo reports on stderr).
