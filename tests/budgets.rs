@@ -17,8 +17,6 @@ mod world;
 use std::alloc::System;
 use std::sync::Arc;
 
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tenancy_apiserver::state::Update;
@@ -94,24 +92,12 @@ fn per_namespace_per_watch_and_per_entry_memory_stay_within_budget() {
 
     let before = live();
     for i in 0..changes {
-        let binding = ClusterRoleBinding {
-            metadata: ObjectMeta {
-                name: Some("budget-grant".to_owned()),
-                resource_version: Some((base + (changes + i) as u64).to_string()),
-                ..ObjectMeta::default()
-            },
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".to_owned(),
-                kind: "ClusterRole".to_owned(),
-                name: "view".to_owned(),
-            },
-            subjects: Some(vec![Subject {
-                api_group: Some("rbac.authorization.k8s.io".to_owned()),
-                kind: "Group".to_owned(),
-                name: "nobody-is-in-it".to_owned(),
-                namespace: None,
-            }]),
-        };
+        let binding = world::objects::cluster_role_binding(
+            "budget-grant",
+            "view",
+            vec![world::objects::group("nobody-is-in-it")],
+            base + (changes + i) as u64,
+        );
         cache.apply(Update::ClusterRoleBinding(if i % 2 == 0 {
             Event::Apply(binding)
         } else {

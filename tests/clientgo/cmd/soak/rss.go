@@ -4,16 +4,14 @@ package main
 // with the pids from the env's PID_DIR.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"tenancy-apiserver/tests/clientgo/internal/procstat"
 )
 
 type rssSample struct {
@@ -30,39 +28,17 @@ type rssSeries struct {
 }
 
 func newSeries(pidDir, name string) (*rssSeries, error) {
-	raw, err := os.ReadFile(filepath.Join(pidDir, name+".pid"))
+	pid, err := procstat.Pid(pidDir, name)
 	if err != nil {
 		return nil, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return nil, fmt.Errorf("%s.pid: %w", name, err)
-	}
-	s := &rssSeries{name: name, pid: pid}
-	if _, err := vmRSS(pid); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return &rssSeries{name: name, pid: pid}, nil
 }
 
+// vmRSS is the process's resident set size in bytes.
 func vmRSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if rest, ok := strings.CutPrefix(scanner.Text(), "VmRSS:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) != 2 || fields[1] != "kB" {
-				return 0, fmt.Errorf("unexpected VmRSS line %q", scanner.Text())
-			}
-			kb, err := strconv.ParseInt(fields[0], 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no VmRSS (a zombie?)", pid)
+	kb, err := procstat.StatusKB(pid, "VmRSS")
+	return kb * 1024, err
 }
 
 func (s *rssSeries) sample() {

@@ -4,12 +4,10 @@ package main
 // from the env's PID_DIR, and this program's own.
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+
+	"tenancy-apiserver/tests/clientgo/internal/procstat"
 )
 
 type procs struct {
@@ -17,49 +15,15 @@ type procs struct {
 }
 
 func newProcs(pidDir string) (*procs, error) {
-	read := func(name string) (int, error) {
-		raw, err := os.ReadFile(filepath.Join(pidDir, name+".pid"))
-		if err != nil {
-			return 0, err
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-		if err != nil {
-			return 0, fmt.Errorf("%s.pid: %w", name, err)
-		}
-		if _, err := statusKB(pid, "VmRSS"); err != nil {
-			return 0, fmt.Errorf("%s (pid %d): %w", name, pid, err)
-		}
-		return pid, nil
-	}
-	server, err := read("tenancy-apiserver")
+	server, err := procstat.Pid(pidDir, "tenancy-apiserver")
 	if err != nil {
 		return nil, err
 	}
-	apiserver, err := read("kube-apiserver")
+	apiserver, err := procstat.Pid(pidDir, "kube-apiserver")
 	if err != nil {
 		return nil, err
 	}
 	return &procs{server: server, apiserver: apiserver}, nil
-}
-
-// statusKB is the field (VmRSS, VmHWM, ...) of /proc/<pid>/status, in KB.
-func statusKB(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if rest, ok := strings.CutPrefix(scanner.Text(), field+":"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) != 2 || fields[1] != "kB" {
-				return 0, fmt.Errorf("unexpected line %q", scanner.Text())
-			}
-			return strconv.ParseInt(fields[0], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s (a zombie?)", pid, field)
 }
 
 type rssSample struct {
@@ -68,7 +32,7 @@ type rssSample struct {
 
 func (p *procs) sample() rssSample {
 	get := func(pid int, field string) int64 {
-		kb, err := statusKB(pid, field)
+		kb, err := procstat.StatusKB(pid, field)
 		if err != nil {
 			return -1
 		}
