@@ -22,6 +22,9 @@ CATCHUP_TIMEOUT="${BENCH_CATCHUP_TIMEOUT:-180}"
 SETTLE_TIMEOUT="${BENCH_SETTLE_TIMEOUT:-900}"
 # ~2,000 objects per `kubectl create`: one namespace and its 3 RoleBindings make 4.
 CHUNK_NAMESPACES=500
+BINDINGS_PER_NAMESPACE=3
+# shellcheck source=benches/lib.sh
+source "$repo/benches/lib.sh"
 
 # The world. A tenant's view should not grow with the cluster, so teams own blocks of TEAM_SIZE consecutive
 # namespaces (group bench-g<i / TEAM_SIZE>) and stay the same size as N grows; owners (user bench-u<i % OWNERS>)
@@ -108,33 +111,6 @@ expected_tenant_spaces() { # expected_tenant_spaces N
   }' | sort
 }
 
-grow_world() { # grow_world FROM TO
-  local from="$1" to="$2" start=$EPOCHREALTIME chunk_from chunk_to running=0 failed=0
-  for ((chunk_from = from; chunk_from < to; chunk_from += CHUNK_NAMESPACES)); do
-    chunk_to=$((chunk_from + CHUNK_NAMESPACES < to ? chunk_from + CHUNK_NAMESPACES : to))
-    # Chunks run side by side because one kubectl creates objects one request at a time, which leaves
-    # kube-apiserver idle between round trips. Each chunk holds its namespaces before their bindings.
-    world_yaml "$chunk_from" "$chunk_to" |
-      k create -f - >/dev/null 2>"$LOG_DIR/bench-create-$chunk_from.log" &
-    running=$((running + 1))
-    if ((running >= CREATE_JOBS)); then
-      wait -n || failed=1
-      running=$((running - 1))
-    fi
-  done
-  while ((running > 0)); do
-    wait -n || failed=1
-    running=$((running - 1))
-  done
-  if ((failed)); then
-    cat "$LOG_DIR"/bench-create-*.log >&2
-    die "creating namespaces $from..$((to - 1)) failed"
-  fi
-  local objects=$(((to - from) * 4))
-  awk -v a="$start" -v b="$EPOCHREALTIME" -v n="$objects" -v ns="$((to - from))" \
-    'BEGIN { printf "created %d namespaces + %d RoleBindings (%d objects) in %.1f s, %.0f objects/s\n", ns, n - ns, n, b - a, n / (b - a) }'
-}
-
 # Timing before the server has seen the new world would time a smaller list, so wait until both views are complete:
 # the tenant's (exactly the bench namespaces RBAC grants) and the admin's (every namespace).
 # Spaces outside the bench world (a shared space, visible to everyone) are not the bench's RBAC; they are reported.
@@ -170,25 +146,6 @@ wait_caught_up() { # wait_caught_up N
   if ((TENANT_COUNT < 30 || TENANT_COUNT > 60)); then
     log "note: the tenant sees $TENANT_COUNT spaces, outside the 30-60 this benchmark is meant for (N too small?)"
   fi
-}
-
-# kube-controller-manager gives every new namespace a `default` ServiceAccount and a kube-root-ca.crt ConfigMap at its
-# client rate limit, so it keeps writing for minutes after a large world is created. While anything writes,
-# kube-apiserver's consistent lists wait for the watch cache's next progress notification (~100 ms), and that wait
-# would be timed as the baseline; so timing starts once the cluster is quiet.
-wait_settled() {
-  local start=$EPOCHREALTIME deadline=$((SECONDS + SETTLE_TIMEOUT)) all_ns sa cm
-  all_ns="$(k get namespaces -o name | wc -l)"
-  while :; do
-    sa="$(k get serviceaccounts -A --field-selector metadata.name=default -o name | wc -l)"
-    cm="$(k get configmaps -A --field-selector metadata.name=kube-root-ca.crt -o name | wc -l)"
-    ((sa >= all_ns && cm >= all_ns)) && break
-    ((SECONDS < deadline)) ||
-      die "kube-controller-manager did not finish the new namespaces within ${SETTLE_TIMEOUT}s ($sa ServiceAccounts, $cm ConfigMaps, $all_ns namespaces)"
-    sleep 2
-  done
-  awk -v a="$start" -v b="$EPOCHREALTIME" \
-    'BEGIN { printf "cluster settled after %.1f s more (kube-controller-manager done with every namespace)\n", b - a }'
 }
 
 # The cluster's current revision (a consistent list returns it), to count the writes that happened while timing.

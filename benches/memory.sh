@@ -44,6 +44,9 @@ CATCHUP_TIMEOUT="${BENCH_CATCHUP_TIMEOUT:-180}"
 SETTLE_TIMEOUT="${BENCH_SETTLE_TIMEOUT:-900}"
 # ~1,500 objects per `kubectl create`: one namespace and its 2 RoleBindings make 3.
 CHUNK_NAMESPACES=500
+BINDINGS_PER_NAMESPACE=2
+# shellcheck source=benches/lib.sh
+source "$repo/benches/lib.sh"
 GROUPS_N=10
 USERS_N=100
 LIST_RUNS=5
@@ -135,31 +138,6 @@ expected_spaces() { # expected_spaces N GROUP_INDEX
   awk -v n="$1" -v g="$2" -v groups="$GROUPS_N" 'BEGIN { for (i = 0; i < n; i++) if (i % groups == g) print "mem-" i }' | sort
 }
 
-grow_world() { # grow_world FROM TO
-  local from="$1" to="$2" start=$EPOCHREALTIME chunk_from chunk_to running=0 failed=0
-  for ((chunk_from = from; chunk_from < to; chunk_from += CHUNK_NAMESPACES)); do
-    chunk_to=$((chunk_from + CHUNK_NAMESPACES < to ? chunk_from + CHUNK_NAMESPACES : to))
-    # Chunks run side by side: one kubectl creates objects one request at a time. Namespaces before their bindings.
-    world_yaml "$chunk_from" "$chunk_to" |
-      k create -f - >/dev/null 2>"$LOG_DIR/bench-create-$chunk_from.log" &
-    running=$((running + 1))
-    if ((running >= CREATE_JOBS)); then
-      wait -n || failed=1
-      running=$((running - 1))
-    fi
-  done
-  while ((running > 0)); do
-    wait -n || failed=1
-    running=$((running - 1))
-  done
-  if ((failed)); then
-    cat "$LOG_DIR"/bench-create-*.log >&2
-    die "creating namespaces $from..$((to - 1)) failed"
-  fi
-  awk -v a="$start" -v b="$EPOCHREALTIME" -v ns="$((to - from))" \
-    'BEGIN { printf "created %d namespaces + %d RoleBindings in %.1f s, %.0f objects/s\n", ns, 2 * ns, b - a, 3 * ns / (b - a) }'
-}
-
 # The tenant sees exactly the mem- namespaces RBAC grants it (other spaces, from the env or the watch phase's
 # grants, are reported), and the admin sees every namespace.
 wait_caught_up() { # wait_caught_up N
@@ -189,23 +167,6 @@ wait_caught_up() { # wait_caught_up N
       printf "caught up after %.1f s: %s (group %s) sees %d spaces: exactly the %d mem- namespaces RBAC grants", b - a, u, g, t, w
       printf " plus %d others%s; admin sees all %d namespaces\n", o, (o ? " (" names (o > 4 ? ", ..." : "") ")" : ""), c
     }'
-}
-
-# kube-controller-manager gives every new namespace a `default` ServiceAccount and a kube-root-ca.crt ConfigMap at its
-# client rate limit, for minutes after a large world is created; memory is sampled once the cluster is quiet.
-wait_settled() {
-  local start=$EPOCHREALTIME deadline=$((SECONDS + SETTLE_TIMEOUT)) all_ns sa cm
-  all_ns="$(k get namespaces -o name | wc -l)"
-  while :; do
-    sa="$(k get serviceaccounts -A --field-selector metadata.name=default -o name | wc -l)"
-    cm="$(k get configmaps -A --field-selector metadata.name=kube-root-ca.crt -o name | wc -l)"
-    ((sa >= all_ns && cm >= all_ns)) && break
-    ((SECONDS < deadline)) ||
-      die "kube-controller-manager did not finish the new namespaces within ${SETTLE_TIMEOUT}s ($sa ServiceAccounts, $cm ConfigMaps, $all_ns namespaces)"
-    sleep 2
-  done
-  awk -v a="$start" -v b="$EPOCHREALTIME" \
-    'BEGIN { printf "cluster settled after %.1f s more (kube-controller-manager done with every namespace)\n", b - a }'
 }
 
 # ------------------------------------------------------------------------------------------------------------ lists
